@@ -1,0 +1,183 @@
+"""What the scheduler tells its subscribers (the console, the store, the headless log).
+
+Events are delivered on the event loop, in order, as they happen; subscribers never need to poll
+the jobs. A subscriber is either a plain callback (called synchronously: keep it quick) or an
+async iterator from `EventBroker.stream()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .run import Run
+
+log = logging.getLogger("jobtui.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time: float  # wall clock, seconds since the epoch
+
+    @property
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.time, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStarted(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStopped(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class JobAdded(Event):
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobModified(Event):
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRemoved(Event):
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobStateChanged(Event):
+    """Paused, resumed, disabled, finished: ``state`` is the new JobState, ``reason`` why."""
+
+    job_id: str
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    """A run is about to start its first attempt (or a retry: see ``run.attempt``)."""
+
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress(Event):
+    """The run's progress, status message or output changed (coalesced per loop turn)."""
+
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class RunRetrying(Event):
+    """An attempt failed; the next one starts at ``retry_at`` (wall clock)."""
+
+    run: Run
+    retry_at: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class OccurrenceSkipped(Event):
+    """An occurrence did not run because of the overlap policy; ``run`` is its record."""
+
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class OccurrenceMissed(Event):
+    """An occurrence did not run because of catch-up or misfire grace; ``run`` is its record."""
+
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class ClockJumped(Event):
+    """The wall clock stepped (``kind`` "forward"/"backward") or the machine slept ("suspend")."""
+
+    kind: str
+    seconds: float
+
+
+Subscriber = Callable[[Event], object]
+
+
+@dataclass(slots=True)
+class _Stream:
+    queue: deque[Event] = field(default_factory=deque)
+    waiter: asyncio.Future[None] | None = None
+    maxsize: int = 100_000
+    dropped: int = 0
+
+
+class EventBroker:
+    """Fans events out to callbacks and streams, in the order they were published."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Subscriber] = []
+        self._streams: list[_Stream] = []
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._callbacks or self._streams)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
+        self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    async def stream(self, maxsize: int = 100_000) -> AsyncIterator[Event]:
+        """Iterate over events as they come. A reader that falls ``maxsize`` behind loses the
+        oldest progress events first (never a start or a finish)."""
+        stream = _Stream(maxsize=maxsize)
+        self._streams.append(stream)
+        try:
+            while True:
+                while stream.queue:
+                    yield stream.queue.popleft()
+                stream.waiter = asyncio.get_running_loop().create_future()
+                await stream.waiter
+        finally:
+            self._streams.remove(stream)
+
+    def publish(self, event: Event) -> None:
+        for callback in tuple(self._callbacks):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("an event subscriber failed on %r", event)
+        for stream in self._streams:
+            if len(stream.queue) >= stream.maxsize:
+                self._make_room(stream)
+            stream.queue.append(event)
+            waiter = stream.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    @staticmethod
+    def _make_room(stream: _Stream) -> None:
+        for index, queued in enumerate(stream.queue):
+            if isinstance(queued, RunProgress):
+                del stream.queue[index]
+                stream.dropped += 1
+                return
+        stream.queue.popleft()
+        stream.dropped += 1

@@ -1,0 +1,269 @@
+"""A run: one execution of a job for one occurrence, and what it reported while it ran."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import traceback as tb
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # an occurrence came while the job was still running (overlap)
+    MISSED = "missed"  # an occurrence fell outside the catch-up policy or misfire grace
+    ABANDONED = "abandoned"  # the process died while it ran (filled in by the state store)
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    """What went wrong: an exception's type, message and traceback, or a command's exit."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, limit: int = 64_000) -> RunError:
+        text = "".join(tb.format_exception(exc))
+        if len(text) > limit:
+            text = text[: limit // 4] + "\n[... traceback cut ...]\n" + text[-limit // 2 :]
+        return cls(type(exc).__qualname__, str(exc), text)
+
+    @property
+    def first_line(self) -> str:
+        line = self.message.strip().splitlines()[0] if self.message.strip() else ""
+        return f"{self.type}: {line}" if line else self.type
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    time: float  # wall clock, seconds since the epoch
+    stream: str  # "stdout", "stderr" or "log" (Run.log and notes from the scheduler)
+    text: str
+
+
+class RunOutput:
+    """Captured output, capped: the first ``head_bytes`` and the last ``tail_bytes`` are kept.
+
+    What falls between is counted in ``dropped_bytes`` and ``dropped_lines``, so a job that
+    prints gigabytes costs a bounded amount of memory and the record still says how much it
+    printed. A single line longer than ``max_line`` is cut to that length.
+    """
+
+    __slots__ = (
+        "_head",
+        "_head_size",
+        "_lock",
+        "_tail",
+        "_tail_size",
+        "dropped_bytes",
+        "dropped_lines",
+        "head_bytes",
+        "max_line",
+        "tail_bytes",
+        "total_lines",
+    )
+
+    def __init__(
+        self, head_bytes: int = 64 * 1024, tail_bytes: int = 256 * 1024, max_line: int = 16 * 1024
+    ) -> None:
+        self.head_bytes = head_bytes
+        self.tail_bytes = tail_bytes
+        self.max_line = max_line
+        self._head: list[LogLine] = []
+        self._head_size = 0
+        self._tail: deque[LogLine] = deque()
+        self._tail_size = 0
+        self.dropped_bytes = 0
+        self.dropped_lines = 0
+        self.total_lines = 0
+        self._lock = threading.Lock()  # a thread job and the loop may both write
+
+    def append(self, stream: str, text: str, when: float) -> None:
+        cut = 0
+        if len(text) > self.max_line:
+            cut = len(text.encode("utf-8", "replace")) - self.max_line
+            text = text[: self.max_line] + f" [... {cut} bytes cut from this line]"
+        size = len(text.encode("utf-8", "replace")) + 1
+        line = LogLine(when, stream, text)
+        with self._lock:
+            self.total_lines += 1
+            self.dropped_bytes += max(cut, 0)
+            if self._head_size + size <= self.head_bytes and not self._tail:
+                self._head.append(line)
+                self._head_size += size
+                return
+            self._tail.append(line)
+            self._tail_size += size
+            while self._tail_size > self.tail_bytes and len(self._tail) > 1:
+                old = self._tail.popleft()
+                old_size = len(old.text.encode("utf-8", "replace")) + 1
+                self._tail_size -= old_size
+                self.dropped_bytes += old_size
+                self.dropped_lines += 1
+
+    def lines(self) -> list[LogLine]:
+        with self._lock:
+            return [*self._head, *self._tail]
+
+    def text(self) -> str:
+        """The kept output as text, with a note where lines were dropped."""
+        with self._lock:
+            parts = [line.text for line in self._head]
+            if self.dropped_lines:
+                parts.append(
+                    f"[... {self.dropped_lines} lines ({self.dropped_bytes} bytes) dropped ...]"
+                )
+            parts.extend(line.text for line in self._tail)
+        return "\n".join(parts)
+
+    def __len__(self) -> int:
+        return len(self._head) + len(self._tail)
+
+
+_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "jobtui_current_run", default=None
+)
+
+
+def current_run() -> Run | None:
+    """The run the calling code belongs to, from inside a job body (async or thread)."""
+    return _current_run.get()
+
+
+class Run:
+    """One execution of a job for one occurrence (``scheduled_for``), across its retries.
+
+    A job body writes ``progress`` (0..1, or None for indeterminate) and ``status_message``, and
+    calls ``log()``; the console and the store are told through the scheduler's events. It is
+    safe to set these from a worker thread.
+    """
+
+    __slots__ = (
+        "_notify",
+        "_progress",
+        "_scheduled_ts",
+        "_started_ts",
+        "_status_message",
+        "_finished_ts",
+        "_wall",
+        "attempt",
+        "error",
+        "exit_code",
+        "job_id",
+        "manual",
+        "output",
+        "outcome",
+        "reason",
+        "run_id",
+        "signal",
+    )
+
+    def __init__(
+        self,
+        job_id: str,
+        run_id: str,
+        scheduled_ts: float,
+        *,
+        manual: bool = False,
+        wall: Callable[[], float] | None = None,
+        output: RunOutput | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.run_id = run_id
+        self._scheduled_ts = scheduled_ts
+        self.manual = manual
+        self.attempt = 0
+        self._started_ts: float | None = None
+        self._finished_ts: float | None = None
+        self._progress: float | None = None
+        self._status_message: str = ""
+        self.outcome: Outcome | None = None
+        self.error: RunError | None = None
+        self.exit_code: int | None = None  # a command's exit status
+        self.signal: str | None = None  # the signal that ended a command ("SIGKILL")
+        self.reason: str = ""  # why it was skipped, missed or cancelled
+        self.output = output if output is not None else RunOutput()
+        self._wall = wall
+        self._notify: Callable[[Run], None] | None = None
+
+    # -- times ----------------------------------------------------------------------------
+    @property
+    def scheduled_for(self) -> datetime:
+        """The occurrence this run serves, in UTC (for a manual run: when it was asked for)."""
+        return datetime.fromtimestamp(self._scheduled_ts, UTC)
+
+    @property
+    def started_at(self) -> datetime | None:
+        ts = self._started_ts
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        ts = self._finished_ts
+        return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (to now, while it runs)."""
+        if self._started_ts is None:
+            return None
+        end = self._finished_ts
+        if end is None:
+            end = self._wall() if self._wall else datetime.now(UTC).timestamp()
+        return max(0.0, end - self._started_ts)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.outcome is not None
+
+    # -- what the body reports ------------------------------------------------------------
+    @property
+    def progress(self) -> float | None:
+        return self._progress
+
+    @progress.setter
+    def progress(self, value: float | None) -> None:
+        if value is not None:
+            value = min(1.0, max(0.0, float(value)))
+        if value != self._progress:
+            self._progress = value
+            self._changed()
+
+    @property
+    def status_message(self) -> str:
+        return self._status_message
+
+    @status_message.setter
+    def status_message(self, value: object) -> None:
+        text = "" if value is None else str(value)
+        if text != self._status_message:
+            self._status_message = text
+            self._changed()
+
+    def log(self, message: object) -> None:
+        """Add a line to the run's captured output."""
+        now = self._wall() if self._wall else datetime.now(UTC).timestamp()
+        for line in str(message).splitlines() or [""]:
+            self.output.append("log", line, now)
+        self._changed()
+
+    def _changed(self) -> None:
+        notify = self._notify
+        if notify is not None:
+            notify(self)
+
+    def __repr__(self) -> str:
+        state = self.outcome.value if self.outcome else ("running" if self._started_ts else "new")
+        return (
+            f"<Run {self.run_id} job={self.job_id!r} for={self.scheduled_for.isoformat()} "
+            f"attempt={self.attempt} {state}>"
+        )
