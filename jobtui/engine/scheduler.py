@@ -116,7 +116,7 @@ class Scheduler:
         self._current_execution: dict[str, Execution] = {}
         self._slots_used = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
-        self._timers: set[TimerHandle] = set()
+        self._jittered: dict[TimerHandle, tuple[Job, float]] = {}  # occurrences waiting to start
         self._run_prefix = os.urandom(4).hex()
         self._run_counter = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,16 +168,17 @@ class Scheduler:
         if self._main_task is not None:
             self._main_task.cancel()
             await asyncio.gather(self._main_task, return_exceptions=True)
-        for timer in list(self._timers):
+        for timer, (job, ts) in list(self._jittered.items()):
             timer.cancel()
-        self._timers.clear()
+            self._record(job, ts, Outcome.MISSED, "the scheduler stopped before it could run", missed=True)
+        self._jittered.clear()
         for job in self._jobs.values():
             self._drop_waiting(job, "the scheduler stopped before it could run")
         for job in self._jobs.values():
             for run_id in list((job._retry_waits or {}).keys()):
                 self._end_retry_wait(job, run_id)
         tasks = [task for _, _, task, _ in self._executions.values()]
-        if tasks:
+        if tasks and grace > 0:
             grace_over = asyncio.get_running_loop().create_future()
             handle = self.clock.call_later(grace, lambda: grace_over.done() or grace_over.set_result(None))
             pending = set(tasks)
@@ -187,11 +188,10 @@ class Scheduler:
                 )
                 pending.discard(grace_over)  # type: ignore[arg-type]
             handle.cancel()
-            for run, _, _, execution in list(self._executions.values()):
-                reason = f"the scheduler stopped and its grace of {format_duration(grace)} ran out"
-                current = self._current_execution.get(run.run_id) or execution
-                if current is not None:
-                    current.interrupt(Outcome.CANCELLED, reason)
+        if tasks:
+            reason = f"the scheduler stopped and its grace of {format_duration(grace)} ran out"
+            for run in self.running_runs():
+                self._interrupt(run, Outcome.CANCELLED, reason)
             await asyncio.gather(*tasks, return_exceptions=True)
         self._running = False
         self._emit(SchedulerStopped(self.clock.wall()))
@@ -738,13 +738,14 @@ class Scheduler:
             handle: TimerHandle | None = None
 
             def later() -> None:
-                if handle is not None:
-                    self._timers.discard(handle)
-                if self._jobs.get(job.id) is job and not self._stopping:
+                self._jittered.pop(handle, None)  # type: ignore[arg-type]
+                if self._jobs.get(job.id) is not job:
+                    self._record(job, ts, Outcome.MISSED, "the job was removed", missed=True)
+                elif not self._stopping:
                     self._dispatch(job, ts)
 
             handle = self.clock.call_later(delay, later)
-            self._timers.add(handle)
+            self._jittered[handle] = (job, ts)
             return
         self._dispatch(job, ts)
 

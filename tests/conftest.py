@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from jobtui import (
+    Event,
+    OccurrenceMissed,
+    OccurrenceSkipped,
+    Outcome,
+    Run,
+    RunFinished,
+    RunStarted,
+    Scheduler,
+    VirtualClock,
+)
+
+START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
+
+
+class Recorder:
+    """Collects a scheduler's events and answers questions a user would ask of them."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.events: list[Event] = []
+        self._changed = asyncio.Event()
+        scheduler.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def finished(self, job_id: str | None = None) -> list[Run]:
+        return [
+            e.run for e in self.of(RunFinished) if job_id is None or e.run.job_id == job_id
+        ]
+
+    def started(self, job_id: str | None = None) -> list[Run]:
+        return [e.run for e in self.of(RunStarted) if job_id is None or e.run.job_id == job_id]
+
+    def outcomes(self, job_id: str | None = None) -> list[Outcome]:
+        return [run.outcome for run in self.finished(job_id)]
+
+    def skipped(self, job_id: str | None = None) -> list[Run]:
+        return [
+            e.run for e in self.of(OccurrenceSkipped) if job_id is None or e.run.job_id == job_id
+        ]
+
+    def missed(self, job_id: str | None = None) -> list[Run]:
+        return [
+            e.run for e in self.of(OccurrenceMissed) if job_id is None or e.run.job_id == job_id
+        ]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Wait for real-world work (a thread, a subprocess) to report back; the timeout only
+        guards against a hang, it is not part of what is tested."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def stop_within(scheduler: Scheduler, clock: VirtualClock, grace: float) -> None:
+    """Stop the scheduler while virtual time moves through its grace period."""
+    stopping = asyncio.create_task(scheduler.stop(grace))
+    await clock.advance(grace)
+    await stopping
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(START)
+
+
+@pytest.fixture
+def scheduler(clock: VirtualClock) -> Scheduler:
+    return Scheduler(timezone="UTC", clock=clock, seed=7)
+
+
+@pytest.fixture
+def recorder(scheduler: Scheduler) -> Recorder:
+    return Recorder(scheduler)
+
+
+@pytest.fixture
+def recorder_factory() -> type[Recorder]:
+    return Recorder
