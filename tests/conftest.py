@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -37,9 +38,7 @@ class Recorder:
         return [e for e in self.events if isinstance(e, kind)]
 
     def finished(self, job_id: str | None = None) -> list[Run]:
-        return [
-            e.run for e in self.of(RunFinished) if job_id is None or e.run.job_id == job_id
-        ]
+        return [e.run for e in self.of(RunFinished) if job_id is None or e.run.job_id == job_id]
 
     def started(self, job_id: str | None = None) -> list[Run]:
         return [e.run for e in self.of(RunStarted) if job_id is None or e.run.job_id == job_id]
@@ -63,7 +62,10 @@ class Recorder:
         async with asyncio.timeout(timeout):
             while not predicate():
                 self._changed.clear()
-                await self._changed.wait()
+                # Woken by the next event, or after a short poll for conditions outside the
+                # scheduler (a file a command wrote, a process that exited).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.05)
 
 
 async def stop_within(scheduler: Scheduler, clock: VirtualClock, grace: float) -> None:

@@ -35,9 +35,7 @@ async def test_one_second_job_for_an_hour_never_drifts(scheduler, clock, recorde
         await clock.advance(3601)
     runs = recorder.finished("tick")
     assert len(runs) == 3600
-    assert [r.scheduled_for for r in runs] == [
-        START + timedelta(seconds=s) for s in range(1, 3601)
-    ]
+    assert [r.scheduled_for for r in runs] == [START + timedelta(seconds=s) for s in range(1, 3601)]
     assert all(r.started_at == r.scheduled_for for r in runs)
     assert recorder.skipped("tick") == [] and recorder.missed("tick") == []
 
@@ -60,9 +58,7 @@ async def test_start_in_the_past_keeps_its_phase_without_an_immediate_run(
     async with scheduler:
         assert scheduler.get("hourly").next_run_time == START + timedelta(minutes=36)
         await clock.advance(3600)
-    assert [r.scheduled_for for r in recorder.finished("hourly")] == [
-        START + timedelta(minutes=36)
-    ]
+    assert [r.scheduled_for for r in recorder.finished("hourly")] == [START + timedelta(minutes=36)]
     assert recorder.missed("hourly") == []
 
 
@@ -125,9 +121,7 @@ async def test_at_job_runs_once_then_finishes(scheduler, clock, recorder):
     scheduler.add_job(noop, at=START + timedelta(minutes=5), id="launch")
     async with scheduler:
         await clock.advance(3600)
-    assert [r.scheduled_for for r in recorder.finished("launch")] == [
-        START + timedelta(minutes=5)
-    ]
+    assert [r.scheduled_for for r in recorder.finished("launch")] == [START + timedelta(minutes=5)]
     assert scheduler.get("launch").state is JobState.FINISHED
     assert scheduler.get("launch").next_run_time is None
 

@@ -29,7 +29,7 @@ def parse_duration(
         result = value
     elif isinstance(value, bool):
         raise InvalidJobOption(
-            f"expected a duration such as \"90s\" or \"1h30m\", got {value!r}", key=key, job_id=job_id
+            f'expected a duration such as "90s" or "1h30m", got {value!r}', key=key, job_id=job_id
         )
     elif isinstance(value, int | float):
         result = timedelta(seconds=value)
@@ -88,7 +88,7 @@ def format_duration(seconds: float) -> str:
         return "-" + format_duration(-seconds)
     if seconds < 10:
         return f"{seconds:.1f}s".replace(".0s", "s")
-    total = int(round(seconds))
+    total = round(seconds)
     days, rem = divmod(total, 86400)
     hours, rem = divmod(rem, 3600)
     minutes, secs = divmod(rem, 60)

@@ -40,7 +40,8 @@ class DuplicateJob(JobtuiError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(
-            f'a job with id "{job_id}" already exists: remove it first, or use modify() to change it'
+            f'a job with id "{job_id}" already exists: '
+            "remove it first, or use modify() to change it"
         )
 
 

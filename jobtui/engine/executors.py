@@ -5,6 +5,7 @@ reports an outcome; nothing a job body raises, not even SystemExit, escapes into
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import os
 import signal
@@ -109,7 +110,9 @@ class ThreadExecution(Execution):
     left to finish; the job gets no new run while it lives (see ``Job._threads_alive``).
     """
 
-    def __init__(self, job: Job, run: Run, clock: Clock, on_thread_exit: Callable[[Job], None]):
+    def __init__(
+        self, job: Job, run: Run, clock: Clock, on_thread_exit: Callable[[Job], None]
+    ) -> None:
         super().__init__(job, run, clock)
         self._on_thread_exit = on_thread_exit
         self._future: asyncio.Future[tuple[str, Any]] | None = None
@@ -134,10 +137,9 @@ class ThreadExecution(Execution):
                 result: tuple[str, Any] = ("ok", context.run(self._call))
             except BaseException as exc:
                 result = ("error", exc)
-            try:
+            # RuntimeError: the loop is closed, nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(finished, result)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
         job._threads_alive += 1
         threading.Thread(target=body, name=f"jobtui:{job.id}", daemon=True).start()
@@ -168,7 +170,9 @@ class CommandExecution(Execution):
     async def execute(self) -> AttemptResult:
         job, run = self.job, self.run
         target = job.target
-        argv = ["/bin/sh", "-c", target] if isinstance(target, str) else [os.fspath(p) for p in target]
+        argv = (
+            ["/bin/sh", "-c", target] if isinstance(target, str) else [os.fspath(p) for p in target]
+        )
         env = None if not job.options.env else {**os.environ, **job.options.env}
         loop = asyncio.get_running_loop()
         self._killed = loop.create_future()
@@ -240,10 +244,8 @@ class CommandExecution(Execution):
     def _signal(self, sig: signal.Signals) -> None:
         if self._pgid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def _group_alive(self) -> bool:
         if self._pgid is None:

@@ -91,16 +91,14 @@ def _retry_filter(value: object, key: str, job_id: str | None) -> tuple[type | s
     items = value if isinstance(value, list | tuple | set | frozenset) else (value,)
     result: list[type | str | int] = []
     for item in items:
-        if isinstance(item, type) and issubclass(item, BaseException):
-            result.append(item)
-        elif isinstance(item, int) and not isinstance(item, bool):
+        is_exception = isinstance(item, type) and issubclass(item, BaseException)
+        if is_exception or (isinstance(item, int) and not isinstance(item, bool)):
             result.append(item)
         elif isinstance(item, str) and item.strip():
             result.append(item.strip())
         else:
             raise InvalidJobOption(
-                "expected exception types (or their names) and command exit codes, "
-                f"got {item!r}",
+                f"expected exception types (or their names) and command exit codes, got {item!r}",
                 key=key,
                 job_id=job_id,
             )
@@ -259,9 +257,9 @@ _PARSERS: dict[str, Callable[[object, str | None, tzinfo], Any]] = {
     "max_runs": _optional_count("max_runs", 1),
     "overlap": lambda v, j, z: Overlap.parse(v, j),
     "catchup": _catchup,
-    "misfire_grace": lambda v, j, z: None
-    if v is None
-    else _seconds(v, "misfire_grace", j, allow_zero=True),
+    "misfire_grace": lambda v, j, z: (
+        None if v is None else _seconds(v, "misfire_grace", j, allow_zero=True)
+    ),
     "args": _args,
     "kwargs": _mapping("kwargs", strings=False),
     "env": _mapping("env", strings=True),

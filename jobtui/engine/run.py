@@ -148,20 +148,20 @@ class Run:
     """
 
     __slots__ = (
+        "_finished_ts",
         "_notify",
         "_progress",
         "_scheduled_ts",
         "_started_ts",
         "_status_message",
-        "_finished_ts",
         "_wall",
         "attempt",
         "error",
         "exit_code",
         "job_id",
         "manual",
-        "output",
         "outcome",
+        "output",
         "reason",
         "run_id",
         "signal",

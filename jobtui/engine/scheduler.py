@@ -12,6 +12,7 @@ one run twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -92,7 +93,8 @@ class Scheduler:
         output_tail_bytes: int = 256 * 1024,
     ) -> None:
         if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
             or max_concurrency < 1
         ):
             raise InvalidJobOption(
@@ -170,7 +172,9 @@ class Scheduler:
             await asyncio.gather(self._main_task, return_exceptions=True)
         for timer, (job, ts) in list(self._jittered.items()):
             timer.cancel()
-            self._record(job, ts, Outcome.MISSED, "the scheduler stopped before it could run", missed=True)
+            self._record(
+                job, ts, Outcome.MISSED, "the scheduler stopped before it could run", missed=True
+            )
         self._jittered.clear()
         for job in self._jobs.values():
             self._drop_waiting(job, "the scheduler stopped before it could run")
@@ -180,7 +184,9 @@ class Scheduler:
         tasks = [task for _, _, task, _ in self._executions.values()]
         if tasks and grace > 0:
             grace_over = asyncio.get_running_loop().create_future()
-            handle = self.clock.call_later(grace, lambda: grace_over.done() or grace_over.set_result(None))
+            handle = self.clock.call_later(
+                grace, lambda: grace_over.done() or grace_over.set_result(None)
+            )
             pending = set(tasks)
             while pending and not grace_over.done():
                 _, pending = await asyncio.wait(
@@ -223,7 +229,7 @@ class Scheduler:
         self,
         target: Any,
         *,
-        id: str | None = None,  # noqa: A002 - the public name users write
+        id: str | None = None,
         every: object = None,
         cron: object = None,
         at: object = None,
@@ -335,8 +341,8 @@ class Scheduler:
         else:
             trigger = job.trigger
         options = job.options.with_changes(job_id, zone, **changes)
-        trigger_changed = trigger != job.trigger or zone != job.zone or (
-            options.start != job.options.start
+        trigger_changed = (
+            trigger != job.trigger or zone != job.zone or (options.start != job.options.start)
         )
         job.target, job.kind, job.takes_run = target, kind, takes_run
         job.options, job.zone, job.trigger = options, zone, trigger
@@ -345,10 +351,10 @@ class Scheduler:
             job._override = None
             job.finished = False
             job.finish_reason = ""
-        if options.max_runs is None or job.run_count < options.max_runs:
-            if job.finish_reason.startswith("max_runs"):
-                job.finished = False
-                job.finish_reason = ""
+        below_max = options.max_runs is None or job.run_count < options.max_runs
+        if below_max and job.finish_reason.startswith("max_runs"):
+            job.finished = False
+            job.finish_reason = ""
         if paused is not None and bool(paused) != job.paused:
             (self.pause if paused else self.resume)(job_id)
         if self._running and not job.finished:
@@ -381,17 +387,19 @@ class Scheduler:
     def running_runs(self) -> list[Run]:
         return [run for run, _, _, _ in self._executions.values()]
 
-    def next_times(
-        self, job_id: str, n: int = 5, after: datetime | None = None
-    ) -> list[datetime]:
+    def next_times(self, job_id: str, n: int = 5, after: datetime | None = None) -> list[datetime]:
         """The job's next ``n`` occurrences after ``after`` (default now), in its timezone."""
         job = self.get(job_id)
-        after_ts = self.clock.wall() if after is None else to_timestamp(after, job.zone, key="after")
+        after_ts = (
+            self.clock.wall() if after is None else to_timestamp(after, job.zone, key="after")
+        )
         times: list[float] = []
         trigger, opts = job.trigger, job.options
         if isinstance(trigger, IntervalTrigger):
-            anchor = job._anchor_wall if job._anchor_elapsed is not None else (
-                opts.start if opts.start is not None else self.clock.wall()
+            anchor = (
+                job._anchor_wall
+                if job._anchor_elapsed is not None
+                else (opts.start if opts.start is not None else self.clock.wall())
             )
             k = max(math.floor((after_ts - anchor) / trigger.period) + 1, 0)
             if job._anchor_elapsed is None and not opts.run_immediately:
@@ -615,7 +623,9 @@ class Scheduler:
             if k_now < job._k:
                 return [], None
             first = max(job._k, k_now - CATCHUP_LIMIT + 1)
-            passed_over = (job._anchor_wall + job._k * period, first - job._k) if first > job._k else None
+            passed_over = (
+                (job._anchor_wall + job._k * period, first - job._k) if first > job._k else None
+            )
             occurrences = [
                 (job._anchor_wall + k * period, elapsed - (anchor + k * period))
                 for k in range(first, k_now + 1)
@@ -712,7 +722,7 @@ class Scheduler:
         skipped_by_catchup = [ts for ts in eligible if ts not in to_run]
         for ts in skipped_by_catchup:
             why = (
-                f"catchup=\"latest\" ran only the newest occurrence ({_iso(to_run[-1])})"
+                f'catchup="latest" ran only the newest occurrence ({_iso(to_run[-1])})'
                 if to_run
                 else 'catchup="none" runs no missed occurrence'
             )
@@ -763,14 +773,14 @@ class Scheduler:
             return
         active = job.active
         overlap = job.options.overlap
-        if not active or (
-            overlap.policy is OverlapPolicy.PARALLEL and len(active) < overlap.limit
-        ):
+        if not active or (overlap.policy is OverlapPolicy.PARALLEL and len(active) < overlap.limit):
             self._start_run(job, ts)
             return
         running = active[-1]
         if overlap.policy in (OverlapPolicy.SKIP, OverlapPolicy.PARALLEL):
-            limit = f" ({overlap.limit} at once)" if overlap.policy is OverlapPolicy.PARALLEL else ""
+            limit = (
+                f" ({overlap.limit} at once)" if overlap.policy is OverlapPolicy.PARALLEL else ""
+            )
             self._record(
                 job,
                 ts,
@@ -788,7 +798,9 @@ class Scheduler:
         job._pending = ts
         if overlap.policy is OverlapPolicy.REPLACE:
             for run in list(active):
-                self._interrupt(run, Outcome.CANCELLED, f"replaced by the occurrence for {_iso(ts)}")
+                self._interrupt(
+                    run, Outcome.CANCELLED, f"replaced by the occurrence for {_iso(ts)}"
+                )
 
     def _start_run(self, job: Job, ts: float, *, manual: bool = False) -> Run:
         head, tail = self._output_limits
@@ -855,7 +867,9 @@ class Scheduler:
                         run._started_ts = self.clock.wall()
                         self._emit(RunStarted(run._started_ts, run))
                     else:
-                        run.output.append("log", f"--- attempt {run.attempt} ---", self.clock.wall())
+                        run.output.append(
+                            "log", f"--- attempt {run.attempt} ---", self.clock.wall()
+                        )
                         self._run_changed(run)
                     timer = None
                     if opts.timeout is not None:
@@ -1039,7 +1053,9 @@ class Scheduler:
     ) -> Run:
         """Record an occurrence that did not run (skipped or missed): nothing is dropped
         silently."""
-        run = Run(job.id, f"{self._run_prefix}{next(self._run_counter):06x}", ts, wall=self.clock.wall)
+        run = Run(
+            job.id, f"{self._run_prefix}{next(self._run_counter):06x}", ts, wall=self.clock.wall
+        )
         run.outcome = outcome
         run.reason = reason
         run._finished_ts = self.clock.wall()
@@ -1079,10 +1095,8 @@ class Scheduler:
             schedule = not self._flush_scheduled
             self._flush_scheduled = True
         if schedule:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed under a late thread
                 loop.call_soon_threadsafe(self._flush_progress)
-            except RuntimeError:
-                pass
 
     def _flush_progress(self) -> None:
         with self._dirty_lock:

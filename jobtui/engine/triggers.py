@@ -118,7 +118,9 @@ def make_trigger(
     job_id: str | None = None,
 ) -> Trigger | None:
     """Build the job's one trigger; none means the job only runs on demand."""
-    given = [name for name, value in (("every", every), ("cron", cron), ("at", at)) if value is not None]
+    given = [
+        name for name, value in (("every", every), ("cron", cron), ("at", at)) if value is not None
+    ]
     if len(given) > 1:
         raise InvalidTrigger(
             f"a job takes one trigger, got {' and '.join(given)}: keep one of them",
