@@ -129,6 +129,7 @@ class RunOutput:
         return len(self._head) + len(self._tail)
 
 
+_output_lock = threading.Lock()
 _current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "jobtui_current_run", default=None
 )
@@ -161,7 +162,8 @@ class Run:
         "job_id",
         "manual",
         "outcome",
-        "output",
+        "_output",
+        "_output_limits",
         "reason",
         "run_id",
         "signal",
@@ -175,7 +177,7 @@ class Run:
         *,
         manual: bool = False,
         wall: Callable[[], float] | None = None,
-        output: RunOutput | None = None,
+        output_limits: tuple[int, int] | None = None,
     ) -> None:
         self.job_id = job_id
         self.run_id = run_id
@@ -191,9 +193,22 @@ class Run:
         self.exit_code: int | None = None  # a command's exit status
         self.signal: str | None = None  # the signal that ended a command ("SIGKILL")
         self.reason: str = ""  # why it was skipped, missed or cancelled
-        self.output = output if output is not None else RunOutput()
+        self._output: RunOutput | None = None  # made on first use: most runs print nothing
+        self._output_limits = output_limits
         self._wall = wall
         self._notify: Callable[[Run], None] | None = None
+
+    @property
+    def output(self) -> RunOutput:
+        """What the run printed and logged (head and tail kept, the middle counted)."""
+        output = self._output
+        if output is None:
+            with _output_lock:  # a thread job and the loop may ask for it at once
+                output = self._output
+                if output is None:
+                    limits = self._output_limits
+                    output = self._output = RunOutput(*limits) if limits else RunOutput()
+        return output
 
     # -- times ----------------------------------------------------------------------------
     @property

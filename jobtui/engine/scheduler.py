@@ -57,7 +57,7 @@ from .job import (
     OverlapPolicy,
     classify_target,
 )
-from .run import Outcome, Run, RunError, RunOutput
+from .run import Outcome, Run, RunError
 from .timezones import local_zone, resolve_timezone
 from .triggers import CronTrigger, DateTrigger, IntervalTrigger, make_trigger, to_timestamp
 
@@ -259,7 +259,8 @@ class Scheduler:
         self._jobs[job_id] = job
         if self._running:
             self._plan_first(job, self.clock.wall(), self.clock.elapsed())
-        self._emit(JobAdded(self.clock.wall(), job_id))
+        if self.events.has_subscribers:
+            self._emit(JobAdded(self.clock.wall(), job_id))
         return job
 
     def job(self, **kwargs: Any) -> Callable[[F], F]:
@@ -550,6 +551,8 @@ class Scheduler:
                 self._process_due(wall, elapsed)
             except Exception:  # a bug in one job's planning must not stop every job
                 log.exception("scheduling pass failed")
+            # Read the clocks again: the pass above may have taken a while.
+            wall, elapsed = self.clock.wall(), self.clock.elapsed()
             delay = MAX_SLEEP
             if self._elapsed_heap:
                 delay = min(delay, self._elapsed_heap[0][0] - elapsed)
@@ -595,10 +598,28 @@ class Scheduler:
             self._handle_due(job, wall, elapsed)
 
     def _handle_due(self, job: Job, wall: float, elapsed: float) -> None:
+        trigger = job.trigger
+        if type(trigger) is IntervalTrigger and job._override is None and job.options.end is None:
+            # The hot path: one grid point due, on time. Same outcome as the general path
+            # below, without building lists; it decides how many runs a second we can start.
+            k, period = job._k, trigger.period
+            lateness = elapsed - (job._anchor_elapsed or 0.0) - k * period
+            if -1e-9 <= lateness < period and _on_time(job, lateness):
+                ts = job._anchor_wall + k * period
+                job._k = k + 1
+                job.next_fire = None
+                if job.last_fired is None or ts > job.last_fired:
+                    self._fire(job, ts)
+                if not job.finished and not job.paused and not job.disabled_reason:
+                    self._push_interval(job)
+                return
         due_ts = job.next_fire
         job.next_fire = None
         occurrences, not_enumerated = self._collect_due(job, due_ts, wall, elapsed)
-        self._apply_catchup(job, occurrences, not_enumerated, wall)
+        if len(occurrences) == 1 and not_enumerated is None and _on_time(job, occurrences[0][1]):
+            self._fire(job, occurrences[0][0])  # the common case: one occurrence, on time
+        else:
+            self._apply_catchup(job, occurrences, not_enumerated, wall)
         if not job.finished and not job.paused and not job.disabled_reason:
             self._plan_after_due(job, wall)
 
@@ -803,14 +824,13 @@ class Scheduler:
                 )
 
     def _start_run(self, job: Job, ts: float, *, manual: bool = False) -> Run:
-        head, tail = self._output_limits
         run = Run(
             job.id,
             f"{self._run_prefix}{next(self._run_counter):06x}",
             ts,
             manual=manual,
             wall=self.clock.wall,
-            output=RunOutput(head, tail),
+            output_limits=self._output_limits,
         )
         run._notify = self._run_changed
         job.active.append(run)
@@ -853,9 +873,11 @@ class Scheduler:
         result_value: Any = None
         outcome = Outcome.CANCELLED
         opts = job.options
+        limited = self.max_concurrency is not None
         try:
             while True:
-                await self._acquire_slot()
+                if limited:
+                    await self._acquire_slot()
                 try:
                     if run.outcome is not None:  # cancelled while it waited for a slot
                         outcome = run.outcome
@@ -865,7 +887,8 @@ class Scheduler:
                     self._current_execution[run.run_id] = execution
                     if run.attempt == 1:
                         run._started_ts = self.clock.wall()
-                        self._emit(RunStarted(run._started_ts, run))
+                        if self.events.has_subscribers:
+                            self._emit(RunStarted(run._started_ts, run))
                     else:
                         run.output.append(
                             "log", f"--- attempt {run.attempt} ---", self.clock.wall()
@@ -887,7 +910,8 @@ class Scheduler:
                             timer.cancel()
                         self._current_execution.pop(run.run_id, None)
                 finally:
-                    self._release_slot()
+                    if limited:
+                        self._release_slot()
                 outcome, result_value = result.outcome, result.value
                 if not self._should_retry(job, run, outcome):
                     break
@@ -967,7 +991,8 @@ class Scheduler:
                 self._apply_return_value(job, run, value)
         elif outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
             job.consecutive_failures += 1
-        self._emit(RunFinished(run._finished_ts, run))
+        if self.events.has_subscribers:
+            self._emit(RunFinished(run._finished_ts, run))
         if self._jobs.get(job.id) is not job:
             return
         opts = job.options
@@ -1107,6 +1132,14 @@ class Scheduler:
         for run in runs:
             if run.outcome is None:
                 self._emit(RunProgress(now, run))
+
+
+def _on_time(job: Job, lateness: float) -> bool:
+    """Whether a lone due occurrence runs without any catch-up or misfire decision."""
+    grace = job.options.misfire_grace
+    return (grace is None or lateness <= grace) and (
+        lateness <= LATE_TOLERANCE or job.options.catchup is not Catchup.NONE
+    )
 
 
 def _retry_allowed(run: Run, opts: JobOptions) -> bool:

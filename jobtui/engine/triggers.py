@@ -109,6 +109,9 @@ def to_timestamp(value: object, zone: tzinfo, *, key: str, job_id: str | None = 
     )
 
 
+_period_triggers: dict[str, IntervalTrigger] = {}  # triggers are immutable: share the common ones
+
+
 def make_trigger(
     *,
     every: object = None,
@@ -118,6 +121,10 @@ def make_trigger(
     job_id: str | None = None,
 ) -> Trigger | None:
     """Build the job's one trigger; none means the job only runs on demand."""
+    if cron is None and at is None and isinstance(every, str):
+        shared = _period_triggers.get(every)
+        if shared is not None:
+            return shared
     given = [
         name for name, value in (("every", every), ("cron", cron), ("at", at)) if value is not None
     ]
@@ -137,7 +144,10 @@ def make_trigger(
                 job_id=job_id,
             )
         period = parse_duration(every, key="every", job_id=job_id, units="ms, s, m, h")
-        return IntervalTrigger(period.total_seconds())
+        trigger = IntervalTrigger(period.total_seconds())
+        if isinstance(every, str) and len(_period_triggers) < 1024:
+            _period_triggers[every] = trigger
+        return trigger
     if cron is not None:
         try:
             return CronTrigger(CronExpression(cron))  # type: ignore[arg-type]

@@ -1,0 +1,298 @@
+"""Engine benchmark: jobtui against APScheduler 3 (AsyncIOScheduler) and a bare asyncio floor.
+
+    python bench/engine.py            # the full run (about two minutes)
+    python bench/engine.py --quick    # smaller numbers, for a smoke test
+
+Every measurement runs in a fresh subprocess, so one system's objects never slow another's
+garbage collector. Printed: a table per case and the ratios the targets are stated in.
+
+(a) lateness: 1,000 interval jobs firing every second for 10 s; p50/p99/max of how late each
+    body started after its scheduled instant.
+(b) throughput: 20,000 trivial async jobs due at the same instant; runs per second from that
+    instant to the last body.
+(c) idle: 100,000 jobs scheduled an hour out; cost to add one, memory per job (tracemalloc),
+    and CPU used while idle over 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+SYSTEMS = ("jobtui", "apscheduler", "floor")
+LABELS = {"jobtui": "jobtui", "apscheduler": "APScheduler 3", "floor": "asyncio floor"}
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[index]
+
+
+def next_whole_second(offset: float = 1.0) -> float:
+    return math.floor(time.time()) + 1 + offset
+
+
+def aps_scheduler():  # noqa: ANN201 - optional dependency
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    return AsyncIOScheduler(timezone="UTC", job_defaults={"misfire_grace_time": None})
+
+
+# -- (a) lateness ---------------------------------------------------------------------------
+
+
+async def lateness(system: str, jobs: int, seconds: int) -> dict[str, float]:
+    start = next_whole_second()
+    total = jobs * seconds
+    late: list[float] = []
+    done = asyncio.get_running_loop().create_future()
+
+    async def body() -> None:
+        now = time.time()
+        late.append(now - (start + round(now - start)))
+        if len(late) == total and not done.done():
+            done.set_result(None)
+
+    start_dt = datetime.fromtimestamp(start, UTC)
+    end_dt = start_dt + timedelta(seconds=seconds - 1)
+    stop: Callable[[], Awaitable[None] | None]
+    if system == "jobtui":
+        from jobtui import Scheduler
+
+        scheduler = Scheduler(timezone="UTC")
+        for n in range(jobs):
+            scheduler.add_job(
+                body, id=f"j{n}", every="1s", start=start_dt, end=end_dt, run_immediately=True
+            )
+        await scheduler.start()
+        stop = scheduler.stop
+    elif system == "apscheduler":
+        aps = aps_scheduler()
+        for n in range(jobs):
+            aps.add_job(
+                body, "interval", seconds=1, start_date=start_dt, end_date=end_dt, id=f"j{n}"
+            )
+        aps.start()
+        stop = aps.shutdown
+    else:
+        loop = asyncio.get_running_loop()
+        offset = loop.time() - time.time()
+
+        def fire(k: int) -> None:
+            loop.create_task(body())
+            if k + 1 < seconds:
+                loop.call_at(start + k + 1 + offset, fire, k + 1)
+
+        for _ in range(jobs):
+            loop.call_at(start + offset, fire, 0)
+        stop = lambda: None  # noqa: E731
+    await asyncio.wait_for(done, seconds + 30)
+    result = stop()
+    if asyncio.iscoroutine(result):
+        await result
+    ms = [v * 1000 for v in late]
+    return {"p50": percentile(ms, 0.5), "p99": percentile(ms, 0.99), "max": max(ms)}
+
+
+# -- (b) throughput -------------------------------------------------------------------------
+
+
+async def throughput(system: str, jobs: int) -> dict[str, float]:
+    start = time.time() + 2.0 + jobs / 20_000  # time enough to add every job first
+    start_dt = datetime.fromtimestamp(start, UTC)
+    count = 0
+    done = asyncio.get_running_loop().create_future()
+
+    async def body() -> None:
+        nonlocal count
+        count += 1
+        if count == jobs:
+            done.set_result(time.time())
+
+    if system == "jobtui":
+        from jobtui import Scheduler
+
+        scheduler = Scheduler(timezone="UTC")
+        await scheduler.start()
+        for n in range(jobs):
+            scheduler.add_job(body, id=f"j{n}", at=start_dt)
+        stop = scheduler.stop
+    elif system == "apscheduler":
+        aps = aps_scheduler()
+        aps.start()
+        for n in range(jobs):
+            aps.add_job(body, "date", run_date=start_dt, id=f"j{n}")
+        stop = aps.shutdown
+    else:
+        loop = asyncio.get_running_loop()
+        at = start + loop.time() - time.time()
+        for _ in range(jobs):
+            loop.call_at(at, lambda: loop.create_task(body()))
+        stop = lambda: None  # noqa: E731
+    assert time.time() < start, "adding the jobs took longer than the lead time"
+    finished = await asyncio.wait_for(done, 120)
+    result = stop()
+    if asyncio.iscoroutine(result):
+        await result
+    return {"runs_per_s": jobs / (finished - start)}
+
+
+# -- (c) idle -------------------------------------------------------------------------------
+
+
+async def add_jobs(system: str, jobs: int) -> tuple[float, Callable[[], object]]:
+    """Add ``jobs`` jobs an hour out to a running system; returns seconds per add and stop."""
+
+    async def body() -> None:
+        return None
+
+    if system == "jobtui":
+        from jobtui import Scheduler
+
+        scheduler = Scheduler(timezone="UTC")
+        await scheduler.start()
+        t0 = time.perf_counter()
+        for n in range(jobs):
+            scheduler.add_job(body, id=f"j{n}", every="1h")
+        elapsed = time.perf_counter() - t0
+        return elapsed / jobs, scheduler.stop
+    if system == "apscheduler":
+        aps = aps_scheduler()
+        aps.start()
+        t0 = time.perf_counter()
+        for n in range(jobs):
+            aps.add_job(body, "interval", hours=1, id=f"j{n}")
+        elapsed = time.perf_counter() - t0
+        return elapsed / jobs, aps.shutdown
+    loop = asyncio.get_running_loop()
+    handles = []
+    t0 = time.perf_counter()
+    for _ in range(jobs):
+        handles.append(loop.call_at(loop.time() + 3600, lambda: loop.create_task(body())))
+    elapsed = time.perf_counter() - t0
+    return elapsed / jobs, lambda: [h.cancel() for h in handles]
+
+
+async def idle(system: str, jobs: int, idle_seconds: float) -> dict[str, float]:
+    per_add, stop = await add_jobs(system, jobs)
+    await asyncio.sleep(0.5)  # let any wake-up triggered by the adds settle
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(idle_seconds)
+    cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    result = stop()
+    if asyncio.iscoroutine(result):
+        await result
+    return {"add_us": per_add * 1e6, "idle_cpu_pct": cpu * 100}
+
+
+async def memory(system: str, jobs: int) -> dict[str, float]:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    _, stop = await add_jobs(system, jobs)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    result = stop()
+    if asyncio.iscoroutine(result):
+        await result
+    return {"bytes_per_job": (after - before) / jobs}
+
+
+# -- driver ---------------------------------------------------------------------------------
+
+
+def measure(case: str, system: str, quick: bool) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", case, system] + (["--quick"] if quick else [])
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if out.returncode != 0:
+        raise SystemExit(f"{case}/{system} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(case: str, system: str, quick: bool) -> None:
+    sizes = {
+        "lateness": (200, 3) if quick else (1000, 10),
+        "throughput": (2000,) if quick else (20_000,),
+        "idle": (10_000, 1.0) if quick else (100_000, 5.0),
+        "memory": (10_000,) if quick else (100_000,),
+    }[case]
+    func = {"lateness": lateness, "throughput": throughput, "idle": idle, "memory": memory}[case]
+    result = asyncio.run(func(system, *sizes))  # type: ignore[operator]
+    print(json.dumps(result))
+
+
+def table(title: str, rows: list[tuple[str, str, dict[str, dict[str, float]], str]]) -> None:
+    print(f"\n{title}")
+    header = f"  {'metric':<26}" + "".join(f"{LABELS[s]:>16}" for s in SYSTEMS)
+    print(header)
+    print("  " + "-" * (len(header) - 2))
+    for label, key, results, fmt in rows:
+        cells = "".join(f"{format(results[s][key], fmt):>16}" for s in SYSTEMS)
+        print(f"  {label:<26}{cells}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--child", nargs=2, metavar=("CASE", "SYSTEM"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child, args.quick)
+        return
+    print(f"jobtui engine benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for case in ("lateness", "throughput", "idle", "memory"):
+        results[case] = {}
+        for system in SYSTEMS:
+            print(f"  measuring {case:<10} {LABELS[system]} ...", file=sys.stderr, flush=True)
+            results[case][system] = measure(case, system, args.quick)
+    late, thr, idl, mem = (results[c] for c in ("lateness", "throughput", "idle", "memory"))
+    table(
+        "(a) lateness, 1,000 jobs every second for 10 s (ms)",
+        [("p50", "p50", late, ".2f"), ("p99", "p99", late, ".2f"), ("max", "max", late, ".2f")],
+    )
+    table("(b) 20,000 async jobs due at once", [("runs per second", "runs_per_s", thr, ",.0f")])
+    table(
+        "(c) 100,000 jobs an hour out",
+        [
+            ("add, us per job", "add_us", idl, ".2f"),
+            ("memory, bytes per job", "bytes_per_job", mem, ",.0f"),
+            ("idle CPU, % of a core", "idle_cpu_pct", idl, ".2f"),
+        ],
+    )
+    j, a, f = "jobtui", "apscheduler", "floor"
+    checks = [
+        ("p99 lateness vs floor", late[j]["p99"] / late[f]["p99"], "<= 2.0", late[j]["p99"] <= 2 * late[f]["p99"]),
+        ("p99 lateness vs APScheduler", late[j]["p99"] / late[a]["p99"], "<= 0.33", late[j]["p99"] * 3 <= late[a]["p99"]),
+        ("throughput vs APScheduler", thr[j]["runs_per_s"] / thr[a]["runs_per_s"], ">= 5.0", thr[j]["runs_per_s"] >= 5 * thr[a]["runs_per_s"]),
+        ("throughput vs floor", thr[j]["runs_per_s"] / thr[f]["runs_per_s"], "(info)", True),
+        ("add cost, us per job", idl[j]["add_us"], "<= 10", idl[j]["add_us"] <= 10),
+        ("memory, bytes per job", mem[j]["bytes_per_job"], "<= 1024", mem[j]["bytes_per_job"] <= 1024),
+        ("idle CPU, % of a core", idl[j]["idle_cpu_pct"], "<= 1.0", idl[j]["idle_cpu_pct"] <= 1.0),
+    ]  # fmt: skip
+    print("\nratios and targets")
+    for label, value, target, ok in checks:
+        print(f"  {label:<30}{value:>12.2f}   target {target:<9} {'ok' if ok else 'MISSED'}")
+    if args.quick:
+        print("\n(--quick: small sizes; the targets are stated for the full run)")
+
+
+if __name__ == "__main__":
+    main()
