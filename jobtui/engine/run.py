@@ -151,6 +151,8 @@ class Run:
     __slots__ = (
         "_finished_ts",
         "_notify",
+        "_output",
+        "_output_limits",
         "_progress",
         "_scheduled_ts",
         "_started_ts",
@@ -162,8 +164,6 @@ class Run:
         "job_id",
         "manual",
         "outcome",
-        "_output",
-        "_output_limits",
         "reason",
         "run_id",
         "signal",

@@ -523,7 +523,8 @@ class Scheduler:
         job.finish_reason = reason
         job.next_fire = None
         job._heap_version += 1
-        self._emit(JobStateChanged(self.clock.wall(), job.id, job.state.value, reason))
+        if self.events.has_subscribers:
+            self._emit(JobStateChanged(self.clock.wall(), job.id, job.state.value, reason))
 
     def _spread_soft_start(self, wall: float, elapsed: float) -> None:
         due = []
@@ -599,13 +600,18 @@ class Scheduler:
 
     def _handle_due(self, job: Job, wall: float, elapsed: float) -> None:
         trigger = job.trigger
-        if type(trigger) is IntervalTrigger and job._override is None and job.options.end is None:
+        if type(trigger) is IntervalTrigger and job._override is None:
             # The hot path: one grid point due, on time. Same outcome as the general path
             # below, without building lists; it decides how many runs a second we can start.
             k, period = job._k, trigger.period
             lateness = elapsed - (job._anchor_elapsed or 0.0) - k * period
-            if -1e-9 <= lateness < period and _on_time(job, lateness):
-                ts = job._anchor_wall + k * period
+            ts = job._anchor_wall + k * period
+            end = job.options.end
+            if (
+                -1e-9 <= lateness < period
+                and (end is None or ts <= end)
+                and _on_time(job, lateness)
+            ):
                 job._k = k + 1
                 job.next_fire = None
                 if job.last_fired is None or ts > job.last_fired:
