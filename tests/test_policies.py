@@ -320,3 +320,38 @@ async def test_catchup_enumerates_a_bounded_number_of_occurrences(scheduler, clo
     assert len(missed) == 1001  # a summary of the passed-over ones, then the newest 1000
     assert "too many to list" in missed[0].reason
     assert len({r.scheduled_for for r in missed}) == len(missed)
+
+
+async def test_an_at_time_already_past_runs_once_unless_beyond_misfire_grace(
+    scheduler, clock, recorder
+):
+    scheduler.add_job(lambda: None, at=START - timedelta(minutes=5), id="late")
+    scheduler.add_job(
+        lambda: None, at=START - timedelta(minutes=5), id="too_late", misfire_grace="1m"
+    )
+    async with scheduler:
+        await clock.advance(1)
+        await recorder.wait_for(lambda: recorder.finished("late"))
+    assert recorder.outcomes("late") == [Outcome.SUCCEEDED]
+    (missed,) = recorder.missed("too_late")
+    assert missed.reason == "late by 5m, beyond misfire_grace 1m"
+    assert scheduler.get("too_late").state is JobState.FINISHED
+
+
+async def test_cancelling_a_command_kills_its_process_group(scheduler, clock, recorder, tmp_path):
+    pidfile = tmp_path / "pid"
+    scheduler.add_job(f"sleep 300 & echo $! > {pidfile}; wait", every="1h", id="long")
+    async with scheduler:
+        await clock.advance(3600)
+        await recorder.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+        grandchild = int(pidfile.read_text())
+        scheduler.cancel("long")
+        await recorder.wait_for(lambda: recorder.finished("long"))
+    (run,) = recorder.finished("long")
+    assert run.outcome is Outcome.CANCELLED
+    assert run.signal == "SIGTERM"
+    for _ in range(100):
+        if not pid_alive(grandchild):
+            break
+        await asyncio.sleep(0.05)  # the kernel reaps asynchronously; this only polls
+    assert not pid_alive(grandchild)

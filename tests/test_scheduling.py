@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from jobtui import JobState, Run, Scheduler, VirtualClock
 
@@ -91,30 +92,44 @@ async def test_cron_job_in_its_timezone(clock, recorder_factory):
     ]
 
 
-async def test_cron_job_runs_once_through_a_dst_gap_and_a_fold(recorder_factory):
-    clock = VirtualClock(datetime(2026, 3, 28, 12, tzinfo=UTC))
+async def _berlin_days(recorder_factory, first_day: datetime) -> list[Run]:
+    """Run a nightly and an hourly cron job in Berlin for two days from noon on first_day."""
+    clock = VirtualClock(first_day.replace(hour=12, tzinfo=UTC))
     scheduler = Scheduler(timezone="Europe/Berlin", clock=clock)
     recorder = recorder_factory(scheduler)
     scheduler.add_job(noop, cron="30 2 * * *", id="nightly")
     scheduler.add_job(noop, cron="0 * * * *", id="hourly")
     async with scheduler:
         await clock.advance(2 * 86400)
-        await clock.advance_to(datetime(2026, 10, 24, 12, tzinfo=UTC))
-        before = len(recorder.finished("hourly"))
-        await clock.advance(86400)
-        long_day = len(recorder.finished("hourly")) - before
-    nightly = [r.scheduled_for for r in recorder.finished("nightly")]
-    assert nightly[:2] == [
-        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),  # 03:00 CEST: right after the gap
+    runs = recorder.finished()
+    assert len({(r.job_id, r.scheduled_for) for r in runs}) == len(runs)  # nothing twice
+    return runs
+
+
+async def test_cron_job_runs_once_right_after_a_dst_gap(recorder_factory):
+    runs = await _berlin_days(recorder_factory, datetime(2026, 3, 28))
+    assert [r.scheduled_for for r in runs if r.job_id == "nightly"] == [
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),  # 03:00 CEST: the first instant after the gap
         datetime(2026, 3, 30, 0, 30, tzinfo=UTC),
     ]
-    assert [d for d in nightly if d.date() == datetime(2026, 10, 25).date()] == [
-        datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # once, at the first 02:30
+    sunday = [r for r in runs if r.job_id == "hourly" and r.scheduled_for.day == 29]
+    assert len(sunday) == 24  # every real hour of the (UTC) day, the skipped one included
+
+
+async def test_cron_job_runs_once_in_a_repeated_hour(recorder_factory):
+    runs = await _berlin_days(recorder_factory, datetime(2026, 10, 24))
+    assert [r.scheduled_for for r in runs if r.job_id == "nightly"] == [
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # 02:30 CEST, the first of the two
+        datetime(2026, 10, 26, 1, 30, tzinfo=UTC),
     ]
-    assert long_day == 24  # hourly: 12:00 Sat to 12:00 Sun UTC is 24 real hours
-    assert len({(r.job_id, r.scheduled_for) for r in recorder.finished()}) == len(
-        recorder.finished()
-    )
+    local = [r.scheduled_for.astimezone(ZoneInfo("Europe/Berlin")) for r in runs]
+    long_day = [
+        t.strftime("%H%z")
+        for t, r in zip(local, runs, strict=True)
+        if r.job_id == "hourly" and t.day == 25
+    ]
+    assert len(long_day) == 25
+    assert long_day.count("02+0200") == long_day.count("02+0100") == 1  # both folds run
 
 
 async def test_at_job_runs_once_then_finishes(scheduler, clock, recorder):

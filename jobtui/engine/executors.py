@@ -249,13 +249,15 @@ class CommandExecution(Execution):
             os.killpg(self._pgid, sig)
 
     def _group_alive(self) -> bool:
+        """Whether any process of the group still runs (zombies don't: they wait to be reaped,
+        and in a container nobody may ever reap them)."""
         if self._pgid is None:
             return False
         try:
             os.killpg(self._pgid, 0)
         except (ProcessLookupError, PermissionError):
             return False
-        return True
+        return _group_has_live_member(self._pgid)
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
         max_line = self.run.output.max_line
@@ -306,6 +308,25 @@ class CommandExecution(Execution):
             self._last_stderr = text.strip()[:300]
         run.output.append(stream, text, self.clock.wall())
         run._changed()
+
+
+def _group_has_live_member(pgid: int) -> bool:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc to look in: trust kill(0)
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state, ppid, pgrp.
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def make_execution(
