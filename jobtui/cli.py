@@ -1,35 +1,192 @@
-"""The `jobtui` command."""
+"""The `jobtui` command: run jobs.toml (headless for now), check it, list its next times."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 from . import __version__
+from .config import ConfigError, load
+from .engine.timezones import zone_name
+
+EXAMPLES = """\
+examples:
+  jobtui jobs.toml --headless              run the jobs, one log line per event (Ctrl-C stops)
+  jobtui jobs.toml --headless --log-format json
+  jobtui check jobs.toml                   report every problem in the file, or summarise it
+  jobtui list jobs.toml --next 5           the next five times of every job
+  jobtui list jobs.toml --from 2026-10-24T12:00 --json
+
+exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
+"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobtui",
-        description="A job scheduler for Python with a live terminal console.",
-        epilog="As a library: from jobtui import Scheduler, Run  (see the README).",
+        description="A job scheduler with a live terminal console. Commands: "
+        "jobtui FILE [--headless], jobtui check FILE, jobtui list FILE.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"jobtui {__version__}")
-    parser.add_argument("file", nargs="?", help="a jobs.toml file")
+    parser.add_argument("file", type=Path, help="the jobs.toml to run")
+    parser.add_argument("--headless", action="store_true", help="run without the console")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="headless log lines as plain text (default) or JSON",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds running jobs get to finish on SIGINT/SIGTERM (default 30)",
+    )
+    return parser
+
+
+def check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtui check",
+        description="Validate a jobs.toml: every problem is reported (file:line:col), not only "
+        "the first; on success, a summary of the jobs.",
+    )
+    parser.add_argument("file", type=Path)
+    return parser
+
+
+def list_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtui list",
+        description="The jobs of a jobs.toml with their next fire times (like systemctl "
+        "list-timers).",
+    )
+    parser.add_argument("file", type=Path)
+    parser.add_argument(
+        "--next", type=int, default=1, metavar="N", help="how many fire times per job (default 1)"
+    )
+    parser.add_argument(
+        "--from",
+        dest="start",
+        metavar="DATETIME",
+        help="compute from this ISO date and time (default now; "
+        "without an offset it is read in the scheduler's timezone)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.file is None:
-        build_parser().print_help()
-        return 0
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] == "check":
+            return check(check_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "list":
+            return list_jobs(list_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "history":
+            print(
+                "jobtui history: run history arrives with the state store; "
+                "this version keeps no history yet",
+                file=sys.stderr,
+            )
+            return 2
+        return run(run_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.headless:
+        print(
+            "jobtui: the console is not in this version yet; run with --headless", file=sys.stderr
+        )
+        return 2
+    from .headless import run_headless
+
+    return asyncio.run(run_headless(args.file, log_format=args.log_format, grace=args.grace))
+
+
+def check(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        count = len([p for p in exc.problems if not p.warning])
+        print(f"{count} problem{'s' if count != 1 else ''} in {args.file}", file=sys.stderr)
+        return 2
+    for warning in config.warnings:
+        print(warning, file=sys.stderr)
     print(
-        "jobtui: this version is the scheduling engine only (use it from Python: "
-        "from jobtui import Scheduler); reading jobs.toml is not in it yet",
-        file=sys.stderr,
+        f"{args.file}: {len(config.jobs)} job{'s' if len(config.jobs) != 1 else ''}, "
+        f"timezone {zone_name(config.timezone)}, state {config.state_path}"
     )
-    return 2
+    width = max((len(job_id) for job_id in config.jobs), default=0)
+    triggers = {
+        spec.id: spec.describe_trigger()
+        + (f" ({spec.timezone})" if spec.timezone else "")
+        + (" [paused]" if spec.paused else "")
+        for spec in config.jobs.values()
+    }
+    trig = max((len(text) for text in triggers.values()), default=0)
+    for spec in config.jobs.values():
+        print(f"  {spec.id:<{width}}  {triggers[spec.id]:<{trig}}  {spec.target_text}")
+    return 0
+
+
+def list_jobs(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.next < 1:
+        print("jobtui list: --next must be at least 1", file=sys.stderr)
+        return 2
+    start = None
+    if args.start:
+        try:
+            start = datetime.fromisoformat(args.start)
+        except ValueError:
+            print(
+                f'jobtui list: cannot read --from "{args.start}": use ISO 8601, such as '
+                "2026-10-24T12:00 or 2026-10-24T12:00+02:00",
+                file=sys.stderr,
+            )
+            return 2
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=config.timezone)
+    scheduler = config.make_scheduler()
+    after = start or datetime.now(UTC)
+    rows = []
+    for job in scheduler.jobs():
+        times = [] if job.paused else scheduler.next_times(job.id, args.next, after=after)
+        rows.append(
+            {
+                "id": job.id,
+                "trigger": job.describe_trigger(),
+                "timezone": zone_name(job.zone),
+                "paused": job.paused,
+                "next": [t.isoformat(timespec="seconds") for t in times],
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max((len(r["id"]) for r in rows), default=2)
+    trig = max((len(r["trigger"]) for r in rows), default=7)
+    print(f"{'ID':<{width}}  {'TRIGGER':<{trig}}  {'NEXT':<25}  TIMEZONE")
+    for row in rows:
+        times = row["next"] or (["(paused)"] if row["paused"] else ["(never)"])
+        print(f"{row['id']:<{width}}  {row['trigger']:<{trig}}  {times[0]:<25}  {row['timezone']}")
+        for more in times[1:]:
+            print(f"{'':<{width}}  {'':<{trig}}  {more}")
+    return 0
 
 
 if __name__ == "__main__":

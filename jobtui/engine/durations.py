@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ from .errors import InvalidJobOption
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_MAX_SECONDS = 10 * 366 * 86400
 _cache: dict[tuple[str, str], timedelta] = {}
 
 
@@ -32,6 +34,13 @@ def parse_duration(
             f'expected a duration such as "90s" or "1h30m", got {value!r}', key=key, job_id=job_id
         )
     elif isinstance(value, int | float):
+        if not math.isfinite(value) or abs(value) > _MAX_SECONDS:
+            raise InvalidJobOption(
+                f"{value!r} seconds is not a usable duration "
+                f"(at most {_MAX_SECONDS // 86400} days)",
+                key=key,
+                job_id=job_id,
+            )
         result = timedelta(seconds=value)
     elif isinstance(value, str):
         result = _parse_text(value, key=key, job_id=job_id, units=units)
@@ -73,6 +82,12 @@ def _parse_text(text: str, *, key: str, job_id: str | None, units: str) -> timed
         raise InvalidJobOption(
             f'cannot read "{text}" as a duration: write a number followed by one of {units} '
             f'(for example "90s", "15m", "1h30m")',
+            key=key,
+            job_id=job_id,
+        )
+    if total > _MAX_SECONDS:
+        raise InvalidJobOption(
+            f'"{text}" is too long a duration (at most {_MAX_SECONDS // 86400} days)',
             key=key,
             job_id=job_id,
         )

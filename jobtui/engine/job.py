@@ -183,7 +183,7 @@ def _text(key: str) -> Callable[[object, str | None, tzinfo], str]:
 def _soft_start(value: object, job_id: str | None, zone: tzinfo) -> float:
     if value is True:
         return 30.0
-    if value is False or value is None:
+    if value is False or value is None or value == 0:
         return 0.0
     return _seconds(value, "soft_start", job_id)
 

@@ -1,0 +1,6 @@
+"""jobs.toml: reading and validating it into job specifications for the engine."""
+
+from .loader import Config, JobSpec, load
+from .problems import ConfigError, Problem
+
+__all__ = ["Config", "ConfigError", "JobSpec", "Problem", "load"]

@@ -1,0 +1,470 @@
+"""Reading jobs.toml into job specifications, reporting every problem at once."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, tzinfo
+from pathlib import Path
+from typing import Any
+
+from ..engine import InvalidJobOption, Scheduler, format_duration
+from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES
+from ..engine.timezones import local_zone, resolve_timezone
+from ..engine.triggers import make_trigger
+from .imports import check_targets, load_target
+from .locator import Locator
+from .problems import ConfigError, Problem
+
+TRIGGER_KEYS = ("every", "cron", "at")
+TARGET_KEYS = ("run", "command")
+JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
+DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES})
+SCHEDULER_KEYS = frozenset({"timezone", "state", "max_concurrency", "stop_grace"})
+TOP_KEYS = frozenset({"scheduler", "defaults", "jobs"})
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+MAX_FILE_BYTES = 1024 * 1024
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """One job as jobs.toml declares it, validated and ready to add to a scheduler."""
+
+    id: str
+    target: Any  # a callable, a shell command string or an argv list
+    target_text: str  # "module:function" or the command, as written
+    target_key: str  # "run" or "command"
+    trigger: dict[str, Any]  # {"cron": "..."} or {} for a job run only on demand
+    options: dict[str, Any]
+    timezone: str | None
+    paused: bool
+    line: int | None
+    fingerprint: str = ""
+
+    def add_to(self, scheduler: Scheduler) -> None:
+        scheduler.add_job(
+            self.target,
+            id=self.id,
+            timezone=self.timezone,
+            paused=self.paused,
+            **self.trigger,
+            **self.options,
+        )
+
+    def apply_to(self, scheduler: Scheduler, previous: JobSpec) -> None:
+        """Bring the scheduler's job in line with this (changed) spec, keeping its state."""
+        options = {name: getattr(DEFAULT_OPTIONS, name) for name in OPTION_NAMES}
+        options.update(self.options)
+        trigger: dict[str, Any] = dict.fromkeys(TRIGGER_KEYS)
+        trigger.update(self.trigger)
+        if self.paused != previous.paused:
+            options["paused"] = self.paused
+        scheduler.modify(self.id, target=self.target, timezone=self.timezone, **trigger, **options)
+
+    def describe_trigger(self) -> str:
+        if not self.trigger:
+            return "on demand"
+        ((kind, value),) = self.trigger.items()
+        if kind == "every":
+            return f"every {value}"
+        if kind == "cron":
+            return f"cron {value}"
+        return f"at {value.isoformat() if isinstance(value, datetime) else value}"
+
+
+@dataclass(slots=True)
+class Config:
+    path: Path
+    timezone: tzinfo
+    timezone_name: str | None  # as written; None means the machine's zone
+    state_path: Path
+    max_concurrency: int | None
+    stop_grace: float
+    jobs: dict[str, JobSpec] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def make_scheduler(self, **kwargs: Any) -> Scheduler:
+        params: dict[str, Any] = {
+            "timezone": self.timezone,
+            "max_concurrency": self.max_concurrency,
+            "stop_grace": self.stop_grace,
+        }
+        scheduler = Scheduler(**(params | kwargs))
+        for spec in self.jobs.values():
+            spec.add_to(scheduler)
+        return scheduler
+
+
+def load(path: str | os.PathLike[str], *, import_timeout: float = 10.0) -> Config:
+    """Read and validate ``path``; raise ConfigError listing every problem found."""
+    return _Loader(Path(path), import_timeout).load()
+
+
+class _Loader:
+    def __init__(self, path: Path, import_timeout: float) -> None:
+        self.path = path
+        self.shown = str(path)
+        self.import_timeout = import_timeout
+        self.problems: list[Problem] = []
+        self.bad_defaults: set[str] = set()
+        self.warnings: list[Problem] = []
+        self.locator = Locator("")
+
+    # -- reporting ------------------------------------------------------------------------
+    def problem(
+        self,
+        message: str,
+        *,
+        table: tuple[str, ...] = (),
+        key: str | None = None,
+        job: str | None = None,
+        warning: bool = False,
+    ) -> None:
+        line, col = self.locator.key(table, key) if key else self.locator.table(*table)
+        section = table[0] if table and table[0] != "jobs" else None
+        found = Problem(
+            self.shown, line, col, message, job=job, key=key, warning=warning, section=section
+        )
+        (self.warnings if warning else self.problems).append(found)
+
+    def fail_now(
+        self, message: str, line: int | None = None, col: int | None = None
+    ) -> ConfigError:
+        return ConfigError([Problem(self.shown, line, col, message)])
+
+    # -- the file -------------------------------------------------------------------------
+    def read(self) -> str:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            raise self.fail_now("no such file") from None
+        except OSError as exc:
+            raise self.fail_now(f"cannot read it: {exc.strerror}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise self.fail_now("is not a regular file")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            who = (
+                "group and others"
+                if info.st_mode & stat.S_IWOTH and info.st_mode & stat.S_IWGRP
+                else ("others" if info.st_mode & stat.S_IWOTH else "its group")
+            )
+            raise self.fail_now(
+                f"is writable by {who}; jobtui runs the commands in it, so it refuses the file "
+                f"(as cron does): run `chmod go-w {self.shown}`"
+            )
+        if info.st_size > MAX_FILE_BYTES:
+            raise self.fail_now(f"is {info.st_size} bytes; a jobs file may be at most 1 MiB")
+        data = self.path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise self.fail_now(
+                f"byte {exc.start} is not valid UTF-8: save the file as UTF-8", line, col
+            ) from None
+        return text.removeprefix("\ufeff")
+
+    def parse(self, text: str) -> dict[str, Any]:
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            message = str(exc)
+            match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+            line, col = (int(match.group(1)), int(match.group(2))) if match else (None, None)
+            reason = re.sub(r"\s*\(at .*\)$", "", message)
+            if match is None and "end of document" in message:
+                line = text.count("\n") + 1
+            hint = ""
+            if "Illegal character '\\n'" in reason or "Unterminated string" in reason:
+                hint = "; a quoted string is not closed on this line"
+            if line is not None and "Expected newline" in reason:
+                source = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
+                if re.search(r"=\s*\d+[smhd]", source):
+                    hint = '; durations are text: write them in quotes, as in every = "5m"'
+            raise self.fail_now(f"TOML syntax: {reason}{hint}", line, col) from None
+
+    # -- the tables -----------------------------------------------------------------------
+    def load(self) -> Config:
+        text = self.read()
+        data = self.parse(text)
+        self.locator = Locator(text)
+        for key in data:
+            if key not in TOP_KEYS:
+                self.unknown(key, TOP_KEYS, table=(), what="table")
+        scheduler = self.table(data, "scheduler")
+        defaults = self.table(data, "defaults")
+        zone, zone_name, state_path, max_concurrency, stop_grace = self.scheduler(scheduler)
+        self.defaults(defaults, zone)
+        jobs_table = self.table(data, "jobs")
+        jobs: dict[str, JobSpec] = {}
+        for job_id, table in jobs_table.items():
+            if not isinstance(table, dict):
+                self.problem(
+                    "each job is a table: write [jobs.NAME] and its keys below it",
+                    table=("jobs",),
+                    key=job_id,
+                )
+                continue
+            spec = self.job(job_id, table, defaults, zone)
+            if spec is not None:
+                jobs[job_id] = spec
+        if not jobs_table and not self.problems:
+            self.problem(
+                "declares no jobs: add a [jobs.NAME] table with a command or run key", warning=True
+            )
+        self.imports(jobs)
+        if self.problems:
+            found = sorted(self.problems + self.warnings, key=lambda p: (p.line or 0, p.col or 0))
+            raise ConfigError(found)
+        return Config(
+            self.path,
+            zone,
+            zone_name,
+            state_path,
+            max_concurrency,
+            stop_grace,
+            jobs,
+            self.warnings,
+        )
+
+    def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            self.problem(f"[{name}] must be a table", key=name)
+            return {}
+        return value
+
+    def unknown(
+        self,
+        key: str,
+        accepted: frozenset[str],
+        *,
+        table: tuple[str, ...],
+        what: str,
+        job: str | None = None,
+    ) -> None:
+        close = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
+        hint = (
+            f' (did you mean "{close[0]}"?)'
+            if close
+            else f"; accepted: {', '.join(sorted(accepted))}"
+        )
+        self.problem(f"unknown {what}{hint}", table=table, key=key, job=job)
+
+    def scheduler(
+        self, table: dict[str, Any]
+    ) -> tuple[tzinfo, str | None, Path, int | None, float]:
+        where = ("scheduler",)
+        for key in table:
+            if key not in SCHEDULER_KEYS:
+                self.unknown(key, SCHEDULER_KEYS, table=where, what="key")
+        zone: tzinfo = local_zone()
+        zone_name = table.get("timezone")
+        if zone_name is not None:
+            try:
+                zone = resolve_timezone(zone_name)
+            except InvalidJobOption as exc:
+                self.problem(exc.reason, table=where, key="timezone")
+        state = table.get("state", ".jobtui/state.db")
+        if not isinstance(state, str) or not state.strip():
+            self.problem("expected a file path as text", table=where, key="state")
+            state = ".jobtui/state.db"
+        state_path = (self.path.parent / state).resolve()
+        max_concurrency = table.get("max_concurrency")
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            self.problem(
+                f"expected a whole number of at least 1, got {max_concurrency!r}",
+                table=where,
+                key="max_concurrency",
+            )
+            max_concurrency = None
+        stop_grace = 30.0
+        if "stop_grace" in table:
+            try:
+                stop_grace = DEFAULT_OPTIONS.with_changes(
+                    None, zone, kill_grace=table["stop_grace"]
+                ).kill_grace
+            except InvalidJobOption as exc:
+                self.problem(exc.reason, table=where, key="stop_grace")
+        return zone, zone_name, state_path, max_concurrency, stop_grace
+
+    def defaults(self, table: dict[str, Any], zone: tzinfo) -> None:
+        """Check [defaults] once, so that a bad default is reported once, not once per job."""
+        where = ("defaults",)
+        for key, value in table.items():
+            if key in TRIGGER_KEYS or key in TARGET_KEYS:
+                self.problem(f"{key} belongs to a job, not to [defaults]", table=where, key=key)
+            elif key not in DEFAULT_KEYS:
+                self.unknown(key, DEFAULT_KEYS, table=where, what="key")
+            elif key == "timezone":
+                try:
+                    resolve_timezone(value)
+                except InvalidJobOption as exc:
+                    self.problem(exc.reason, table=where, key=key)
+                    self.bad_defaults.add(key)
+            else:
+                try:
+                    DEFAULT_OPTIONS.with_changes(None, zone, **{key: value})
+                except InvalidJobOption as exc:
+                    self.problem(exc.reason, table=where, key=key)
+                    self.bad_defaults.add(key)
+
+    # -- one job --------------------------------------------------------------------------
+    def job(
+        self, job_id: str, table: dict[str, Any], defaults: dict[str, Any], scheduler_zone: tzinfo
+    ) -> JobSpec | None:
+        where = ("jobs", job_id)
+        before = len(self.problems)
+        if not JOB_ID.match(job_id):
+            self.problem(
+                "a job id is 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+                'or digit (use name = "..." for free text)',
+                table=where,
+                job=job_id,
+            )
+        for key in table:
+            if key not in JOB_KEYS:
+                self.unknown(key, JOB_KEYS, table=where, what="key", job=job_id)
+        merged = {
+            k: v for k, v in defaults.items() if k in DEFAULT_KEYS and k not in self.bad_defaults
+        }
+        merged.update({k: v for k, v in table.items() if k in JOB_KEYS})
+
+        def origin(key: str) -> tuple[str, ...]:
+            return where if key in table else ("defaults",)
+
+        zone = scheduler_zone
+        zone_name = merged.get("timezone")
+        if zone_name is not None:
+            try:
+                zone = resolve_timezone(zone_name, job_id=job_id)
+            except InvalidJobOption as exc:
+                self.problem(exc.reason, table=origin("timezone"), key="timezone", job=job_id)
+        target, target_text = self.target(job_id, table, where)
+        triggers = {k: merged[k] for k in TRIGGER_KEYS if k in table}
+        if len(triggers) > 1:
+            names = list(triggers)
+            self.problem(
+                f"a job takes one trigger, got {' and '.join(names)}: keep one of them",
+                table=where,
+                key=names[1],
+                job=job_id,
+            )
+        else:
+            try:
+                make_trigger(zone=zone, job_id=job_id, **triggers)
+            except InvalidJobOption as exc:
+                self.problem(exc.reason, table=where, key=exc.key, job=job_id)
+        options = {k: v for k, v in merged.items() if k in OPTION_NAMES}
+        if isinstance(options.get("cwd"), str):
+            options["cwd"] = str((self.path.parent / options["cwd"]).resolve())
+        for key, value in options.items():
+            try:
+                DEFAULT_OPTIONS.with_changes(job_id, zone, **{key: value})
+            except InvalidJobOption as exc:
+                self.problem(exc.reason, table=origin(key), key=key, job=job_id)
+        paused = merged.get("paused", False)
+        if not isinstance(paused, bool):
+            self.problem(
+                f"expected true or false, got {paused!r}", table=where, key="paused", job=job_id
+            )
+        self.check_at(job_id, triggers.get("at"), zone, where)
+        if len(self.problems) > before:
+            return None
+        fingerprint = json.dumps({**merged, **triggers}, sort_keys=True, default=str)
+        return JobSpec(
+            id=job_id,
+            target=target,
+            target_text=target_text,
+            target_key="run" if "run" in table else "command",
+            trigger=triggers,
+            options=options,
+            timezone=zone_name,
+            paused=paused,
+            line=self.locator.table(*where)[0],
+            fingerprint=fingerprint,
+        )
+
+    def target(self, job_id: str, table: dict[str, Any], where: tuple[str, ...]) -> tuple[Any, str]:
+        given = [k for k in TARGET_KEYS if k in table]
+        if not given:
+            self.problem(
+                'says nothing to run: add command = "..." (a shell command or a list) or '
+                'run = "module:function"',
+                table=where,
+                job=job_id,
+            )
+            return None, ""
+        if len(given) == 2:
+            self.problem(
+                "has both run and command: keep one of them", table=where, key="command", job=job_id
+            )
+            return None, ""
+        key = given[0]
+        value = table[key]
+        if key == "command":
+            if isinstance(value, str) and value.strip():
+                return value, value
+            if isinstance(value, list) and value and all(isinstance(p, str) for p in value):
+                return list(value), " ".join(value)
+            self.problem(
+                'expected a shell command as text, or a list such as ["pg_dump", "-f", "db.sql"]',
+                table=where,
+                key=key,
+                job=job_id,
+            )
+            return None, ""
+        if not isinstance(value, str) or not TARGET_SPEC.match(value.strip()):
+            self.problem(
+                f'expected "module:function" (such as "myapp.tasks:sync"), got {value!r}',
+                table=where,
+                key=key,
+                job=job_id,
+            )
+            return None, ""
+        return value.strip(), value.strip()
+
+    def check_at(self, job_id: str, at: object, zone: tzinfo, where: tuple[str, ...]) -> None:
+        if isinstance(at, date) and not isinstance(at, datetime):
+            return  # make_trigger already said a date alone is not enough
+        if isinstance(at, time):
+            return
+        if isinstance(at, datetime):
+            moment = at if at.tzinfo else at.replace(tzinfo=zone)
+            if moment < datetime.now(moment.tzinfo):
+                ago = format_duration(datetime.now(moment.tzinfo).timestamp() - moment.timestamp())
+                self.problem(
+                    f"{moment.isoformat()} is {ago} in the past: the job runs once at start-up "
+                    "(unless misfire_grace says it is too late), then never again",
+                    table=where,
+                    key="at",
+                    job=job_id,
+                    warning=True,
+                )
+
+    def imports(self, jobs: dict[str, JobSpec]) -> None:
+        run_jobs = [spec for spec in jobs.values() if spec.target_key == "run"]
+        if not run_jobs:
+            return
+        base = str(self.path.parent.resolve())
+        results = check_targets(
+            sorted({s.target_text for s in run_jobs}), base, self.import_timeout
+        )
+        for spec in run_jobs:
+            error = results.get(spec.target_text)
+            if error is not None:
+                self.problem(error, table=("jobs", spec.id), key="run", job=spec.id)
+                del jobs[spec.id]
+            else:
+                spec.target = load_target(spec.target_text, base)

@@ -1,0 +1,218 @@
+"""Headless mode: the scheduler without a UI, one log line per event, hot reload of jobs.toml,
+and a graceful stop on SIGINT/SIGTERM. The mode for systemd units and containers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from .config import Config, ConfigError, load
+from .engine import (
+    ClockJumped,
+    Event,
+    JobAdded,
+    JobModified,
+    JobRemoved,
+    JobStateChanged,
+    OccurrenceMissed,
+    OccurrenceSkipped,
+    RunFinished,
+    RunRetrying,
+    RunStarted,
+    Scheduler,
+    SchedulerStarted,
+    SchedulerStopped,
+)
+
+RELOAD_POLL = 0.5  # seconds between looks at jobs.toml: an edit is picked up within a second
+
+
+class EventLog:
+    """Writes one line per event: plain text, or one JSON object per line."""
+
+    def __init__(self, out: TextIO, fmt: str = "text") -> None:
+        self.out = out
+        self.json = fmt == "json"
+
+    def __call__(self, event: Event) -> None:
+        fields = describe(event)
+        if fields is None:
+            return
+        self.write(**fields, time=event.time)
+
+    def write(self, *, event: str, time: float | None = None, **fields: object) -> None:
+        when = datetime.fromtimestamp(
+            time if time is not None else datetime.now(UTC).timestamp(), UTC
+        )
+        stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if self.json:
+            record = {
+                "time": stamp,
+                "event": event,
+                **{k: v for k, v in fields.items() if v is not None},
+            }
+            line = json.dumps(record, default=str)
+        else:
+            parts = [f"{k}={_quote(v)}" for k, v in fields.items() if v not in (None, "")]
+            line = f"{stamp} {event:<16} {' '.join(parts)}".rstrip()
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    if text == "" or any(c.isspace() or c in '"=' for c in text):
+        return json.dumps(text)
+    return text
+
+
+def describe(event: Event) -> dict[str, object] | None:
+    """The event's name and fields for a log line."""
+    if isinstance(event, RunStarted):
+        run = event.run
+        return {
+            "event": "run_started",
+            "job": run.job_id,
+            "run": run.run_id,
+            "scheduled_for": run.scheduled_for.isoformat(),
+            "manual": run.manual or None,
+        }
+    if isinstance(event, RunFinished):
+        run = event.run
+        return {
+            "event": "run_finished",
+            "job": run.job_id,
+            "run": run.run_id,
+            "outcome": run.outcome.value if run.outcome else None,
+            "duration": round(run.duration or 0.0, 3),
+            "attempt": run.attempt,
+            "exit_code": run.exit_code,
+            "signal": run.signal,
+            "error": run.error.first_line if run.error else None,
+            "reason": run.reason or None,
+        }
+    if isinstance(event, RunRetrying):
+        return {
+            "event": "run_retrying",
+            "job": event.run.job_id,
+            "run": event.run.run_id,
+            "attempt": event.run.attempt + 1,
+            "retry_at": datetime.fromtimestamp(event.retry_at, UTC).isoformat(),
+            "error": event.error,
+        }
+    if isinstance(event, OccurrenceSkipped | OccurrenceMissed):
+        kind = "skipped" if isinstance(event, OccurrenceSkipped) else "missed"
+        return {
+            "event": f"occurrence_{kind}",
+            "job": event.run.job_id,
+            "scheduled_for": event.run.scheduled_for.isoformat(),
+            "reason": event.run.reason,
+        }
+    if isinstance(event, JobStateChanged):
+        return {
+            "event": "job_state",
+            "job": event.job_id,
+            "state": event.state,
+            "reason": event.reason,
+        }
+    if isinstance(event, JobAdded | JobModified | JobRemoved):
+        name = {JobAdded: "job_added", JobModified: "job_modified", JobRemoved: "job_removed"}
+        return {"event": name[type(event)], "job": event.job_id}
+    if isinstance(event, ClockJumped):
+        return {"event": "clock_jumped", "kind": event.kind, "seconds": round(event.seconds, 3)}
+    if isinstance(event, SchedulerStarted):
+        return {"event": "started"}
+    if isinstance(event, SchedulerStopped):
+        return {"event": "stopped"}
+    return None  # progress is for the console, not the log
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size, info.st_ino
+
+
+class Reloader:
+    """Applies an edited jobs.toml to a running scheduler; a file that does not validate
+    changes nothing, and its errors are reported until it is fixed."""
+
+    def __init__(self, scheduler: Scheduler, config: Config, log: EventLog) -> None:
+        self.scheduler = scheduler
+        self.config = config
+        self.log = log
+        self._seen = _stat_key(config.path)
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_POLL)
+            key = _stat_key(self.config.path)
+            if key is None or key == self._seen:
+                continue
+            self._seen = key
+            await self.reload()
+
+    async def reload(self) -> bool:
+        try:
+            config = await asyncio.to_thread(load, self.config.path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                self.log.write(event="reload_failed", problem=str(problem))
+            self.log.write(event="reload_failed", detail="the previous jobs keep running")
+            return False
+        self.apply(config)
+        self.log.write(event="reloaded", jobs=len(config.jobs))
+        return True
+
+    def apply(self, config: Config) -> None:
+        old, new = self.config.jobs, config.jobs
+        for job_id in old.keys() - new.keys():
+            self.scheduler.remove(job_id)  # a running run is allowed to finish
+        for job_id, spec in new.items():
+            if job_id not in old:
+                spec.add_to(self.scheduler)
+            elif spec.fingerprint != old[job_id].fingerprint:
+                spec.apply_to(self.scheduler, old[job_id])
+        self.config = config
+
+
+async def run_headless(
+    path: Path, *, log_format: str, grace: float, out: TextIO = sys.stdout
+) -> int:
+    log = EventLog(out, log_format)
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for warning in config.warnings:
+        log.write(event="config_warning", problem=str(warning))
+    scheduler = config.make_scheduler(stop_grace=grace)
+    scheduler.subscribe(log)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handlers: list[Callable[[], None]] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+        handlers.append(lambda s=sig: loop.remove_signal_handler(s))
+    reloader = Reloader(scheduler, config, log)
+    await scheduler.start()
+    watcher = asyncio.create_task(reloader.watch())
+    try:
+        await stop.wait()
+        log.write(event="stopping", grace=grace)
+    finally:
+        watcher.cancel()
+        await scheduler.stop(grace)
+        for remove in handlers:
+            remove()
+    return 0
