@@ -168,8 +168,10 @@ def test_headless_runs_reloads_survives_bad_edits_and_stops_cleanly(tmp_path):
         seen = len(finished(events, "added"))
         headless.wait_for(lambda ev: len(finished(ev, "added")) > seen)
 
-        # A removed job is unscheduled.
-        write(config, base)
+        # A removed job is unscheduled; this edit is saved the way many editors save: by writing
+        # a new file and renaming it over the old one.
+        write(tmp_path / "jobs.toml.new", base)
+        (tmp_path / "jobs.toml.new").replace(config)
         headless.wait_for(lambda ev: any(e["event"] == "job_removed" for e in ev))
 
         sleeper = int(pidfile.read_text())

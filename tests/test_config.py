@@ -239,3 +239,39 @@ def test_an_at_in_the_past_is_a_warning(tmp_path):
     (warning,) = config.warnings
     assert str(warning).startswith(f'{path}:3:1: warning: job "a", key "at": 2020-01-01T00:00')
     assert "in the past" in str(warning)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"-5m"', 'cannot read "-5m" as a duration'),
+        ("-5", "-5 is not a usable duration: it must be greater than zero"),
+        ("0", "0 is not a usable duration: it must be greater than zero"),
+        ("nan", "nan seconds is not a usable duration"),
+        ("inf", "inf seconds is not a usable duration"),
+        ('"1.5 fortnights"', 'cannot read "1.5 fortnights" as a duration'),
+        ("true", "expected a duration such as"),
+    ],
+)
+def test_unusable_durations(tmp_path, value, message):
+    path = write(tmp_path, f'[jobs.a]\ncommand = "true"\nevery = "1m"\ntimeout = {value}\n')
+    (found,) = problems(path)
+    assert found.startswith(f'4:1: job "a", key "timeout": {message}')
+
+
+def test_unknown_tables_and_ids_that_cannot_be_ids(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [job.a]
+        command = "true"
+
+        [jobs."café☕"]
+        command = "true"
+        """,
+    )
+    assert problems(path) == [
+        '1:1: key "job": unknown table (did you mean "jobs"?)',
+        "4:1: job \"café☕\": a job id is 1-64 letters, digits, '_', '.' or '-', starting with "
+        'a letter or digit (use name = "..." for free text)',
+    ]

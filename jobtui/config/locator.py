@@ -51,7 +51,8 @@ class Locator:
             header = _HEADER.match(line)
             if header and not line.lstrip().startswith("[["):
                 table = _split_dotted(header.group(1))
-                self.tables.setdefault(table, number)
+                for depth in range(1, len(table) + 1):  # [job.a] also places "job"
+                    self.tables.setdefault(table[:depth], number)
                 continue
             key = _KEY.match(line)
             if key:
@@ -68,4 +69,6 @@ class Locator:
         found = self.keys.get((table, key))
         if found is not None:
             return found
+        if (*table, key) in self.tables:  # the key is a table of its own
+            return self.table(*table, key)
         return self.table(*table)

@@ -335,12 +335,11 @@ class Scheduler:
         target = changes.pop("target", job.target)
         paused = changes.pop("paused", None)
         kind, takes_run = classify_target(target, job_id)
-        if trigger_changes:
-            trigger = make_trigger(zone=zone, job_id=job_id, **trigger_changes)
-        elif zone is not job.zone and isinstance(job.trigger, DateTrigger):
-            trigger = job.trigger
-        else:
-            trigger = job.trigger
+        trigger = (
+            make_trigger(zone=zone, job_id=job_id, **trigger_changes)
+            if trigger_changes
+            else job.trigger
+        )
         options = job.options.with_changes(job_id, zone, **changes)
         trigger_changed = (
             trigger != job.trigger or zone != job.zone or (options.start != job.options.start)
