@@ -30,6 +30,7 @@ from .engine import (
     SchedulerStarted,
     SchedulerStopped,
 )
+from .store import Store, StoreError
 
 RELOAD_POLL = 0.5  # seconds between looks at jobs.toml: an edit is picked up within a second
 
@@ -146,10 +147,13 @@ class Reloader:
     """Applies an edited jobs.toml to a running scheduler; a file that does not validate
     changes nothing, and its errors are reported until it is fixed."""
 
-    def __init__(self, scheduler: Scheduler, config: Config, log: EventLog) -> None:
+    def __init__(
+        self, scheduler: Scheduler, config: Config, log: EventLog, store: Store | None = None
+    ) -> None:
         self.scheduler = scheduler
         self.config = config
         self.log = log
+        self.store = store
         self._seen = _stat_key(config.path)
 
     async def watch(self) -> None:
@@ -182,6 +186,10 @@ class Reloader:
                 spec.add_to(self.scheduler)
             elif spec.fingerprint != old[job_id].fingerprint:
                 spec.apply_to(self.scheduler, old[job_id])
+            else:
+                continue
+            if self.store is not None:
+                self.store.set_fingerprint(job_id, spec.fingerprint)
         self.config = config
 
 
@@ -196,7 +204,23 @@ async def run_headless(
         return 2
     for warning in config.warnings:
         log.write(event="config_warning", problem=str(warning))
+    try:
+        store = Store.open(
+            config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days
+        )
+    except StoreError as exc:
+        print(f"jobtui: {exc}", file=sys.stderr)
+        return 1
+    for run in store.abandoned:
+        log.write(
+            event="run_abandoned",
+            job=run["job_id"],
+            run=run["run_id"],
+            killed=run["killed"] or None,
+        )
     scheduler = config.make_scheduler(stop_grace=grace)
+    store.restore(scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()})
+    store.on_status = lambda status: log.write(event="store", status=status or "writing again")
     scheduler.subscribe(log)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -204,7 +228,8 @@ async def run_headless(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
         handlers.append(lambda s=sig: loop.remove_signal_handler(s))
-    reloader = Reloader(scheduler, config, log)
+    reloader = Reloader(scheduler, config, log, store)
+    store.attach(scheduler)
     await scheduler.start()
     watcher = asyncio.create_task(reloader.watch())
     try:
@@ -213,6 +238,7 @@ async def run_headless(
     finally:
         watcher.cancel()
         await scheduler.stop(grace)
+        await asyncio.to_thread(store.close)
         for remove in handlers:
             remove()
     return 0

@@ -25,7 +25,9 @@ TRIGGER_KEYS = ("every", "cron", "at")
 TARGET_KEYS = ("run", "command")
 JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
 DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES})
-SCHEDULER_KEYS = frozenset({"timezone", "state", "max_concurrency", "stop_grace"})
+SCHEDULER_KEYS = frozenset(
+    {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days"}
+)
 TOP_KEYS = frozenset({"scheduler", "defaults", "jobs"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -87,6 +89,8 @@ class Config:
     max_concurrency: int | None
     stop_grace: float
     jobs: dict[str, JobSpec] = field(default_factory=dict)
+    keep_runs: int | None = 1000  # run history kept per job
+    keep_days: float | None = None  # and/or for this many days
     warnings: list[Problem] = field(default_factory=list)
 
     def make_scheduler(self, **kwargs: Any) -> Scheduler:
@@ -201,6 +205,7 @@ class _Loader:
         scheduler = self.table(data, "scheduler")
         defaults = self.table(data, "defaults")
         zone, zone_name, state_path, max_concurrency, stop_grace = self.scheduler(scheduler)
+        keep_runs, keep_days = self.retention(scheduler)
         self.defaults(defaults, zone)
         jobs_table = self.table(data, "jobs")
         jobs: dict[str, JobSpec] = {}
@@ -224,14 +229,16 @@ class _Loader:
             found = sorted(self.problems + self.warnings, key=lambda p: (p.line or 0, p.col or 0))
             raise ConfigError(found)
         return Config(
-            self.path,
-            zone,
-            zone_name,
-            state_path,
-            max_concurrency,
-            stop_grace,
-            jobs,
-            self.warnings,
+            path=self.path,
+            timezone=zone,
+            timezone_name=zone_name,
+            state_path=state_path,
+            max_concurrency=max_concurrency,
+            stop_grace=stop_grace,
+            jobs=jobs,
+            warnings=self.warnings,
+            keep_runs=keep_runs,
+            keep_days=keep_days,
         )
 
     def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -298,6 +305,27 @@ class _Loader:
             except InvalidJobOption as exc:
                 self.problem(exc.reason, table=where, key="stop_grace")
         return zone, zone_name, state_path, max_concurrency, stop_grace
+
+    def retention(self, table: dict[str, Any]) -> tuple[int | None, float | None]:
+        keep_runs = table.get("keep_runs", 1000)
+        if isinstance(keep_runs, bool) or not isinstance(keep_runs, int) or keep_runs < 1:
+            self.problem(
+                f"expected a whole number of at least 1, got {keep_runs!r}",
+                table=("scheduler",),
+                key="keep_runs",
+            )
+            keep_runs = 1000
+        keep_days = table.get("keep_days")
+        if keep_days is not None and (
+            isinstance(keep_days, bool) or not isinstance(keep_days, int | float) or keep_days <= 0
+        ):
+            self.problem(
+                f"expected a number of days above 0, got {keep_days!r}",
+                table=("scheduler",),
+                key="keep_days",
+            )
+            keep_days = None
+        return keep_runs, keep_days
 
     def defaults(self, table: dict[str, Any], zone: tzinfo) -> None:
         """Check [defaults] once, so that a bad default is reported once, not once per job."""

@@ -29,7 +29,16 @@ from .events import (
     SchedulerStarted,
     SchedulerStopped,
 )
-from .job import Catchup, Job, JobOptions, JobState, Overlap, OverlapPolicy, TargetKind
+from .job import (
+    Catchup,
+    Job,
+    JobOptions,
+    JobSnapshot,
+    JobState,
+    Overlap,
+    OverlapPolicy,
+    TargetKind,
+)
 from .run import LogLine, Outcome, Run, RunError, RunOutput, current_run
 from .scheduler import Scheduler
 from .triggers import CronTrigger, DateTrigger, IntervalTrigger, Trigger
@@ -53,6 +62,7 @@ __all__ = [
     "JobNotFound",
     "JobOptions",
     "JobRemoved",
+    "JobSnapshot",
     "JobState",
     "JobStateChanged",
     "JobtuiError",

@@ -40,6 +40,10 @@ class Clock:
         """Call ``callback`` on the event loop after ``delay`` seconds of awake time."""
         raise NotImplementedError
 
+    def hold(self, future: asyncio.Future[object]) -> None:
+        """Work in flight outside the loop (a database write a run waits for): a virtual
+        clock does not move on until it is done; the real clock has nothing to wait for."""
+
     async def sleep(self, delay: float) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -107,6 +111,7 @@ class VirtualClock(Clock):
         self._wall_base = start_ts
         self._timers: list[tuple[float, int, _VirtualTimer]] = []
         self._seq = itertools.count()
+        self._held: set[asyncio.Future[object]] = set()
 
     def wall(self) -> float:
         return self._wall_base + self._awake + self._suspended
@@ -122,8 +127,19 @@ class VirtualClock(Clock):
         heapq.heappush(self._timers, (timer.deadline, next(self._seq), timer))
         return timer
 
+    def hold(self, future: asyncio.Future[object]) -> None:
+        self._held.add(future)
+        future.add_done_callback(self._held.discard)
+
     async def settle(self) -> None:
-        """Let every task that is ready run until the loop has nothing left to do now."""
+        """Let every task that is ready run until the loop has nothing left to do now, and
+        held work outside the loop is done."""
+        await self._settle_loop()
+        while self._held:
+            await asyncio.wait(set(self._held), timeout=30)
+            await self._settle_loop()
+
+    async def _settle_loop(self) -> None:
         loop = asyncio.get_running_loop()
         quiet = 0
         for _ in range(100_000):

@@ -191,6 +191,8 @@ class CommandExecution(Execution):
             run.error = RunError.from_exception(exc)
             return AttemptResult(Outcome.FAILED)
         self._pgid = proc.pid
+        run.pid = proc.pid
+        run._changed()  # subscribers (the store) learn the pid while it runs
         if self.interrupted is not None:  # interrupted while it was being started
             self._stop()
         assert proc.stdout is not None and proc.stderr is not None

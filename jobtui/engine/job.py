@@ -270,6 +270,21 @@ DEFAULT_OPTIONS = JobOptions()
 assert {f.name for f in fields(JobOptions)} == OPTION_NAMES
 
 
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """The part of a job's state that outlives the process (see Scheduler.restore)."""
+
+    paused: bool = False
+    pause_reason: str = ""
+    disabled_reason: str = ""
+    consecutive_failures: int = 0
+    run_count: int = 0
+    last_fired: float | None = None
+    grid_anchor: float | None = None
+    finished: bool = False
+    catch_up: bool = True
+
+
 class TargetKind(StrEnum):
     ASYNC = "async"  # a coroutine function: runs on the event loop
     SYNC = "sync"  # a plain function: runs in a worker thread, never on the loop
@@ -332,8 +347,10 @@ class Job:
 
     __slots__ = (
         "_anchor_elapsed",
+        "_anchor_restored",
         "_anchor_wall",
         "_backlog",
+        "_catch_up_from_last",
         "_heap_version",
         "_k",
         "_override",
@@ -394,6 +411,8 @@ class Job:
         self._override: float | None = None  # next time chosen by the job's return value
         self._anchor_elapsed: float | None = None
         self._anchor_wall: float = 0.0
+        self._anchor_restored = False
+        self._catch_up_from_last = False
         self._k = 0
         self._heap_version = 0
         self._threads_alive = 0
@@ -428,6 +447,23 @@ class Job:
     @property
     def last_fired_at(self) -> datetime | None:
         return None if self.last_fired is None else datetime.fromtimestamp(self.last_fired, UTC)
+
+    @property
+    def grid_anchor(self) -> float | None:
+        """Where an ``every`` job's grid is anchored (wall clock), once it is planned."""
+        return self._anchor_wall if self._anchor_elapsed is not None else None
+
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(
+            paused=self.paused,
+            pause_reason=self.pause_reason,
+            disabled_reason=self.disabled_reason,
+            consecutive_failures=self.consecutive_failures,
+            run_count=self.run_count,
+            last_fired=self.last_fired,
+            grid_anchor=self.grid_anchor,
+            finished=self.finished,
+        )
 
     def describe_trigger(self) -> str:
         return self.trigger.describe() if self.trigger is not None else "on demand"

@@ -164,6 +164,7 @@ class Run:
         "job_id",
         "manual",
         "outcome",
+        "pid",
         "reason",
         "run_id",
         "signal",
@@ -193,6 +194,7 @@ class Run:
         self.exit_code: int | None = None  # a command's exit status
         self.signal: str | None = None  # the signal that ended a command ("SIGKILL")
         self.reason: str = ""  # why it was skipped, missed or cancelled
+        self.pid: int | None = None  # a command's process (and process group) id
         self._output: RunOutput | None = None  # made on first use: most runs print nothing
         self._output_limits = output_limits
         self._wall = wall

@@ -21,7 +21,7 @@ import os
 import random
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -53,6 +53,7 @@ from .job import (
     Catchup,
     Job,
     JobOptions,
+    JobSnapshot,
     JobState,
     OverlapPolicy,
     classify_target,
@@ -91,6 +92,7 @@ class Scheduler:
         stop_grace: float = 30.0,
         output_head_bytes: int = 64 * 1024,
         output_tail_bytes: int = 256 * 1024,
+        claim: Callable[[Run], Awaitable[bool]] | None = None,
     ) -> None:
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
@@ -107,6 +109,9 @@ class Scheduler:
         )
         self.max_concurrency = max_concurrency
         self.stop_grace = stop_grace
+        # Asked before a scheduled run starts; False means the occurrence already ran (a state
+        # store answers from its UNIQUE(job, scheduled_for) record).
+        self.claim = claim
         self.events = EventBroker()
         self._output_limits = (output_head_bytes, output_tail_bytes)
         self._random = random.Random(seed)
@@ -362,6 +367,29 @@ class Scheduler:
         self._emit(JobModified(self.clock.wall(), job_id))
         return job
 
+    def restore(self, job_id: str, snapshot: JobSnapshot) -> Job:
+        """Give a job the state a store kept for it across a restart. With
+        ``snapshot.catch_up``, occurrences since ``last_fired`` go through the catch-up policy
+        when the scheduler starts (jobs whose definition changed pass False: they start
+        afresh from now)."""
+        job = self.get(job_id)
+        if self._running:
+            raise InvalidJobOption("restore state before the scheduler starts", key="restore")
+        job.paused = snapshot.paused or job.paused
+        job.pause_reason = snapshot.pause_reason or job.pause_reason
+        job.disabled_reason = snapshot.disabled_reason
+        job.consecutive_failures = snapshot.consecutive_failures
+        job.run_count = snapshot.run_count
+        job.last_fired = snapshot.last_fired
+        job._catch_up_from_last = snapshot.catch_up and snapshot.last_fired is not None
+        if snapshot.catch_up and snapshot.grid_anchor is not None:
+            job._anchor_wall = snapshot.grid_anchor
+            job._anchor_restored = True
+        if isinstance(job.trigger, DateTrigger) and snapshot.finished:
+            job.finished = True
+            job.finish_reason = "it ran at its `at` time"
+        return job
+
     def run_now(self, job_id: str) -> Run:
         """Start a manual run now. It does not move the schedule; history marks it manual."""
         if not self._running or self._stopping:
@@ -435,12 +463,23 @@ class Scheduler:
         trigger, opts = job.trigger, job.options
         if job.paused or job.disabled_reason or job.finished:
             return
+        catch_up = job._catch_up_from_last and job.last_fired is not None
+        job._catch_up_from_last = False
         if isinstance(trigger, IntervalTrigger):
-            anchor_wall = opts.start if opts.start is not None else wall
+            if job._anchor_restored:
+                anchor_wall = job._anchor_wall
+            else:
+                anchor_wall = opts.start if opts.start is not None else wall
+            job._anchor_restored = False
             job._anchor_wall = anchor_wall
             job._anchor_elapsed = elapsed + (anchor_wall - wall)
             since = (wall - anchor_wall) / trigger.period
-            if since < 0:  # the grid starts in the future
+            if catch_up:  # restarted: the first occurrence after the last one handled
+                assert job.last_fired is not None
+                job._k = max(
+                    math.floor((job.last_fired - anchor_wall) / trigger.period + 1e-9) + 1, 0
+                )
+            elif since < 0:  # the grid starts in the future
                 job._k = 0 if opts.run_immediately else 1
             elif opts.run_immediately:  # fire now, on the latest grid point (identity stays stable)
                 job._k = math.floor(since)
@@ -448,7 +487,10 @@ class Scheduler:
                 job._k = math.floor(since) + 1
             self._push_interval(job)
         elif isinstance(trigger, CronTrigger):
-            if opts.run_immediately:
+            if catch_up:
+                assert job.last_fired is not None
+                self._plan_cron(job, job.last_fired)  # may be due at once: catch-up decides
+            elif opts.run_immediately:
                 self._push_wall(job, wall)
                 job._override = wall
             else:
@@ -880,6 +922,10 @@ class Scheduler:
         opts = job.options
         limited = self.max_concurrency is not None
         try:
+            if self.claim is not None and not run.manual and not await self.claim(run):
+                outcome = Outcome.SKIPPED
+                run.reason = "this occurrence already ran: the state store has a record of it"
+                return
             while True:
                 if limited:
                     await self._acquire_slot()

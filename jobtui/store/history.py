@@ -1,0 +1,39 @@
+"""Reading run history without owning the state file (for `jobtui history` and the console)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    "run_id", "job_id", "scheduled_for", "manual", "attempt", "started_at", "finished_at",
+    "outcome", "reason", "progress", "status_message", "error_type", "error_message",
+    "exit_code", "signal", "output_dropped_bytes", "detected_at",
+)  # fmt: skip
+
+
+def read_runs(db: Path, *, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs (of one job, or all), newest first. Opens read-only."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+    try:
+        where, params = ("WHERE job_id = ?", (job,)) if job else ("", ())
+        rows = conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM runs {where} "
+            "ORDER BY coalesce(started_at, finished_at, scheduled_for) DESC, rowid DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+    finally:
+        conn.close()
+    result = []
+    for row in rows:
+        record = dict(zip(COLUMNS, row, strict=True))
+        for key in ("scheduled_for", "started_at", "finished_at", "detected_at"):
+            if record[key] is not None:
+                record[key] = datetime.fromtimestamp(record[key], UTC).isoformat()
+        record["manual"] = bool(record["manual"])
+        result.append(record)
+    return result

@@ -1,0 +1,270 @@
+"""The state store: claims before runs, restarts, abandoned runs, one owner, faults, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+from datetime import timedelta
+
+import pytest
+
+from jobtui import Outcome, Run, Scheduler, VirtualClock
+from jobtui.store import Store, StoreError, read_runs
+from jobtui.store.schema import VERSION
+
+from .conftest import START, Recorder
+
+
+async def noop(run: Run) -> None:
+    return None
+
+
+async def session(db, clock, setup, *, seconds=0.0, fingerprints=None, before_stop=None):
+    """One life of a process: open the store, restore, run for ``seconds``, stop, close."""
+    store = Store.open(db)
+    scheduler = Scheduler(timezone="UTC", clock=clock, stop_grace=0)
+    setup(scheduler)
+    store.restore(scheduler, fingerprints or {})
+    recorder = Recorder(scheduler)
+    store.attach(scheduler)
+    await scheduler.start()
+    await clock.advance(0)
+    await recorder.wait_for(lambda: store.flush(0.01))
+    await clock.advance(seconds)
+    await asyncio.to_thread(store.flush)
+    if before_stop:
+        await before_stop(scheduler, store)
+    await scheduler.stop(0)
+    await asyncio.to_thread(store.close)
+    return recorder, store
+
+
+def runs_of(db, job=None):
+    return sorted(read_runs(db, job=job, limit=10_000), key=lambda r: r["scheduled_for"])
+
+
+async def test_runs_and_their_records_are_written(tmp_path, clock):
+    db = tmp_path / "state.db"
+
+    async def fails(run: Run) -> None:
+        run.status_message = "about to fail"
+        raise ValueError("bad row 7")
+
+    def setup(s):
+        s.add_job(noop, every="1m", id="ok")
+        s.add_job(fails, every="1m", id="bad")
+
+    await session(db, clock, setup, seconds=60)
+    rows = {r["job_id"]: r for r in runs_of(db)}
+    assert rows["ok"]["outcome"] == "succeeded"
+    assert rows["ok"]["scheduled_for"] == (START + timedelta(minutes=1)).isoformat()
+    assert rows["bad"]["outcome"] == "failed"
+    assert rows["bad"]["error_type"] == "ValueError" and rows["bad"]["error_message"] == "bad row 7"
+    assert rows["bad"]["status_message"] == "about to fail"
+
+
+async def test_an_occurrence_runs_at_most_once_across_restarts_and_clock_steps(tmp_path):
+    db = tmp_path / "state.db"
+    ran = []
+
+    async def body(run: Run) -> None:
+        ran.append(run.scheduled_for)
+
+    def setup(s):
+        s.add_job(body, cron="*/10 * * * *", id="cron")
+
+    clock = VirtualClock(START)
+    await session(db, clock, setup, seconds=3600)
+    assert len(ran) == 6
+    # The machine's clock is set back an hour and jobtui restarts: the repeated hour must not
+    # run anything again, even though this process never saw those runs.
+    clock = VirtualClock(START)
+    await session(db, clock, setup, seconds=3600)
+    assert len(ran) == 6
+    clock = VirtualClock(START + timedelta(hours=1))
+    await session(db, clock, setup, seconds=3600)
+    assert len(ran) == 12 and len(set(ran)) == 12
+    rows = runs_of(db, "cron")
+    assert len(rows) == len({r["scheduled_for"] for r in rows}) == 12
+
+
+async def test_claims_are_refused_for_an_occurrence_already_recorded(tmp_path, clock):
+    db = tmp_path / "state.db"
+    store = Store.open(db)
+    scheduler = Scheduler(timezone="UTC", clock=clock)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1m", id="j")
+    store.attach(scheduler)
+    other = sqlite3.connect(db)  # as if another process had run 12:01 already
+    other.execute(
+        "INSERT INTO runs (run_id, job_id, scheduled_for, manual, outcome) VALUES (?, ?, ?, 0, ?)",
+        ("elsewhere", "j", (START + timedelta(minutes=1)).timestamp(), "succeeded"),
+    )
+    other.commit()
+    other.close()
+    async with scheduler:
+        await clock.advance(60)
+        await recorder.wait_for(lambda: recorder.finished("j"))
+    (run,) = recorder.finished("j")
+    assert run.outcome is Outcome.SKIPPED and "already ran" in run.reason
+    await asyncio.to_thread(store.close)
+
+
+async def test_paused_and_disabled_jobs_stay_so_after_a_restart(tmp_path, clock):
+    db = tmp_path / "state.db"
+
+    async def broken() -> None:
+        raise OSError("unreachable")
+
+    def setup(s):
+        s.add_job(noop, every="1m", id="paused")
+        s.add_job(broken, every="1m", id="broken", max_failures=2)
+
+    async def pause(scheduler, store):
+        scheduler.pause("paused", reason="maintenance window")
+        await clock.advance(0)
+        await asyncio.to_thread(store.flush)
+
+    await session(db, clock, setup, seconds=180, before_stop=pause)
+    store = Store.open(db)
+    scheduler = Scheduler(timezone="UTC", clock=clock)
+    setup(scheduler)
+    store.restore(scheduler, {})
+    store.close()
+    assert scheduler.get("paused").state.value == "paused"
+    assert scheduler.get("paused").pause_reason == "maintenance window"
+    assert scheduler.get("broken").state.value == "disabled"
+    assert scheduler.get("broken").disabled_reason.startswith("2 consecutive failures")
+
+
+@pytest.mark.parametrize(
+    ("catchup", "ran", "missed"), [("latest", 1, 2), ("all", 3, 0), ("none", 0, 3)]
+)
+async def test_downtime_goes_through_catchup_and_records_misses(tmp_path, catchup, ran, missed):
+    db = tmp_path / "state.db"
+
+    def setup(s):
+        s.add_job(noop, cron="0 * * * *", id="hourly", catchup=catchup)
+
+    await session(db, VirtualClock(START), setup, seconds=3600 + 60)  # runs 13:00
+    # down from 13:01 until 16:30: 14:00, 15:00 and 16:00 fell due while jobtui was down
+    recorder, _ = await session(db, VirtualClock(START + timedelta(hours=4, minutes=30)), setup)
+    assert len(recorder.finished("hourly")) == ran
+    assert len(recorder.missed("hourly")) == missed
+    rows = runs_of(db, "hourly")
+    assert [r["scheduled_for"][11:16] for r in rows] == ["13:00", "14:00", "15:00", "16:00"]
+
+
+async def test_a_changed_job_keeps_history_but_does_not_catch_up(tmp_path):
+    db = tmp_path / "state.db"
+
+    def setup(s):
+        s.add_job(noop, cron="0 * * * *", id="hourly")
+
+    await session(db, VirtualClock(START), setup, seconds=3600 + 60, fingerprints={"hourly": "v1"})
+    recorder, _ = await session(
+        db,
+        VirtualClock(START + timedelta(hours=4, minutes=30)),
+        setup,
+        fingerprints={"hourly": "v2"},
+    )
+    assert recorder.finished("hourly") == [] and recorder.missed("hourly") == []
+    assert len(runs_of(db, "hourly")) == 1
+
+
+def test_one_owner_per_state_file(tmp_path):
+    db = tmp_path / "state.db"
+    first = Store.open(db)
+    try:
+        with pytest.raises(StoreError, match=rf"another jobtui \(pid {os.getpid()}\) owns {db}"):
+            Store.open(db)
+        assert read_runs(db) == []  # readers need no lock
+    finally:
+        first.close()
+    Store.open(db).close()  # free again
+
+
+def test_a_corrupt_database_is_refused_with_what_to_do(tmp_path):
+    db = tmp_path / "state.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError) as info:
+        Store.open(db)
+    assert "is damaged" in str(info.value)
+    assert f"mv {db} {db}.corrupt" in str(info.value)
+    assert db.read_bytes().startswith(b"this is not a database")  # never recreated silently
+
+
+def test_schema_carries_a_version_and_a_newer_one_is_refused(tmp_path):
+    db = tmp_path / "state.db"
+    Store.open(db).close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == VERSION
+    conn.execute(f"PRAGMA user_version = {VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this jobtui understands"):
+        Store.open(db)
+
+
+async def test_a_locked_database_buffers_and_writes_later(tmp_path, clock):
+    db = tmp_path / "state.db"
+    Store.open(db).close()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    store = Store.open(db)
+    store._conn.execute("PRAGMA busy_timeout = 50")
+    statuses = []
+    store.on_status = statuses.append
+    scheduler = Scheduler(timezone="UTC", clock=clock)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1m", id="j")
+    store.attach(scheduler)
+    async with scheduler:
+        await recorder.wait_for(lambda: store.status)
+        await clock.advance(180)  # scheduling goes on meanwhile
+        await recorder.wait_for(lambda: len(recorder.finished("j")) == 3)
+        assert "cannot write the state database (database is locked)" in statuses[0]
+        blocker.execute("ROLLBACK")
+        await recorder.wait_for(lambda: not store.status)
+    await asyncio.to_thread(store.close)
+    assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 3
+
+
+def test_retention_keeps_the_newest_runs(tmp_path):
+    db = tmp_path / "state.db"
+    store = Store.open(db, keep_runs=3)
+    with store._conn:
+        for n in range(10):
+            store._conn.execute(
+                "INSERT INTO runs (run_id, job_id, scheduled_for, finished_at, outcome) "
+                "VALUES (?, 'j', ?, ?, 'succeeded')",
+                (f"r{n}", 1000.0 + n, 1000.0 + n),
+            )
+    store._prune()
+    store.close()
+    assert [r["run_id"] for r in read_runs(db)] == ["r9", "r8", "r7"]
+
+
+async def test_an_unfinished_run_is_abandoned_and_its_process_group_killed(tmp_path, clock):
+    db = tmp_path / "state.db"
+    orphan = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    with open(f"/proc/{orphan.pid}/stat") as stat:
+        start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+    Store.open(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "INSERT INTO runs (run_id, job_id, scheduled_for, manual, started_at, pid, pid_start) "
+        "VALUES ('r1', 'dump', 100.0, 0, 101.0, ?, ?)",
+        (orphan.pid, start_ticks),
+    )
+    conn.commit()
+    conn.close()
+    store = Store.open(db)
+    store.close()
+    assert orphan.wait(timeout=10) == -9  # killed, not left behind
+    (run,) = read_runs(db)
+    assert run["outcome"] == "abandoned" and run["detected_at"] is not None
+    assert "was still running and was killed" in run["reason"]
+    assert store.abandoned[0]["job_id"] == "dump"
