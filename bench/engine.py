@@ -28,6 +28,7 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 SYSTEMS = ("jobtui", "apscheduler", "floor")
 LABELS = {"jobtui": "jobtui", "apscheduler": "APScheduler 3", "floor": "asyncio floor"}
@@ -213,6 +214,76 @@ async def memory(system: str, jobs: int) -> dict[str, float]:
     return {"bytes_per_job": (after - before) / jobs}
 
 
+# -- (d) with the state store attached (jobtui only) -----------------------------------------
+
+
+async def store_throughput(system: str, jobs: int) -> dict[str, float]:
+    """Runs per second recorded: from the due instant until every run's row is committed."""
+    import tempfile
+
+    from jobtui import Scheduler
+    from jobtui.store import Store, read_runs
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store.open(f"{folder}/state.db")
+        scheduler = Scheduler(timezone="UTC")
+        start = time.time() + 2.0 + jobs / 20_000
+        start_dt = datetime.fromtimestamp(start, UTC)
+
+        async def body() -> None:
+            return None
+
+        for n in range(jobs):
+            scheduler.add_job(body, id=f"j{n}", at=start_dt)
+        store.attach(scheduler)
+        await scheduler.start()
+        await asyncio.sleep(max(0.0, start - time.time()))
+        while len(scheduler.running_runs()) or any(j.next_fire for j in scheduler.jobs()):
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(store.flush, 120)
+        finished = time.time()
+        await scheduler.stop()
+        await asyncio.to_thread(store.close)
+        recorded = len(read_runs(Path(folder) / "state.db", limit=jobs + 10))
+        assert recorded == jobs, f"{recorded} of {jobs} runs recorded"
+    return {"runs_per_s": jobs / (finished - start)}
+
+
+async def store_stall(system: str, rate: int, seconds: float) -> dict[str, float]:
+    """The worst event-loop stall while ``rate`` runs a second are recorded (with and without
+    the store, so the store's own share shows)."""
+    import tempfile
+
+    from jobtui import Scheduler
+    from jobtui.store import Store
+
+    with tempfile.TemporaryDirectory() as folder:
+        scheduler = Scheduler(timezone="UTC")
+
+        async def body(run) -> None:
+            run.progress = 0.5
+            run.log("a line of output")
+
+        phase = datetime.now(UTC) + timedelta(seconds=1)
+        for n in range(rate):  # spread over the second: 200 runs a second, not a burst of 200
+            start = phase + timedelta(seconds=n / rate)
+            scheduler.add_job(body, id=f"j{n}", every="1s", start=start, run_immediately=True)
+        store = Store.open(f"{folder}/state.db") if system == "store" else None
+        if store is not None:
+            store.attach(scheduler)
+        await scheduler.start()
+        worst = 0.0
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - before - 0.001)
+        await scheduler.stop()
+        if store is not None:
+            await asyncio.to_thread(store.close)
+    return {"worst_stall_ms": worst * 1000}
+
+
 # -- driver ---------------------------------------------------------------------------------
 
 
@@ -231,8 +302,17 @@ def child(case: str, system: str, quick: bool) -> None:
         "throughput": (2000,) if quick else (20_000,),
         "idle": (10_000, 1.0) if quick else (100_000, 5.0),
         "memory": (10_000,) if quick else (100_000,),
+        "store_throughput": (2000,) if quick else (20_000,),
+        "store_stall": (200, 3.0) if quick else (200, 10.0),
     }[case]
-    func = {"lateness": lateness, "throughput": throughput, "idle": idle, "memory": memory}[case]
+    func = {
+        "lateness": lateness,
+        "throughput": throughput,
+        "idle": idle,
+        "memory": memory,
+        "store_throughput": store_throughput,
+        "store_stall": store_stall,
+    }[case]
     result = asyncio.run(func(system, *sizes))  # type: ignore[operator]
     print(json.dumps(result))
 
@@ -276,6 +356,18 @@ def main() -> None:
             ("idle CPU, % of a core", "idle_cpu_pct", idl, ".2f"),
         ],
     )
+    stored = measure("store_throughput", "jobtui", args.quick)
+    stall = {s: measure("store_stall", s, args.quick) for s in ("engine", "store")}
+    print("\n(d) jobtui with the state store attached")
+    print(f"  {'20,000 runs due at once, recorded per second':<48}{stored['runs_per_s']:>12,.0f}")
+    print(
+        f"  {'worst loop stall at 200 runs/s, no store (ms)':<48}"
+        f"{stall['engine']['worst_stall_ms']:>12.2f}"
+    )
+    print(
+        f"  {'worst loop stall at 200 runs/s, with store (ms)':<48}"
+        f"{stall['store']['worst_stall_ms']:>12.2f}"
+    )
     j, a, f = "jobtui", "apscheduler", "floor"
     p99 = {s: late[s]["p99"] for s in SYSTEMS}
     rate = {s: thr[s]["runs_per_s"] for s in SYSTEMS}
@@ -288,6 +380,8 @@ def main() -> None:
         ("add cost, us per job", idl[j]["add_us"], "max", 10.0),
         ("memory, bytes per job", mem[j]["bytes_per_job"], "max", 1024.0),
         ("idle CPU, % of a core", idl[j]["idle_cpu_pct"], "max", 1.0),
+        ("runs/s recorded with the store", stored["runs_per_s"], "min", 10_000.0),
+        ("loop stall with the store, ms", stall["store"]["worst_stall_ms"], "max", 5.0),
     ]
     print("\nratios and targets")
     for label, value, kind, bound in checks:

@@ -20,6 +20,7 @@ examples:
   jobtui check jobs.toml                   report every problem in the file, or summarise it
   jobtui list jobs.toml --next 5           the next five times of every job
   jobtui list jobs.toml --from 2026-10-24T12:00 --json
+  jobtui history jobs.toml --job backup --limit 50
 
 exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
 """
@@ -82,6 +83,19 @@ def list_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def history_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtui history",
+        description="Past runs from the state store, newest first. It only reads, so it can "
+        "run beside a running jobtui.",
+    )
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--job", metavar="ID", help="only this job's runs")
+    parser.add_argument("--limit", type=int, default=20, metavar="N", help="how many (default 20)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -90,12 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "list":
             return list_jobs(list_parser().parse_args(argv[1:]))
         if argv and argv[0] == "history":
-            print(
-                "jobtui history: run history arrives with the state store; "
-                "this version keeps no history yet",
-                file=sys.stderr,
-            )
-            return 2
+            return history(history_parser().parse_args(argv[1:]))
         return run(run_parser().parse_args(argv))
     except KeyboardInterrupt:
         return 1
@@ -136,6 +145,41 @@ def check(args: argparse.Namespace) -> int:
     trig = max((len(text) for text in triggers.values()), default=0)
     for spec in config.jobs.values():
         print(f"  {spec.id:<{width}}  {triggers[spec.id]:<{trig}}  {spec.target_text}")
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    from .store import read_runs
+
+    try:
+        config = load(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.limit < 1:
+        print("jobtui history: --limit must be at least 1", file=sys.stderr)
+        return 2
+    runs = read_runs(config.state_path, job=args.job, limit=args.limit)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    if not runs:
+        print(f"no runs recorded in {config.state_path}")
+        return 0
+    width = max(len(r["job_id"]) for r in runs)
+    print(f"{'JOB':<{width}}  {'SCHEDULED FOR':<25}  {'OUTCOME':<10}  {'ATT':>3}  DETAIL")
+    for run in runs:
+        detail = run["reason"] or (
+            f"{run['error_type']}: {run['error_message']}" if run["error_type"] else ""
+        )
+        if run["manual"]:
+            detail = f"(manual) {detail}".strip()
+        outcome = run["outcome"] or "running"
+        when = run["scheduled_for"][:19] + "Z"
+        print(
+            f"{run['job_id']:<{width}}  {when:<25}  {outcome:<10}  {run['attempt']:>3}  "
+            f"{detail.splitlines()[0] if detail else ''}"
+        )
     return 0
 
 

@@ -268,3 +268,29 @@ async def test_an_unfinished_run_is_abandoned_and_its_process_group_killed(tmp_p
     assert run["outcome"] == "abandoned" and run["detected_at"] is not None
     assert "was still running and was killed" in run["reason"]
     assert store.abandoned[0]["job_id"] == "dump"
+
+
+async def test_a_full_disk_keeps_scheduling_and_writes_when_there_is_room(tmp_path, clock):
+    db = tmp_path / "state.db"
+    store = Store.open(db)
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")  # as full as a full disk
+    statuses = []
+    store.on_status = statuses.append
+    scheduler = Scheduler(timezone="UTC", clock=clock)
+    recorder = Recorder(scheduler)
+
+    async def chatty(run: Run) -> None:
+        run.log("x" * 50_000)
+
+    scheduler.add_job(chatty, every="1m", id="j")
+    store.attach(scheduler)
+    async with scheduler:
+        await clock.advance(180)
+        await recorder.wait_for(lambda: len(recorder.finished("j")) == 3 and store.status)
+        assert "database or disk is full" in store.status
+        store._conn.execute("PRAGMA max_page_count = 1000000")  # room again
+        await recorder.wait_for(lambda: not store.status)
+    await asyncio.to_thread(store.close)
+    assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 3
+    assert statuses[-1] == ""

@@ -218,13 +218,7 @@ class Store:
                         (run.run_id, run.job_id, run._scheduled_ts, run.attempt, run._started_ts),
                     )
                 )
-            else:
-                self._push(
-                    _Op(
-                        "UPDATE runs SET started_at = ?, attempt = ? WHERE run_id = ?",
-                        (run._started_ts, run.attempt, run.run_id),
-                    )
-                )
+            # A scheduled run's row was written by its claim; its finish sets the exact start.
         elif isinstance(event, RunProgress):
             run = event.run
             pid_start = None
@@ -370,18 +364,26 @@ class Store:
             backoff = 0.05
             if self.status:
                 self._set_status("")
-            for op, claimed in results:
-                self._resolve(op.claim, claimed)  # type: ignore[arg-type]
+            if results:
+                self._resolve_all([(op.claim, claimed) for op, claimed in results])
 
     def _write(self, batch: list[_Op]) -> list[tuple[_Op, bool]]:
         results = []
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in batch:
-                cursor = conn.execute(op.sql, op.params)
-                if op.claim is not None:
-                    results.append((op, cursor.rowcount == 1))
+            for segment in _segments(batch):
+                # Claims first (each is its own statement: its row count is the answer), then
+                # each kind of statement in one executemany: far less Python per row.
+                groups: dict[str, list[tuple[Any, ...]]] = {}
+                for op in segment:
+                    if op.claim is not None:
+                        cursor = conn.execute(op.sql, op.params)
+                        results.append((op, cursor.rowcount == 1))
+                    else:
+                        groups.setdefault(op.sql, []).append(op.params)
+                for sql, rows in groups.items():
+                    conn.executemany(sql, rows)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -417,6 +419,19 @@ class Store:
         with self._cond:
             self._last_prune = 0.0
             self._cond.notify()
+
+    def _resolve_all(self, answers: list[tuple[asyncio.Future[bool] | None, bool]]) -> None:
+        """Answer a batch's claims with one wake-up of the loop, not one per claim."""
+        if self._loop is None:
+            return
+
+        def settle() -> None:
+            for future, value in answers:
+                if future is not None and not future.done():
+                    future.set_result(value)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed
+            self._loop.call_soon_threadsafe(settle)
 
     def _resolve(self, future: asyncio.Future[bool] | None, value: bool) -> None:
         if future is None or self._loop is None:
@@ -466,7 +481,7 @@ class Store:
 _FINISH_SQL = (
     "UPDATE runs SET finished_at = ?, outcome = ?, reason = ?, attempt = ?, progress = ?, "
     "status_message = ?, error_type = ?, error_message = ?, error_traceback = ?, exit_code = ?, "
-    "signal = ?, output = ?, output_dropped_bytes = ?, started_at = coalesce(started_at, ?) "
+    "signal = ?, output = ?, output_dropped_bytes = ?, started_at = coalesce(?, started_at) "
     "WHERE run_id = ?"
 )
 
@@ -491,6 +506,19 @@ def _finish_params(run: Run) -> tuple[Any, ...]:
         run._started_ts,
         run.run_id,
     )
+
+
+def _segments(batch: list[_Op]) -> list[list[_Op]]:
+    """Split a batch where statements must keep their order: at each DELETE (a job removed
+    and added again in one batch must end up present)."""
+    segments: list[list[_Op]] = [[]]
+    for op in batch:
+        if op.sql.startswith("DELETE"):
+            segments.append([op])
+            segments.append([])
+        else:
+            segments[-1].append(op)
+    return [segment for segment in segments if segment]
 
 
 def _lock(db: Path) -> int:
