@@ -35,3 +35,38 @@ def test_library_import_loads_no_console_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+LAYERS = ["engine", "config", "store", "console", "cli"]  # bottom to top
+MODULE_LAYER = {"headless": "cli", "cli": "cli", "demo": "engine"}
+
+
+def _layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "jobtui" or len(parts) < 2:
+        return None
+    return MODULE_LAYER.get(parts[1], parts[1] if parts[1] in LAYERS else None)
+
+
+def test_each_layer_imports_only_the_layers_beneath_it() -> None:
+    package = ENGINE.parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package.parent).with_suffix("")
+        module = ".".join(relative.parts)
+        own = _layer_of(module)
+        if own is None:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                # "jobtui.store.store" or "jobtui.store.__init__": level 1 is "jobtui.store"
+                base = module.split(".")[: -node.level]
+                target = ".".join([*base, node.module] if node.module else base)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                target = node.module
+            else:
+                continue
+            other = _layer_of(target)
+            if other is not None and LAYERS.index(other) > LAYERS.index(own):
+                offenders.append(f"{module} ({own}) imports {target} ({other})")
+    assert offenders == []

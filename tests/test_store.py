@@ -294,3 +294,21 @@ async def test_a_full_disk_keeps_scheduling_and_writes_when_there_is_room(tmp_pa
     await asyncio.to_thread(store.close)
     assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 3
     assert statuses[-1] == ""
+
+
+async def test_a_read_only_database_keeps_scheduling_and_catches_up_later(tmp_path, clock):
+    db = tmp_path / "state.db"
+    store = Store.open(db)
+    store._conn.execute("PRAGMA query_only = 1")  # writes fail as on a read-only filesystem
+    scheduler = Scheduler(timezone="UTC", clock=clock)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1m", id="j")
+    store.attach(scheduler)
+    async with scheduler:
+        await clock.advance(120)
+        await recorder.wait_for(lambda: len(recorder.finished("j")) == 2 and store.status)
+        assert "readonly" in store.status or "read-only" in store.status
+        store._conn.execute("PRAGMA query_only = 0")
+        await recorder.wait_for(lambda: not store.status)
+    await asyncio.to_thread(store.close)
+    assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 2
