@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, load
+from .config import Config, ConfigError, load
 from .engine.timezones import zone_name
 
 EXAMPLES = """\
@@ -110,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _load_reporting(path: Path) -> Config | None:
+    """The config, or None after printing every problem in it."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.headless:
         print(
@@ -151,10 +160,8 @@ def check(args: argparse.Namespace) -> int:
 def history(args: argparse.Namespace) -> int:
     from .store import read_runs
 
-    try:
-        config = load(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _load_reporting(args.file)
+    if config is None:
         return 2
     if args.limit < 1:
         print("jobtui history: --limit must be at least 1", file=sys.stderr)
@@ -184,10 +191,8 @@ def history(args: argparse.Namespace) -> int:
 
 
 def list_jobs(args: argparse.Namespace) -> int:
-    try:
-        config = load(args.file)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _load_reporting(args.file)
+    if config is None:
         return 2
     if args.next < 1:
         print("jobtui list: --next must be at least 1", file=sys.stderr)

@@ -28,7 +28,14 @@ from typing import Any, Self, TypeVar
 
 from .clock import Clock, RealClock, TimerHandle
 from .durations import format_duration
-from .errors import DuplicateJob, InvalidJobOption, JobNotFound, RunNotFound, SchedulerNotRunning
+from .errors import (
+    DuplicateJob,
+    InvalidJobOption,
+    JobNotFound,
+    JobtuiError,
+    RunNotFound,
+    SchedulerNotRunning,
+)
 from .events import (
     ClockJumped,
     Event,
@@ -374,7 +381,7 @@ class Scheduler:
         afresh from now)."""
         job = self.get(job_id)
         if self._running:
-            raise InvalidJobOption("restore state before the scheduler starts", key="restore")
+            raise JobtuiError("restore job state before the scheduler starts")
         job.paused = snapshot.paused or job.paused
         job.pause_reason = snapshot.pause_reason or job.pause_reason
         job.disabled_reason = snapshot.disabled_reason
