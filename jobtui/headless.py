@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from .config import Config, ConfigError, load
+from .config import Config, ConfigError, Problem, Reloader, load
 from .engine import (
     ClockJumped,
     Event,
@@ -26,7 +25,6 @@ from .engine import (
     RunFinished,
     RunRetrying,
     RunStarted,
-    Scheduler,
     SchedulerStarted,
     SchedulerStopped,
 )
@@ -135,64 +133,6 @@ def describe(event: Event) -> dict[str, object] | None:
     return None  # progress is for the console, not the log
 
 
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_mtime_ns, info.st_size, info.st_ino
-
-
-class Reloader:
-    """Applies an edited jobs.toml to a running scheduler; a file that does not validate
-    changes nothing, and its errors are reported until it is fixed."""
-
-    def __init__(
-        self, scheduler: Scheduler, config: Config, log: EventLog, store: Store | None = None
-    ) -> None:
-        self.scheduler = scheduler
-        self.config = config
-        self.log = log
-        self.store = store
-        self._seen = _stat_key(config.path)
-
-    async def watch(self) -> None:
-        while True:
-            await asyncio.sleep(RELOAD_POLL)
-            key = _stat_key(self.config.path)
-            if key is None or key == self._seen:
-                continue
-            self._seen = key
-            await self.reload()
-
-    async def reload(self) -> bool:
-        try:
-            config = await asyncio.to_thread(load, self.config.path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                self.log.write(event="reload_failed", problem=str(problem))
-            self.log.write(event="reload_failed", detail="the previous jobs keep running")
-            return False
-        self.apply(config)
-        self.log.write(event="reloaded", jobs=len(config.jobs))
-        return True
-
-    def apply(self, config: Config) -> None:
-        old, new = self.config.jobs, config.jobs
-        for job_id in old.keys() - new.keys():
-            self.scheduler.remove(job_id)  # a running run is allowed to finish
-        for job_id, spec in new.items():
-            if job_id not in old:
-                spec.add_to(self.scheduler)
-            elif spec.fingerprint != old[job_id].fingerprint:
-                spec.apply_to(self.scheduler, old[job_id])
-            else:
-                continue
-            if self.store is not None:
-                self.store.set_fingerprint(job_id, spec.fingerprint)
-        self.config = config
-
-
 async def run_headless(
     path: Path, *, log_format: str, grace: float, out: TextIO = sys.stdout
 ) -> int:
@@ -228,7 +168,22 @@ async def run_headless(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
         handlers.append(lambda s=sig: loop.remove_signal_handler(s))
-    reloader = Reloader(scheduler, config, log, store)
+
+    def reloaded(new: Config) -> None:
+        log.write(event="reloaded", jobs=len(new.jobs))
+
+    def failed(problems: list[Problem]) -> None:
+        for problem in problems:
+            log.write(event="reload_failed", problem=str(problem))
+        log.write(event="reload_failed", detail="the previous jobs keep running")
+
+    reloader = Reloader(
+        scheduler,
+        config,
+        on_reloaded=reloaded,
+        on_failed=failed,
+        on_job_changed=store.set_fingerprint,
+    )
     store.attach(scheduler)
     await scheduler.start()
     watcher = asyncio.create_task(reloader.watch())

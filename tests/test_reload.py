@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
 from datetime import timedelta
 
-from jobtui.config import load
-from jobtui.headless import EventLog, Reloader
+from jobtui.config import Reloader, load
 
 from .conftest import START
 
@@ -35,7 +33,7 @@ async def test_a_changed_job_keeps_its_state_and_gets_a_new_next_time(tmp_path, 
     )
     config = load(path)
     scheduler = config.make_scheduler(clock=clock)
-    reloader = Reloader(scheduler, config, EventLog(io.StringIO()))
+    reloader = Reloader(scheduler, config)
     async with scheduler:
         keep, change = scheduler.get("keep"), scheduler.get("change")
         change.run_count = 5  # as if it had run before

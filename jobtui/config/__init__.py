@@ -2,5 +2,6 @@
 
 from .loader import Config, JobSpec, load
 from .problems import ConfigError, Problem
+from .reload import Reloader
 
-__all__ = ["Config", "ConfigError", "JobSpec", "Problem", "load"]
+__all__ = ["Config", "ConfigError", "JobSpec", "Problem", "Reloader", "load"]

@@ -1,0 +1,83 @@
+"""Applying an edited jobs.toml to a running scheduler. A file that does not validate changes
+nothing; its problems go to ``on_failed`` until the file is fixed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ..engine import Scheduler
+from .loader import Config, load
+from .problems import ConfigError, Problem
+
+POLL = 0.5  # seconds between looks at the file: an edit is picked up within a second
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size, info.st_ino  # a save by rename changes the inode
+
+
+class Reloader:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        config: Config,
+        *,
+        on_reloaded: Callable[[Config], None] | None = None,
+        on_failed: Callable[[list[Problem]], None] | None = None,
+        on_job_changed: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.config = config
+        self.problems: list[Problem] = []  # of the last reload that failed; empty once fixed
+        self.on_reloaded = on_reloaded
+        self.on_failed = on_failed
+        self.on_job_changed = on_job_changed
+        self._seen = _stat_key(config.path)
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(POLL)
+            key = _stat_key(self.config.path)
+            if key is None or key == self._seen:
+                continue
+            self._seen = key
+            await self.reload()
+
+    async def reload(self) -> bool:
+        self._seen = _stat_key(self.config.path)
+        try:
+            config = await asyncio.to_thread(load, self.config.path)
+        except ConfigError as exc:
+            self.problems = [p for p in exc.problems if not p.warning]
+            if self.on_failed is not None:
+                self.on_failed(exc.problems)
+            return False
+        self.apply(config)
+        self.problems = []
+        if self.on_reloaded is not None:
+            self.on_reloaded(config)
+        return True
+
+    def apply(self, config: Config) -> None:
+        old, new = self.config.jobs, config.jobs
+        for job_id in old.keys() - new.keys():
+            if job_id in self.scheduler:
+                self.scheduler.remove(job_id)  # a running run is allowed to finish
+        for job_id, spec in new.items():
+            if job_id not in old or job_id not in self.scheduler:
+                if job_id not in self.scheduler:
+                    spec.add_to(self.scheduler)
+            elif spec.fingerprint != old[job_id].fingerprint:
+                spec.apply_to(self.scheduler, old[job_id])
+            else:
+                continue
+            if self.on_job_changed is not None:
+                self.on_job_changed(job_id, spec.fingerprint)
+        self.config = config
