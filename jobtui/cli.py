@@ -15,6 +15,7 @@ from .engine.timezones import zone_name
 
 EXAMPLES = """\
 examples:
+  jobtui jobs.toml                         open the live console on the jobs
   jobtui jobs.toml --headless              run the jobs, one log line per event (Ctrl-C stops)
   jobtui jobs.toml --headless --log-format json
   jobtui check jobs.toml                   report every problem in the file, or summarise it
@@ -121,13 +122,34 @@ def _load_reporting(path: Path) -> Config | None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.headless:
-        print(
-            "jobtui: the console is not in this version yet; run with --headless", file=sys.stderr
-        )
-        return 2
+        return run_console(args.file, grace=args.grace)
     from .headless import run_headless
 
     return asyncio.run(run_headless(args.file, log_format=args.log_format, grace=args.grace))
+
+
+def run_console(path: Path, *, grace: float) -> int:
+    from .console.app import JobtuiApp
+    from .store import Store, StoreError
+
+    config = _load_reporting(path)
+    if config is None:
+        return 2
+    try:
+        store = Store.open(
+            config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days
+        )
+    except StoreError as exc:
+        print(f"jobtui: {exc}", file=sys.stderr)
+        return 1
+    app = JobtuiApp(config, store=store, grace=grace)
+    try:
+        return app.run() or 0
+    finally:
+        if app.scheduler.running:  # the app ended without its own shutdown (a crash)
+            asyncio.run(app.shut_down())
+        else:
+            store.close()
 
 
 def check(args: argparse.Namespace) -> int:

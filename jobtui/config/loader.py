@@ -28,7 +28,7 @@ DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES})
 SCHEDULER_KEYS = frozenset(
     {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days"}
 )
-TOP_KEYS = frozenset({"scheduler", "defaults", "jobs"})
+TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MAX_FILE_BYTES = 1024 * 1024
@@ -91,6 +91,7 @@ class Config:
     jobs: dict[str, JobSpec] = field(default_factory=dict)
     keep_runs: int | None = 1000  # run history kept per job
     keep_days: float | None = None  # and/or for this many days
+    keymap: dict[str, str] = field(default_factory=dict)  # [console.keys]: binding id -> keys
     warnings: list[Problem] = field(default_factory=list)
 
     def make_scheduler(self, **kwargs: Any) -> Scheduler:
@@ -206,6 +207,7 @@ class _Loader:
         defaults = self.table(data, "defaults")
         zone, zone_name, state_path, max_concurrency, stop_grace = self.scheduler(scheduler)
         keep_runs, keep_days = self.retention(scheduler)
+        keymap = self.console(self.table(data, "console"))
         self.defaults(defaults, zone)
         jobs_table = self.table(data, "jobs")
         jobs: dict[str, JobSpec] = {}
@@ -239,6 +241,7 @@ class _Loader:
             warnings=self.warnings,
             keep_runs=keep_runs,
             keep_days=keep_days,
+            keymap=keymap,
         )
 
     def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -305,6 +308,27 @@ class _Loader:
             except InvalidJobOption as exc:
                 self.problem(exc.reason, table=where, key="stop_grace")
         return zone, zone_name, state_path, max_concurrency, stop_grace
+
+    def console(self, table: dict[str, Any]) -> dict[str, str]:
+        """[console.keys]: binding id = "keys", such as run = "R" or quit = "q,ctrl+c"."""
+        for key in table:
+            if key != "keys":
+                self.unknown(key, frozenset({"keys"}), table=("console",), what="key")
+        keys = table.get("keys", {})
+        if not isinstance(keys, dict):
+            self.problem("expected a table of binding ids to keys", table=("console",), key="keys")
+            return {}
+        keymap = {}
+        for binding_id, value in keys.items():
+            if not isinstance(value, str) or not value.strip():
+                self.problem(
+                    f'expected keys as text, such as "R" or "ctrl+r,f5", got {value!r}',
+                    table=("console", "keys"),
+                    key=binding_id,
+                )
+            else:
+                keymap[binding_id] = value
+        return keymap
 
     def retention(self, table: dict[str, Any]) -> tuple[int | None, float | None]:
         keep_runs = table.get("keep_runs", 1000)

@@ -15,7 +15,7 @@ STATE_STYLE = {
     JobState.SCHEDULED: ("●", "green"),
     JobState.RUNNING: ("▶", "bold cyan"),
     JobState.RETRYING: ("↻", "yellow"),
-    JobState.PAUSED: ("⏸", "dim"),
+    JobState.PAUSED: ("‖", "dim"),
     JobState.DISABLED: ("⊘", "bold red"),
     JobState.FINISHED: ("✓", "dim green"),
 }

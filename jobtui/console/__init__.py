@@ -1,0 +1,1 @@
+"""The live console (Textual). It talks to the engine only through its public API and events."""

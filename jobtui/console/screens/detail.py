@@ -1,0 +1,206 @@
+"""One job in full: its configuration, next times, the current run with its progress and live
+log, and its run history with a chart of recent durations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Static
+
+from ...engine import Job, Run, format_duration
+from ...engine.job import DEFAULT_OPTIONS
+from ..format import OUTCOME_STYLE, state_text, trigger_words
+
+if TYPE_CHECKING:
+    from ..app import JobtuiApp
+
+SHOWN_OPTIONS = (
+    "timeout", "retries", "overlap", "catchup", "misfire_grace", "max_failures", "max_runs",
+    "jitter", "kill_grace", "cwd",
+)  # fmt: skip
+
+
+class JobDetailScreen(Screen[None]):
+    CSS_PATH = "detail.tcss"
+    BINDINGS = [
+        Binding("escape,q", "app.pop_screen", "Back", id="detail.back"),
+        Binding("r", "run_now", "Run now", id="detail.run"),
+        Binding("l", "focus('log')", "Log", id="detail.log"),
+        Binding("h", "focus('history')", "History", id="detail.history"),
+    ]
+
+    def __init__(self, job_id: str, focus: str | None = None) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.initial_focus = focus
+        self._log_run: str | None = None
+        self._log_lines = 0
+        self._history_loaded_for: str | None = None
+
+    @property
+    def jobtui(self) -> JobtuiApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="top"):
+            yield Static(id="config")
+            yield Static(id="next")
+        with Vertical(id="current"):
+            yield Static(id="run-title")
+            yield ProgressBar(total=1.0, show_eta=False, id="bar")
+        yield Log(id="log", highlight=False, max_lines=5000)
+        with Horizontal(id="bottom"):
+            yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+            yield Sparkline([], id="durations")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#history", DataTable)
+        for label in ("Outcome", "Scheduled for", "Started", "Took", "Try", "Kind", "Error"):
+            table.add_column(label, key=label.lower())
+        self.refresh_view()
+        if self.initial_focus:
+            self.action_focus(self.initial_focus)
+
+    def action_focus(self, widget_id: str) -> None:
+        self.query_one(f"#{widget_id}").focus()
+
+    def action_run_now(self) -> None:
+        if self.job_id in self.jobtui.scheduler:
+            self.jobtui.scheduler.run_now(self.job_id)
+            self.notify(f"Started {self.job_id} (manual run)", markup=False)
+
+    def refresh_view(self) -> None:
+        scheduler = self.jobtui.scheduler
+        if self.job_id not in scheduler:
+            self.query_one("#run-title", Static).update(Text("This job was removed."))
+            return
+        job = scheduler.get(self.job_id)
+        now = scheduler.clock.wall()
+        self.query_one("#config", Static).update(self._config_text(job))
+        self.query_one("#next", Static).update(self._next_text(job))
+        run = job.active[-1] if job.active else job.last_run
+        self._show_run(job, run, now)
+        self._show_history(job)
+
+    def _config_text(self, job: Job) -> Text:
+        text = Text()
+        text.append(job.name, style="bold")
+        if job.name != job.id:
+            text.append(f"  ({job.id})", style="dim")
+        text.append("\n")
+        text.append_text(state_text(job.state))
+        text.append(f"    {trigger_words(job)}    {getattr(job.zone, 'key', job.zone)}\n")
+        target = job.target if isinstance(job.target, str) else (
+            " ".join(job.target) if isinstance(job.target, list) else
+            f"{getattr(job.target, '__module__', '')}:{getattr(job.target, '__qualname__', job.target)}"
+        )  # fmt: skip
+        text.append(f"runs: {target}\n", style="")
+        for name in SHOWN_OPTIONS:
+            value = getattr(job.options, name)
+            if value != getattr(DEFAULT_OPTIONS, name):
+                shown = format_duration(value) if isinstance(value, float) else value
+                text.append(f"{name} = {shown}   ", style="dim")
+        reason = job.disabled_reason or (job.pause_reason if job.paused else "")
+        if reason:
+            text.append(f"\n{job.state.value}: {reason}", style="yellow")
+        return text
+
+    def _next_text(self, job: Job) -> Text:
+        text = Text("Next runs\n", style="bold")
+        times = (
+            [] if job.paused or job.disabled_reason else self.jobtui.scheduler.next_times(job.id, 5)
+        )
+        if not times:
+            text.append("none planned", style="dim")
+        previous_offset = None
+        for moment in times:
+            offset = moment.utcoffset()
+            line = f"{moment:%a %Y-%m-%d %H:%M:%S %z}"
+            text.append(line)
+            if previous_offset is not None and offset != previous_offset:
+                text.append("  DST shift", style="yellow")
+            text.append("\n")
+            previous_offset = offset
+        return text
+
+    def _show_run(self, job: Job, run: Run | None, now: float) -> None:
+        title = self.query_one("#run-title", Static)
+        bar = self.query_one("#bar", ProgressBar)
+        log = self.query_one("#log", Log)
+        if run is None:
+            title.update(Text("No run yet", style="dim"))
+            bar.update(total=1.0, progress=0.0)
+            return
+        label = Text()
+        if run.outcome is None:
+            label.append("Running ", style="bold cyan")
+            elapsed = run.duration or 0.0
+            label.append(f"for {format_duration(elapsed)}")
+            if run.progress:
+                remaining = elapsed / run.progress * (1 - run.progress)
+                label.append(f", about {format_duration(remaining)} left")
+        else:
+            glyph, style = OUTCOME_STYLE[run.outcome]
+            label.append(f"{glyph} {run.outcome.value} ", style=style)
+            label.append(f"after {format_duration(run.duration or 0.0)}")
+            if run.error is not None:
+                label.append(f"   {run.error.first_line}", style="red")
+        if run.status_message:
+            label.append(f"   {run.status_message}", style="italic")
+        title.update(label)
+        if run.progress is None and run.outcome is None:
+            bar.update(total=None)
+        else:
+            bar.update(total=1.0, progress=run.progress if run.progress is not None else (
+                1.0 if run.outcome is not None else 0.0))  # fmt: skip
+        if run.run_id != self._log_run:
+            log.clear()
+            self._log_run, self._log_lines = run.run_id, 0
+        lines = run.output.lines() if run._output is not None else []
+        if len(lines) > self._log_lines:
+            log.write_lines([line.text for line in lines[self._log_lines :]])
+            self._log_lines = len(lines)
+
+    def _show_history(self, job: Job) -> None:
+        marker = f"{job.last_run.run_id if job.last_run else ''}"
+        if marker == self._history_loaded_for:
+            return
+        self._history_loaded_for = marker
+        self.load_history()
+
+    def load_history(self) -> None:
+        runs = self.jobtui.history(self.job_id)
+        self._fill_history(runs)
+
+    def _fill_history(self, runs: list[dict[str, Any]]) -> None:
+        table = self.query_one("#history", DataTable)
+        table.clear()
+        for run in runs:
+            outcome = run["outcome"] or "running"
+            glyph, style = next(
+                ((g, s) for o, (g, s) in OUTCOME_STYLE.items() if o.value == outcome), ("▶", "cyan")
+            )
+            error = run.get("error_type")
+            table.add_row(
+                Text(f"{glyph} {outcome}", style=style),
+                Text(run["scheduled_for"][:19].replace("T", " ")),
+                Text((run["started_at"] or "")[11:19]),
+                Text(format_duration(run["duration"]) if run.get("duration") is not None else ""),
+                Text(str(run["attempt"])),
+                Text("manual" if run["manual"] else "scheduled"),
+                Text(
+                    f"{error}: {run.get('error_message') or ''}"
+                    if error
+                    else run.get("reason") or ""
+                ),
+            )
+        durations = [r["duration"] for r in reversed(runs) if r.get("duration") is not None]
+        chart = self.query_one("#durations", Sparkline)
+        chart.display = bool(durations)
+        chart.data = durations[-40:]

@@ -1,0 +1,219 @@
+"""The main screen: every job, its state, next and last run, live progress; the keys act on the
+selected job."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from ...engine import JobState
+from ..format import trigger_words
+from ..widgets.job_table import JobTable
+from .confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from ..app import JobtuiApp
+
+
+class MainScreen(Screen[None]):
+    CSS_PATH = "main.tcss"
+    BINDINGS = [
+        Binding("r", "run_now", "Run now", id="run"),
+        Binding("p", "pause", "Pause", id="pause"),
+        Binding("p", "resume", "Resume", id="resume"),
+        Binding("d,delete", "remove", "Remove", id="remove"),
+        Binding("x", "cancel_run", "Cancel run", id="cancel"),
+        Binding("enter", "details", "Details", id="details"),
+        Binding("l", "log", "Log", id="log"),
+        Binding("h", "history", "History", id="history"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+        Binding("s", "sort", "Sort", id="sort"),
+        Binding("e", "edit", "Edit", show=False, id="edit"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    @property
+    def jobtui(self) -> JobtuiApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="summary")
+        yield Static(id="banner", markup=False)
+        yield Input(placeholder="filter: text or state (esc clears)", id="filter")
+        yield JobTable(id="jobs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one("#banner", Static).display = False
+        self.refresh_jobs()
+        self.query_one(JobTable).focus()
+
+    # -- what is shown --------------------------------------------------------------------
+    @property
+    def selected(self) -> str | None:
+        return self.query_one(JobTable).selected_job_id
+
+    def refresh_jobs(self) -> None:
+        app = self.jobtui
+        scheduler = app.scheduler
+        now = scheduler.clock.wall()
+        query = self.query_one("#filter", Input).value.strip().lower()
+        jobs = [job for job in scheduler.jobs() if not query or query in _haystack(job)]
+        table = self.query_one(JobTable)
+        table.show(jobs, now, scheduler.timezone, app.tick)
+        self.query_one("#summary", Static).update(app.summary())
+        problems = app.reload_problems
+        banner = self.query_one("#banner", Static)
+        banner.display = bool(problems)
+        if problems:
+            lines = [f"{app.config.path} does not validate; the previous jobs keep running:"]
+            lines += [f"  {problem}" for problem in problems[:5]]
+            if len(problems) > 5:
+                lines.append(f"  ... and {len(problems) - 5} more (jobtui check shows them all)")
+            banner.update(Text("\n".join(lines)))
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        job_id = self.selected
+        if action in ("pause", "resume"):
+            if job_id is None or job_id not in self.jobtui.scheduler:
+                return action == "pause" and None  # shown dimmed while nothing is selected
+            job = self.jobtui.scheduler.get(job_id)
+            stopped = job.paused or bool(job.disabled_reason)
+            return stopped if action == "resume" else not stopped
+        if action == "cancel_run":
+            return None if job_id is None or not self.jobtui.scheduler.get(job_id).active else True
+        return True
+
+    # -- actions --------------------------------------------------------------------------
+    def _job(self) -> str | None:
+        job_id = self.selected
+        if job_id is None or job_id not in self.jobtui.scheduler:
+            self.notify("No job selected", severity="warning")
+            return None
+        return job_id
+
+    def action_run_now(self) -> None:
+        if (job_id := self._job()) is not None:
+            self.jobtui.scheduler.run_now(job_id)
+            self.notify(f"Started {job_id} (manual run)", markup=False)
+            self.refresh_jobs()
+
+    def action_pause(self) -> None:
+        if (job_id := self._job()) is not None:
+            self.jobtui.scheduler.pause(job_id, reason="paused from the console")
+            self.refresh_jobs()
+
+    def action_resume(self) -> None:
+        if (job_id := self._job()) is not None:
+            self.jobtui.scheduler.resume(job_id)
+            self.refresh_jobs()
+
+    def action_remove(self) -> None:
+        job_id = self._job()
+        if job_id is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.jobtui.remove_job(job_id)
+                self.refresh_jobs()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f'Remove job "{job_id}"?',
+                f"Its [jobs.{job_id}] table is deleted from {self.jobtui.config.path.name} "
+                "(comments and all), so it does not come back on restart. A running run "
+                "finishes.",
+            ),
+            answered,
+        )
+
+    def action_cancel_run(self) -> None:
+        job_id = self._job()
+        if job_id is None:
+            return
+        if not self.jobtui.scheduler.get(job_id).active:
+            self.notify(f"{job_id} is not running", markup=False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.jobtui.scheduler.get(job_id).active:
+                self.jobtui.scheduler.cancel(job_id)
+                self.refresh_jobs()
+
+        self.app.push_screen(ConfirmScreen(f'Cancel the running run of "{job_id}"?'), answered)
+
+    def action_details(self) -> None:
+        if (job_id := self._job()) is not None:
+            self.jobtui.show_details(job_id)
+
+    def action_log(self) -> None:
+        if (job_id := self._job()) is not None:
+            self.jobtui.show_details(job_id, focus="log")
+
+    def action_history(self) -> None:
+        if (job_id := self._job()) is not None:
+            self.jobtui.show_details(job_id, focus="history")
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(JobTable).focus()
+        self.refresh_jobs()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.refresh_jobs()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(JobTable).focus()
+
+    def on_data_table_row_selected(self, event: JobTable.RowSelected) -> None:
+        self.action_details()
+
+    def action_sort(self) -> None:
+        column = self.query_one(JobTable).cycle_sort()
+        self.notify(f"Sorted by {column}")
+        self.refresh_jobs()
+
+    async def action_reload(self) -> None:
+        if await self.jobtui.reload():
+            self.notify(f"Reloaded {self.jobtui.config.path.name}")
+        self.refresh_jobs()
+
+    async def action_edit(self) -> None:
+        await self.jobtui.edit_config(self.selected)
+        self.refresh_jobs()
+
+    def action_help(self) -> None:
+        self.jobtui.show_help()
+
+    def action_quit(self) -> None:
+        self.jobtui.ask_quit()
+
+
+def _haystack(job: object) -> str:
+    from ...engine import Job
+
+    assert isinstance(job, Job)
+    state = job.state
+    extra = " failed" if job.last_run and job.last_run.outcome and job.last_run.outcome.value in (
+        "failed", "timed_out") else ""  # fmt: skip
+    return f"{job.id} {job.name} {trigger_words(job)} {state.value}{extra}".lower() + (
+        " active" if state in (JobState.RUNNING, JobState.RETRYING) else ""
+    )

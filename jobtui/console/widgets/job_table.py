@@ -1,0 +1,130 @@
+"""The jobs table: one row per job, updated in place. Rows are diffed by their rendered text, so
+a tick that changes nothing visible costs nothing, and only changed cells are touched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import tzinfo
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from ...engine import Job, JobState
+from ..format import next_text, outcome_text, progress_text, state_text, trigger_words
+
+COLUMNS = (
+    ("job", "Job", 18),
+    ("trigger", "Trigger", 20),
+    ("state", "State", 11),
+    ("next", "Next run", 22),
+    ("last", "Last run", 17),
+    ("progress", "Progress", 17),
+    ("status", "Status", 19),
+)
+SORTS = ("next", "job", "state", "last")
+
+
+def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
+    running = job.active[-1] if job.active else None
+    name = Text(job.name)  # plain Text: a job's name is never markup
+    status = running.status_message if running else ""
+    if not running and job.disabled_reason:
+        status = job.disabled_reason
+    elif not running and job.paused and job.pause_reason:
+        status = job.pause_reason
+    return (
+        name,
+        Text(trigger_words(job)),
+        state_text(job.state),
+        next_text(job, now, zone),
+        outcome_text(job.last_run, now),
+        progress_text(running, tick),
+        Text(status.replace("\n", " "), style="dim" if not running else ""),
+    )
+
+
+def sort_key(column: str, job: Job) -> tuple:
+    if column == "job":
+        return (job.name.lower(),)
+    if column == "state":
+        return (list(JobState).index(job.state), job.name.lower())
+    if column == "last":
+        finished = job.last_run._finished_ts if job.last_run else None
+        return (finished is None, -(finished or 0.0))
+    return (job.next_run_time is None, job.next_fire or 0.0, job.name.lower())
+
+
+class JobTable(DataTable[Text]):
+    """Jobs as rows keyed by job id."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False, id="down"),
+        Binding("k", "cursor_up", "Up", show=False, id="up"),
+        Binding("g", "scroll_top", "Top", show=False, id="top"),
+        Binding("G", "scroll_bottom", "Bottom", show=False, id="bottom"),
+    ]
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        self._rendered: dict[str, tuple[str, ...]] = {}
+        self._order: list[str] = []
+        self._name_cells: dict[str, Text] = {}  # job id -> the Text in its "job" cell
+        self.sort_column = "next"
+
+    def on_mount(self) -> None:
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    @property
+    def selected_job_id(self) -> str | None:
+        if not self.row_count:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return row_key.value
+
+    def show(self, jobs: Iterable[Job], now: float, zone: tzinfo, tick: int) -> None:
+        """Bring the table in line with ``jobs`` (already filtered), touching only changes."""
+        jobs = list(jobs)
+        ordered = [job.id for job in sorted(jobs, key=lambda j: sort_key(self.sort_column, j))]
+        keep = set(ordered)
+        selected = self.selected_job_id
+        for job_id in [j for j in self._rendered if j not in keep]:
+            self.remove_row(job_id)
+            del self._rendered[job_id]
+            del self._name_cells[job_id]
+        for job in jobs:
+            cells = row_for(job, now, zone, tick)
+            plain = tuple(cell.plain + str(cell.style) for cell in cells)
+            previous = self._rendered.get(job.id)
+            if previous is None:
+                self.add_row(*cells, key=job.id)
+                self._name_cells[job.id] = cells[0]
+            elif previous != plain:
+                for (key, _, _), cell, old, new in zip(
+                    COLUMNS, cells, previous, plain, strict=True
+                ):
+                    if old != new:
+                        self.update_cell(job.id, key, cell)
+                        if key == "job":
+                            self._name_cells[job.id] = cell
+            self._rendered[job.id] = plain
+        if ordered != self._order:
+            position = {job_id: index for index, job_id in enumerate(ordered)}
+            # DataTable sorts by cell values; each row's "job" cell object says which job it is.
+            by_cell = {id(self._name_cells[job_id]): index for job_id, index in position.items()}
+            self.sort("job", key=lambda cell: by_cell[id(cell)])
+            self._order = ordered
+            if selected in position:
+                self.move_cursor(row=position[selected])
+
+    def cycle_sort(self) -> str:
+        self.sort_column = SORTS[(SORTS.index(self.sort_column) + 1) % len(SORTS)]
+        self._order = []
+        return self.sort_column
+
+    def action_scroll_top(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_scroll_bottom(self) -> None:
+        self.move_cursor(row=max(0, self.row_count - 1))

@@ -1,0 +1,281 @@
+"""The console, driven as a user would with Textual's Pilot, on the virtual clock."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from jobtui import JobState, Outcome, VirtualClock
+from jobtui.config import load
+from jobtui.console.app import JobtuiApp
+from jobtui.console.screens.confirm import ConfirmScreen
+from jobtui.console.screens.detail import JobDetailScreen
+from jobtui.console.screens.help import HelpScreen
+from jobtui.console.widgets.job_table import JobTable
+
+from .conftest import START, Recorder
+
+JOBS = """
+# the jobs of the console tests
+[scheduler]
+timezone = "UTC"
+
+[jobs.backup]            # a comment that must survive an edit
+name = "Nightly [red]backup[/red]"
+command = "echo backing up"
+cron = "30 2 * * *"
+
+[jobs.sync]
+command = "echo synced"
+every = "10m"
+
+[jobs.slow]
+command = "sleep 30"
+every = "1h"
+
+[jobs.broken]
+command = "echo 'disk full' >&2; exit 3"
+every = "1h"
+
+[jobs.held]
+command = "true"
+every = "1h"
+paused = true
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip())
+    path.chmod(0o644)
+    return path
+
+
+@pytest.fixture
+def jobs_file(tmp_path) -> Path:
+    return write(tmp_path / "jobs.toml", JOBS)
+
+
+def make_app(path: Path, clock: VirtualClock | None = None) -> JobtuiApp:
+    # grace=0: virtual time does not pass by itself, so a graceful stop would wait for ever
+    return JobtuiApp(load(path), clock=clock or VirtualClock(START), watch_file=False, grace=0)
+
+
+def table_rows(app: JobtuiApp) -> dict[str, list[str]]:
+    table = app.screen.query_one(JobTable)
+    return {
+        row.key.value: [cell.plain for cell in table.get_row(row.key)] for row in table.ordered_rows
+    }
+
+
+async def select(pilot, app: JobtuiApp, job_id: str) -> None:
+    table = app.screen.query_one(JobTable)
+    table.move_cursor(row=table.get_row_index(job_id))
+    await pilot.pause()
+
+
+async def test_the_table_shows_every_job_with_its_state_and_next_run(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.pause()
+        rows = table_rows(app)
+        assert list(rows) == ["sync", "broken", "slow", "backup", "held"]  # by next run, then name
+        assert rows["backup"][0] == "Nightly [red]backup[/red]"  # shown literally
+        assert rows["backup"][1] == "at 02:30 every day"
+        assert rows["sync"][2] == "● scheduled"
+        assert rows["sync"][3] == "12:10:00  in 10m"
+        assert rows["held"][2] == "‖ paused" and rows["held"][3] == "—"
+        summary = app.screen.query_one("#summary").render().plain
+        assert "5 jobs · 0 running · 0 failed (24h) · 1 paused" in summary
+        assert "12:00:00 UTC" in summary
+
+
+async def test_r_runs_the_selected_job_now(jobs_file):
+    app = make_app(jobs_file)
+    recorder = Recorder(app.scheduler)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await select(pilot, app, "backup")
+        await pilot.press("r")
+        await recorder.wait_for(lambda: recorder.finished("backup"))
+        app.refresh_screen()
+        await pilot.pause()
+        (run,) = recorder.finished("backup")
+        assert run.manual and run.outcome is Outcome.SUCCEEDED
+        assert table_rows(app)["backup"][4].startswith("✔ 0s ago")
+
+
+async def test_p_pauses_and_resumes_and_the_footer_follows(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await select(pilot, app, "sync")
+        assert "pause" in {
+            b.binding.action for b in app.screen.active_bindings.values() if b.enabled
+        }
+        await pilot.press("p")
+        assert app.scheduler.get("sync").state is JobState.PAUSED
+        assert table_rows(app)["sync"][2] == "‖ paused"
+        footer_actions = {
+            b.binding.action for b in app.screen.active_bindings.values() if b.enabled
+        }
+        assert "resume" in footer_actions and "pause" not in footer_actions
+        await pilot.press("p")
+        assert app.scheduler.get("sync").state is JobState.SCHEDULED
+
+
+async def test_remove_asks_first_defaults_to_no_and_edits_jobs_toml(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await select(pilot, app, "sync")
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # No has the focus
+        assert "sync" in app.scheduler
+        await pilot.press("delete", "y")
+        await pilot.pause()
+        assert "sync" not in app.scheduler
+        assert "sync" not in table_rows(app)
+    text = jobs_file.read_text()
+    assert "[jobs.sync]" not in text
+    assert "# a comment that must survive an edit" in text and "[jobs.backup]" in text
+    assert "sync" not in load(jobs_file).jobs
+
+
+async def test_x_cancels_the_running_run_after_confirming(jobs_file):
+    app = make_app(jobs_file)
+    recorder = Recorder(app.scheduler)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await select(pilot, app, "slow")
+        await pilot.press("r")
+        await recorder.wait_for(lambda: app.scheduler.get("slow").active)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await recorder.wait_for(lambda: recorder.finished("slow"))
+    assert recorder.finished("slow")[0].outcome is Outcome.CANCELLED
+
+
+async def test_a_failure_pops_a_notification_naming_the_job_and_error(jobs_file):
+    app = make_app(jobs_file)
+    recorder = Recorder(app.scheduler)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await select(pilot, app, "broken")
+        await pilot.press("r")
+        await recorder.wait_for(lambda: recorder.finished("broken"))
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert "broken: ExitStatus: exited with status 3: disk full" in messages
+
+
+async def test_enter_opens_the_detail_screen_with_next_times_and_history(jobs_file):
+    app = make_app(jobs_file)
+    recorder = Recorder(app.scheduler)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await select(pilot, app, "sync")
+        await pilot.press("r")
+        await recorder.wait_for(lambda: recorder.finished("sync"))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, JobDetailScreen)
+        screen = app.screen
+        screen.refresh_view()
+        await pilot.pause()
+        upcoming = screen.query_one("#next").render().plain
+        assert "Mon 2026-01-05 12:10:00 +0000" in upcoming
+        assert "synced" in "\n".join(screen.query_one("#log").lines)
+        history = screen.query_one("#history")
+        assert history.row_count == 1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, JobDetailScreen)
+
+
+async def test_filter_by_text_or_state_and_escape_clears(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("slash", *"paused")
+        await pilot.pause()
+        assert list(table_rows(app)) == ["held"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(table_rows(app)) == 5
+
+
+async def test_an_invalid_edit_shows_a_banner_until_fixed(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 30)) as pilot:
+        write(jobs_file, JOBS.replace('every = "10m"', 'every = "10 minutes please"'))
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        banner = app.screen.query_one("#banner")
+        assert banner.display
+        assert 'job "sync", key "every"' in banner.render().plain
+        assert "sync" in app.scheduler  # the old jobs keep running
+        write(jobs_file, JOBS)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not app.screen.query_one("#banner").display
+
+
+async def test_help_is_built_from_the_live_bindings(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = app.screen.query_one("Static").render().plain
+        for line in (
+            "r               Run now",
+            "d, delete       Remove",
+            "x               Cancel run",
+        ):
+            assert line in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_keys_can_be_remapped_in_jobs_toml(tmp_path):
+    path = write(tmp_path / "jobs.toml", JOBS + '\n[console.keys]\nrun = "R"\n')
+    app = make_app(path)
+    recorder = Recorder(app.scheduler)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await select(pilot, app, "sync")
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.scheduler.running_runs() == []
+        await pilot.press("R")
+        await recorder.wait_for(lambda: recorder.finished("sync"))
+
+
+async def test_q_quits_and_asks_first_while_runs_are_active(jobs_file):
+    app = make_app(jobs_file)
+    recorder = Recorder(app.scheduler)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await select(pilot, app, "slow")
+        await pilot.press("r")
+        await recorder.wait_for(lambda: app.scheduler.get("slow").active)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert app.is_running
+        await pilot.press("q", "y")
+        await recorder.wait_for(lambda: recorder.finished("slow"))
+        await pilot.pause()
+    assert recorder.finished("slow")[0].outcome is Outcome.CANCELLED
+    assert app.return_code == 0
+
+
+async def test_countdowns_and_runs_follow_the_clock(jobs_file):
+    clock = VirtualClock(START)
+    app = make_app(jobs_file, clock)
+    recorder = Recorder(app.scheduler)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await clock.advance(9 * 60)
+        app.refresh_screen()
+        await pilot.pause()
+        assert table_rows(app)["sync"][3] == "12:10:00  in 1m"
+        await clock.advance(60)
+        await recorder.wait_for(lambda: recorder.finished("sync"))
+        app.refresh_screen()
+        await pilot.pause()
+        assert table_rows(app)["sync"][3] == "12:20:00  in 10m"
+    assert START + timedelta(minutes=10) == recorder.finished("sync")[0].scheduled_for
