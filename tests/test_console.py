@@ -279,3 +279,28 @@ async def test_countdowns_and_runs_follow_the_clock(jobs_file):
         await pilot.pause()
         assert table_rows(app)["sync"][3] == "12:20:00  in 10m"
     assert START + timedelta(minutes=10) == recorder.finished("sync")[0].scheduled_for
+
+
+async def test_the_command_palette_lists_job_actions(jobs_file):
+    app = make_app(jobs_file)
+    recorder = Recorder(app.scheduler)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"run sync now")
+        await pilot.pause(0.3)  # the palette searches in a worker
+        await pilot.press("enter")
+        await recorder.wait_for(lambda: recorder.finished("sync"))
+    assert recorder.finished("sync")[0].manual
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (160, 40)])
+async def test_columns_fit_the_terminal(jobs_file, size):
+    app = make_app(jobs_file)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(JobTable)
+        used = sum(c.width + 2 for c in table.columns.values())
+        assert used <= size[0]
+        widths = {str(k.value): c.width for k, c in table.columns.items()}
+        assert widths["job"] >= 10 and widths["state"] == 11 and widths["next"] >= 15
+        assert not table.show_horizontal_scrollbar

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -12,28 +13,28 @@ if TYPE_CHECKING:
 
 
 class JobCommands(Provider):
-    def _commands(self) -> list[tuple[str, str, object]]:
+    def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         app: JobtuiApp = self.app  # type: ignore[assignment]
-        commands = []
-        for job in app.scheduler.jobs():
+        scheduler = app.scheduler
+        commands: list[tuple[str, str, Callable[[], object]]] = []
+        for job in scheduler.jobs():
             label = job.name if job.name == job.id else f"{job.name} ({job.id})"
             commands.append(
-                (f"Run {label} now", "a manual run", partial(app.scheduler.run_now, job.id))
+                (f"Run {label} now", "a manual run", partial(scheduler.run_now, job.id))
             )
             if job.paused or job.disabled_reason:
-                commands.append((f"Resume {label}", "plan its next runs again",
-                                 partial(app.scheduler.resume, job.id)))  # fmt: skip
+                resume = partial(scheduler.resume, job.id)
+                commands.append((f"Resume {label}", "plan its next runs again", resume))
             else:
-                commands.append((f"Pause {label}", "no new runs until resumed",
-                                 partial(app.scheduler.pause, job.id, "paused from the console")))  # fmt: skip
+                pause = partial(scheduler.pause, job.id, "paused from the console")
+                commands.append((f"Pause {label}", "no new runs until resumed", pause))
             if job.active:
-                commands.append((f"Cancel the run of {label}", "stop the running run",
-                                 partial(app.scheduler.cancel, job.id)))  # fmt: skip
-            commands.append((f"Show {label}", "configuration, next runs, log and history",
-                             partial(app.show_details, job.id)))  # fmt: skip
-        commands.append(
-            ("Reload jobs.toml", "apply edits now", partial(app.run_worker, app.reload()))
-        )
+                cancel = partial(scheduler.cancel, job.id)
+                commands.append((f"Cancel the run of {label}", "stop the running run", cancel))
+            details = partial(app.show_details, job.id)
+            commands.append((f"Show {label}", "configuration, next runs, log and history", details))
+        reload = partial(app.run_worker, app.reload)
+        commands.append(("Reload jobs.toml", "apply edits now", reload))
         return commands
 
     async def search(self, query: str) -> Hits:

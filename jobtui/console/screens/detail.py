@@ -96,11 +96,7 @@ class JobDetailScreen(Screen[None]):
         text.append("\n")
         text.append_text(state_text(job.state))
         text.append(f"    {trigger_words(job)}    {getattr(job.zone, 'key', job.zone)}\n")
-        target = job.target if isinstance(job.target, str) else (
-            " ".join(job.target) if isinstance(job.target, list) else
-            f"{getattr(job.target, '__module__', '')}:{getattr(job.target, '__qualname__', job.target)}"
-        )  # fmt: skip
-        text.append(f"runs: {target}\n", style="")
+        text.append(f"runs: {_target_text(job.target)}\n")
         for name in SHOWN_OPTIONS:
             value = getattr(job.options, name)
             if value != getattr(DEFAULT_OPTIONS, name):
@@ -204,3 +200,12 @@ class JobDetailScreen(Screen[None]):
         chart = self.query_one("#durations", Sparkline)
         chart.display = bool(durations)
         chart.data = durations[-40:]
+
+
+def _target_text(target: object) -> str:
+    if isinstance(target, str):
+        return target
+    if isinstance(target, list):
+        return " ".join(target)
+    module = getattr(target, "__module__", "")
+    return f"{module}:{getattr(target, '__qualname__', target)}"

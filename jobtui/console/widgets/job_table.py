@@ -23,6 +23,27 @@ COLUMNS = (
     ("status", "Status", 19),
 )
 SORTS = ("next", "job", "state", "last")
+# When the terminal is narrow, columns give up width in this order, down to these minimums.
+SHRINK = (("status", 0), ("last", 0), ("trigger", 12), ("progress", 12), ("next", 15), ("job", 10))
+PADDING = 2  # a DataTable cell's padding, one each side
+
+
+def fit_widths(total: int) -> dict[str, int]:
+    """Column widths that fit ``total`` cells: the status column takes what is left over,
+    and the others shrink in SHRINK's order when there is not enough."""
+    widths = {key: width for key, _, width in COLUMNS}
+    spare = total - sum(widths.values()) - PADDING * len(widths) - 1  # the vertical scrollbar
+    if spare > 0:
+        widths["status"] += spare
+        return widths
+    need = -spare
+    for key, minimum in SHRINK:
+        give = min(need, widths[key] - minimum)
+        widths[key] -= give
+        need -= give
+        if need == 0:
+            break
+    return widths
 
 
 def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
@@ -75,6 +96,14 @@ class JobTable(DataTable[Text]):
     def on_mount(self) -> None:
         for key, label, width in COLUMNS:
             self.add_column(label, key=key, width=width)
+
+    def on_resize(self) -> None:
+        for key, width in fit_widths(self.size.width).items():
+            column = self.columns[key]  # type: ignore[index]
+            column.width = width
+            column.auto_width = False
+        self._require_update_dimensions = True
+        self.refresh()
 
     @property
     def selected_job_id(self) -> str | None:
