@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,10 +149,13 @@ def run_console(path: Path, *, grace: float) -> int:
     try:
         return app.run() or 0
     finally:
-        if app.scheduler.running:  # the app ended without its own shutdown (a crash)
-            asyncio.run(app.shut_down())
-        else:
-            store.close()
+        # After a crash the app's loop is gone without its own shutdown: still, no command
+        # may be left running behind it.
+        for run in app.scheduler.running_runs():
+            if run.pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(run.pid, signal.SIGKILL)
+        store.close()
 
 
 def check(args: argparse.Namespace) -> int:

@@ -466,6 +466,9 @@ class Store:
         return False
 
     def close(self) -> None:
+        """Write what is queued, then let go of the database and the lock (once)."""
+        if self._lock_fd < 0:
+            return
         if self._scheduler is not None:
             self._flush_jobs()
         with self._cond:
@@ -476,6 +479,7 @@ class Store:
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
         os.close(self._lock_fd)
+        self._lock_fd = -1
 
 
 _FINISH_SQL = (

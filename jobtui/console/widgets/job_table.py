@@ -34,7 +34,9 @@ def fit_widths(total: int) -> dict[str, int]:
     widths = {key: width for key, _, width in COLUMNS}
     spare = total - sum(widths.values()) - PADDING * len(widths) - 1  # the vertical scrollbar
     if spare > 0:
-        widths["status"] += spare
+        grow = min(spare, 12)  # names first, up to 30 cells; the status gets the rest
+        widths["job"] += grow
+        widths["status"] += spare - grow
         return widths
     need = -spare
     for key, minimum in SHRINK:
@@ -114,6 +116,8 @@ class JobTable(DataTable[Text]):
 
     def show(self, jobs: Iterable[Job], now: float, zone: tzinfo, tick: int) -> None:
         """Bring the table in line with ``jobs`` (already filtered), touching only changes."""
+        if not self.columns:  # not mounted yet: an early event; the first tick fills it
+            return
         jobs = list(jobs)
         ordered = [job.id for job in sorted(jobs, key=lambda j: sort_key(self.sort_column, j))]
         keep = set(ordered)

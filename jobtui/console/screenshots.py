@@ -1,0 +1,60 @@
+"""Regenerate screenshots/: the console on the demo jobs.toml, on a frozen clock.
+
+python -m jobtui.console.screenshots [--out screenshots] [--jobs jobs.toml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..config import load
+from ..engine import VirtualClock
+from .app import JobtuiApp
+from .widgets.job_table import JobTable
+
+FROZEN = datetime(2026, 3, 28, 23, 58, 30, tzinfo=UTC)
+SIZE = (132, 34)
+
+
+async def shoot(jobs: Path, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    async def session(name: str, keys: list[str], select: str | None = None) -> None:
+        config = load(jobs)
+        config.timezone = UTC  # the same pictures on every machine
+        app = JobtuiApp(config, clock=VirtualClock(FROZEN), watch_file=False, grace=0)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.3)
+            if select is not None:
+                table = app.screen.query_one(JobTable)
+                table.move_cursor(row=table.get_row_index(select))
+                await pilot.pause()
+            for key in keys:
+                await pilot.press(key)
+            await pilot.pause(0.3)
+            app.refresh_screen()
+            await pilot.pause()
+            written.append(Path(app.save_screenshot(f"{name}.svg", str(out))))
+
+    await session("main", [])
+    await session("detail", ["enter"], select="nightly")
+    await session("confirm", ["d"], select="heartbeat")
+    await session("help", ["question_mark"])
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("screenshots"))
+    parser.add_argument("--jobs", type=Path, default=Path("jobs.toml"))
+    args = parser.parse_args()
+    for path in asyncio.run(shoot(args.jobs, args.out)):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
