@@ -37,13 +37,24 @@ def state_text(state: JobState) -> Text:
     return Text(f"{glyph} {state.value}", style=style)
 
 
+def coarse(seconds: float) -> str:
+    """A duration as precise as it is worth showing: seconds only under ten minutes, so a
+    table of far-off times does not change (and repaint) every second."""
+    seconds = max(0.0, seconds)
+    if seconds < 600:
+        return format_duration(seconds)
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    return format_duration(seconds - seconds % 60)
+
+
 def outcome_text(run: Run | None, now: float) -> Text:
     if run is None or run.outcome is None:
         return Text("—", style="dim")
     glyph, style = OUTCOME_STYLE[run.outcome]
     ended = run._finished_ts or now
     text = Text(f"{glyph} ", style=style)
-    text.append(f"{format_duration(max(0.0, now - ended))} ago", style="default")
+    text.append(f"{coarse(now - ended)} ago", style="default")
     if run.duration is not None:
         text.append(f" ({format_duration(run.duration)})", style="dim")
     return text
@@ -57,7 +68,7 @@ def next_text(job: Job, now: float, zone: tzinfo) -> Text:
     same_day = local.date() == datetime.fromtimestamp(now, zone).date()
     stamp = local.strftime("%H:%M:%S" if same_day else "%b %d %H:%M")
     wait = max(0.0, when.timestamp() - now)
-    return Text.assemble(stamp, (f"  in {format_duration(wait)}", "dim"))
+    return Text.assemble(stamp, (f"  in {coarse(wait)}", "dim"))
 
 
 def progress_text(run: Run | None, tick: int = 0) -> Text:

@@ -44,6 +44,8 @@ class MainScreen(Screen[None]):
     def jobtui(self) -> JobtuiApp:
         return self.app  # type: ignore[return-value]
 
+    _keys_state: tuple[object, ...] = ()
+
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
         yield Static(id="banner", markup=False)
@@ -80,7 +82,19 @@ class MainScreen(Screen[None]):
             if len(problems) > 5:
                 lines.append(f"  ... and {len(problems) - 5} more (jobtui check shows them all)")
             banner.update(Text("\n".join(lines)))
-        self.refresh_bindings()
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        """Redraw the footer only when what its keys depend on changed (it is costly)."""
+        job_id = self.selected
+        job = self.jobtui.scheduler.get(job_id) if job_id in self.jobtui.scheduler else None
+        state = (job_id, job.state if job else None, bool(job and job.active))
+        if state != self._keys_state:
+            self._keys_state = state
+            self.refresh_bindings()
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._refresh_keys()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         job_id = self.selected

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from ...engine import Job, JobState
-from ..format import next_text, outcome_text, progress_text, state_text, trigger_words
+from ..format import coarse, next_text, outcome_text, progress_text, state_text, trigger_words
 
 COLUMNS = (
     ("job", "Job", 18),
@@ -46,6 +46,27 @@ def fit_widths(total: int) -> dict[str, int]:
         if need == 0:
             break
     return widths
+
+
+def row_key(job: Job, now: float, tick: int) -> tuple[object, ...]:
+    """Everything a row's text depends on, cheap to compute: a row whose key did not change
+    is not rebuilt."""
+    running = job.active[-1] if job.active else None
+    last = job.last_run
+    progress: object = None
+    if running is not None:
+        progress = tick if running.progress is None else int(running.progress * 100 * 8)
+    return (
+        job.name,
+        job.trigger,
+        job.state,
+        job.next_fire,
+        coarse(job.next_fire - now) if job.next_fire is not None else None,
+        last.run_id if last else None,
+        coarse(now - (last._finished_ts or now)) if last else None,
+        progress,
+        running.status_message if running else (job.disabled_reason or job.pause_reason),
+    )
 
 
 def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
@@ -91,6 +112,7 @@ class JobTable(DataTable[Text]):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self._rendered: dict[str, tuple[str, ...]] = {}
+        self._keys: dict[str, tuple[object, ...]] = {}
         self._order: list[str] = []
         self._name_cells: dict[str, Text] = {}  # job id -> the Text in its "job" cell
         self.sort_column = "next"
@@ -126,7 +148,12 @@ class JobTable(DataTable[Text]):
             self.remove_row(job_id)
             del self._rendered[job_id]
             del self._name_cells[job_id]
+            self._keys.pop(job_id, None)
         for job in jobs:
+            key = row_key(job, now, tick)
+            if self._keys.get(job.id) == key and job.id in self._rendered:
+                continue
+            self._keys[job.id] = key
             cells = row_for(job, now, zone, tick)
             plain = tuple(cell.plain + str(cell.style) for cell in cells)
             previous = self._rendered.get(job.id)
