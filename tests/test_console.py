@@ -304,3 +304,72 @@ async def test_columns_fit_the_terminal(jobs_file, size):
         widths = {str(k.value): c.width for k, c in table.columns.items()}
         assert widths["job"] >= 10 and widths["state"] == 11 and widths["next"] >= 15
         assert not table.show_horizontal_scrollbar
+
+
+async def test_s_cycles_the_sort_column(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("s")  # by name
+        await pilot.pause()
+        assert list(table_rows(app)) == ["broken", "held", "backup", "slow", "sync"]
+        await pilot.press("s")  # by state: scheduled first, paused after
+        await pilot.pause()
+        assert list(table_rows(app))[-1] == "held"
+
+
+async def test_j_k_g_and_G_move_the_cursor(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 30)) as pilot:
+        table = app.screen.query_one(JobTable)
+        await pilot.press("j", "j")
+        assert table.selected_job_id == "slow"
+        await pilot.press("k")
+        assert table.selected_job_id == "broken"
+        await pilot.press("G")
+        assert table.selected_job_id == "held"
+        await pilot.press("g")
+        assert table.selected_job_id == "sync"
+
+
+async def test_l_and_h_open_the_details_at_the_log_and_the_history(jobs_file):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("l")
+        await pilot.pause()
+        assert isinstance(app.screen, JobDetailScreen) and app.focused.id == "log"
+        await pilot.press("escape", "h")
+        await pilot.pause()
+        assert isinstance(app.screen, JobDetailScreen) and app.focused.id == "history"
+
+
+async def test_the_detail_screen_marks_a_dst_shift_in_the_next_times(tmp_path):
+    path = write(
+        tmp_path / "jobs.toml",
+        '[scheduler]\ntimezone = "Europe/Berlin"\n[jobs.n]\ncommand = "true"\ncron = "30 2 * * *"\n',
+    )
+    clock = VirtualClock(START.replace(month=3, day=26))
+    app = make_app(path, clock)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause()
+        upcoming = app.screen.query_one("#next").render().plain.splitlines()
+        assert upcoming[1].startswith("Fri 2026-03-27 02:30:00 +0100")
+        assert upcoming[3] == "Sun 2026-03-29 03:00:00 +0200  DST shift"
+
+
+async def test_e_opens_the_editor_at_the_job_and_reloads(jobs_file, tmp_path, monkeypatch):
+    editor = tmp_path / "editor.sh"
+    seen = tmp_path / "editor-args"
+    # A stand-in editor: records its arguments and changes the sync job's period.
+    editor.write_text(
+        f'#!/bin/sh\necho "$@" > {seen}\nsed -i \'s/every = "10m"/every = "20m"/\' "$2"\n'
+    )
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await select(pilot, app, "sync")
+        await pilot.press("e")
+        await pilot.pause()
+        assert seen.read_text().split() == ["+10", str(jobs_file)]  # [jobs.sync] is line 10
+        assert app.scheduler.get("sync").trigger.period == 1200

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from textual.app import App
+from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
 
 from ..config import Config, Problem, Reloader
@@ -226,8 +226,11 @@ class JobtuiApp(App[int]):
         spec = self.config.jobs.get(job_id or "")
         line = f"+{spec.line}" if spec is not None and spec.line else None
         command = [*shlex.split(editor), *([line] if line else []), str(self.config.path)]
-        with self.suspend():
-            subprocess.call(command)
+        try:
+            with self.suspend():  # the editor gets the terminal
+                subprocess.call(command)
+        except SuspendNotSupported:  # no terminal to hand over (a GUI editor can still run)
+            await asyncio.to_thread(subprocess.call, command)
         await self.reload()
 
 
