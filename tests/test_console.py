@@ -345,7 +345,8 @@ async def test_l_and_h_open_the_details_at_the_log_and_the_history(jobs_file):
 async def test_the_detail_screen_marks_a_dst_shift_in_the_next_times(tmp_path):
     path = write(
         tmp_path / "jobs.toml",
-        '[scheduler]\ntimezone = "Europe/Berlin"\n[jobs.n]\ncommand = "true"\ncron = "30 2 * * *"\n',
+        '[scheduler]\ntimezone = "Europe/Berlin"\n'
+        '[jobs.n]\ncommand = "true"\ncron = "30 2 * * *"\n',
     )
     clock = VirtualClock(START.replace(month=3, day=26))
     app = make_app(path, clock)

@@ -165,10 +165,10 @@ class JobDetailScreen(Screen[None]):
 
     def _show_history(self, job: Job) -> None:
         marker = f"{job.last_run.run_id if job.last_run else ''}"
-        if marker == self._history_loaded_for:
-            return
-        self._history_loaded_for = marker
+        if marker == self._history_loaded_for or not self.query_one("#history", DataTable).columns:
+            return  # unchanged, or not mounted yet (an event came first)
         self.load_history()
+        self._history_loaded_for = marker
 
     def load_history(self) -> None:
         runs = self.jobtui.history(self.job_id)
