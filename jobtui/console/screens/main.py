@@ -93,7 +93,7 @@ class MainScreen(Screen[None]):
             self._keys_state = state
             self.refresh_bindings()
 
-    def on_data_table_row_highlighted(self) -> None:
+    def on_job_table_row_highlighted(self) -> None:
         self._refresh_keys()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -197,8 +197,8 @@ class MainScreen(Screen[None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one(JobTable).focus()
 
-    def on_data_table_row_selected(self, event: JobTable.RowSelected) -> None:
-        self.action_details()
+    def on_job_table_row_selected(self, event: JobTable.RowSelected) -> None:
+        self.jobtui.show_details(event.job_id)
 
     def action_sort(self) -> None:
         column = self.query_one(JobTable).cycle_sort()

@@ -1,14 +1,25 @@
-"""The jobs table: one row per job, updated in place. Rows are diffed by their rendered text, so
-a tick that changes nothing visible costs nothing, and only changed cells are touched."""
+"""The jobs table: one line per job, drawn with Textual's line API.
+
+A DataTable repaints every visible cell whenever any cell changes, which with fifty progress bars
+moving costs most of a core. Here each row has a version; a row whose inputs did not change is
+not rebuilt, and only the lines of rows that did change (and are on screen) are repainted, as
+toolong does for log lines.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import tzinfo
 
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from ...engine import Job, JobState
 from ..format import coarse, next_text, outcome_text, progress_text, state_text, trigger_words
@@ -25,16 +36,23 @@ COLUMNS = (
 SORTS = ("next", "job", "state", "last")
 # When the terminal is narrow, columns give up width in this order, down to these minimums.
 SHRINK = (("status", 0), ("last", 0), ("trigger", 12), ("progress", 12), ("next", 15), ("job", 10))
-PADDING = 2  # a DataTable cell's padding, one each side
+PADDING = 2  # one cell each side of a column
+
+
+@dataclass
+class Column:
+    key: str
+    label: str
+    width: int
 
 
 def fit_widths(total: int) -> dict[str, int]:
-    """Column widths that fit ``total`` cells: the status column takes what is left over,
-    and the others shrink in SHRINK's order when there is not enough."""
+    """Column widths that fit ``total`` cells: names grow first when there is room, the status
+    takes the rest, and columns shrink in SHRINK's order when there is not enough."""
     widths = {key: width for key, _, width in COLUMNS}
     spare = total - sum(widths.values()) - PADDING * len(widths) - 1  # the vertical scrollbar
     if spare > 0:
-        grow = min(spare, 12)  # names first, up to 30 cells; the status gets the rest
+        grow = min(spare, 12)
         widths["job"] += grow
         widths["status"] += spare - grow
         return widths
@@ -88,7 +106,7 @@ def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
     )
 
 
-def sort_key(column: str, job: Job) -> tuple:
+def sort_key(column: str, job: Job) -> tuple[object, ...]:
     if column == "job":
         return (job.name.lower(),)
     if column == "state":
@@ -99,92 +117,217 @@ def sort_key(column: str, job: Job) -> tuple:
     return (job.next_run_time is None, job.next_fire or 0.0, job.name.lower())
 
 
-class JobTable(DataTable[Text]):
-    """Jobs as rows keyed by job id."""
+class JobTable(ScrollView, can_focus=True):
+    """Jobs as lines, keyed by job id, with a row cursor."""
 
+    COMPONENT_CLASSES = {
+        "job-table--header",
+        "job-table--cursor",
+        "job-table--odd",
+    }
+    DEFAULT_CSS = """
+    JobTable {
+        background: $surface;
+    }
+    JobTable > .job-table--header {
+        text-style: bold;
+        background: $panel;
+    }
+    JobTable > .job-table--cursor {
+        background: $block-cursor-background;
+        color: $block-cursor-foreground;
+        text-style: bold;
+    }
+    JobTable > .job-table--odd {
+        background: $surface-lighten-1 30%;
+    }
+    """
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False, id="down"),
-        Binding("k", "cursor_up", "Up", show=False, id="up"),
-        Binding("g", "scroll_top", "Top", show=False, id="top"),
-        Binding("G", "scroll_bottom", "Bottom", show=False, id="bottom"),
+        Binding("down,j", "cursor_down", "Down", show=False, id="down"),
+        Binding("up,k", "cursor_up", "Up", show=False, id="up"),
+        Binding("g,home", "scroll_top", "Top", show=False, id="top"),
+        Binding("G,end", "scroll_bottom", "Bottom", show=False, id="bottom"),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("enter", "select", "Details", show=False),
     ]
 
+    class RowHighlighted(Message):
+        def __init__(self, job_id: str | None) -> None:
+            super().__init__()
+            self.job_id = job_id
+
+    class RowSelected(Message):
+        def __init__(self, job_id: str) -> None:
+            super().__init__()
+            self.job_id = job_id
+
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
-        self._rendered: dict[str, tuple[str, ...]] = {}
-        self._keys: dict[str, tuple[object, ...]] = {}
-        self._order: list[str] = []
-        self._name_cells: dict[str, Text] = {}  # job id -> the Text in its "job" cell
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.columns = [Column(key, label, width) for key, label, width in COLUMNS]
         self.sort_column = "next"
+        self.cursor_row = 0
+        self._order: list[str] = []  # job ids, top to bottom
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._keys: dict[str, tuple[object, ...]] = {}
+        self._versions: dict[str, int] = {}
+        self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(4096)
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
-
-    def on_resize(self) -> None:
-        for key, width in fit_widths(self.size.width).items():
-            column = self.columns[key]  # type: ignore[index]
-            column.width = width
-            column.auto_width = False
-        self._require_update_dimensions = True
-        self.refresh()
+    # -- what other code reads ------------------------------------------------------------
+    @property
+    def row_count(self) -> int:
+        return len(self._order)
 
     @property
     def selected_job_id(self) -> str | None:
-        if not self.row_count:
+        if not self._order:
             return None
-        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        return row_key.value
+        return self._order[min(self.cursor_row, len(self._order) - 1)]
 
+    def get_row_index(self, job_id: str) -> int:
+        return self._order.index(job_id)
+
+    def rows_text(self) -> dict[str, list[str]]:
+        """The table as plain text, top to bottom (for tests and tools)."""
+        return {job_id: [cell.plain for cell in self._cells[job_id]] for job_id in self._order}
+
+    # -- filling it -----------------------------------------------------------------------
     def show(self, jobs: Iterable[Job], now: float, zone: tzinfo, tick: int) -> None:
-        """Bring the table in line with ``jobs`` (already filtered), touching only changes."""
-        if not self.columns:  # not mounted yet: an early event; the first tick fills it
-            return
+        """Bring the table in line with ``jobs`` (already filtered), repainting only changes."""
         jobs = list(jobs)
-        ordered = [job.id for job in sorted(jobs, key=lambda j: sort_key(self.sort_column, j))]
-        keep = set(ordered)
         selected = self.selected_job_id
-        for job_id in [j for j in self._rendered if j not in keep]:
-            self.remove_row(job_id)
-            del self._rendered[job_id]
-            del self._name_cells[job_id]
-            self._keys.pop(job_id, None)
+        changed: set[str] = set()
+        present = {job.id for job in jobs}
+        for job_id in [j for j in self._cells if j not in present]:
+            del self._cells[job_id], self._keys[job_id], self._versions[job_id]
         for job in jobs:
             key = row_key(job, now, tick)
-            if self._keys.get(job.id) == key and job.id in self._rendered:
+            if self._keys.get(job.id) == key:
                 continue
             self._keys[job.id] = key
-            cells = row_for(job, now, zone, tick)
-            plain = tuple(cell.plain + str(cell.style) for cell in cells)
-            previous = self._rendered.get(job.id)
-            if previous is None:
-                self.add_row(*cells, key=job.id)
-                self._name_cells[job.id] = cells[0]
-            elif previous != plain:
-                for (key, _, _), cell, old, new in zip(
-                    COLUMNS, cells, previous, plain, strict=True
-                ):
-                    if old != new:
-                        self.update_cell(job.id, key, cell)
-                        if key == "job":
-                            self._name_cells[job.id] = cell
-            self._rendered[job.id] = plain
-        if ordered != self._order:
-            position = {job_id: index for index, job_id in enumerate(ordered)}
-            # DataTable sorts by cell values; each row's "job" cell object says which job it is.
-            by_cell = {id(self._name_cells[job_id]): index for job_id, index in position.items()}
-            self.sort("job", key=lambda cell: by_cell[id(cell)])
-            self._order = ordered
-            if selected in position:
-                self.move_cursor(row=position[selected])
+            self._cells[job.id] = row_for(job, now, zone, tick)
+            self._versions[job.id] = self._versions.get(job.id, 0) + 1
+            changed.add(job.id)
+        order = [job.id for job in sorted(jobs, key=lambda j: sort_key(self.sort_column, j))]
+        if order != self._order:
+            self._order = order
+            self.virtual_size = Size(self.size.width, len(order) + 1)
+            if selected in present:
+                self.cursor_row = order.index(selected)
+            self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
+            self.refresh()
+            return
+        top = int(self.scroll_offset.y)
+        for index in range(top, min(len(order), top + self.size.height)):
+            if order[index] in changed:
+                self.refresh_line(index - top + 1)
 
     def cycle_sort(self) -> str:
         self.sort_column = SORTS[(SORTS.index(self.sort_column) + 1) % len(SORTS)]
         self._order = []
         return self.sort_column
 
+    # -- drawing --------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        for column in self.columns:
+            column.width = fit_widths(self.size.width)[column.key]
+        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+        self._lines.clear()
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:
+            style = self.get_component_rich_style("job-table--header")
+            cells = tuple(Text(column.label) for column in self.columns)
+            return self._strip(("header", width), cells, style, width)
+        index = int(self.scroll_offset.y) + y - 1
+        if index >= len(self._order):
+            return Strip.blank(width, self.rich_style)
+        job_id = self._order[index]
+        cursor = index == self.cursor_row and self.has_focus
+        highlight = index == self.cursor_row
+        if highlight:
+            style = self.get_component_rich_style("job-table--cursor")
+            if not cursor:
+                style = self.rich_style + Style(reverse=False, bold=True)
+        elif index % 2:
+            style = self.rich_style + self.get_component_rich_style("job-table--odd")
+        else:
+            style = self.rich_style
+        key = (job_id, self._versions[job_id], width, highlight, cursor, index % 2)
+        return self._strip(key, self._cells[job_id], style, width)
+
+    def _strip(
+        self, key: tuple[object, ...], cells: tuple[Text, ...], base: Style, width: int
+    ) -> Strip:
+        cached = self._lines.get(key)
+        if cached is not None:
+            return cached
+        line = Text(style=base, no_wrap=True, overflow="crop", end="")
+        for column, cell in zip(self.columns, cells, strict=True):
+            if column.width <= 0:
+                continue
+            piece = cell.copy()
+            piece.truncate(column.width, overflow="crop", pad=True)
+            line.append(" ")
+            line.append_text(piece)
+            line.append(" ")
+        segments = list(line.render(self.app.console))
+        strip = Strip(segments).adjust_cell_length(width, base).apply_style(base)
+        self._lines[key] = strip
+        return strip
+
+    # -- moving ---------------------------------------------------------------------------
+    def move_cursor(self, row: int) -> None:
+        if not self._order:
+            return
+        row = max(0, min(row, len(self._order) - 1))
+        if row == self.cursor_row:
+            return
+        previous, self.cursor_row = self.cursor_row, row
+        visible = self.size.height - 1
+        top = int(self.scroll_offset.y)
+        if row < top:
+            self.scroll_to(y=row, animate=False)
+        elif row >= top + visible:
+            self.scroll_to(y=row - visible + 1, animate=False)
+        else:  # no scrolling: only the two rows whose highlight changed are drawn again
+            self.refresh_line(previous - top + 1)
+            self.refresh_line(row - top + 1)
+        self.post_message(self.RowHighlighted(self.selected_job_id))
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(self.cursor_row + 1)
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(self.cursor_row - 1)
+
     def action_scroll_top(self) -> None:
-        self.move_cursor(row=0)
+        self.move_cursor(0)
 
     def action_scroll_bottom(self) -> None:
-        self.move_cursor(row=max(0, self.row_count - 1))
+        self.move_cursor(len(self._order) - 1)
+
+    def action_page_down(self) -> None:
+        self.move_cursor(self.cursor_row + max(1, self.size.height - 2))
+
+    def action_page_up(self) -> None:
+        self.move_cursor(self.cursor_row - max(1, self.size.height - 2))
+
+    def action_select(self) -> None:
+        if (job_id := self.selected_job_id) is not None:
+            self.post_message(self.RowSelected(job_id))
+
+    def on_click(self, event: object) -> None:
+        offset = getattr(event, "y", 0)
+        if offset >= 1:
+            self.move_cursor(int(self.scroll_offset.y) + offset - 1)
+
+    def on_focus(self) -> None:
+        self._lines.clear()
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self._lines.clear()
+        self.refresh()
