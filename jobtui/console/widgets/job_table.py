@@ -28,14 +28,18 @@ COLUMNS = (
     ("job", "Job", 18),
     ("trigger", "Trigger", 20),
     ("state", "State", 11),
-    ("next", "Next run", 22),
+    ("next", "Next run", 23),
     ("last", "Last run", 17),
     ("progress", "Progress", 17),
     ("status", "Status", 19),
 )
 SORTS = ("next", "job", "state", "last")
-# When the terminal is narrow, columns give up width in this order, down to these minimums.
-SHRINK = (("status", 0), ("last", 0), ("trigger", 12), ("progress", 12), ("next", 15), ("job", 10))
+# When the terminal is narrow, columns give up width in this order, down to these minimums:
+# first some of everything but the essentials, then the status and last run altogether.
+SHRINK = (
+    ("status", 12), ("last", 12), ("trigger", 12), ("progress", 12),
+    ("status", 0), ("last", 0), ("next", 15), ("job", 10),
+)  # fmt: skip
 PADDING = 2  # one cell each side of a column
 
 
