@@ -52,7 +52,7 @@ def outcome_text(run: Run | None, now: float) -> Text:
     if run is None or run.outcome is None:
         return Text("—", style="dim")
     glyph, style = OUTCOME_STYLE[run.outcome]
-    ended = run._finished_ts or now
+    ended = run.finished_ts or now
     text = Text(f"{glyph} ", style=style)
     text.append(f"{coarse(now - ended)} ago", style="default")
     if run.duration is not None:

@@ -228,6 +228,24 @@ class Run:
         ts = self._finished_ts
         return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
+    # The same moments as plain seconds since the epoch, for code that stores or compares them.
+    @property
+    def scheduled_ts(self) -> float:
+        return self._scheduled_ts
+
+    @property
+    def started_ts(self) -> float | None:
+        return self._started_ts
+
+    @property
+    def finished_ts(self) -> float | None:
+        return self._finished_ts
+
+    @property
+    def has_output(self) -> bool:
+        """Whether anything was printed or logged (without making an empty buffer)."""
+        return self._output is not None
+
     @property
     def duration(self) -> float | None:
         """Seconds from start to finish (to now, while it runs)."""

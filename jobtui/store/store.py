@@ -194,7 +194,7 @@ class Store:
             _Op(
                 "INSERT OR IGNORE INTO runs (run_id, job_id, scheduled_for, manual, attempt, "
                 "started_at) VALUES (?, ?, ?, 0, 1, ?)",
-                (run.run_id, run.job_id, run._scheduled_ts, time.time()),
+                (run.run_id, run.job_id, run.scheduled_ts, time.time()),
                 claim=future,
             )
         )
@@ -215,7 +215,7 @@ class Store:
                     _Op(
                         "INSERT OR IGNORE INTO runs (run_id, job_id, scheduled_for, manual, "
                         "attempt, started_at) VALUES (?, ?, ?, 1, ?, ?)",
-                        (run.run_id, run.job_id, run._scheduled_ts, run.attempt, run._started_ts),
+                        (run.run_id, run.job_id, run.scheduled_ts, run.attempt, run.started_ts),
                     )
                 )
             # A scheduled run's row was written by its claim; its finish sets the exact start.
@@ -249,8 +249,8 @@ class Store:
                     (
                         run.run_id,
                         run.job_id,
-                        run._scheduled_ts,
-                        run._finished_ts,
+                        run.scheduled_ts,
+                        run.finished_ts,
                         run.outcome.value if run.outcome else None,
                         run.reason,
                     ),
@@ -492,9 +492,9 @@ _FINISH_SQL = (
 
 def _finish_params(run: Run) -> tuple[Any, ...]:
     error = run.error
-    output = run._output
+    output = run.output if run.has_output else None
     return (
-        run._finished_ts,
+        run.finished_ts,
         run.outcome.value if run.outcome else None,
         run.reason,
         run.attempt,
@@ -507,7 +507,7 @@ def _finish_params(run: Run) -> tuple[Any, ...]:
         run.signal,
         output.text() if output is not None else None,
         output.dropped_bytes if output is not None else 0,
-        run._started_ts,
+        run.started_ts,
         run.run_id,
     )
 

@@ -158,7 +158,7 @@ class JobDetailScreen(Screen[None]):
         if run.run_id != self._log_run:
             log.clear()
             self._log_run, self._log_lines = run.run_id, 0
-        lines = run.output.lines() if run._output is not None else []
+        lines = run.output.lines() if run.has_output else []
         if len(lines) > self._log_lines:
             log.write_lines([line.text for line in lines[self._log_lines :]])
             self._log_lines = len(lines)

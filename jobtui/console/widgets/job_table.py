@@ -85,7 +85,7 @@ def row_key(job: Job, now: float, tick: int) -> tuple[object, ...]:
         job.next_fire,
         coarse(job.next_fire - now) if job.next_fire is not None else None,
         last.run_id if last else None,
-        coarse(now - (last._finished_ts or now)) if last else None,
+        coarse(now - (last.finished_ts or now)) if last else None,
         progress,
         running.status_message if running else (job.disabled_reason or job.pause_reason),
     )
@@ -116,7 +116,7 @@ def sort_key(column: str, job: Job) -> tuple[object, ...]:
     if column == "state":
         return (list(JobState).index(job.state), job.name.lower())
     if column == "last":
-        finished = job.last_run._finished_ts if job.last_run else None
+        finished = job.last_run.finished_ts if job.last_run else None
         return (finished is None, -(finished or 0.0))
     return (job.next_run_time is None, job.next_fire or 0.0, job.name.lower())
 
