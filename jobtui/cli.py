@@ -51,7 +51,7 @@ def run_parser() -> argparse.ArgumentParser:
         "--grace",
         type=float,
         default=30.0,
-        help="seconds running jobs get to finish on SIGINT/SIGTERM (default 30)",
+        help="headless: seconds running jobs get to finish on SIGINT/SIGTERM (default 30)",
     )
     return parser
 
@@ -125,13 +125,13 @@ def _load_reporting(path: Path) -> Config | None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.headless:
-        return run_console(args.file, grace=args.grace)
+        return run_console(args.file)
     from .headless import run_headless
 
     return asyncio.run(run_headless(args.file, log_format=args.log_format, grace=args.grace))
 
 
-def run_console(path: Path, *, grace: float) -> int:
+def run_console(path: Path) -> int:
     from .console.app import JobtuiApp
     from .store import Store, StoreError
 
@@ -145,7 +145,9 @@ def run_console(path: Path, *, grace: float) -> int:
     except StoreError as exc:
         print(f"jobtui: {exc}", file=sys.stderr)
         return 1
-    app = JobtuiApp(config, store=store, grace=grace)
+    # Quitting the console asks first, and the user has then chosen to stop the runs: they are
+    # cancelled at once (commands: SIGTERM, then SIGKILL after kill_grace), not waited for.
+    app = JobtuiApp(config, store=store, grace=0)
     try:
         return app.run() or 0
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -170,9 +171,11 @@ class JobDetailScreen(Screen[None]):
         self.load_history()
         self._history_loaded_for = marker
 
+    @work(thread=True, exclusive=True, group="history")
     def load_history(self) -> None:
+        """Read the history off the UI thread: it may wait for the store's writer."""
         runs = self.jobtui.history(self.job_id)
-        self._fill_history(runs)
+        self.app.call_from_thread(self._fill_history, runs)
 
     def _fill_history(self, runs: list[dict[str, Any]]) -> None:
         table = self.query_one("#history", DataTable)
