@@ -177,6 +177,7 @@ async def test_enter_opens_the_detail_screen_with_next_times_and_history(jobs_fi
         assert isinstance(app.screen, JobDetailScreen)
         screen = app.screen
         screen.refresh_view()
+        await screen.workers.wait_for_complete()  # the history is read in a thread
         await pilot.pause()
         upcoming = screen.query_one("#next").render().plain
         assert "Mon 2026-01-05 12:10:00 +0000" in upcoming
