@@ -211,7 +211,7 @@ def history(args: argparse.Namespace) -> int:
         )
         if run["manual"]:
             detail = f"(manual) {detail}".strip()
-        outcome = run["outcome"] or "running"
+        outcome = run["outcome"] or "unfinished"  # running now, or found abandoned at next start
         when = run["scheduled_for"][:19] + "Z"
         print(
             f"{run['job_id']:<{width}}  {when:<25}  {outcome:<10}  {run['attempt']:>3}  "
@@ -240,6 +240,8 @@ def list_jobs(args: argparse.Namespace) -> int:
             return 2
         if start.tzinfo is None:
             start = start.replace(tzinfo=config.timezone)
+    from .console.format import trigger_words
+
     scheduler = config.make_scheduler()
     after = start or datetime.now(UTC)
     rows = []
@@ -248,7 +250,7 @@ def list_jobs(args: argparse.Namespace) -> int:
         rows.append(
             {
                 "id": job.id,
-                "trigger": job.describe_trigger(),
+                "trigger": trigger_words(job),
                 "timezone": zone_name(job.zone),
                 "paused": job.paused,
                 "next": [t.isoformat(timespec="seconds") for t in times],
