@@ -50,8 +50,9 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grace",
         type=float,
-        default=30.0,
-        help="headless: seconds running jobs get to finish on SIGINT/SIGTERM (default 30)",
+        default=None,
+        help="headless: seconds running jobs get to finish on SIGINT/SIGTERM "
+        "(default: [scheduler] stop_grace, or 30)",
     )
     return parser
 

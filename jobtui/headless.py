@@ -134,7 +134,7 @@ def describe(event: Event) -> dict[str, object] | None:
 
 
 async def run_headless(
-    path: Path, *, log_format: str, grace: float, out: TextIO = sys.stdout
+    path: Path, *, log_format: str, grace: float | None, out: TextIO = sys.stdout
 ) -> int:
     log = EventLog(out, log_format)
     try:
@@ -158,6 +158,8 @@ async def run_headless(
             run=run["run_id"],
             killed=run["killed"] or None,
         )
+    if grace is None:  # --grace not given: [scheduler] stop_grace (default 30 s)
+        grace = config.stop_grace
     scheduler = config.make_scheduler(stop_grace=grace)
     store.restore(scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()})
     store.on_status = lambda status: log.write(event="store", status=status or "writing again")
