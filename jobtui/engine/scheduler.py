@@ -56,12 +56,10 @@ from .events import (
 from .executors import Execution, make_execution
 from .job import (
     DEFAULT_OPTIONS,
-    OPTION_NAMES,
     Catchup,
     Job,
     JobOptions,
     JobSnapshot,
-    JobState,
     OverlapPolicy,
     classify_target,
 )
@@ -126,7 +124,8 @@ class Scheduler:
         self._wall_heap: list[tuple[float, int, Job, int]] = []
         self._elapsed_heap: list[tuple[float, int, Job, int]] = []
         self._seq = itertools.count()
-        self._executions: dict[str, tuple[Run, Job, asyncio.Task[None], Execution | None]] = {}
+        # Runs under way (run id -> run, job, task), and the attempt each is in right now.
+        self._executions: dict[str, tuple[Run, Job, asyncio.Task[None]]] = {}
         self._current_execution: dict[str, Execution] = {}
         self._slots_used = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
@@ -144,6 +143,7 @@ class Scheduler:
         self._dirty: dict[Run, None] = {}
         self._flush_scheduled = False
         self._dirty_lock = threading.Lock()
+        self._on_run_changed = self._run_changed  # one bound method, not one per run
 
     # ------------------------------------------------------------------------------------
     # Life cycle
@@ -193,7 +193,7 @@ class Scheduler:
         for job in self._jobs.values():
             for run_id in list((job._retry_waits or {}).keys()):
                 self._end_retry_wait(job, run_id)
-        tasks = [task for _, _, task, _ in self._executions.values()]
+        tasks = [task for _, _, task in self._executions.values()]
         if tasks and grace > 0:
             grace_over = asyncio.get_running_loop().create_future()
             handle = self.clock.call_later(
@@ -420,7 +420,7 @@ class Scheduler:
         return runs
 
     def running_runs(self) -> list[Run]:
-        return [run for run, _, _, _ in self._executions.values()]
+        return [run for run, _, _ in self._executions.values()]
 
     def next_times(self, job_id: str, n: int = 5, after: datetime | None = None) -> list[datetime]:
         """The job's next ``n`` occurrences after ``after`` (default now), in its timezone."""
@@ -886,13 +886,13 @@ class Scheduler:
             wall=self.clock.wall,
             output_limits=self._output_limits,
         )
-        run._notify = self._run_changed
+        run._notify = self._on_run_changed
         job.active.append(run)
         if not manual:
             job.run_count += 1
         assert self._loop is not None
         task = self._loop.create_task(self._execute(job, run))
-        self._executions[run.run_id] = (run, job, task, None)
+        self._executions[run.run_id] = (run, job, task)
         return run
 
     async def _acquire_slot(self) -> None:
@@ -1234,5 +1234,3 @@ def _default_id(target: Any) -> str:
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
-
-__all__ = ["OPTION_NAMES", "JobState", "Scheduler"]
