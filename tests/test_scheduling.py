@@ -196,3 +196,15 @@ async def test_next_times(scheduler, clock):
         START + timedelta(minutes=90),
         START + timedelta(minutes=180),
     ]
+
+
+async def test_a_jittered_at_job_runs_before_it_finishes(scheduler, clock, recorder):
+    scheduler.add_job(noop, at=START + timedelta(minutes=5), id="launch", jitter="30s")
+    async with scheduler:
+        await clock.advance(5 * 60)
+        if not recorder.finished("launch"):  # waiting out its jitter: not finished yet
+            assert scheduler.get("launch").state is JobState.SCHEDULED
+        await clock.advance(31)
+    (run,) = recorder.finished("launch")
+    assert 0 <= (run.started_at - run.scheduled_for).total_seconds() <= 30
+    assert scheduler.get("launch").state is JobState.FINISHED

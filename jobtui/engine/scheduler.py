@@ -742,11 +742,10 @@ class Scheduler:
             self._push_interval(job)
         elif isinstance(trigger, CronTrigger):
             self._plan_cron(job, wall)
-        elif isinstance(trigger, DateTrigger):
-            if job._override is None and not job.active:
+        elif isinstance(trigger, DateTrigger) and job._override is None:
+            waiting = job.active or any(j is job for j, _ in self._jittered.values())
+            if not waiting:  # else its run's end finishes it (the run may return a new time)
                 self._finish(job, "it ran at its `at` time")
-            elif job._override is None:
-                pass  # finished when its run ends (it may still return a new time)
         if job._override is not None and job.next_fire is None:
             self._push_wall(job, job._override)
 
@@ -1233,4 +1232,3 @@ def _default_id(target: Any) -> str:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
