@@ -6,6 +6,7 @@ python -m jobtui.console.screenshots [--out screenshots] [--jobs jobs.toml]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,28 @@ async def shoot(jobs: Path, out: Path) -> list[Path]:
     await session("detail", ["enter"], select="nightly")
     await session("confirm", ["d"], select="heartbeat")
     await session("help", ["question_mark"])
+    written.append(write_manifest(out, written))
     return written
+
+
+def write_manifest(out: Path, shots: list[Path]) -> Path:
+    """Record which console sources the pictures were made from, so that a stale set of
+    screenshots can be told from a fresh one."""
+    sources = sorted(
+        p for p in Path(__file__).parent.rglob("*") if p.suffix in (".py", ".tcss") and p.is_file()
+    )
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+        digest.update(path.read_bytes())
+    manifest = out / "MANIFEST.txt"
+    manifest.write_text(
+        "Made by `python -m jobtui.console.screenshots` from the demo jobs.toml,\n"
+        f"on a frozen clock at {FROZEN.isoformat()}, {SIZE[0]}x{SIZE[1]} cells.\n"
+        f"console sources: sha256 {digest.hexdigest()}\n"
+        + "".join(f"{shot.name}\n" for shot in shots)
+    )
+    return manifest
 
 
 def main() -> None:
