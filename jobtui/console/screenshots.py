@@ -6,8 +6,8 @@ python -m jobtui.console.screenshots [--out screenshots] [--jobs jobs.toml]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import asyncio
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
