@@ -49,21 +49,25 @@ async def shoot(jobs: Path, out: Path) -> list[Path]:
     return written
 
 
+def sources_digest() -> str:
+    """A hash of the console's sources (code and styles): what the pictures depend on."""
+    folder = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in (".py", ".tcss") and path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def write_manifest(out: Path, shots: list[Path]) -> Path:
     """Record which console sources the pictures were made from, so that a stale set of
     screenshots can be told from a fresh one."""
-    sources = sorted(
-        p for p in Path(__file__).parent.rglob("*") if p.suffix in (".py", ".tcss") and p.is_file()
-    )
-    digest = hashlib.sha256()
-    for path in sources:
-        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode())
-        digest.update(path.read_bytes())
     manifest = out / "MANIFEST.txt"
     manifest.write_text(
         "Made by `python -m jobtui.console.screenshots` from the demo jobs.toml,\n"
         f"on a frozen clock at {FROZEN.isoformat()}, {SIZE[0]}x{SIZE[1]} cells.\n"
-        f"console sources: sha256 {digest.hexdigest()}\n"
+        f"console sources: sha256 {sources_digest()}\n"
         + "".join(f"{shot.name}\n" for shot in shots)
     )
     return manifest

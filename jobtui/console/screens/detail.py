@@ -42,6 +42,7 @@ class JobDetailScreen(Screen[None]):
         self._log_run: str | None = None
         self._log_lines = 0
         self._history_loaded_for: str | None = None
+        self._ready = False  # the app's tick may come before this screen is composed
 
     @property
     def jobtui(self) -> JobtuiApp:
@@ -64,6 +65,7 @@ class JobDetailScreen(Screen[None]):
         table = self.query_one("#history", DataTable)
         for label in ("Outcome", "Scheduled for", "Started", "Took", "Try", "Kind", "Error"):
             table.add_column(label, key=label.lower())
+        self._ready = True
         self.refresh_view()
         if self.initial_focus:
             self.action_focus(self.initial_focus)
@@ -77,6 +79,8 @@ class JobDetailScreen(Screen[None]):
             self.notify(f"Started {self.job_id} (manual run)", markup=False)
 
     def refresh_view(self) -> None:
+        if not self._ready:
+            return
         scheduler = self.jobtui.scheduler
         if self.job_id not in scheduler:
             self.query_one("#run-title", Static).update(Text("This job was removed."))

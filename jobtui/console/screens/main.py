@@ -45,6 +45,7 @@ class MainScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     _keys_state: tuple[object, ...] = ()
+    _ready = False  # the app's tick may come before this screen is composed
 
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
@@ -56,6 +57,7 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         self.query_one("#banner", Static).display = False
+        self._ready = True
         self.refresh_jobs()
         self.query_one(JobTable).focus()
 
@@ -65,6 +67,8 @@ class MainScreen(Screen[None]):
         return self.query_one(JobTable).selected_job_id
 
     def refresh_jobs(self) -> None:
+        if not self._ready:
+            return
         app = self.jobtui
         scheduler = app.scheduler
         now = scheduler.clock.wall()
