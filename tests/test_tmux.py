@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ TMUX = shutil.which("tmux")
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is installed by .ci/run")
 
 
-SOCKET = "jobtui-tests"
+SOCKET = f"jobtui-tests-{os.getpid()}"  # a server per test process: runs never collide
 
 
 def tmux(*args: str) -> str:
@@ -72,7 +73,7 @@ def test_table_run_pause_quit(tmp_path: Path):
         tmux("send-keys", "-t", session, "q")
         wait_for(session, lambda s: "EXITED 0" in s)
     finally:
-        subprocess.run([TMUX, "-L", SOCKET, "kill-session", "-t", session], capture_output=True)
+        subprocess.run([TMUX, "-L", SOCKET, "kill-server"], capture_output=True)
     history = subprocess.run(
         [sys.executable, "-m", "jobtui.cli", "history", str(jobs), "--json"],
         capture_output=True, text=True, timeout=30,
