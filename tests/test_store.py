@@ -31,7 +31,7 @@ async def session(db, clock, setup, *, seconds=0.0, fingerprints=None, before_st
     store.attach(scheduler)
     await scheduler.start()
     await clock.advance(0)
-    await recorder.wait_for(lambda: store.flush(0.01))
+    await asyncio.to_thread(store.flush)
     await clock.advance(seconds)
     await asyncio.to_thread(store.flush)
     if before_stop:

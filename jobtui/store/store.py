@@ -81,7 +81,10 @@ class Store:
         self._conn = conn
         self._lock_fd = lock_fd
         self._ops: deque[_Op] = deque()
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # the writer waits here for records
+        self._drained = threading.Condition(lock)  # flush() waits here for the writer
+        self._writing = False  # a batch has left the queue but is not committed yet
         self._closing = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -342,6 +345,7 @@ class Store:
                 if not self._ops and self._closing:
                     return
                 batch = [self._ops.popleft() for _ in range(min(BATCH, len(self._ops)))]
+                self._writing = bool(batch)
             try:
                 results = self._write(batch) if batch else []
                 if time.monotonic() - self._last_prune > 60.0:
@@ -349,6 +353,8 @@ class Store:
             except sqlite3.Error as exc:
                 with self._cond:
                     self._ops.extendleft(reversed(batch))
+                    self._writing = False
+                    self._drained.notify_all()
                 self._set_status(
                     f"cannot write the state database ({exc}); "
                     f"{len(self._ops)} records wait in memory"
@@ -362,6 +368,9 @@ class Store:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.05
+            with self._cond:
+                self._writing = False
+                self._drained.notify_all()
             if self.status:
                 self._set_status("")
             if results:
@@ -453,20 +462,20 @@ class Store:
 
     # -- closing --------------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued record is written; False if that took too long."""
-        if self._scheduler is not None and self._loop is not None:
-            self._flush_jobs()
+        """Wait until every record queued so far is committed; False if that took too long.
+        Safe from any thread (job rows are queued on the loop, once per loop turn)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._cond:
-                if not self._ops:
-                    return True
-                self._cond.notify()
-            time.sleep(0.005)
-        return False
+        with self._cond:
+            while self._ops or self._writing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._drained.wait(remaining)
+        return True
 
     def close(self) -> None:
-        """Write what is queued, then let go of the database and the lock (once)."""
+        """Write what is queued, then let go of the database and the lock (once). Call it
+        after the scheduler has stopped: it queues the jobs' final rows itself."""
         if self._lock_fd < 0:
             return
         if self._scheduler is not None:
