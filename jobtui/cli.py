@@ -176,8 +176,9 @@ def check(args: argparse.Namespace) -> int:
         f"timezone {zone_name(config.timezone)}, state {config.state_path}"
     )
     width = max((len(job_id) for job_id in config.jobs), default=0)
+    jobs = {job.id: job for job in config.make_scheduler().jobs()}
     triggers = {
-        spec.id: spec.describe_trigger()
+        spec.id: jobs[spec.id].describe_trigger()
         + (f" ({spec.timezone})" if spec.timezone else "")
         + (" [paused]" if spec.paused else "")
         for spec in config.jobs.values()
@@ -241,8 +242,6 @@ def list_jobs(args: argparse.Namespace) -> int:
             return 2
         if start.tzinfo is None:
             start = start.replace(tzinfo=config.timezone)
-    from .console.format import trigger_words
-
     scheduler = config.make_scheduler()
     after = start or datetime.now(UTC)
     rows = []
@@ -251,7 +250,7 @@ def list_jobs(args: argparse.Namespace) -> int:
         rows.append(
             {
                 "id": job.id,
-                "trigger": trigger_words(job),
+                "trigger": job.describe_trigger(),
                 "timezone": zone_name(job.zone),
                 "paused": job.paused,
                 "next": [t.isoformat(timespec="seconds") for t in times],

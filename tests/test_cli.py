@@ -66,7 +66,7 @@ def test_check_summarises_a_good_file(tmp_path):
     done = jobtui("check", str(path))
     assert done.returncode == 0, done.stderr
     assert "1 job, timezone Europe/Berlin" in done.stdout
-    assert "nightly  cron 30 2 * * *  echo hi" in done.stdout
+    assert "nightly  at 02:30 every day  echo hi" in done.stdout
 
 
 def test_list_next_times_across_a_dst_transition(tmp_path):

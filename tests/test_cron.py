@@ -202,3 +202,20 @@ def test_lord_howe_half_hour_fall_back_keeps_the_single_two_oclock() -> None:
     oracle, asserted here so that it is a decision rather than an accident)."""
     zone = ZoneInfo("Australia/Lord_Howe")
     assert _day("*/30 2 * * *", zone, datetime(2026, 4, 5)) == ["02:00+1030", "02:30+1030"]
+
+
+@pytest.mark.parametrize(
+    ("expr", "words"),
+    [
+        ("30 2 * * *", "at 02:30 every day"),
+        ("0 9 * * mon", "at 09:00 every Monday"),
+        ("0 9 * * 1-5", "at 09:00 on weekdays"),
+        ("15 6 1 * *", "at 06:15 on day 1 of every month"),
+        ("5 * * * *", "every hour at :05"),
+        ("*/15 * * * *", "every 15 minutes"),
+        ("@daily", "at 00:00 every day"),
+        ("0 0 13 * 5", "cron 0 0 13 * 5"),  # anything else is shown as written
+    ],
+)
+def test_cron_in_words(expr: str, words: str) -> None:
+    assert CronExpression(expr).describe() == words

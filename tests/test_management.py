@@ -160,7 +160,7 @@ async def test_modify_changes_trigger_and_options_and_keeps_counters(scheduler, 
         assert job.next_run_time == START + timedelta(hours=1)
         with pytest.raises(InvalidTrigger):
             scheduler.modify("j", cron="61 * * * *")
-        assert job.describe_trigger() == "cron 0 13 * * *"  # a failed modify changes nothing
+        assert job.describe_trigger() == "at 13:00 every day"  # a failed modify changes nothing
     assert len(recorder.finished("j")) == 3
     assert [e.job_id for e in recorder.of(JobModified)] == ["j", "j"]
     assert [e.job_id for e in recorder.of(JobAdded)] == ["j"]

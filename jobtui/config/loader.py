@@ -69,16 +69,6 @@ class JobSpec:
             options["paused"] = self.paused
         scheduler.modify(self.id, target=self.target, timezone=self.timezone, **trigger, **options)
 
-    def describe_trigger(self) -> str:
-        if not self.trigger:
-            return "on demand"
-        ((kind, value),) = self.trigger.items()
-        if kind == "every":
-            return f"every {value}"
-        if kind == "cron":
-            return f"cron {value}"
-        return f"at {value.isoformat() if isinstance(value, datetime) else value}"
-
 
 @dataclass(slots=True)
 class Config:

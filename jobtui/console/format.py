@@ -9,7 +9,6 @@ from datetime import datetime, tzinfo
 from rich.text import Text
 
 from ..engine import Job, JobState, Outcome, Run, format_duration
-from ..engine.triggers import CronTrigger, DateTrigger, IntervalTrigger
 
 STATE_STYLE = {
     JobState.SCHEDULED: ("●", "green"),
@@ -86,52 +85,3 @@ def progress_text(run: Run | None, tick: int = 0) -> Text:
     bar = "█" * whole + (_EIGHTHS[part] if whole < BAR_WIDTH and part else "")
     bar = bar.ljust(BAR_WIDTH, "░")
     return Text.assemble((bar, "cyan"), f" {round(run.progress * 100):>3}%")
-
-
-def trigger_words(job: Job) -> str:
-    """The trigger as a person would say it: "every 10m", "at 02:30 every day"."""
-    trigger = job.trigger
-    if isinstance(trigger, IntervalTrigger):
-        return trigger.describe()
-    if isinstance(trigger, DateTrigger):
-        moment = datetime.fromtimestamp(trigger.at, job.zone)
-        return f"once at {moment:%Y-%m-%d %H:%M}"
-    if isinstance(trigger, CronTrigger):
-        return cron_words(trigger.expression.text)
-    return "on demand"
-
-
-_DAYS = {"0": "Sunday", "1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday",
-         "5": "Friday", "6": "Saturday", "7": "Sunday", "mon": "Monday", "tue": "Tuesday",
-         "wed": "Wednesday", "thu": "Thursday", "fri": "Friday", "sat": "Saturday",
-         "sun": "Sunday"}  # fmt: skip
-_MACROS = {"@hourly": "every hour", "@daily": "at 00:00 every day",
-           "@midnight": "at 00:00 every day", "@weekly": "at 00:00 every Sunday",
-           "@monthly": "at 00:00 on day 1 of every month",
-           "@yearly": "at 00:00 on January 1", "@annually": "at 00:00 on January 1"}  # fmt: skip
-
-
-def cron_words(expression: str) -> str:
-    """Common cron shapes in words; anything else is shown as written."""
-    text = expression.strip()
-    if text.lower() in _MACROS:
-        return _MACROS[text.lower()]
-    parts = text.split()
-    if len(parts) != 5:
-        return f"cron {text}"
-    minute, hour, dom, month, dow = parts
-    if minute.isdigit() and hour == "*" and dom == month == dow == "*":
-        return f"every hour at :{int(minute):02d}"
-    if minute.startswith("*/") and hour == "*" and dom == month == dow == "*":
-        return f"every {minute[2:]} minutes"
-    if minute.isdigit() and hour.isdigit() and month == "*":
-        at = f"at {int(hour):02d}:{int(minute):02d}"
-        if dom == "*" and dow == "*":
-            return f"{at} every day"
-        if dom == "*" and dow.lower() in _DAYS:
-            return f"{at} every {_DAYS[dow.lower()]}"
-        if dom == "*" and dow.lower() in ("1-5", "mon-fri"):
-            return f"{at} on weekdays"
-        if dow == "*" and dom.isdigit():
-            return f"{at} on day {dom} of every month"
-    return f"cron {text}"

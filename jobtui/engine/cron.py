@@ -270,6 +270,9 @@ class CronExpression:
     def iter_after(self, after: datetime, zone: tzinfo) -> CronIterator:
         return CronIterator(self, after, zone)
 
+    def describe(self) -> str:
+        return cron_words(self.text)
+
     def __repr__(self) -> str:
         return f"CronExpression({self.text!r})"
 
@@ -339,3 +342,39 @@ def _ordinal(n: int) -> str:
 
 def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+_DAYS = {"0": "Sunday", "1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday",
+         "5": "Friday", "6": "Saturday", "7": "Sunday", "mon": "Monday", "tue": "Tuesday",
+         "wed": "Wednesday", "thu": "Thursday", "fri": "Friday", "sat": "Saturday",
+         "sun": "Sunday"}  # fmt: skip
+_MACROS = {"@hourly": "every hour", "@daily": "at 00:00 every day",
+           "@midnight": "at 00:00 every day", "@weekly": "at 00:00 every Sunday",
+           "@monthly": "at 00:00 on day 1 of every month",
+           "@yearly": "at 00:00 on January 1", "@annually": "at 00:00 on January 1"}  # fmt: skip
+
+
+def cron_words(expression: str) -> str:
+    """Common cron shapes in words (\"at 02:30 every day\"); anything else as written."""
+    text = expression.strip()
+    if text.lower() in _MACROS:
+        return _MACROS[text.lower()]
+    parts = text.split()
+    if len(parts) != 5:
+        return f"cron {text}"
+    minute, hour, dom, month, dow = parts
+    if minute.isdigit() and hour == "*" and dom == month == dow == "*":
+        return f"every hour at :{int(minute):02d}"
+    if minute.startswith("*/") and hour == "*" and dom == month == dow == "*":
+        return f"every {minute[2:]} minutes"
+    if minute.isdigit() and hour.isdigit() and month == "*":
+        at = f"at {int(hour):02d}:{int(minute):02d}"
+        if dom == "*" and dow == "*":
+            return f"{at} every day"
+        if dom == "*" and dow.lower() in _DAYS:
+            return f"{at} every {_DAYS[dow.lower()]}"
+        if dom == "*" and dow.lower() in ("1-5", "mon-fri"):
+            return f"{at} on weekdays"
+        if dow == "*" and dom.isdigit():
+            return f"{at} on day {dom} of every month"
+    return f"cron {text}"

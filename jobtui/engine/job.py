@@ -466,7 +466,7 @@ class Job:
         )
 
     def describe_trigger(self) -> str:
-        return self.trigger.describe() if self.trigger is not None else "on demand"
+        return self.trigger.describe(self.zone) if self.trigger is not None else "on demand"
 
     def __repr__(self) -> str:
         return f"<Job {self.id!r} {self.describe_trigger()} {self.state.value}>"

@@ -14,7 +14,8 @@ class Trigger:
     kind: str = ""
     __slots__ = ()
 
-    def describe(self) -> str:
+    def describe(self, zone: tzinfo = UTC) -> str:
+        """The trigger in words, as the console, `jobtui list` and `check` show it."""
         raise NotImplementedError
 
 
@@ -27,7 +28,7 @@ class IntervalTrigger(Trigger):
     def __init__(self, period: float) -> None:
         self.period = period
 
-    def describe(self) -> str:
+    def describe(self, zone: tzinfo = UTC) -> str:
         return f"every {format_duration(self.period).replace(' ', '')}"
 
     def __eq__(self, other: object) -> bool:
@@ -53,8 +54,8 @@ class CronTrigger(Trigger):
         after = datetime.fromtimestamp(after_ts, UTC)
         return self.expression.next_after(after, zone).timestamp()
 
-    def describe(self) -> str:
-        return f"cron {self.expression.text}"
+    def describe(self, zone: tzinfo = UTC) -> str:
+        return self.expression.describe()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CronTrigger) and other.expression == self.expression
@@ -75,8 +76,8 @@ class DateTrigger(Trigger):
     def __init__(self, at: float) -> None:
         self.at = at
 
-    def describe(self) -> str:
-        return f"at {datetime.fromtimestamp(self.at, UTC).isoformat(timespec='seconds')}"
+    def describe(self, zone: tzinfo = UTC) -> str:
+        return f"once at {datetime.fromtimestamp(self.at, zone):%Y-%m-%d %H:%M}"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DateTrigger) and other.at == self.at

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Stat
 
 from ...engine import Job, Run, format_duration
 from ...engine.job import DEFAULT_OPTIONS
-from ..format import OUTCOME_STYLE, state_text, trigger_words
+from ..format import OUTCOME_STYLE, state_text
 
 if TYPE_CHECKING:
     from ..app import JobtuiApp
@@ -100,7 +100,7 @@ class JobDetailScreen(Screen[None]):
             text.append(f"  ({job.id})", style="dim")
         text.append("\n")
         text.append_text(state_text(job.state))
-        text.append(f"    {trigger_words(job)}    {getattr(job.zone, 'key', job.zone)}\n")
+        text.append(f"    {job.describe_trigger()}    {getattr(job.zone, 'key', job.zone)}\n")
         text.append(f"runs: {_target_text(job.target)}\n")
         for name in SHOWN_OPTIONS:
             value = getattr(job.options, name)

@@ -12,7 +12,6 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from ...engine import JobState
-from ..format import trigger_words
 from ..widgets.job_table import JobTable
 from .confirm import ConfirmScreen
 
@@ -232,6 +231,6 @@ def _haystack(job: object) -> str:
     state = job.state
     extra = " failed" if job.last_run and job.last_run.outcome and job.last_run.outcome.value in (
         "failed", "timed_out") else ""  # fmt: skip
-    return f"{job.id} {job.name} {trigger_words(job)} {state.value}{extra}".lower() + (
+    return f"{job.id} {job.name} {job.describe_trigger()} {state.value}{extra}".lower() + (
         " active" if state in (JobState.RUNNING, JobState.RETRYING) else ""
     )

@@ -22,7 +22,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ...engine import Job, JobState
-from ..format import coarse, next_text, outcome_text, progress_text, state_text, trigger_words
+from ..format import coarse, next_text, outcome_text, progress_text, state_text
 
 COLUMNS = (
     ("job", "Job", 18),
@@ -101,7 +101,7 @@ def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
         status = job.pause_reason
     return (
         name,
-        Text(trigger_words(job)),
+        Text(job.describe_trigger()),
         state_text(job.state),
         next_text(job, now, zone),
         outcome_text(job.last_run, now),
