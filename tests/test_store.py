@@ -58,7 +58,7 @@ async def test_runs_and_their_records_are_written(tmp_path, clock):
 
     await session(db, clock, setup, seconds=60)
     rows = {r["job_id"]: r for r in runs_of(db)}
-    assert rows["ok"]["outcome"] == "succeeded"
+    assert rows["ok"]["outcome"] == "succeeded" and rows["ok"]["duration"] == 0.0
     assert rows["ok"]["scheduled_for"] == (START + timedelta(minutes=1)).isoformat()
     assert rows["bad"]["outcome"] == "failed"
     assert rows["bad"]["error_type"] == "ValueError" and rows["bad"]["error_message"] == "bad row 7"

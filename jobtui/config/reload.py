@@ -71,10 +71,9 @@ class Reloader:
             if job_id in self.scheduler:
                 self.scheduler.remove(job_id)  # a running run is allowed to finish
         for job_id, spec in new.items():
-            if job_id not in old or job_id not in self.scheduler:
-                if job_id not in self.scheduler:
-                    spec.add_to(self.scheduler)
-            elif spec.fingerprint != old[job_id].fingerprint:
+            if job_id not in self.scheduler:  # new, or removed from the console meanwhile
+                spec.add_to(self.scheduler)
+            elif job_id in old and spec.fingerprint != old[job_id].fingerprint:
                 spec.apply_to(self.scheduler, old[job_id])
             else:
                 continue

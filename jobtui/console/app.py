@@ -183,10 +183,7 @@ class JobtuiApp(App[int]):
     def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
         if self.store is not None:
             self.store.flush(1.0)
-            runs = read_runs(self.store.path, job=job_id, limit=limit)
-            for run in runs:
-                run["duration"] = _duration(run)
-            return runs
+            return read_runs(self.store.path, job=job_id, limit=limit)
         return list(self._recent.get(job_id, ()))[:limit]
 
     def show_details(self, job_id: str, focus: str | None = None) -> None:
@@ -245,16 +242,6 @@ def remove_job_table(path: Path, job_id: str) -> None:
     temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
     temporary.chmod(mode & 0o7777)
     temporary.replace(path)  # an editor-style save: never a half-written file
-
-
-def _duration(run: dict[str, Any]) -> float | None:
-    from datetime import datetime
-
-    if not run.get("started_at") or not run.get("finished_at"):
-        return None
-    started = datetime.fromisoformat(run["started_at"])
-    finished = datetime.fromisoformat(run["finished_at"])
-    return max(0.0, (finished - started).total_seconds())
 
 
 def _run_record(run: Run) -> dict[str, Any]:

@@ -31,6 +31,10 @@ def read_runs(db: Path, *, job: str | None = None, limit: int = 50) -> list[dict
     result = []
     for row in rows:
         record = dict(zip(COLUMNS, row, strict=True))
+        started, finished = record["started_at"], record["finished_at"]
+        record["duration"] = (
+            max(0.0, finished - started) if started is not None and finished is not None else None
+        )
         for key in ("scheduled_for", "started_at", "finished_at", "detected_at"):
             if record[key] is not None:
                 record[key] = datetime.fromtimestamp(record[key], UTC).isoformat()
