@@ -14,7 +14,7 @@ import itertools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class TimerHandle(Protocol):
@@ -40,7 +40,7 @@ class Clock:
         """Call ``callback`` on the event loop after ``delay`` seconds of awake time."""
         raise NotImplementedError
 
-    def hold(self, future: asyncio.Future[object]) -> None:
+    def hold(self, future: asyncio.Future[Any]) -> None:
         """Work in flight outside the loop (a database write a run waits for): a virtual
         clock does not move on until it is done; the real clock has nothing to wait for."""
 
@@ -111,7 +111,7 @@ class VirtualClock(Clock):
         self._wall_base = start_ts
         self._timers: list[tuple[float, int, _VirtualTimer]] = []
         self._seq = itertools.count()
-        self._held: set[asyncio.Future[object]] = set()
+        self._held: set[asyncio.Future[Any]] = set()
 
     def wall(self) -> float:
         return self._wall_base + self._awake + self._suspended
@@ -127,7 +127,7 @@ class VirtualClock(Clock):
         heapq.heappush(self._timers, (timer.deadline, next(self._seq), timer))
         return timer
 
-    def hold(self, future: asyncio.Future[object]) -> None:
+    def hold(self, future: asyncio.Future[Any]) -> None:
         self._held.add(future)
         future.add_done_callback(self._held.discard)
 

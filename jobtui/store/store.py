@@ -192,7 +192,7 @@ class Store:
     async def claim(self, run: Run) -> bool:
         assert self._loop is not None and self._scheduler is not None
         future: asyncio.Future[bool] = self._loop.create_future()
-        self._scheduler.clock.hold(future)  # type: ignore[arg-type]
+        self._scheduler.clock.hold(future)
         self._push(
             _Op(
                 "INSERT OR IGNORE INTO runs (run_id, job_id, scheduled_for, manual, attempt, "
