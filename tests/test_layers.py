@@ -38,7 +38,7 @@ def test_library_import_loads_no_console_library() -> None:
 
 
 LAYERS = ["engine", "config", "store", "console", "cli"]  # bottom to top
-MODULE_LAYER = {"headless": "cli", "cli": "cli", "demo": "engine"}
+MODULE_LAYER = {"headless": "cli", "cli": "cli", "__main__": "cli", "demo": "engine"}
 
 
 def _layer_of(module: str) -> str | None:
