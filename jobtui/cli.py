@@ -1,4 +1,5 @@
-"""The `jobtui` command: run jobs.toml (headless for now), check it, list its next times."""
+"""The `jobtui` command: run jobs.toml in the console or headless, check it, list its next times,
+read its history."""
 
 from __future__ import annotations
 

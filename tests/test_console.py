@@ -79,7 +79,7 @@ async def test_the_table_shows_every_job_with_its_state_and_next_run(jobs_file):
         await pilot.pause()
         rows = table_rows(app)
         assert list(rows) == ["sync", "broken", "slow", "backup", "held"]  # by next run, then name
-        assert rows["backup"][0] == "Nightly [red]backup[/red]"  # shown literally
+        assert rows["backup"][0] == "Nightly [red]backup[/red]  backup"  # literally, and the id
         assert rows["backup"][1] == "at 02:30 every day"
         assert rows["sync"][2] == "● scheduled"
         assert rows["sync"][3] == "12:10:00  in 10m"
@@ -303,6 +303,23 @@ async def test_columns_fit_the_terminal(jobs_file, size):
         assert widths["job"] >= 10 and widths["state"] == 11 and widths["next"] >= 15
         header = table.render_line(0).text
         assert header.startswith(" Job") and "State" in header and len(header) == table.size.width
+
+
+async def test_at_140_columns_names_ids_and_countdowns_are_whole(tmp_path):
+    demo = Path(__file__).resolve().parents[1] / "jobs.toml"
+    jobs = write(tmp_path / "jobs.toml", demo.read_text())
+    app = make_app(jobs)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(JobTable)
+        widths = {c.key: c.width for c in table.columns}
+        for job in app.scheduler.jobs():
+            cells = table.rows_text()[job.id]
+            line = table.render_line(1 + table.get_row_index(job.id)).text
+            assert f"{job.name}  {job.id}" in line  # the id a user types in `history --job`
+            assert cells[3] in line  # "Jan 06 02:30  in 14h 30m" keeps its unit
+        assert widths["status"] >= len("Status")  # the status message takes what is left
+        assert sum(c.width + 2 for c in table.columns) + 1 == 140
 
 
 async def test_s_cycles_the_sort_column(jobs_file):

@@ -24,23 +24,28 @@ from textual.strip import Strip
 from ...engine import Job, JobState
 from ..format import coarse, next_text, outcome_text, progress_text, state_text
 
-COLUMNS = (
-    ("job", "Job", 18),
-    ("trigger", "Trigger", 20),
-    ("state", "State", 11),
-    ("next", "Next run", 23),
-    ("last", "Last run", 17),
-    ("progress", "Progress", 17),
-    ("status", "Status", 19),
+COLUMNS = (  # key, label, the least it is given, the most its content may claim
+    ("job", "Job", 10, 48),
+    ("trigger", "Trigger", 12, 32),
+    ("state", "State", 11, 11),
+    ("next", "Next run", 15, 30),
+    ("last", "Last run", 12, 24),
+    ("progress", "Progress", 12, 17),
+    ("status", "Status", 12, 12),  # and then whatever the others leave
 )
 SORTS = ("next", "job", "state", "last")
-# When the terminal is narrow, columns give up width in this order, down to these minimums:
-# first some of everything but the essentials, then the status and last run altogether.
+# When the terminal is narrow, columns give up width in this order, down to these widths: first
+# the status message down to its label, then some of everything but the essentials, then long
+# names in part, then the status and last run altogether (a column is never left a few cells
+# wide); names and countdowns go last.
 SHRINK = (
-    ("status", 12), ("last", 12), ("trigger", 12), ("progress", 12),
+    ("status", 6), ("last", 12), ("trigger", 12), ("progress", 12), ("job", 24),
     ("status", 0), ("last", 0), ("next", 15), ("job", 10),
 )  # fmt: skip
+# Who gets back the cells a column dropped whole did not need to give, best first.
+REGAIN = ("job", "next", "trigger", "last", "progress")
 PADDING = 2  # one cell each side of a column
+SCROLLBAR = 1
 
 
 @dataclass
@@ -50,24 +55,46 @@ class Column:
     width: int
 
 
-def fit_widths(total: int) -> dict[str, int]:
-    """Column widths that fit ``total`` cells: names grow first when there is room, the status
-    takes the rest, and columns shrink in SHRINK's order when there is not enough."""
-    widths = {key: width for key, _, width in COLUMNS}
-    spare = total - sum(widths.values()) - PADDING * len(widths) - 1  # the vertical scrollbar
-    if spare > 0:
-        grow = min(spare, 12)
-        widths["job"] += grow
-        widths["status"] += spare - grow
+def fit_widths(total: int, content: dict[str, int] | None = None) -> dict[str, int]:
+    """Column widths that fit ``total`` cells. Each column asks for its widest cell (``content``),
+    within its bounds, so names and countdowns are whole first; the status message takes what is
+    left. When that does not fit, columns shrink in SHRINK's order."""
+    content = content or {}
+    widths = {
+        key: max(len(label), least, min(most, content.get(key, 0)))
+        for key, label, least, most in COLUMNS
+    }
+    spare = total - sum(widths.values()) - PADDING * len(widths) - SCROLLBAR
+    if spare >= 0:
+        widths["status"] += spare
         return widths
+    wanted = dict(widths)
     need = -spare
     for key, minimum in SHRINK:
-        give = min(need, widths[key] - minimum)
+        if need <= 0:
+            break
+        if minimum == 0:  # dropped whole, with the padding around it
+            need -= widths[key] + PADDING if widths[key] else 0
+            widths[key] = 0
+            continue
+        give = min(need, max(0, widths[key] - minimum))
         widths[key] -= give
         need -= give
-        if need == 0:
+    for key in REGAIN:  # a dropped column may have freed more than was needed
+        if need >= 0:
             break
+        back = min(-need, wanted[key] - widths[key]) if widths[key] else 0
+        widths[key] += back
+        need += back
     return widths
+
+
+def job_cell(job: Job) -> Text:
+    """The name, and the id a user types (`jobtui history --job ID`) when the name hides it."""
+    cell = Text(job.name)  # plain Text: a job's name is never markup
+    if job.name != job.id:
+        cell.append(f"  {job.id}", style="dim")
+    return cell
 
 
 def row_key(job: Job, now: float, tick: int) -> tuple[object, ...]:
@@ -93,14 +120,13 @@ def row_key(job: Job, now: float, tick: int) -> tuple[object, ...]:
 
 def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
     running = job.active[-1] if job.active else None
-    name = Text(job.name)  # plain Text: a job's name is never markup
     status = running.status_message if running else ""
     if not running and job.disabled_reason:
         status = job.disabled_reason
     elif not running and job.paused and job.pause_reason:
         status = job.pause_reason
     return (
-        name,
+        job_cell(job),
         Text(job.describe_trigger()),
         state_text(job.state),
         next_text(job, now, zone),
@@ -168,7 +194,10 @@ class JobTable(ScrollView, can_focus=True):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.columns = [Column(key, label, width) for key, label, width in COLUMNS]
+        self.columns = [Column(key, label, least) for key, label, least, _ in COLUMNS]
+        # The widest cell seen per column. It only grows (until the jobs change), so a countdown
+        # that gets one character shorter does not re-lay the whole table every second.
+        self._content: dict[str, int] = {}
         self.sort_column = "next"
         self.cursor_row = 0
         self._order: list[str] = []  # job ids, top to bottom
@@ -202,7 +231,8 @@ class JobTable(ScrollView, can_focus=True):
         selected = self.selected_job_id
         changed: set[str] = set()
         present = {job.id for job in jobs}
-        for job_id in [j for j in self._cells if j not in present]:
+        gone = [j for j in self._cells if j not in present]
+        for job_id in gone:
             del self._cells[job_id], self._keys[job_id], self._versions[job_id]
         for job in jobs:
             key = row_key(job, now, tick)
@@ -212,6 +242,13 @@ class JobTable(ScrollView, can_focus=True):
             self._cells[job.id] = row_for(job, now, zone, tick)
             self._versions[job.id] = self._versions.get(job.id, 0) + 1
             changed.add(job.id)
+        widest = self._measure(self._cells if gone else changed)
+        if gone:
+            self._content = {}  # a row that left may have been the widest
+        if any(width > self._content.get(key, 0) for key, width in widest.items()):
+            self._content = {k: max(w, self._content.get(k, 0)) for k, w in widest.items()}
+            self._lay_out()
+            self._order = []  # every line is drawn again below
         order = [job.id for job in sorted(jobs, key=lambda j: sort_key(self.sort_column, j))]
         if order != self._order:
             self._order = order
@@ -232,11 +269,22 @@ class JobTable(ScrollView, can_focus=True):
         return self.sort_column
 
     # -- drawing --------------------------------------------------------------------------
-    def on_resize(self) -> None:
+    def _measure(self, job_ids: Iterable[str]) -> dict[str, int]:
+        widest: dict[str, int] = {}
+        for job_id in job_ids:
+            for column, cell in zip(self.columns, self._cells[job_id], strict=True):
+                widest[column.key] = max(widest.get(column.key, 0), cell.cell_len)
+        return widest
+
+    def _lay_out(self) -> None:
+        widths = fit_widths(self.size.width, self._content)
         for column in self.columns:
-            column.width = fit_widths(self.size.width)[column.key]
-        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+            column.width = widths[column.key]
         self._lines.clear()
+
+    def on_resize(self) -> None:
+        self._lay_out()
+        self.virtual_size = Size(self.size.width, len(self._order) + 1)
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
