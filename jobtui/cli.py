@@ -151,7 +151,10 @@ def run_console(path: Path) -> int:
     # cancelled at once (commands: SIGTERM, then SIGKILL after kill_grace), not waited for.
     app = JobtuiApp(config, store=store, grace=0)
     try:
-        return app.run() or 0
+        app.run()
+        # Textual reports a crash (say, a stylesheet it cannot read) and returns normally: the
+        # exit status must still say it failed, for systemd, scripts and CI.
+        return app.return_code or 0
     finally:
         # After a crash the app's loop is gone without its own shutdown: still, no command
         # may be left running behind it.

@@ -208,3 +208,19 @@ def test_the_demo_file_validates():
     done = jobtui("check", str(demo))
     assert done.returncode == 0, done.stderr
     assert "7 jobs" in done.stdout
+
+
+def test_a_console_that_dies_at_start_up_exits_1(tmp_path):
+    # What a wheel without its stylesheets did: Textual printed the error and returned, and the
+    # command said it succeeded.
+    path = write(tmp_path / "jobs.toml", '[jobs.a]\ncommand = "true"\nevery = "1h"\n')
+    code = (
+        "import sys, jobtui.console.app as app; app.JobtuiApp.CSS_PATH = 'missing.tcss'; "
+        "from jobtui.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "unable to read CSS file" in done.stdout + done.stderr
