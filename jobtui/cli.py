@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,13 +153,7 @@ def run_console(path: Path) -> int:
         # exit status must still say it failed, for systemd, scripts and CI.
         return app.return_code or 0
     finally:
-        # After a crash the app's loop is gone without its own shutdown: still, no command
-        # may be left running behind it.
-        for run in app.scheduler.running_runs():
-            if run.pid is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(run.pid, signal.SIGKILL)
-        store.close()
+        app.host.kill_leftovers()
 
 
 def check(args: argparse.Namespace) -> int:

@@ -7,12 +7,12 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import singledispatch
 from pathlib import Path
 from typing import TextIO
 
-from .config import Config, ConfigError, Problem, Reloader, load
+from .config import ConfigError, Problem, load
 from .engine import (
     ClockJumped,
     Event,
@@ -28,9 +28,8 @@ from .engine import (
     SchedulerStarted,
     SchedulerStopped,
 )
+from .host import Host
 from .store import Store, StoreError
-
-RELOAD_POLL = 0.5  # seconds between looks at jobs.toml: an edit is picked up within a second
 
 
 class EventLog:
@@ -72,65 +71,94 @@ def _quote(value: object) -> str:
     return text
 
 
+@singledispatch
 def describe(event: Event) -> dict[str, object] | None:
-    """The event's name and fields for a log line."""
-    if isinstance(event, RunStarted):
-        run = event.run
-        return {
-            "event": "run_started",
-            "job": run.job_id,
-            "run": run.run_id,
-            "scheduled_for": run.scheduled_for.isoformat(),
-            "manual": run.manual or None,
-        }
-    if isinstance(event, RunFinished):
-        run = event.run
-        return {
-            "event": "run_finished",
-            "job": run.job_id,
-            "run": run.run_id,
-            "outcome": run.outcome.value if run.outcome else None,
-            "duration": round(run.duration or 0.0, 3),
-            "attempt": run.attempt,
-            "exit_code": run.exit_code,
-            "signal": run.signal,
-            "error": run.error.first_line if run.error else None,
-            "reason": run.reason or None,
-        }
-    if isinstance(event, RunRetrying):
-        return {
-            "event": "run_retrying",
-            "job": event.run.job_id,
-            "run": event.run.run_id,
-            "attempt": event.run.attempt + 1,
-            "retry_at": datetime.fromtimestamp(event.retry_at, UTC).isoformat(),
-            "error": event.error,
-        }
-    if isinstance(event, OccurrenceSkipped | OccurrenceMissed):
-        kind = "skipped" if isinstance(event, OccurrenceSkipped) else "missed"
-        return {
-            "event": f"occurrence_{kind}",
-            "job": event.run.job_id,
-            "scheduled_for": event.run.scheduled_for.isoformat(),
-            "reason": event.run.reason,
-        }
-    if isinstance(event, JobStateChanged):
-        return {
-            "event": "job_state",
-            "job": event.job_id,
-            "state": event.state,
-            "reason": event.reason,
-        }
-    if isinstance(event, JobAdded | JobModified | JobRemoved):
-        name = {JobAdded: "job_added", JobModified: "job_modified", JobRemoved: "job_removed"}
-        return {"event": name[type(event)], "job": event.job_id}
-    if isinstance(event, ClockJumped):
-        return {"event": "clock_jumped", "kind": event.kind, "seconds": round(event.seconds, 3)}
-    if isinstance(event, SchedulerStarted):
-        return {"event": "started"}
-    if isinstance(event, SchedulerStopped):
-        return {"event": "stopped"}
-    return None  # progress is for the console, not the log
+    """The event's name and fields for a log line; None for events the log leaves out
+    (progress is for the console)."""
+    return None
+
+
+@describe.register
+def _(event: RunStarted) -> dict[str, object] | None:
+    run = event.run
+    return {
+        "event": "run_started",
+        "job": run.job_id,
+        "run": run.run_id,
+        "scheduled_for": run.scheduled_for.isoformat(),
+        "manual": run.manual or None,
+    }
+
+
+@describe.register
+def _(event: RunFinished) -> dict[str, object] | None:
+    run = event.run
+    return {
+        "event": "run_finished",
+        "job": run.job_id,
+        "run": run.run_id,
+        "outcome": run.outcome.value if run.outcome else None,
+        "duration": round(run.duration or 0.0, 3),
+        "attempt": run.attempt,
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "error": run.error.first_line if run.error else None,
+        "reason": run.reason or None,
+    }
+
+
+@describe.register
+def _(event: RunRetrying) -> dict[str, object] | None:
+    return {
+        "event": "run_retrying",
+        "job": event.run.job_id,
+        "run": event.run.run_id,
+        "attempt": event.run.attempt + 1,
+        "retry_at": datetime.fromtimestamp(event.retry_at, UTC).isoformat(),
+        "error": event.error,
+    }
+
+
+@describe.register(OccurrenceSkipped)
+@describe.register(OccurrenceMissed)
+def _(event: OccurrenceSkipped | OccurrenceMissed) -> dict[str, object] | None:
+    kind = "skipped" if isinstance(event, OccurrenceSkipped) else "missed"
+    return {
+        "event": f"occurrence_{kind}",
+        "job": event.run.job_id,
+        "scheduled_for": event.run.scheduled_for.isoformat(),
+        "reason": event.run.reason,
+    }
+
+
+@describe.register
+def _(event: JobStateChanged) -> dict[str, object] | None:
+    return {"event": "job_state", "job": event.job_id, "state": event.state, "reason": event.reason}
+
+
+_JOB_EVENT_NAMES = {JobAdded: "job_added", JobModified: "job_modified", JobRemoved: "job_removed"}
+
+
+@describe.register(JobAdded)
+@describe.register(JobModified)
+@describe.register(JobRemoved)
+def _(event: JobAdded | JobModified | JobRemoved) -> dict[str, object] | None:
+    return {"event": _JOB_EVENT_NAMES[type(event)], "job": event.job_id}
+
+
+@describe.register
+def _(event: ClockJumped) -> dict[str, object] | None:
+    return {"event": "clock_jumped", "kind": event.kind, "seconds": round(event.seconds, 3)}
+
+
+@describe.register
+def _(event: SchedulerStarted) -> dict[str, object] | None:
+    return {"event": "started"}
+
+
+@describe.register
+def _(event: SchedulerStopped) -> dict[str, object] | None:
+    return {"event": "stopped"}
 
 
 async def run_headless(
@@ -144,6 +172,8 @@ async def run_headless(
         return 2
     for warning in config.warnings:
         log.write(event="config_warning", problem=str(warning))
+    if grace is None:  # --grace not given: [scheduler] stop_grace (default 30 s)
+        grace = config.stop_grace
     try:
         store = Store.open(
             config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days
@@ -158,44 +188,28 @@ async def run_headless(
             run=run["run_id"],
             killed=run["killed"] or None,
         )
-    if grace is None:  # --grace not given: [scheduler] stop_grace (default 30 s)
-        grace = config.stop_grace
-    scheduler = config.make_scheduler(stop_grace=grace)
-    store.restore(scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()})
+    host = Host(config, store=store, stop_grace=grace)
     store.on_status = lambda status: log.write(event="store", status=status or "writing again")
-    scheduler.subscribe(log)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handlers: list[Callable[[], None]] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-        handlers.append(lambda s=sig: loop.remove_signal_handler(s))
-
-    def reloaded(new: Config) -> None:
-        log.write(event="reloaded", jobs=len(new.jobs))
+    host.scheduler.subscribe(log)
+    host.reloaded.append(lambda new: log.write(event="reloaded", jobs=len(new.jobs)))
 
     def failed(problems: list[Problem]) -> None:
         for problem in problems:
             log.write(event="reload_failed", problem=str(problem))
         log.write(event="reload_failed", detail="the previous jobs keep running")
 
-    reloader = Reloader(
-        scheduler,
-        config,
-        on_reloaded=reloaded,
-        on_failed=failed,
-        on_job_changed=store.set_fingerprint,
-    )
-    store.attach(scheduler)
-    await scheduler.start()
-    watcher = asyncio.create_task(reloader.watch())
+    host.reload_failed.append(failed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
     try:
+        await host.start()
         await stop.wait()
         log.write(event="stopping", grace=grace)
     finally:
-        watcher.cancel()
-        await scheduler.stop(grace)
-        await asyncio.to_thread(store.close)
-        for remove in handlers:
-            remove()
+        await host.stop(grace)
+        for sig in signals:
+            loop.remove_signal_handler(sig)
     return 0

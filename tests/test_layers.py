@@ -37,7 +37,7 @@ def test_library_import_loads_no_console_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-LAYERS = ["engine", "config", "store", "console", "cli"]  # bottom to top
+LAYERS = ["engine", "config", "store", "host", "console", "cli"]  # bottom to top
 MODULE_LAYER = {"headless": "cli", "cli": "cli", "__main__": "cli", "demo": "engine"}
 
 

@@ -1,7 +1,8 @@
 """jobs.toml: reading and validating it into job specifications for the engine."""
 
+from .edit import remove_job_table
 from .loader import Config, JobSpec, load
 from .problems import ConfigError, Problem
 from .reload import Reloader
 
-__all__ = ["Config", "ConfigError", "JobSpec", "Problem", "Reloader", "load"]
+__all__ = ["Config", "ConfigError", "JobSpec", "Problem", "Reloader", "load", "remove_job_table"]

@@ -12,14 +12,12 @@ import os
 import shlex
 import subprocess
 from collections import deque
-from pathlib import Path
 from typing import Any
 
-import tomlkit
 from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
 
-from ..config import Config, Problem, Reloader
+from ..config import Config, Problem, remove_job_table
 from ..engine import (
     Clock,
     Event,
@@ -32,7 +30,8 @@ from ..engine import (
     RunStarted,
     Scheduler,
 )
-from ..store import Store, read_runs
+from ..host import Host
+from ..store import Store
 from .commands import JobCommands
 from .screens.confirm import ConfirmScreen
 from .screens.detail import JobDetailScreen
@@ -64,18 +63,10 @@ class JobtuiApp(App[int]):
         self.refresh_interval = refresh_interval
         self.grace = grace
         self.watch_file = watch_file
-        self.scheduler: Scheduler = config.make_scheduler(clock=clock)
-        if store is not None:
-            store.restore(
-                self.scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
-            )
-        self.reloader = Reloader(
-            self.scheduler,
-            config,
-            on_reloaded=self._reloaded,
-            on_failed=self._reload_failed,
-            on_job_changed=store.set_fingerprint if store is not None else None,
-        )
+        self.host = Host(config, store=store, clock=clock)
+        self.host.reloaded.append(self._reloaded)
+        self.host.reload_failed.append(self._reload_failed)
+        self.scheduler: Scheduler = self.host.scheduler
         self.tick = 0
         self._failures: deque[float] = deque()  # when runs failed, for the 24 h count
         self._recent: dict[str, deque[dict[str, Any]]] = {}  # history without a store
@@ -85,11 +76,7 @@ class JobtuiApp(App[int]):
     async def on_mount(self) -> None:
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
-        if self.store is not None:
-            self.store.attach(self.scheduler)
-        await self.scheduler.start()
-        if self.watch_file:
-            self.run_worker(self.reloader.watch(), name="watch-jobs-toml", exclusive=True)
+        await self.host.start(watch=self.watch_file)
         self.set_interval(self.refresh_interval, self.on_tick)
         await self.push_screen(MainScreen())
 
@@ -107,9 +94,7 @@ class JobtuiApp(App[int]):
             screen.refresh_view()
 
     async def shut_down(self) -> None:
-        await self.scheduler.stop(self.grace)
-        if self.store is not None:
-            await asyncio.to_thread(self.store.close)
+        await self.host.stop(self.grace)
 
     def ask_quit(self) -> None:
         """Quit; with runs going, ask first: they are stopped gracefully."""
@@ -160,7 +145,7 @@ class JobtuiApp(App[int]):
     # -- what screens ask for -------------------------------------------------------------
     @property
     def reload_problems(self) -> list[Problem]:
-        return self.reloader.problems
+        return self.host.reload_problems
 
     def summary(self) -> str:
         scheduler = self.scheduler
@@ -182,8 +167,7 @@ class JobtuiApp(App[int]):
 
     def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
         if self.store is not None:
-            self.store.flush(1.0)
-            return read_runs(self.store.path, job=job_id, limit=limit)
+            return self.host.history(job_id, limit)
         return list(self._recent.get(job_id, ()))[:limit]
 
     def show_details(self, job_id: str, focus: str | None = None) -> None:
@@ -194,7 +178,7 @@ class JobtuiApp(App[int]):
 
     # -- changing things ------------------------------------------------------------------
     async def reload(self) -> bool:
-        return await self.reloader.reload()
+        return await self.host.reload()
 
     def _reloaded(self, config: Config) -> None:
         self.config = config
@@ -229,19 +213,6 @@ class JobtuiApp(App[int]):
         except SuspendNotSupported:  # no terminal to hand over (a GUI editor can still run)
             await asyncio.to_thread(subprocess.call, command)
         await self.reload()
-
-
-def remove_job_table(path: Path, job_id: str) -> None:
-    document = tomlkit.parse(path.read_text(encoding="utf-8"))
-    jobs = document.get("jobs")
-    if jobs is None or job_id not in jobs:
-        return
-    del jobs[job_id]
-    mode = path.stat().st_mode
-    temporary = path.with_name(f".{path.name}.jobtui-edit")
-    temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
-    temporary.chmod(mode & 0o7777)
-    temporary.replace(path)  # an editor-style save: never a half-written file
 
 
 def _run_record(run: Run) -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""One jobtui process's parts, wired in one place: jobs.toml, its state store, the reloader that
+follows edits, and the scheduler. Headless mode, the console and the CLI all start and stop
+jobtui through a Host, so the order (open, restore, attach, start; stop, flush, close) is
+written once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import Config, Problem, Reloader, load
+from .engine import Clock, Scheduler
+from .store import Store, read_runs
+
+
+class Host:
+    """Owns the scheduler and the store for one jobs.toml.
+
+    ``store=None`` runs without a state store (the library's and the tests' way): nothing
+    outlives the process, and history is what this process saw.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        stop_grace: float | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        # Who wants to hear of reloads (the console's banner, the headless log): a list, since
+        # both the host and its users follow them.
+        self.reloaded: list[Callable[[Config], None]] = []
+        self.reload_failed: list[Callable[[list[Problem]], None]] = []
+        extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
+        self.scheduler: Scheduler = config.make_scheduler(clock=clock, **extra)
+        if store is not None:
+            store.restore(
+                self.scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
+            )
+        self.reloader = Reloader(
+            self.scheduler,
+            config,
+            on_reloaded=self._on_reloaded,
+            on_failed=self._on_reload_failed,
+            on_job_changed=store.set_fingerprint if store is not None else None,
+        )
+        self._watcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    def open(cls, path: Path, **kwargs: Any) -> Host:
+        """Load ``path`` and open its state store. Raises ConfigError (every problem in the
+        file) or StoreError (the state file is owned, damaged or unreadable)."""
+        config = load(path)
+        store = Store.open(
+            config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days
+        )
+        try:
+            return cls(config, store=store, **kwargs)
+        except BaseException:
+            store.close()
+            raise
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self, *, watch: bool = True) -> None:
+        """Start the store's writer and the scheduler, then follow edits of jobs.toml."""
+        if self.store is not None:
+            self.store.attach(self.scheduler)
+        await self.scheduler.start()
+        if watch:
+            self._watcher = asyncio.create_task(self.reloader.watch(), name="watch-jobs-toml")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop following the file, stop the scheduler (runs get ``grace`` seconds), then write
+        what the store has queued and let go of it. Safe to call twice."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        if self.scheduler.running:
+            await self.scheduler.stop(grace)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+
+    def kill_leftovers(self) -> None:
+        """After a crash the loop is gone without its own shutdown: still, no command may be
+        left running behind it."""
+        for run in self.scheduler.running_runs():
+            if run.pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(run.pid, signal.SIGKILL)
+        if self.store is not None:
+            self.store.close()
+
+    # -- what users of the host ask -------------------------------------------------------
+    async def reload(self) -> bool:
+        return await self.reloader.reload()
+
+    @property
+    def reload_problems(self) -> list[Problem]:
+        return self.reloader.problems
+
+    def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The job's newest runs from the store, newest first; blocking (call it off the loop)."""
+        if self.store is None:
+            return []
+        self.store.flush(1.0)
+        return read_runs(self.store.path, job=job_id, limit=limit)
+
+    def _on_reloaded(self, config: Config) -> None:
+        self.config = config
+        for listener in self.reloaded:
+            listener(config)
+
+    def _on_reload_failed(self, problems: list[Problem]) -> None:
+        for listener in self.reload_failed:
+            listener(problems)
