@@ -9,6 +9,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, load
@@ -239,7 +240,7 @@ def list_jobs(args: argparse.Namespace) -> int:
             start = start.replace(tzinfo=config.timezone)
     scheduler = config.make_scheduler()
     after = start or datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for job in scheduler.jobs():
         times = [] if job.paused else scheduler.next_times(job.id, args.next, after=after)
         rows.append(
@@ -258,9 +259,9 @@ def list_jobs(args: argparse.Namespace) -> int:
     trig = max((len(r["trigger"]) for r in rows), default=7)
     print(f"{'ID':<{width}}  {'TRIGGER':<{trig}}  {'NEXT':<25}  TIMEZONE")
     for row in rows:
-        times = row["next"] or (["(paused)"] if row["paused"] else ["(never)"])
-        print(f"{row['id']:<{width}}  {row['trigger']:<{trig}}  {times[0]:<25}  {row['timezone']}")
-        for more in times[1:]:
+        shown: list[str] = row["next"] or (["(paused)"] if row["paused"] else ["(never)"])
+        print(f"{row['id']:<{width}}  {row['trigger']:<{trig}}  {shown[0]:<25}  {row['timezone']}")
+        for more in shown[1:]:
             print(f"{'':<{width}}  {'':<{trig}}  {more}")
     return 0
 

@@ -43,7 +43,8 @@ class EventLog:
         fields = describe(event)
         if fields is None:
             return
-        self.write(**fields, time=event.time)
+        name = str(fields.pop("event"))
+        self.write(event=name, time=event.time, **fields)
 
     def write(self, *, event: str, time: float | None = None, **fields: object) -> None:
         when = datetime.fromtimestamp(

@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import Config, Problem, Reloader, load
 from .engine import Clock, Scheduler
-from .store import Store, read_runs
+from .store import StateStore, Store
 
 
 class Host:
@@ -29,7 +29,7 @@ class Host:
         self,
         config: Config,
         *,
-        store: Store | None = None,
+        store: StateStore | None = None,
         clock: Clock | None = None,
         stop_grace: float | None = None,
     ) -> None:
@@ -112,8 +112,7 @@ class Host:
         """The job's newest runs from the store, newest first; blocking (call it off the loop)."""
         if self.store is None:
             return []
-        self.store.flush(1.0)
-        return read_runs(self.store.path, job=job_id, limit=limit)
+        return self.store.read_runs(job_id, limit)
 
     def _on_reloaded(self, config: Config) -> None:
         self.config = config

@@ -13,6 +13,7 @@ import pytest
 from jobtui import Outcome, Run, Scheduler, VirtualClock
 from jobtui.store import Store, StoreError, read_runs
 from jobtui.store.schema import VERSION
+from jobtui.store.writer import StoreUnavailable
 
 from .conftest import START, Recorder
 
@@ -39,6 +40,27 @@ async def session(db, clock, setup, *, seconds=0.0, fingerprints=None, before_st
     await scheduler.stop(0)
     await asyncio.to_thread(store.close)
     return recorder, store
+
+
+class RefusingBackend:
+    """Stands between the store's writer and its backend, refusing writes (as a full disk or
+    a read-only folder does) until told to stop: faults go through the backend interface."""
+
+    def __init__(self, store: Store, message: str) -> None:
+        self.backend = store.writer.backend
+        self.message = message
+        self.refusing = True
+        store.writer.backend = self
+
+    def write(self, batch):
+        if self.refusing:
+            raise StoreUnavailable(self.message)
+        return self.backend.write(batch)
+
+    def prune(self):
+        if self.refusing:
+            raise StoreUnavailable(self.message)
+        self.backend.prune()
 
 
 def runs_of(db, job=None):
@@ -213,8 +235,7 @@ async def test_a_locked_database_buffers_and_writes_later(tmp_path, clock):
     Store.open(db).close()
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-    store = Store.open(db)
-    store._conn.execute("PRAGMA busy_timeout = 50")
+    store = Store.open(db, busy_timeout=0.05)
     statuses = []
     store.on_status = statuses.append
     scheduler = Scheduler(timezone="UTC", clock=clock)
@@ -234,16 +255,15 @@ async def test_a_locked_database_buffers_and_writes_later(tmp_path, clock):
 
 def test_retention_keeps_the_newest_runs(tmp_path):
     db = tmp_path / "state.db"
-    store = Store.open(db, keep_runs=3)
-    with store._conn:
+    Store.open(db).close()
+    with sqlite3.connect(db) as conn:  # ten runs from an earlier life, kept without a limit
         for n in range(10):
-            store._conn.execute(
+            conn.execute(
                 "INSERT INTO runs (run_id, job_id, scheduled_for, finished_at, outcome) "
                 "VALUES (?, 'j', ?, ?, 'succeeded')",
                 (f"r{n}", 1000.0 + n, 1000.0 + n),
             )
-    store._prune()
-    store.close()
+    Store.open(db, keep_runs=3).close()  # the limit applies from the start
     assert [r["run_id"] for r in read_runs(db)] == ["r9", "r8", "r7"]
 
 
@@ -273,8 +293,7 @@ async def test_an_unfinished_run_is_abandoned_and_its_process_group_killed(tmp_p
 async def test_a_full_disk_keeps_scheduling_and_writes_when_there_is_room(tmp_path, clock):
     db = tmp_path / "state.db"
     store = Store.open(db)
-    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
-    store._conn.execute(f"PRAGMA max_page_count = {pages}")  # as full as a full disk
+    disk = RefusingBackend(store, "database or disk is full")  # SQLite's own words
     statuses = []
     store.on_status = statuses.append
     scheduler = Scheduler(timezone="UTC", clock=clock)
@@ -289,7 +308,7 @@ async def test_a_full_disk_keeps_scheduling_and_writes_when_there_is_room(tmp_pa
         await clock.advance(180)
         await recorder.wait_for(lambda: len(recorder.finished("j")) == 3 and store.status)
         assert "database or disk is full" in store.status
-        store._conn.execute("PRAGMA max_page_count = 1000000")  # room again
+        disk.refusing = False  # room again
         await recorder.wait_for(lambda: not store.status)
     await asyncio.to_thread(store.close)
     assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 3
@@ -299,7 +318,7 @@ async def test_a_full_disk_keeps_scheduling_and_writes_when_there_is_room(tmp_pa
 async def test_a_read_only_database_keeps_scheduling_and_catches_up_later(tmp_path, clock):
     db = tmp_path / "state.db"
     store = Store.open(db)
-    store._conn.execute("PRAGMA query_only = 1")  # writes fail as on a read-only filesystem
+    folder = RefusingBackend(store, "attempt to write a readonly database")  # SQLite's words
     scheduler = Scheduler(timezone="UTC", clock=clock)
     recorder = Recorder(scheduler)
     scheduler.add_job(noop, every="1m", id="j")
@@ -308,7 +327,7 @@ async def test_a_read_only_database_keeps_scheduling_and_catches_up_later(tmp_pa
         await clock.advance(120)
         await recorder.wait_for(lambda: len(recorder.finished("j")) == 2 and store.status)
         assert "readonly" in store.status or "read-only" in store.status
-        store._conn.execute("PRAGMA query_only = 0")
+        folder.refusing = False
         await recorder.wait_for(lambda: not store.status)
     await asyncio.to_thread(store.close)
     assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 2

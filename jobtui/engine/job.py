@@ -283,6 +283,7 @@ class JobSnapshot:
     grid_anchor: float | None = None
     finished: bool = False
     catch_up: bool = True
+    next_fire: float | None = None
 
 
 class TargetKind(StrEnum):
@@ -463,6 +464,7 @@ class Job:
             last_fired=self.last_fired,
             grid_anchor=self.grid_anchor,
             finished=self.finished,
+            next_fire=self.next_fire,
         )
 
     def describe_trigger(self) -> str:

@@ -1,0 +1,43 @@
+"""What the rest of jobtui asks of a state store: the engine's `DataStore` (claim, record,
+save_job), plus what a host needs to start, stop and show history. SQLite's `Store` is one;
+a second backend implements this without touching the engine or the host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..engine import JobSnapshot, Scheduler
+from ..engine.datastore import DataStore
+
+
+class StateStore(DataStore, Protocol):
+    @property
+    def status(self) -> str:
+        """Empty while writes go through; else what is wrong."""
+        ...
+
+    on_status: Callable[[str], None] | None
+    abandoned: list[dict[str, Any]]  # runs the last owner left unfinished, found at open
+
+    def load_snapshots(self, fingerprints: dict[str, str]) -> dict[str, JobSnapshot]:
+        """The state kept for each job; a job whose fingerprint changed starts afresh."""
+        ...
+
+    def restore(self, scheduler: Scheduler, fingerprints: dict[str, str]) -> None: ...
+
+    def set_fingerprint(self, job_id: str, fingerprint: str) -> None:
+        """A reload changed the job's definition."""
+        ...
+
+    def attach(self, scheduler: Scheduler) -> None:
+        """Start writing; called on the scheduler's loop before it starts."""
+        ...
+
+    def read_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest runs, newest first, with what is queued already written. Blocking."""
+        ...
+
+    def flush(self, timeout: float = 10.0) -> bool: ...
+
+    def close(self) -> None: ...

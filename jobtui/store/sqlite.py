@@ -1,0 +1,253 @@
+"""The SQLite backend: one file (WAL) owned by one process through an flock beside it.
+
+It opens, checks and migrates the database, finds the runs the last owner left unfinished,
+reads the jobs' kept state, and turns the writer's batches into statements (one executemany
+per kind of write: far less Python per row than a statement each)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from ..engine.procfs import process_start
+from .schema import NewerSchema, migrate
+from .writer import Kind, StoreUnavailable, Write
+
+STATEMENTS: dict[Kind, str] = {
+    Kind.CLAIM: (
+        "INSERT OR IGNORE INTO runs (run_id, job_id, scheduled_for, manual, attempt, "
+        "started_at) VALUES (?, ?, ?, 0, 1, ?)"
+    ),
+    Kind.MANUAL_RUN: (
+        "INSERT OR IGNORE INTO runs (run_id, job_id, scheduled_for, manual, attempt, "
+        "started_at) VALUES (?, ?, ?, 1, ?, ?)"
+    ),
+    Kind.PROGRESS: (
+        "UPDATE runs SET progress = ?, status_message = ?, attempt = ?, "
+        "pid = coalesce(?, pid), pid_start = coalesce(?, pid_start) WHERE run_id = ?"
+    ),
+    Kind.FINISH: (
+        "UPDATE runs SET finished_at = ?, outcome = ?, reason = ?, attempt = ?, progress = ?, "
+        "status_message = ?, error_type = ?, error_message = ?, error_traceback = ?, "
+        "exit_code = ?, signal = ?, output = ?, output_dropped_bytes = ?, "
+        "started_at = coalesce(?, started_at) WHERE run_id = ?"
+    ),
+    Kind.OCCURRENCE: (
+        "INSERT OR IGNORE INTO runs (run_id, job_id, scheduled_for, manual, finished_at, "
+        "outcome, reason) VALUES (?, ?, ?, 0, ?, ?, ?)"
+    ),
+    Kind.SAVE_JOB: (
+        "INSERT OR REPLACE INTO jobs (job_id, paused, pause_reason, disabled_reason, "
+        "consecutive_failures, run_count, last_fired, next_fire, grid_anchor, finished, "
+        "fingerprint, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ),
+    Kind.DELETE_JOB: "DELETE FROM jobs WHERE job_id = ?",
+}
+JOB_COLUMNS = (
+    "job_id, paused, pause_reason, disabled_reason, consecutive_failures, run_count, "
+    "last_fired, grid_anchor, finished, fingerprint"
+)
+
+
+class OwnedElsewhere(Exception):
+    """Another process holds the state file's lock; the message names its pid."""
+
+
+class DamagedDatabase(Exception):
+    """The file is not a usable database (or is newer than this jobtui); the message says
+    what to do."""
+
+
+class SQLiteBackend:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keep_runs: int | None,
+        keep_days: float | None,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self.path = path
+        self.keep_runs = keep_runs
+        self.keep_days = keep_days
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_fd = _lock(path)
+        try:
+            self._conn = _connect(path, busy_timeout)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    # -- at start-up ----------------------------------------------------------------------
+    def mark_abandoned(self) -> list[dict[str, Any]]:
+        """Runs that were going when the last owner died: kill what is left, say so."""
+        now = time.time()
+        found = []
+        rows = self._conn.execute(
+            "SELECT run_id, job_id, scheduled_for, started_at, pid, pid_start FROM runs "
+            "WHERE outcome IS NULL AND started_at IS NOT NULL"
+        ).fetchall()
+        for run_id, job_id, scheduled_for, started_at, pid, pid_start in rows:
+            killed = pid is not None and _kill_group_if_same(pid, pid_start)
+            reason = "jobtui stopped while this run was going; found at start-up"
+            if killed:
+                reason += f"; its process group {pid} was still running and was killed"
+            self._conn.execute(
+                "UPDATE runs SET outcome = 'abandoned', reason = ?, detected_at = ? "
+                "WHERE run_id = ?",
+                (reason, now, run_id),
+            )
+            found.append(
+                {
+                    "run_id": run_id,
+                    "job_id": job_id,
+                    "scheduled_for": scheduled_for,
+                    "started_at": started_at,
+                    "killed": killed,
+                }
+            )
+        return found
+
+    def load_jobs(self) -> list[dict[str, Any]]:
+        """Every job's kept state, as rows keyed by JOB_COLUMNS' names."""
+        names = [name.strip() for name in JOB_COLUMNS.split(",")]
+        rows = self._conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs").fetchall()
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    # -- the writer's side ----------------------------------------------------------------
+    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
+        results = []
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for segment in _segments(batch):
+                    # Claims first (each its own statement: its row count is the answer), then
+                    # each kind of write in one executemany.
+                    groups: dict[Kind, list[tuple[Any, ...]]] = {}
+                    for write in segment:
+                        if write.kind is Kind.CLAIM:
+                            cursor = conn.execute(STATEMENTS[Kind.CLAIM], write.params)
+                            results.append((write, cursor.rowcount == 1))
+                        else:
+                            groups.setdefault(write.kind, []).append(write.params)
+                    for kind, rows in groups.items():
+                        conn.executemany(STATEMENTS[kind], rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return results
+
+    def prune(self) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self.keep_days is not None:
+                    cutoff = time.time() - self.keep_days * 86400
+                    conn.execute(
+                        "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?",
+                        (cutoff,),
+                    )
+                if self.keep_runs is not None:
+                    for (job_id,) in conn.execute("SELECT DISTINCT job_id FROM runs").fetchall():
+                        conn.execute(
+                            "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs "
+                            "WHERE job_id = ? AND outcome IS NOT NULL "
+                            "ORDER BY scheduled_for DESC LIMIT -1 OFFSET ?)",
+                            (job_id, self.keep_runs),
+                        )
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        """Let go of the database and the lock (once)."""
+        if self._lock_fd < 0:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+
+
+def _segments(batch: list[Write]) -> list[list[Write]]:
+    """Split a batch where writes must keep their order: at each job deletion (a job removed
+    and added again in one batch must end up present)."""
+    segments: list[list[Write]] = [[]]
+    for write in batch:
+        if write.kind is Kind.DELETE_JOB:
+            segments.append([write])
+            segments.append([])
+        else:
+            segments[-1].append(write)
+    return [segment for segment in segments if segment]
+
+
+def _lock(db: Path) -> int:
+    lock_path = db.with_name(db.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise OwnedElsewhere(
+            f"another jobtui (pid {owner}) owns {db}; stop it first (jobtui history and "
+            "jobtui list only read, and can run beside it)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _connect(db: Path, busy_timeout: float) -> sqlite3.Connection:
+    moved = db.with_name(db.name + ".corrupt")
+    advice = (
+        f"the state database {db} is damaged ({{}}); jobtui will not replace it by itself. "
+        f"Move it aside and start again: mv {db} {moved} (the run history in it is kept there)"
+    )
+    try:
+        conn = sqlite3.connect(
+            db, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            conn.close()
+            raise DamagedDatabase(advice.format(check))
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        raise DamagedDatabase(advice.format(exc)) from None
+    except NewerSchema as exc:
+        raise DamagedDatabase(str(exc)) from None
+    return conn
+
+
+def _kill_group_if_same(pgid: int, start: int | None) -> bool:
+    """Kill what is left of a run's process group, unless its pid now names another process.
+    (A pid still in use as a group id is not handed out again, so the group is ours.)"""
+    leader_start = process_start(pgid)
+    if leader_start is not None and start is not None and leader_start != start:
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
