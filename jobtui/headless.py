@@ -160,7 +160,7 @@ async def run_headless(
         )
     if grace is None:  # --grace not given: [scheduler] stop_grace (default 30 s)
         grace = config.stop_grace
-    scheduler = config.make_scheduler(stop_grace=grace)
+    scheduler = config.make_scheduler(store=store, stop_grace=grace)
     store.restore(scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()})
     store.on_status = lambda status: log.write(event="store", status=status or "writing again")
     scheduler.subscribe(log)
@@ -186,7 +186,7 @@ async def run_headless(
         on_failed=failed,
         on_job_changed=store.set_fingerprint,
     )
-    store.attach(scheduler)
+    store.start()
     await scheduler.start()
     watcher = asyncio.create_task(reloader.watch())
     try:

@@ -64,7 +64,7 @@ class JobtuiApp(App[int]):
         self.refresh_interval = refresh_interval
         self.grace = grace
         self.watch_file = watch_file
-        self.scheduler: Scheduler = config.make_scheduler(clock=clock)
+        self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store)
         if store is not None:
             store.restore(
                 self.scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
@@ -86,7 +86,7 @@ class JobtuiApp(App[int]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         if self.store is not None:
-            self.store.attach(self.scheduler)
+            self.store.start()
         await self.scheduler.start()
         if self.watch_file:
             self.run_worker(self.reloader.watch(), name="watch-jobs-toml", exclusive=True)

@@ -26,20 +26,17 @@ from typing import Any
 
 from ..engine import (
     Event,
-    JobAdded,
-    JobModified,
     JobRemoved,
     JobSnapshot,
-    JobStateChanged,
     OccurrenceMissed,
     OccurrenceSkipped,
     Run,
     RunFinished,
     RunProgress,
-    RunRetrying,
     RunStarted,
     Scheduler,
 )
+from ..engine.procfs import process_start
 from .schema import NewerSchema, migrate
 
 BATCH = 500  # rows per transaction
@@ -59,7 +56,8 @@ class _Op:
 
 
 class Store:
-    """Open with `Store.open(path)`; then `restore(scheduler, fingerprints)` and `attach`."""
+    """Open with `Store.open(path)`; pass it as the scheduler's ``store`` (a DataStore); then
+    `restore(scheduler, fingerprints)` and, on the loop, `start()`."""
 
     def __init__(
         self,
@@ -88,7 +86,7 @@ class Store:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._scheduler: Scheduler | None = None
+        self._snapshots: dict[str, JobSnapshot] = {}  # the newest the scheduler gave per job
         self._dirty_jobs: set[str] = set()
         self._jobs_flush_scheduled = False
         self._fingerprints: dict[str, str] = {}
@@ -177,22 +175,16 @@ class Store:
             )
 
     # -- feeding it -----------------------------------------------------------------------
-    def attach(self, scheduler: Scheduler) -> None:
-        """Record the scheduler's events from now on, and claim its runs before they start."""
-        self._scheduler = scheduler
+    def start(self) -> None:
+        """Start writing (call it on the scheduler's loop, before the scheduler starts)."""
         self._loop = asyncio.get_running_loop()
-        scheduler.claim = self.claim
-        scheduler.subscribe(self._on_event)
-        for job in scheduler.jobs():
-            self._dirty_jobs.add(job.id)
         self._schedule_jobs_flush()
         self._thread = threading.Thread(target=self._writer, name="jobtui-store", daemon=True)
         self._thread.start()
 
     async def claim(self, run: Run) -> bool:
-        assert self._loop is not None and self._scheduler is not None
+        assert self._loop is not None
         future: asyncio.Future[bool] = self._loop.create_future()
-        self._scheduler.clock.hold(future)
         self._push(
             _Op(
                 "INSERT OR IGNORE INTO runs (run_id, job_id, scheduled_for, manual, attempt, "
@@ -210,7 +202,11 @@ class Store:
         finally:
             handle.cancel()
 
-    def _on_event(self, event: Event) -> None:
+    def save_job(self, job_id: str, snapshot: JobSnapshot) -> None:
+        self._snapshots[job_id] = snapshot
+        self._dirty(job_id)
+
+    def record(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             run = event.run
             if run.manual:
@@ -227,7 +223,7 @@ class Store:
             pid_start = None
             if run.pid is not None and self._pids.get(run.run_id) != run.pid:
                 self._pids[run.run_id] = run.pid
-                pid_start = _process_start(run.pid)
+                pid_start = process_start(run.pid)
             self._push(
                 _Op(
                     "UPDATE runs SET progress = ?, status_message = ?, attempt = ?, "
@@ -236,13 +232,10 @@ class Store:
                     droppable=pid_start is None,
                 )
             )
-        elif isinstance(event, RunRetrying):
-            self._dirty(event.run.job_id)
         elif isinstance(event, RunFinished):
             run = event.run
             self._pids.pop(run.run_id, None)
             self._push(_Op(_FINISH_SQL, _finish_params(run)))
-            self._dirty(run.job_id)
         elif isinstance(event, OccurrenceSkipped | OccurrenceMissed):
             run = event.run
             self._push(
@@ -259,12 +252,10 @@ class Store:
                     ),
                 )
             )
-            self._dirty(run.job_id)
         elif isinstance(event, JobRemoved):
             self._dirty_jobs.discard(event.job_id)
+            self._snapshots.pop(event.job_id, None)
             self._push(_Op("DELETE FROM jobs WHERE job_id = ?", (event.job_id,)))
-        elif isinstance(event, JobAdded | JobModified | JobStateChanged):
-            self._dirty(event.job_id)
 
     def set_fingerprint(self, job_id: str, fingerprint: str) -> None:
         """A reload changed a job's definition: remember the one it now has."""
@@ -283,14 +274,11 @@ class Store:
     def _flush_jobs(self) -> None:
         """Job rows are written once per loop turn, however many events touched them."""
         self._jobs_flush_scheduled = False
-        scheduler = self._scheduler
-        if scheduler is None:
-            return
         now = time.time()
         for job_id in self._dirty_jobs:
-            if job_id not in scheduler:
+            job = self._snapshots.get(job_id)
+            if job is None:
                 continue
-            job = scheduler.get(job_id)
             self._push(
                 _Op(
                     "INSERT OR REPLACE INTO jobs (job_id, paused, pause_reason, disabled_reason, "
@@ -298,7 +286,7 @@ class Store:
                     "finished, fingerprint, updated_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        job.id,
+                        job_id,
                         int(job.paused),
                         job.pause_reason,
                         job.disabled_reason,
@@ -308,7 +296,7 @@ class Store:
                         job.next_fire,
                         job.grid_anchor,
                         int(job.finished),
-                        self._fingerprints.get(job.id, ""),
+                        self._fingerprints.get(job_id, ""),
                         now,
                     ),
                 )
@@ -478,8 +466,7 @@ class Store:
         after the scheduler has stopped: it queues the jobs' final rows itself."""
         if self._lock_fd < 0:
             return
-        if self._scheduler is not None:
-            self._flush_jobs()
+        self._flush_jobs()
         with self._cond:
             self._closing = True
             self._cond.notify()
@@ -574,20 +561,10 @@ def _connect(db: Path) -> sqlite3.Connection:
     return conn
 
 
-def _process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot: with the pid, it names one process
-    (a pid alone may have been reused by the time we look again)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _kill_group_if_same(pgid: int, start: int | None) -> bool:
     """Kill what is left of a run's process group, unless its pid now names another process.
     (A pid still in use as a group id is not handed out again, so the group is ours.)"""
-    leader_start = _process_start(pgid)
+    leader_start = process_start(pgid)
     if leader_start is not None and start is not None and leader_start != start:
         return False
     try:
