@@ -217,7 +217,8 @@ class CronExpression:
             iterator = self._iterator = croniter(
                 self._croniter_text,
                 start,
-                ret_type=datetime,
+                # The stubs type ret_type as float only; croniter accepts datetime too.
+                ret_type=datetime,  # type: ignore[arg-type]
                 implement_cron_bug=True,  # Vixie: dom and dow are ANDed when either starts with *
                 second_at_beginning=self.has_seconds,
             )
