@@ -226,7 +226,7 @@ async def store_throughput(system: str, jobs: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as folder:
         store = Store.open(f"{folder}/state.db")
-        scheduler = Scheduler(timezone="UTC")
+        scheduler = Scheduler(timezone="UTC", store=store)
         start = time.time() + 2.0 + jobs / 20_000
         start_dt = datetime.fromtimestamp(start, UTC)
         all_finished = asyncio.get_running_loop().create_future()
@@ -244,7 +244,7 @@ async def store_throughput(system: str, jobs: int) -> dict[str, float]:
 
         for n in range(jobs):
             scheduler.add_job(body, id=f"j{n}", at=start_dt)
-        store.attach(scheduler)
+        store.start()
         scheduler.subscribe(count)
         await scheduler.start()
         await asyncio.wait_for(all_finished, 120)
@@ -266,7 +266,8 @@ async def store_stall(system: str, rate: int, seconds: float) -> dict[str, float
     from jobtui.store import Store
 
     with tempfile.TemporaryDirectory() as folder:
-        scheduler = Scheduler(timezone="UTC")
+        store = Store.open(f"{folder}/state.db") if system == "store" else None
+        scheduler = Scheduler(timezone="UTC", store=store)
 
         async def body(run) -> None:
             run.progress = 0.5
@@ -276,9 +277,8 @@ async def store_stall(system: str, rate: int, seconds: float) -> dict[str, float
         for n in range(rate):  # spread over the second: 200 runs a second, not a burst of 200
             start = phase + timedelta(seconds=n / rate)
             scheduler.add_job(body, id=f"j{n}", every="1s", start=start, run_immediately=True)
-        store = Store.open(f"{folder}/state.db") if system == "store" else None
         if store is not None:
-            store.attach(scheduler)
+            store.start()
         await scheduler.start()
         worst = 0.0
         end = time.perf_counter() + seconds

@@ -40,7 +40,7 @@ class Host:
         self.reloaded: list[Callable[[Config], None]] = []
         self.reload_failed: list[Callable[[list[Problem]], None]] = []
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
-        self.scheduler: Scheduler = config.make_scheduler(clock=clock, **extra)
+        self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
         if store is not None:
             store.restore(
                 self.scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
@@ -72,7 +72,7 @@ class Host:
     async def start(self, *, watch: bool = True) -> None:
         """Start the store's writer and the scheduler, then follow edits of jobs.toml."""
         if self.store is not None:
-            self.store.attach(self.scheduler)
+            self.store.start()
         await self.scheduler.start()
         if watch:
             self._watcher = asyncio.create_task(self.reloader.watch(), name="watch-jobs-toml")

@@ -25,11 +25,11 @@ async def noop(run: Run) -> None:
 async def session(db, clock, setup, *, seconds=0.0, fingerprints=None, before_stop=None):
     """One life of a process: open the store, restore, run for ``seconds``, stop, close."""
     store = Store.open(db)
-    scheduler = Scheduler(timezone="UTC", clock=clock, stop_grace=0)
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store, stop_grace=0)
     setup(scheduler)
     store.restore(scheduler, fingerprints or {})
     recorder = Recorder(scheduler)
-    store.attach(scheduler)
+    store.start()
     await scheduler.start()
     await clock.advance(0)
     await asyncio.to_thread(store.flush)
@@ -115,10 +115,10 @@ async def test_an_occurrence_runs_at_most_once_across_restarts_and_clock_steps(t
 async def test_claims_are_refused_for_an_occurrence_already_recorded(tmp_path, clock):
     db = tmp_path / "state.db"
     store = Store.open(db)
-    scheduler = Scheduler(timezone="UTC", clock=clock)
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
     recorder = Recorder(scheduler)
     scheduler.add_job(noop, every="1m", id="j")
-    store.attach(scheduler)
+    store.start()
     other = sqlite3.connect(db)  # as if another process had run 12:01 already
     other.execute(
         "INSERT INTO runs (run_id, job_id, scheduled_for, manual, outcome) VALUES (?, ?, ?, 0, ?)",
@@ -238,10 +238,10 @@ async def test_a_locked_database_buffers_and_writes_later(tmp_path, clock):
     store = Store.open(db, busy_timeout=0.05)
     statuses = []
     store.on_status = statuses.append
-    scheduler = Scheduler(timezone="UTC", clock=clock)
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
     recorder = Recorder(scheduler)
     scheduler.add_job(noop, every="1m", id="j")
-    store.attach(scheduler)
+    store.start()
     async with scheduler:
         await recorder.wait_for(lambda: store.status)
         await clock.advance(180)  # scheduling goes on meanwhile
@@ -296,14 +296,14 @@ async def test_a_full_disk_keeps_scheduling_and_writes_when_there_is_room(tmp_pa
     disk = RefusingBackend(store, "database or disk is full")  # SQLite's own words
     statuses = []
     store.on_status = statuses.append
-    scheduler = Scheduler(timezone="UTC", clock=clock)
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
     recorder = Recorder(scheduler)
 
     async def chatty(run: Run) -> None:
         run.log("x" * 50_000)
 
     scheduler.add_job(chatty, every="1m", id="j")
-    store.attach(scheduler)
+    store.start()
     async with scheduler:
         await clock.advance(180)
         await recorder.wait_for(lambda: len(recorder.finished("j")) == 3 and store.status)
@@ -319,10 +319,10 @@ async def test_a_read_only_database_keeps_scheduling_and_catches_up_later(tmp_pa
     db = tmp_path / "state.db"
     store = Store.open(db)
     folder = RefusingBackend(store, "attempt to write a readonly database")  # SQLite's words
-    scheduler = Scheduler(timezone="UTC", clock=clock)
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
     recorder = Recorder(scheduler)
     scheduler.add_job(noop, every="1m", id="j")
-    store.attach(scheduler)
+    store.start()
     async with scheduler:
         await clock.advance(120)
         await recorder.wait_for(lambda: len(recorder.finished("j")) == 2 and store.status)

@@ -13,15 +13,14 @@ from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any
 
-from ..engine import InvalidJobOption, Scheduler, format_duration
-from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES
+from ..engine import DataStore, InvalidJobOption, Scheduler, format_duration
+from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES, check_max_concurrency
 from ..engine.timezones import local_zone, resolve_timezone
-from ..engine.triggers import make_trigger
+from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
 
-TRIGGER_KEYS = ("every", "cron", "at")
 TARGET_KEYS = ("run", "command")
 JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
 DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES})
@@ -84,11 +83,12 @@ class Config:
     keymap: dict[str, str] = field(default_factory=dict)  # [console.keys]: binding id -> keys
     warnings: list[Problem] = field(default_factory=list)
 
-    def make_scheduler(self, **kwargs: Any) -> Scheduler:
+    def make_scheduler(self, *, store: DataStore | None = None, **kwargs: Any) -> Scheduler:
         params: dict[str, Any] = {
             "timezone": self.timezone,
             "max_concurrency": self.max_concurrency,
             "stop_grace": self.stop_grace,
+            "store": store,
         }
         scheduler = Scheduler(**(params | kwargs))
         for spec in self.jobs.values():
@@ -277,17 +277,10 @@ class _Loader:
             self.problem("expected a file path as text", table=where, key="state")
             state = ".jobtui/state.db"
         state_path = (self.path.parent / state).resolve()
-        max_concurrency = table.get("max_concurrency")
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool)
-            or not isinstance(max_concurrency, int)
-            or max_concurrency < 1
-        ):
-            self.problem(
-                f"expected a whole number of at least 1, got {max_concurrency!r}",
-                table=where,
-                key="max_concurrency",
-            )
+        try:
+            max_concurrency = check_max_concurrency(table.get("max_concurrency"))
+        except InvalidJobOption as exc:
+            self.problem(exc.reason, table=where, key="max_concurrency")
             max_concurrency = None
         stop_grace = 30.0
         if "stop_grace" in table:

@@ -2,6 +2,7 @@
 
 from .clock import Clock, RealClock, VirtualClock
 from .cron import CronExpression
+from .datastore import DataStore
 from .durations import format_duration, parse_duration
 from .errors import (
     DuplicateJob,
@@ -49,6 +50,7 @@ __all__ = [
     "ClockJumped",
     "CronExpression",
     "CronTrigger",
+    "DataStore",
     "DateTrigger",
     "DuplicateJob",
     "Event",

@@ -47,7 +47,12 @@ class Clock:
     async def sleep(self, delay: float) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        handle = self.call_later(max(delay, 0.0), lambda: future.done() or future.set_result(None))
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        handle = self.call_later(max(delay, 0.0), wake)
         try:
             await future
         finally:

@@ -217,7 +217,8 @@ class CronExpression:
             iterator = self._iterator = croniter(
                 self._croniter_text,
                 start,
-                ret_type=datetime,
+                # The stubs type ret_type as float only; croniter accepts datetime too.
+                ret_type=datetime,  # type: ignore[arg-type]
                 implement_cron_bug=True,  # Vixie: dom and dow are ANDed when either starts with *
                 second_at_beginning=self.has_seconds,
             )
@@ -267,9 +268,6 @@ class CronExpression:
             return [_gap_end(match, zone)]
         return instants[:1]
 
-    def iter_after(self, after: datetime, zone: tzinfo) -> CronIterator:
-        return CronIterator(self, after, zone)
-
     def describe(self) -> str:
         return cron_words(self.text)
 
@@ -281,22 +279,6 @@ class CronExpression:
 
     def __hash__(self) -> int:
         return hash(self._croniter_text)
-
-
-class CronIterator:
-    """Successive instants of a cron expression in a zone."""
-
-    def __init__(self, expression: CronExpression, after: datetime, zone: tzinfo) -> None:
-        self._expression = expression
-        self._current = after
-        self._zone = zone
-
-    def __iter__(self) -> CronIterator:
-        return self
-
-    def __next__(self) -> datetime:
-        self._current = self._expression.next_after(self._current, self._zone)
-        return self._current
 
 
 def _instants(naive: datetime, zone: tzinfo) -> list[datetime]:

@@ -124,25 +124,49 @@ class _Stream:
 
 
 class EventBroker:
-    """Fans events out to callbacks and streams, in the order they were published."""
+    """Fans events out to callbacks and streams, in the order they were published.
+
+    A callback may ask for some event types only; events are routed by their type through a
+    table built on first use, so publishing a type nobody asked for costs a dict lookup."""
 
     def __init__(self) -> None:
-        self._callbacks: list[Subscriber] = []
+        # Every callback with the types it asked for (empty: all), in subscription order.
+        self._callbacks: list[tuple[Subscriber, tuple[type[Event], ...]]] = []
         self._streams: list[_Stream] = []
+        self._routes: dict[type[Event], tuple[Subscriber, ...]] = {}
 
     @property
     def has_subscribers(self) -> bool:
         return bool(self._callbacks or self._streams)
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
-        self._callbacks.append(callback)
+    def wants(self, event_type: type[Event]) -> bool:
+        """Whether anyone would receive an event of this type (so it is worth building)."""
+        return bool(self._streams) or bool(self._route(event_type))
+
+    def subscribe(self, callback: Subscriber, *types: type[Event]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event, or only for events of ``types`` (and
+        their subclasses); returns a function that unsubscribes."""
+        entry = (callback, types)
+        self._callbacks.append(entry)
+        self._routes.clear()
 
         def unsubscribe() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
+            if entry in self._callbacks:
+                self._callbacks.remove(entry)
+                self._routes.clear()
 
         return unsubscribe
+
+    def _route(self, event_type: type[Event]) -> tuple[Subscriber, ...]:
+        route = self._routes.get(event_type)
+        if route is None:
+            route = tuple(
+                callback
+                for callback, types in self._callbacks
+                if not types or issubclass(event_type, types)
+            )
+            self._routes[event_type] = route
+        return route
 
     async def stream(self, maxsize: int = 100_000) -> AsyncIterator[Event]:
         """Iterate over events as they come. A reader that falls ``maxsize`` behind loses the
@@ -159,7 +183,7 @@ class EventBroker:
             self._streams.remove(stream)
 
     def publish(self, event: Event) -> None:
-        for callback in tuple(self._callbacks):
+        for callback in self._route(type(event)):
             try:
                 callback(event)
             except Exception:

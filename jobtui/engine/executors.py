@@ -16,6 +16,7 @@ from typing import Any
 
 from .clock import Clock, TimerHandle
 from .job import Job, TargetKind
+from .procfs import group_has_live_member
 from .run import Outcome, Run, RunError, _current_run
 
 # After a command's main process exits, how long to keep reading output a grandchild may still
@@ -259,7 +260,7 @@ class CommandExecution(Execution):
             os.killpg(self._pgid, 0)
         except (ProcessLookupError, PermissionError):
             return False
-        return _group_has_live_member(self._pgid)
+        return group_has_live_member(self._pgid)
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
         max_line = self.run.output.max_line
@@ -310,25 +311,6 @@ class CommandExecution(Execution):
             self._last_stderr = text.strip()[:300]
         run.output.append(stream, text, self.clock.wall())
         run._changed()
-
-
-def _group_has_live_member(pgid: int) -> bool:
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True  # no /proc to look in: trust kill(0)
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        # After the command name: state, ppid, pgrp.
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
 
 
 def make_execution(

@@ -15,8 +15,9 @@ from typing import Any
 
 from .durations import parse_duration
 from .errors import InvalidJobOption
+from .plans import Plan
 from .run import Run
-from .triggers import Trigger
+from .triggers import Trigger, plan_for
 
 
 class JobState(StrEnum):
@@ -79,6 +80,11 @@ def _count(value: object, key: str, job_id: str | None, *, minimum: int) -> int:
             f"expected a whole number of at least {minimum}, got {value!r}", key=key, job_id=job_id
         )
     return value
+
+
+def check_max_concurrency(value: object) -> int | None:
+    """The scheduler-wide limit on runs at once: None (no limit) or a whole number >= 1."""
+    return None if value is None else _count(value, "max_concurrency", None, minimum=1)
 
 
 def _flag(value: object, key: str, job_id: str | None) -> bool:
@@ -190,7 +196,7 @@ def _soft_start(value: object, job_id: str | None, zone: tzinfo) -> float:
 
 def _catchup(value: object, job_id: str | None, zone: tzinfo) -> Catchup:
     try:
-        return Catchup(str(value).lower()) if isinstance(value, str) else Catchup(value)
+        return Catchup(value.lower() if isinstance(value, str) else value)  # type: ignore[arg-type]
     except ValueError:
         raise InvalidJobOption(
             f'expected "latest", "all" or "none", got {value!r}', key="catchup", job_id=job_id
@@ -283,7 +289,7 @@ class JobSnapshot:
     grid_anchor: float | None = None
     finished: bool = False
     catch_up: bool = True
-    next_fire: float | None = None
+    next_fire: float | None = None  # what the store shows; restore() plans afresh
 
 
 class TargetKind(StrEnum):
@@ -347,14 +353,8 @@ class Job:
     """A scheduled job and its live state. Read it freely; change it through the Scheduler."""
 
     __slots__ = (
-        "_anchor_elapsed",
-        "_anchor_restored",
-        "_anchor_wall",
         "_backlog",
-        "_catch_up_from_last",
         "_heap_version",
-        "_k",
-        "_override",
         "_pending",
         "_retry_waits",
         "_soft_delay",
@@ -372,6 +372,7 @@ class Job:
         "options",
         "pause_reason",
         "paused",
+        "plan",
         "run_count",
         "takes_run",
         "target",
@@ -409,12 +410,7 @@ class Job:
         self.active: list[Run] = []
         self._pending: float | None = None  # queued occurrence (overlap="queue"/"replace")
         self._backlog: deque[float] | None = None  # catchup="all" occurrences waiting their turn
-        self._override: float | None = None  # next time chosen by the job's return value
-        self._anchor_elapsed: float | None = None
-        self._anchor_wall: float = 0.0
-        self._anchor_restored = False
-        self._catch_up_from_last = False
-        self._k = 0
+        self.plan: Plan = plan_for(trigger)  # where its occurrences fall: its schedule state
         self._heap_version = 0
         self._threads_alive = 0
         self._soft_delay = 0.0
@@ -452,7 +448,7 @@ class Job:
     @property
     def grid_anchor(self) -> float | None:
         """Where an ``every`` job's grid is anchored (wall clock), once it is planned."""
-        return self._anchor_wall if self._anchor_elapsed is not None else None
+        return self.plan.grid_anchor
 
     def snapshot(self) -> JobSnapshot:
         return JobSnapshot(

@@ -1,32 +1,31 @@
-"""The scheduler: keeps jobs, decides when each occurrence runs, applies the policies, runs them.
+"""The scheduler: keeps jobs, decides when each occurrence runs, applies the policies.
 
 Occurrences are planned on two heaps, one per clock: ``every`` jobs on elapsed time (a steady
 count that includes suspend, so their grid never drifts and ignores wall-clock steps), cron and
-``at`` jobs on the wall clock. The loop sleeps until the earliest deadline, never more than
-``MAX_SLEEP`` seconds, and on each wake compares the two clocks to notice a stepped clock or a
-suspended machine. An occurrence is identified by its job and ``scheduled_for``; a job never
-handles an occurrence at or before the last one it handled, so no clock step or restart can make
-one run twice.
+``at`` jobs on the wall clock. Where each job's next occurrence falls is its plan's business
+(plans.py); what the due ones do is the policies' (policies.py); running them is the runner's
+(runner.py). The loop sleeps until the earliest deadline, never more than ``MAX_SLEEP`` seconds,
+and on each wake compares the two clocks to notice a stepped clock or a suspended machine. An
+occurrence is identified by its job and ``scheduled_for``; a job never handles an occurrence at
+or before the last one it handled, so no clock step or restart can make one run twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
-import math
 import os
 import random
-import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta, tzinfo
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .clock import Clock, RealClock, TimerHandle
+from .datastore import DataStore
 from .durations import format_duration
 from .errors import (
     DuplicateJob,
@@ -47,33 +46,41 @@ from .events import (
     OccurrenceMissed,
     OccurrenceSkipped,
     RunFinished,
-    RunProgress,
     RunRetrying,
-    RunStarted,
     SchedulerStarted,
     SchedulerStopped,
 )
-from .executors import Execution, make_execution
 from .job import (
     DEFAULT_OPTIONS,
-    Catchup,
     Job,
-    JobOptions,
     JobSnapshot,
     OverlapPolicy,
+    check_max_concurrency,
     classify_target,
 )
-from .run import Outcome, Run, RunError
+from .plans import CATCHUP_LIMIT, Returned, Step
+from .policies import OverlapAction, decide_catchup, decide_overlap, on_time
+from .progress import Coalescer
+from .run import Outcome, Run
+from .runner import Runner
 from .timezones import local_zone, resolve_timezone
-from .triggers import CronTrigger, DateTrigger, IntervalTrigger, make_trigger, to_timestamp
+from .triggers import TRIGGER_KEYS, make_trigger, plan_for, to_timestamp
 
 log = logging.getLogger("jobtui.engine")
 
 MAX_SLEEP = 30.0  # never sleep longer: a suspend or a clock step is noticed within this
 CLOCK_STEP_THRESHOLD = 2.0  # wall and elapsed time disagreeing by more is a clock step
-CATCHUP_LIMIT = 1000  # at most this many missed occurrences are enumerated per wake-up
-LATE_TOLERANCE = 1.0  # an occurrence this late still counts as on time for catchup="none"
-TRIGGER_KEYS = ("every", "cron", "at")
+
+# Events after which a job's lasting state may differ: the store is given its snapshot.
+_JOB_STATE_EVENTS = (
+    JobAdded,
+    JobModified,
+    JobStateChanged,
+    RunFinished,
+    RunRetrying,
+    OccurrenceSkipped,
+    OccurrenceMissed,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,53 +104,45 @@ class Scheduler:
         stop_grace: float = 30.0,
         output_head_bytes: int = 64 * 1024,
         output_tail_bytes: int = 256 * 1024,
-        claim: Callable[[Run], Awaitable[bool]] | None = None,
+        store: DataStore | None = None,
     ) -> None:
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool)
-            or not isinstance(max_concurrency, int)
-            or max_concurrency < 1
-        ):
-            raise InvalidJobOption(
-                f"expected a whole number of at least 1, got {max_concurrency!r}",
-                key="max_concurrency",
-            )
+        self.max_concurrency = check_max_concurrency(max_concurrency)
         self.clock: Clock = clock or RealClock()
         self.timezone: tzinfo = (
             local_zone() if timezone is None else resolve_timezone(timezone, key="timezone")
         )
-        self.max_concurrency = max_concurrency
         self.stop_grace = stop_grace
-        # Asked before a scheduled run starts; False means the occurrence already ran (a state
-        # store answers from its UNIQUE(job, scheduled_for) record).
-        self.claim = claim
         self.events = EventBroker()
-        self._output_limits = (output_head_bytes, output_tail_bytes)
         self._random = random.Random(seed)
         self._jobs: dict[str, Job] = {}
         self._wall_heap: list[tuple[float, int, Job, int]] = []
         self._elapsed_heap: list[tuple[float, int, Job, int]] = []
         self._seq = itertools.count()
-        # Runs under way (run id -> run, job, task), and the attempt each is in right now.
-        self._executions: dict[str, tuple[Run, Job, asyncio.Task[None]]] = {}
-        self._current_execution: dict[str, Execution] = {}
-        self._slots_used = 0
-        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._jittered: dict[TimerHandle, tuple[Job, float]] = {}  # occurrences waiting to start
-        self._run_prefix = os.urandom(4).hex()
-        self._run_counter = itertools.count(1)
+        self._runner = Runner(
+            clock=self.clock,
+            events=self.events,
+            rng=self._random,
+            max_concurrency=self.max_concurrency,
+            output_limits=(output_head_bytes, output_tail_bytes),
+            store=store,
+            on_returned=self._run_returned,
+            on_finished=self._run_finished,
+            on_thread_exited=self._thread_exited,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
         self._main_task: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._stopped: asyncio.Event | None = None
         self._running = False
         self._stopping = False
         self._last_clock = (0.0, 0.0, 0.0)
-        self._dirty: dict[Run, None] = {}
-        self._flush_scheduled = False
-        self._dirty_lock = threading.Lock()
-        self._on_run_changed = self._run_changed  # one bound method, not one per run
+        self.store = store
+        # Job snapshots for the store: once per job per loop turn, however many events.
+        self._unsaved: Coalescer[str] = Coalescer(self._save_jobs)
+        if store is not None:
+            self.events.subscribe(store.record)
+            self.events.subscribe(self._job_touched, *_JOB_STATE_EVENTS)
 
     # ------------------------------------------------------------------------------------
     # Life cycle
@@ -157,9 +156,9 @@ class Scheduler:
         if self._running:
             return
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        self._runner.bind(self._loop)
         self._running = True
-        self._stopping = False
+        self._stopping = self._runner.stopping = False
         self._stopped = asyncio.Event()
         wall, elapsed = self.clock.wall(), self.clock.elapsed()
         self._last_clock = (wall, elapsed, self.clock.suspended())
@@ -167,6 +166,10 @@ class Scheduler:
             if job.next_fire is None and not job.finished:
                 self._plan_first(job, wall, elapsed)
         self._spread_soft_start(wall, elapsed)
+        if self.store is not None:
+            for job_id in self._jobs:  # their state as restored, before anything runs
+                self._unsaved.mark(job_id)
+            self._unsaved.bind(self._loop)
         self._emit(SchedulerStarted(wall))
         self._main_task = self._loop.create_task(self._main(), name="jobtui-scheduler")
 
@@ -177,7 +180,7 @@ class Scheduler:
             if self._stopped is not None and self._stopping:
                 await self._stopped.wait()
             return
-        self._stopping = True
+        self._stopping = self._runner.stopping = True
         grace = self.stop_grace if grace is None else grace
         if self._main_task is not None:
             self._main_task.cancel()
@@ -192,27 +195,31 @@ class Scheduler:
             self._drop_waiting(job, "the scheduler stopped before it could run")
         for job in self._jobs.values():
             for run_id in list((job._retry_waits or {}).keys()):
-                self._end_retry_wait(job, run_id)
-        tasks = [task for _, _, task in self._executions.values()]
+                self._runner.end_retry_wait(job, run_id)
+        tasks = [task for _, _, task in self._runner.executions.values()]
         if tasks and grace > 0:
-            grace_over = asyncio.get_running_loop().create_future()
-            handle = self.clock.call_later(
-                grace, lambda: grace_over.done() or grace_over.set_result(None)
-            )
-            pending = set(tasks)
+            grace_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def over() -> None:
+                if not grace_over.done():
+                    grace_over.set_result(None)
+
+            handle = self.clock.call_later(grace, over)
+            pending: set[asyncio.Future[None]] = set(tasks)
             while pending and not grace_over.done():
                 _, pending = await asyncio.wait(
                     [*pending, grace_over], return_when=asyncio.FIRST_COMPLETED
                 )
-                pending.discard(grace_over)  # type: ignore[arg-type]
+                pending.discard(grace_over)
             handle.cancel()
         if tasks:
             reason = f"the scheduler stopped and its grace of {format_duration(grace)} ran out"
             for run in self.running_runs():
-                self._interrupt(run, Outcome.CANCELLED, reason)
+                self._runner.interrupt(run, Outcome.CANCELLED, reason)
             await asyncio.gather(*tasks, return_exceptions=True)
         self._running = False
         self._emit(SchedulerStopped(self.clock.wall()))
+        self._unsaved.flush()  # the jobs' final state, before the store is closed
         assert self._stopped is not None
         self._stopped.set()
 
@@ -271,7 +278,7 @@ class Scheduler:
         self._jobs[job_id] = job
         if self._running:
             self._plan_first(job, self.clock.wall(), self.clock.elapsed())
-        if self.events.has_subscribers:
+        if self.events.wants(JobAdded):
             self._emit(JobAdded(self.clock.wall(), job_id))
         return job
 
@@ -305,7 +312,7 @@ class Scheduler:
         self._drop_waiting(job, "the job was removed")
         if cancel_running:
             for run in list(job.active):
-                self._interrupt(run, Outcome.CANCELLED, "the job was removed")
+                self._runner.interrupt(run, Outcome.CANCELLED, "the job was removed")
         self._emit(JobRemoved(self.clock.wall(), job_id))
         return job
 
@@ -358,9 +365,10 @@ class Scheduler:
         )
         job.target, job.kind, job.takes_run = target, kind, takes_run
         job.options, job.zone, job.trigger = options, zone, trigger
-        if trigger_changed:
-            job._anchor_elapsed = None
-            job._override = None
+        if trigger_changed:  # a new schedule; what a restore gave the old one still holds
+            plan = plan_for(trigger)
+            plan.carry_from(job.plan)
+            job.plan = plan
             job.finished = False
             job.finish_reason = ""
         below_max = options.max_runs is None or job.run_count < options.max_runs
@@ -388,13 +396,10 @@ class Scheduler:
         job.consecutive_failures = snapshot.consecutive_failures
         job.run_count = snapshot.run_count
         job.last_fired = snapshot.last_fired
-        job._catch_up_from_last = snapshot.catch_up and snapshot.last_fired is not None
-        if snapshot.catch_up and snapshot.grid_anchor is not None:
-            job._anchor_wall = snapshot.grid_anchor
-            job._anchor_restored = True
-        if isinstance(job.trigger, DateTrigger) and snapshot.finished:
+        finished = job.plan.restore(snapshot)
+        if finished is not None:
             job.finished = True
-            job.finish_reason = "it ran at its `at` time"
+            job.finish_reason = finished
         return job
 
     def run_now(self, job_id: str) -> Run:
@@ -402,25 +407,25 @@ class Scheduler:
         if not self._running or self._stopping:
             raise SchedulerNotRunning("run a job")
         job = self.get(job_id)
-        return self._start_run(job, self.clock.wall(), manual=True)
+        return self._runner.start(job, self.clock.wall(), manual=True)
 
     def cancel(self, target: str) -> list[Run]:
         """Cancel the running run(s) of a job (by job id) or one run (by run id)."""
         runs: list[Run]
         if target in self._jobs:
             runs = list(self._jobs[target].active)
-        elif target in self._executions:
-            runs = [self._executions[target][0]]
+        elif target in self._runner.executions:
+            runs = [self._runner.executions[target][0]]
         else:
             runs = []
         if not runs:
             raise RunNotFound(f'"{target}"')
         for run in runs:
-            self._interrupt(run, Outcome.CANCELLED, "cancelled by the user")
+            self._runner.interrupt(run, Outcome.CANCELLED, "cancelled by the user")
         return runs
 
     def running_runs(self) -> list[Run]:
-        return [run for run, _, _ in self._executions.values()]
+        return self._runner.running_runs()
 
     def next_times(self, job_id: str, n: int = 5, after: datetime | None = None) -> list[datetime]:
         """The job's next ``n`` occurrences after ``after`` (default now), in its timezone."""
@@ -428,132 +433,54 @@ class Scheduler:
         after_ts = (
             self.clock.wall() if after is None else to_timestamp(after, job.zone, key="after")
         )
-        times: list[float] = []
-        trigger, opts = job.trigger, job.options
-        if isinstance(trigger, IntervalTrigger):
-            anchor = (
-                job._anchor_wall
-                if job._anchor_elapsed is not None
-                else (opts.start if opts.start is not None else self.clock.wall())
-            )
-            k = max(math.floor((after_ts - anchor) / trigger.period) + 1, 0)
-            if job._anchor_elapsed is None and not opts.run_immediately:
-                k = max(k, 1)
-            while len(times) < n:
-                ts = anchor + k * trigger.period
-                if opts.end is not None and ts > opts.end:
-                    break
-                times.append(ts)
-                k += 1
-        elif isinstance(trigger, CronTrigger):
-            ts = max(after_ts, (opts.start - 1e-6) if opts.start is not None else after_ts)
-            while len(times) < n:
-                ts = trigger.next_after(ts, job.zone)
-                if opts.end is not None and ts > opts.end:
-                    break
-                times.append(ts)
-        elif isinstance(trigger, DateTrigger) and trigger.at > after_ts and job.last_fired is None:
-            times.append(trigger.at)
+        times = job.plan.preview(job, after_ts, n, self.clock.wall())
         return [datetime.fromtimestamp(ts, UTC).astimezone(job.zone) for ts in times]
 
-    def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
-        """Shortcut for ``scheduler.events.subscribe``."""
-        return self.events.subscribe(callback)
+    def subscribe(
+        self, callback: Callable[[Event], object], *types: type[Event]
+    ) -> Callable[[], None]:
+        """Call ``callback(event)`` for events of ``types`` (none given: every event);
+        returns a function that unsubscribes. See ``EventBroker.subscribe``."""
+        return self.events.subscribe(callback, *types)
 
     def stream(self) -> AsyncIterator[Event]:
         return self.events.stream()
 
     # ------------------------------------------------------------------------------------
-    # Planning: when is each job's next occurrence
+    # Planning: the job's plan says when; the scheduler puts it on the heap of its clock
     # ------------------------------------------------------------------------------------
     def _plan_first(self, job: Job, wall: float, elapsed: float) -> None:
-        trigger, opts = job.trigger, job.options
         if job.paused or job.disabled_reason or job.finished:
             return
-        catch_up = job._catch_up_from_last and job.last_fired is not None
-        job._catch_up_from_last = False
-        if isinstance(trigger, IntervalTrigger):
-            if job._anchor_restored:
-                anchor_wall = job._anchor_wall
-            else:
-                anchor_wall = opts.start if opts.start is not None else wall
-            job._anchor_restored = False
-            job._anchor_wall = anchor_wall
-            job._anchor_elapsed = elapsed + (anchor_wall - wall)
-            since = (wall - anchor_wall) / trigger.period
-            if catch_up:  # restarted: the first occurrence after the last one handled
-                assert job.last_fired is not None
-                job._k = max(
-                    math.floor((job.last_fired - anchor_wall) / trigger.period + 1e-9) + 1, 0
-                )
-            elif since < 0:  # the grid starts in the future
-                job._k = 0 if opts.run_immediately else 1
-            elif opts.run_immediately:  # fire now, on the latest grid point (identity stays stable)
-                job._k = math.floor(since)
-            else:  # a start in the past keeps its phase; what fell before now is not a miss
-                job._k = math.floor(since) + 1
-            self._push_interval(job)
-        elif isinstance(trigger, CronTrigger):
-            if catch_up:
-                assert job.last_fired is not None
-                self._plan_cron(job, job.last_fired)  # may be due at once: catch-up decides
-            elif opts.run_immediately:
-                self._push_wall(job, wall)
-                job._override = wall
-            else:
-                self._plan_cron(job, wall)
-        elif isinstance(trigger, DateTrigger):
-            if job.last_fired is not None and job.last_fired >= trigger.at:
-                self._finish(job, "its `at` time has passed and it ran")
-            else:
-                self._push_wall(job, trigger.at)
-        elif job._override is not None:
-            self._push_wall(job, job._override)
+        self._apply(job, job.plan.first(job, wall, elapsed))
 
     def _plan_from_now(self, job: Job) -> None:
         """Re-plan from the present (after resume or modify): nothing in the past is due."""
-        wall, elapsed = self.clock.wall(), self.clock.elapsed()
         job._heap_version += 1
         job.next_fire = None
         if job.paused or job.disabled_reason or job.finished:
             return
-        if job._override is not None:
-            self._push_wall(job, max(job._override, wall))
+        self._apply(job, job.plan.from_now(job, self.clock.wall(), self.clock.elapsed()))
+
+    def _apply(self, job: Job, step: Step) -> None:
+        if isinstance(step, float):  # first: the hot path's answer
+            self._push(job, step)
+        elif step is None:
             return
-        trigger = job.trigger
-        if isinstance(trigger, IntervalTrigger):
-            if job._anchor_elapsed is None:
-                self._plan_first(job, wall, elapsed)
-                return
-            job._k = max(job._k, math.floor((elapsed - job._anchor_elapsed) / trigger.period) + 1)
-            self._push_interval(job)
-        elif isinstance(trigger, CronTrigger):
-            self._plan_cron(job, wall)
+        elif isinstance(step, Returned):
+            self._push_wall(job, step.at)
         else:
-            self._plan_first(job, wall, elapsed)
+            self._finish(job, step.reason)
 
-    def _plan_cron(self, job: Job, after: float) -> None:
-        assert isinstance(job.trigger, CronTrigger)
-        opts = job.options
-        after = max(after, job.last_fired or after)
-        if opts.start is not None:
-            after = max(after, opts.start - 1e-6)
-        ts = job.trigger.next_after(after, job.zone)
-        if opts.end is not None and ts > opts.end:
-            self._finish(job, "its end time has passed")
-            return
-        self._push_wall(job, ts)
-
-    def _push_interval(self, job: Job) -> None:
-        assert isinstance(job.trigger, IntervalTrigger) and job._anchor_elapsed is not None
-        period = job.trigger.period
-        label = job._anchor_wall + job._k * period
-        if job.options.end is not None and label > job.options.end:
-            self._finish(job, "its end time has passed")
+    def _push(self, job: Job, label: float) -> None:
+        """Plan the occurrence labelled ``label`` on the heap of the job's plan's clock."""
+        plan = job.plan
+        if not plan.steady:
+            self._push_wall(job, label)
             return
         job.next_fire = label
         job._heap_version += 1
-        entry = (job._anchor_elapsed + job._k * period, next(self._seq), job, job._heap_version)
+        entry = (plan.deadline(label), next(self._seq), job, job._heap_version)
         heapq.heappush(self._elapsed_heap, entry)
         if self._elapsed_heap[0] is entry:
             self._wake_up()
@@ -571,7 +498,7 @@ class Scheduler:
         job.finish_reason = reason
         job.next_fire = None
         job._heap_version += 1
-        if self.events.has_subscribers:
+        if self.events.wants(JobStateChanged):
             self._emit(JobStateChanged(self.clock.wall(), job.id, job.state.value, reason))
 
     def _spread_soft_start(self, wall: float, elapsed: float) -> None:
@@ -579,11 +506,7 @@ class Scheduler:
         for job in self._jobs.values():
             if job.options.soft_start <= 0 or job.next_fire is None:
                 continue
-            if isinstance(job.trigger, IntervalTrigger) and job._anchor_elapsed is not None:
-                deadline = job._anchor_elapsed + job._k * job.trigger.period - elapsed
-            else:
-                deadline = job.next_fire - wall
-            if deadline <= 0:
+            if job.plan.seconds_until(job.next_fire, wall, elapsed) <= 0:
                 due.append(job)
         for index, job in enumerate(due):
             job._soft_delay = job.options.soft_start * index / len(due)
@@ -647,107 +570,35 @@ class Scheduler:
             self._handle_due(job, wall, elapsed)
 
     def _handle_due(self, job: Job, wall: float, elapsed: float) -> None:
-        trigger = job.trigger
-        if type(trigger) is IntervalTrigger and job._override is None:
-            # The hot path: one grid point due, on time. Same outcome as the general path
-            # below, without building lists; it decides how many runs a second we can start.
-            k, period = job._k, trigger.period
-            lateness = elapsed - (job._anchor_elapsed or 0.0) - k * period
-            ts = job._anchor_wall + k * period
-            end = job.options.end
-            if (
-                -1e-9 <= lateness < period
-                and (end is None or ts <= end)
-                and _on_time(job, lateness)
-            ):
-                job._k = k + 1
-                job.next_fire = None
-                if job.last_fired is None or ts > job.last_fired:
-                    self._fire(job, ts)
-                if not job.finished and not job.paused and not job.disabled_reason:
-                    self._push_interval(job)
-                return
+        plan = job.plan
+        ts = plan.fast_due(job, elapsed)
+        if ts is not None:  # the hot path: one occurrence, on time (see IntervalPlan)
+            job.next_fire = None
+            if job.last_fired is None or ts > job.last_fired:
+                self._fire(job, ts)
+            if not job.finished and not job.paused and not job.disabled_reason:
+                self._apply(job, plan.after_due(job, wall, self._waiting))
+            return
         due_ts = job.next_fire
         job.next_fire = None
-        occurrences, not_enumerated = self._collect_due(job, due_ts, wall, elapsed)
-        if len(occurrences) == 1 and not_enumerated is None and _on_time(job, occurrences[0][1]):
+        occurrences, passed_over = plan.collect_due(job, due_ts, wall, elapsed)
+        if (
+            len(occurrences) == 1
+            and passed_over is None
+            and on_time(job.options, occurrences[0][1])
+        ):
             self._fire(job, occurrences[0][0])  # the common case: one occurrence, on time
         else:
-            self._apply_catchup(job, occurrences, not_enumerated, wall)
+            self._apply_catchup(job, occurrences, passed_over, wall)
         if not job.finished and not job.paused and not job.disabled_reason:
-            self._plan_after_due(job, wall)
+            self._apply(job, plan.after_due(job, wall, self._waiting))
+            if plan.returned is not None and job.next_fire is None:
+                self._push_wall(job, plan.returned)
 
-    def _collect_due(
-        self, job: Job, due_ts: float | None, wall: float, elapsed: float
-    ) -> tuple[list[tuple[float, float]], tuple[float, int | None] | None]:
-        """Occurrences now due, oldest first, as (scheduled_for, lateness in seconds).
-
-        At most CATCHUP_LIMIT are enumerated (a clock set years ahead must not hang or eat
-        memory); the ones passed over come back as (first of them, how many, if known)."""
-        trigger, opts = job.trigger, job.options
-        last = job.last_fired if job.last_fired is not None else -math.inf
-        if job._override is not None:
-            ts, job._override = job._override, None
-            return ([(ts, wall - ts)] if ts > last else []), None
-        if isinstance(trigger, IntervalTrigger):
-            assert job._anchor_elapsed is not None
-            period, anchor = trigger.period, job._anchor_elapsed
-            k_now = math.floor((elapsed - anchor) / period + 1e-9)
-            if opts.end is not None:
-                k_now = min(k_now, math.floor((opts.end - job._anchor_wall) / period))
-            if k_now < job._k:
-                return [], None
-            first = max(job._k, k_now - CATCHUP_LIMIT + 1)
-            passed_over = (
-                (job._anchor_wall + job._k * period, first - job._k) if first > job._k else None
-            )
-            occurrences = [
-                (job._anchor_wall + k * period, elapsed - (anchor + k * period))
-                for k in range(first, k_now + 1)
-            ]
-            job._k = k_now + 1
-            return [o for o in occurrences if o[0] > last], passed_over
-        if isinstance(trigger, CronTrigger) and due_ts is not None:
-            return self._collect_cron(job, trigger, due_ts, wall, last)
-        if isinstance(trigger, DateTrigger):
-            ts = trigger.at
-            return ([(ts, wall - ts)] if ts > last else []), None
-        return [], None
-
-    def _collect_cron(
-        self, job: Job, trigger: CronTrigger, due_ts: float, wall: float, last: float
-    ) -> tuple[list[tuple[float, float]], tuple[float, int | None] | None]:
-        end = job.options.end
-        found: list[float] = []
-        ts = due_ts
-        while ts <= wall and (end is None or ts <= end) and len(found) < CATCHUP_LIMIT:
-            if ts > last:
-                found.append(ts)
-            ts = trigger.next_after(ts, job.zone)
-        passed_over: tuple[float, int | None] | None = None
-        if ts <= wall and (end is None or ts <= end):
-            # More than the limit: skip ahead to roughly the newest CATCHUP_LIMIT before now.
-            gap = max((found[-1] - found[0]) / max(len(found) - 1, 1), 1.0) if found else 60.0
-            passed_over = (ts, None)
-            ts = trigger.next_after(max(ts, wall - gap * (CATCHUP_LIMIT - 1)), job.zone)
-            found = []
-            while ts <= wall and (end is None or ts <= end) and len(found) < CATCHUP_LIMIT:
-                found.append(ts)
-                ts = trigger.next_after(ts, job.zone)
-        return [(t, wall - t) for t in found], passed_over
-
-    def _plan_after_due(self, job: Job, wall: float) -> None:
-        trigger = job.trigger
-        if isinstance(trigger, IntervalTrigger):
-            self._push_interval(job)
-        elif isinstance(trigger, CronTrigger):
-            self._plan_cron(job, wall)
-        elif isinstance(trigger, DateTrigger) and job._override is None:
-            waiting = job.active or any(j is job for j, _ in self._jittered.values())
-            if not waiting:  # else its run's end finishes it (the run may return a new time)
-                self._finish(job, "it ran at its `at` time")
-        if job._override is not None and job.next_fire is None:
-            self._push_wall(job, job._override)
+    def _waiting(self, job: Job) -> bool:
+        """Whether a run of the job is going or waiting for its jitter (asked only by plans
+        that finish a job, so the scan of the waiting ones stays off the hot path)."""
+        return bool(job.active) or any(j is job for j, _ in self._jittered.values())
 
     def _apply_catchup(
         self,
@@ -757,7 +608,6 @@ class Scheduler:
         wall: float,
     ) -> None:
         opts = job.options
-        grace = opts.misfire_grace
         if passed_over is not None:
             first, count = passed_over
             how_many = f"{count} occurrences" if count is not None else "every occurrence"
@@ -770,31 +620,18 @@ class Scheduler:
                 f"looks at the newest {CATCHUP_LIMIT} only)",
                 missed=True,
             )
-        eligible: list[float] = []
-        for ts, lateness in occurrences:
-            if grace is not None and lateness > grace:
-                self._record(
-                    job,
-                    ts,
-                    Outcome.MISSED,
-                    f"late by {format_duration(lateness)}, beyond misfire_grace "
-                    f"{format_duration(grace)}",
-                    missed=True,
-                )
-            else:
-                eligible.append(ts)
-        if not eligible:
-            return
-        if opts.catchup is Catchup.ALL:
-            to_run = eligible
-        elif opts.catchup is Catchup.LATEST:
-            to_run = eligible[-1:]
-        else:
-            newest = eligible[-1]
-            on_time = wall - newest <= LATE_TOLERANCE
-            to_run = [newest] if on_time and len(occurrences) == 1 else []
-        skipped_by_catchup = [ts for ts in eligible if ts not in to_run]
-        for ts in skipped_by_catchup:
+        decision = decide_catchup(occurrences, opts.catchup, opts.misfire_grace, wall)
+        for ts, lateness in decision.beyond_grace:
+            self._record(
+                job,
+                ts,
+                Outcome.MISSED,
+                f"late by {format_duration(lateness)}, beyond misfire_grace "
+                f"{format_duration(opts.misfire_grace or 0.0)}",
+                missed=True,
+            )
+        to_run = decision.run
+        for ts in decision.missed:
             why = (
                 f'catchup="latest" ran only the newest occurrence ({_iso(to_run[-1])})'
                 if to_run
@@ -837,7 +674,8 @@ class Scheduler:
         if job.paused or job.disabled_reason:
             self._record(job, ts, Outcome.MISSED, f"the job is {job.state.value}", missed=True)
             return
-        if job._threads_alive and not job.active:
+        active = job.active
+        if job._threads_alive and not active:
             self._record(
                 job,
                 ts,
@@ -845,16 +683,15 @@ class Scheduler:
                 "an earlier run that timed out or was cancelled is still running in its thread",
             )
             return
-        active = job.active
         overlap = job.options.overlap
-        if not active or (overlap.policy is OverlapPolicy.PARALLEL and len(active) < overlap.limit):
-            self._start_run(job, ts)
+        action = decide_overlap(overlap, len(active))
+        if action is OverlapAction.START:
+            self._runner.start(job, ts)
             return
         running = active[-1]
-        if overlap.policy in (OverlapPolicy.SKIP, OverlapPolicy.PARALLEL):
-            limit = (
-                f" ({overlap.limit} at once)" if overlap.policy is OverlapPolicy.PARALLEL else ""
-            )
+        if action is OverlapAction.SKIP:
+            parallel = overlap.policy is OverlapPolicy.PARALLEL
+            limit = f" ({overlap.limit} at once)" if parallel else ""
             self._record(
                 job,
                 ts,
@@ -870,186 +707,32 @@ class Scheduler:
                 f"coalesced: a newer occurrence ({_iso(ts)}) took its place in the queue",
             )
         job._pending = ts
-        if overlap.policy is OverlapPolicy.REPLACE:
+        if action is OverlapAction.REPLACE:
             for run in list(active):
-                self._interrupt(
+                self._runner.interrupt(
                     run, Outcome.CANCELLED, f"replaced by the occurrence for {_iso(ts)}"
                 )
 
-    def _start_run(self, job: Job, ts: float, *, manual: bool = False) -> Run:
-        run = Run(
-            job.id,
-            f"{self._run_prefix}{next(self._run_counter):06x}",
-            ts,
-            manual=manual,
-            wall=self.clock.wall,
-            output_limits=self._output_limits,
-        )
-        run._notify = self._on_run_changed
-        job.active.append(run)
-        if not manual:
-            job.run_count += 1
-        assert self._loop is not None
-        task = self._loop.create_task(self._execute(job, run))
-        self._executions[run.run_id] = (run, job, task)
-        return run
-
-    async def _acquire_slot(self) -> None:
-        if self.max_concurrency is None:
-            return
-        if self._slots_used < self.max_concurrency and not self._slot_waiters:
-            self._slots_used += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._slot_waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release_slot()  # it was handed a slot just as it was cancelled
-            raise
-
-    def _release_slot(self) -> None:
-        if self.max_concurrency is None:
-            return
-        while self._slot_waiters:
-            waiter = self._slot_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot passes straight to the next in line
-                return
-        self._slots_used -= 1
-
     # ------------------------------------------------------------------------------------
-    # Executing a run: attempts, timeouts, retries, outcome
+    # What the runner reports back
     # ------------------------------------------------------------------------------------
-    async def _execute(self, job: Job, run: Run) -> None:
-        result_value: Any = None
-        outcome = Outcome.CANCELLED
-        opts = job.options
-        limited = self.max_concurrency is not None
-        try:
-            if self.claim is not None and not run.manual and not await self.claim(run):
-                outcome = Outcome.SKIPPED
-                run.reason = "this occurrence already ran: the state store has a record of it"
-                return
-            while True:
-                if limited:
-                    await self._acquire_slot()
-                try:
-                    if run.outcome is not None:  # cancelled while it waited for a slot
-                        outcome = run.outcome
-                        break
-                    run.attempt += 1
-                    execution = make_execution(job, run, self.clock, self._thread_exited)
-                    self._current_execution[run.run_id] = execution
-                    if run.attempt == 1:
-                        run._started_ts = self.clock.wall()
-                        if self.events.has_subscribers:
-                            self._emit(RunStarted(run._started_ts, run))
-                    else:
-                        run.output.append(
-                            "log", f"--- attempt {run.attempt} ---", self.clock.wall()
-                        )
-                        self._run_changed(run)
-                    timer = None
-                    if opts.timeout is not None:
-                        timer = self.clock.call_later(
-                            opts.timeout,
-                            lambda e=execution: e.interrupt(
-                                Outcome.TIMED_OUT,
-                                f"timed out after {format_duration(opts.timeout or 0)}",
-                            ),
-                        )
-                    try:
-                        result = await execution.execute()
-                    finally:
-                        if timer is not None:
-                            timer.cancel()
-                        self._current_execution.pop(run.run_id, None)
-                finally:
-                    if limited:
-                        self._release_slot()
-                outcome, result_value = result.outcome, result.value
-                if not self._should_retry(job, run, outcome):
-                    break
-                if not await self._retry_wait(job, run):
-                    break
-                run.error = None
-        except asyncio.CancelledError:
-            outcome = Outcome.CANCELLED
-            run.reason = run.reason or "the scheduler was shut down"
-        except Exception as exc:  # a bug in the engine itself: keep the record honest
-            log.exception("run %s of %s failed inside the scheduler", run.run_id, job.id)
-            outcome = Outcome.FAILED
-            run.error = RunError.from_exception(exc)
-        finally:
-            self._finish_run(job, run, run.outcome or outcome, result_value)
-
-    def _should_retry(self, job: Job, run: Run, outcome: Outcome) -> bool:
-        opts = job.options
-        if outcome not in (Outcome.FAILED, Outcome.TIMED_OUT) or self._stopping:
-            return False
-        if run.attempt > opts.retries:
-            return False
-        return _retry_allowed(run, opts)
-
-    async def _retry_wait(self, job: Job, run: Run) -> bool:
-        """Wait out the backoff (full jitter, capped). False if the wait was cut short."""
-        opts = job.options
-        ceiling = min(opts.retry_max, opts.retry_backoff * 2 ** (run.attempt - 1))
-        delay = self._random.uniform(0, ceiling)
-        error = run.error.first_line if run.error else (run.reason or "failed")
-        self._emit(RunRetrying(self.clock.wall(), run, self.clock.wall() + delay, error))
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if job._retry_waits is None:
-            job._retry_waits = {}
-        job._retry_waits[run.run_id] = waiter
-        handle = self.clock.call_later(delay, lambda: waiter.done() or waiter.set_result(None))
-        run.status_message = f"retrying in {format_duration(delay)} (attempt {run.attempt + 1})"
-        try:
-            await waiter
-        finally:
-            handle.cancel()
-            job._retry_waits.pop(run.run_id, None)
-        return run.outcome is None and not self._stopping
-
-    def _end_retry_wait(self, job: Job, run_id: str) -> None:
-        waiter = (job._retry_waits or {}).get(run_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _interrupt(self, run: Run, outcome: Outcome, reason: str) -> None:
-        execution = self._current_execution.get(run.run_id)
-        if execution is not None:
-            execution.interrupt(outcome, reason)
+    def _run_returned(self, job: Job, ts: float | None) -> None:
+        """The run's return value chose the job's next time (None: "never")."""
+        if ts is None:
+            job._heap_version += 1
+            job.plan.returned = None
+            self._finish(job, 'the job returned "never"')
             return
-        entry = self._executions.get(run.run_id)
-        if entry is None:
+        wall = self.clock.wall()
+        if self._jobs.get(job.id) is not job or job.paused or job.disabled_reason:
             return
-        # Between attempts (waiting for a retry or a concurrency slot): end it right here.
-        run.outcome = outcome
-        run.reason = reason
-        self._end_retry_wait(entry[1], run.run_id)
-        if not entry[2].done():
-            entry[2].cancel()
+        job.plan.returned = max(ts, wall)
+        job.finished = False
+        self._push_wall(job, job.plan.returned)
 
-    def _finish_run(self, job: Job, run: Run, outcome: Outcome, value: Any) -> None:
-        run.outcome = outcome
-        run._finished_ts = self.clock.wall()
-        run._notify = None
-        self._dirty.pop(run, None)
-        self._executions.pop(run.run_id, None)
-        if run in job.active:
-            job.active.remove(run)
-        job.last_run = run
-        if outcome is Outcome.SUCCEEDED:
-            job.consecutive_failures = 0
-            if value is not None:
-                self._apply_return_value(job, run, value)
-        elif outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
-            job.consecutive_failures += 1
-        if self.events.has_subscribers:
-            self._emit(RunFinished(run._finished_ts, run))
+    def _run_finished(self, job: Job, run: Run, outcome: Outcome) -> None:
+        if self.events.wants(RunFinished):
+            self._emit(RunFinished(run._finished_ts or self.clock.wall(), run))
         if self._jobs.get(job.id) is not job:
             return
         opts = job.options
@@ -1071,73 +754,39 @@ class Scheduler:
                 self._drop_waiting(job, f"max_runs ({opts.max_runs}) was reached")
                 self._finish(job, f"max_runs ({opts.max_runs}) reached")
             return
-        if (
-            isinstance(job.trigger, DateTrigger)
-            and not job.active
-            and job._override is None
-            and not job.finished
-            and job.next_fire is None
-            and job.last_fired is not None
-        ):
-            self._finish(job, "it ran at its `at` time")
+        finished = job.plan.finished_after_run(job)
+        if finished is not None:
+            self._finish(job, finished)
             return
         if self._stopping or job.active:
             return
-        if job._backlog:
-            self._start_run(job, job._backlog.popleft())
-        elif job._pending is not None:
-            ts, job._pending = job._pending, None
-            self._dispatch(job, ts)
-        if job.trigger is None and job._override is not None and job.next_fire is None:
-            self._push_wall(job, job._override)
-
-    def _apply_return_value(self, job: Job, run: Run, value: Any) -> None:
-        wall = self.clock.wall()
-        if isinstance(value, str) and value.strip().lower() == "never":
-            job._heap_version += 1
-            job._override = None
-            self._finish(job, 'the job returned "never"')
-            return
-        if isinstance(value, datetime):
-            ts = value.timestamp() if value.tzinfo else value.replace(tzinfo=job.zone).timestamp()
-        elif isinstance(value, timedelta):
-            ts = wall + value.total_seconds()
-        else:
-            run.output.append(
-                "log",
-                f"the return value {value!r} was ignored: return None, a datetime, a timedelta "
-                'or "never" to reschedule',
-                wall,
-            )
-            return
-        if self._jobs.get(job.id) is not job or job.paused or job.disabled_reason:
-            return
-        job._override = max(ts, wall)
-        job.finished = False
-        self._push_wall(job, job._override)
+        self._start_waiting(job)
+        self._apply(job, job.plan.idle_step(job))
 
     def _thread_exited(self, job: Job) -> None:
         """A thread that outlived its run's timeout or cancel has finished at last."""
         if self._jobs.get(job.id) is job:
             self._emit(JobModified(self.clock.wall(), job.id))
             if not job.active and not self._stopping:
-                if job._backlog:
-                    self._start_run(job, job._backlog.popleft())
-                elif job._pending is not None:
-                    ts, job._pending = job._pending, None
-                    self._dispatch(job, ts)
+                self._start_waiting(job)
+
+    def _start_waiting(self, job: Job) -> None:
+        """The job has no run going: start the occurrence waiting its turn, if any."""
+        if job._backlog:
+            self._runner.start(job, job._backlog.popleft())
+        elif job._pending is not None:
+            ts, job._pending = job._pending, None
+            self._dispatch(job, ts)
 
     # ------------------------------------------------------------------------------------
-    # Records and events
+    # Records, events and the store
     # ------------------------------------------------------------------------------------
     def _record(
         self, job: Job, ts: float, outcome: Outcome, reason: str, *, missed: bool = False
     ) -> Run:
         """Record an occurrence that did not run (skipped or missed): nothing is dropped
         silently."""
-        run = Run(
-            job.id, f"{self._run_prefix}{next(self._run_counter):06x}", ts, wall=self.clock.wall
-        )
+        run = Run(job.id, self._runner.new_run_id(), ts, wall=self.clock.wall)
         run.outcome = outcome
         run.reason = reason
         run._finished_ts = self.clock.wall()
@@ -1159,66 +808,18 @@ class Scheduler:
         if self.events.has_subscribers:
             self.events.publish(event)
 
-    def _run_changed(self, run: Run) -> None:
-        """Progress, status or output changed: publish once per loop turn, from any thread."""
-        loop = self._loop
-        if loop is None or not self.events.has_subscribers:
-            return
-        if threading.get_ident() == self._loop_thread:
-            self._dirty[run] = None
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_soon(self._flush_progress)
-            return
-        with self._dirty_lock:
-            if run in self._dirty:
-                return
-            self._dirty[run] = None
-            schedule = not self._flush_scheduled
-            self._flush_scheduled = True
-        if schedule:
-            with contextlib.suppress(RuntimeError):  # the loop closed under a late thread
-                loop.call_soon_threadsafe(self._flush_progress)
+    def _job_touched(self, event: Event) -> None:
+        job_id: str | None = getattr(event, "job_id", None)
+        if job_id is None:
+            job_id = event.run.job_id  # type: ignore[attr-defined]
+        self._unsaved.mark(job_id)
 
-    def _flush_progress(self) -> None:
-        with self._dirty_lock:
-            runs = list(self._dirty)
-            self._dirty.clear()
-            self._flush_scheduled = False
-        now = self.clock.wall()
-        for run in runs:
-            if run.outcome is None:
-                self._emit(RunProgress(now, run))
-
-
-def _on_time(job: Job, lateness: float) -> bool:
-    """Whether a lone due occurrence runs without any catch-up or misfire decision."""
-    grace = job.options.misfire_grace
-    return (grace is None or lateness <= grace) and (
-        lateness <= LATE_TOLERANCE or job.options.catchup is not Catchup.NONE
-    )
-
-
-def _retry_allowed(run: Run, opts: JobOptions) -> bool:
-    """retry_on / no_retry_on: exception types (or names) and command exit codes."""
-    error_type = run.error.type if run.error else ""
-    code = run.exit_code
-
-    def matches(filters: Iterable[type | str | int]) -> bool:
-        for item in filters:
-            if isinstance(item, int):
-                if code == item:
-                    return True
-            elif isinstance(item, str):
-                if error_type == item or error_type.rsplit(".", 1)[-1] == item:
-                    return True
-            elif error_type == item.__qualname__:
-                return True
-        return False
-
-    if opts.no_retry_on and matches(opts.no_retry_on):
-        return False
-    return not opts.retry_on or matches(opts.retry_on)
+    def _save_jobs(self, job_ids: list[str]) -> None:
+        assert self.store is not None
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is not None:  # a removed job's row goes with its JobRemoved event
+                self.store.save_job(job_id, job.snapshot())
 
 
 def _default_id(target: Any) -> str:

@@ -1,5 +1,5 @@
-"""Triggers: when a job's occurrences fall. Each is plain configuration; the grid state of an
-``every`` job lives in the job, so a trigger can be shared, compared and shown."""
+"""Triggers: when a job's occurrences fall. Each is plain configuration that makes a plan (see
+plans.py) holding the job's schedule state, so a trigger can be shared, compared and shown."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from datetime import UTC, datetime, tzinfo
 from .cron import CronExpression
 from .durations import format_duration, parse_duration
 from .errors import InvalidJobOption, InvalidTrigger
+from .plans import CronPlan, DatePlan, IntervalPlan, Plan, ReturnedTimePlan
+
+TRIGGER_KEYS = ("every", "cron", "at")  # the keyword (and jobs.toml key) of each trigger
 
 
 class Trigger:
@@ -18,6 +21,15 @@ class Trigger:
         """The trigger in words, as the console, `jobtui list` and `check` show it."""
         raise NotImplementedError
 
+    def plan(self) -> Plan:
+        """A fresh schedule for a job on this trigger."""
+        raise NotImplementedError
+
+
+def plan_for(trigger: Trigger | None) -> Plan:
+    """The job's schedule: its trigger's plan, or (on demand) only times it returns."""
+    return ReturnedTimePlan() if trigger is None else trigger.plan()
+
 
 class IntervalTrigger(Trigger):
     """A fixed period on a grid anchored at the job's start; it never drifts."""
@@ -27,6 +39,9 @@ class IntervalTrigger(Trigger):
 
     def __init__(self, period: float) -> None:
         self.period = period
+
+    def plan(self) -> IntervalPlan:
+        return IntervalPlan(self.period)
 
     def describe(self, zone: tzinfo = UTC) -> str:
         return f"every {format_duration(self.period).replace(' ', '')}"
@@ -54,6 +69,9 @@ class CronTrigger(Trigger):
         after = datetime.fromtimestamp(after_ts, UTC)
         return self.expression.next_after(after, zone).timestamp()
 
+    def plan(self) -> CronPlan:
+        return CronPlan(self)
+
     def describe(self, zone: tzinfo = UTC) -> str:
         return self.expression.describe()
 
@@ -75,6 +93,9 @@ class DateTrigger(Trigger):
 
     def __init__(self, at: float) -> None:
         self.at = at
+
+    def plan(self) -> DatePlan:
+        return DatePlan(self.at)
 
     def describe(self, zone: tzinfo = UTC) -> str:
         return f"once at {datetime.fromtimestamp(self.at, zone):%Y-%m-%d %H:%M}"

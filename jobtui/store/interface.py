@@ -30,8 +30,8 @@ class StateStore(DataStore, Protocol):
         """A reload changed the job's definition."""
         ...
 
-    def attach(self, scheduler: Scheduler) -> None:
-        """Start writing; called on the scheduler's loop before it starts."""
+    def start(self) -> None:
+        """Start writing; called on the scheduler's loop before the scheduler starts."""
         ...
 
     def read_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -43,7 +43,8 @@ class StoreError(Exception):
 
 
 class Store:
-    """Open with `Store.open(path)`; then `restore(scheduler, fingerprints)` and `attach`."""
+    """Open with `Store.open(path)`; then `restore(scheduler, fingerprints)`, hand it to the
+    scheduler (`Scheduler(store=...)`) and `start()` it on the scheduler's loop."""
 
     def __init__(self, backend: SQLiteBackend, *, max_buffer: int) -> None:
         self.backend = backend
@@ -53,6 +54,7 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fingerprints: dict[str, str] = {}
         self._pids: dict[str, int] = {}
+        self._snapshots: dict[str, JobSnapshot] = {}
         self._closed = False
         self._record: dict[type[Event], Callable[[Any], None]] = {
             RunStarted: self._run_started,
@@ -142,17 +144,19 @@ class Store:
     def set_fingerprint(self, job_id: str, fingerprint: str) -> None:
         """A reload changed a job's definition: remember the one it now has."""
         self._fingerprints[job_id] = fingerprint
+        if job_id in self._snapshots and self.writer.started:
+            self.save_job(job_id, self._snapshots[job_id])
 
     # -- feeding it -----------------------------------------------------------------------
-    def attach(self, scheduler: Scheduler) -> None:
-        """Record the scheduler's events from now on, and claim its runs before they start."""
+    def start(self) -> None:
+        """Start writing; call it on the scheduler's loop, before the scheduler starts (which
+        then claims its runs here and records its events)."""
         self._loop = asyncio.get_running_loop()
         self.writer.start(self._loop)
-        _bridge(self, scheduler)
 
     async def claim(self, run: Run) -> bool:
         """Write the occurrence's row; True if it was not there (this process runs it)."""
-        assert self._loop is not None, "attach the store before the scheduler starts"
+        assert self._loop is not None, "start the store before the scheduler"
         future: asyncio.Future[bool] = self._loop.create_future()
         self.writer.push(
             Write(
@@ -175,6 +179,7 @@ class Store:
             handler(event)
 
     def save_job(self, job_id: str, snapshot: JobSnapshot) -> None:
+        self._snapshots[job_id] = snapshot  # set_fingerprint writes the row again with it
         self.writer.push(
             Write(
                 Kind.SAVE_JOB,
@@ -236,6 +241,7 @@ class Store:
         )
 
     def _job_removed(self, event: JobRemoved) -> None:
+        self._snapshots.pop(event.job_id, None)
         self.writer.push(Write(Kind.DELETE_JOB, (event.job_id,)))
 
     # -- reading and closing --------------------------------------------------------------
@@ -255,9 +261,6 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        flush_bridge = getattr(self, "_flush_bridge", None)
-        if flush_bridge is not None:
-            flush_bridge()
         self.writer.close()
         self.backend.close()
 
@@ -287,45 +290,3 @@ def _finish_params(run: Run) -> tuple[Any, ...]:
         run.started_ts,
         run.run_id,
     )
-
-
-def _bridge(store: Store, scheduler: Scheduler) -> None:
-    """Until the scheduler takes a DataStore: claim through its hook (holding virtual time
-    while the claim is written) and save the jobs that events touched, once per loop turn."""
-    loop = asyncio.get_running_loop()
-    dirty: set[str] = {job.id for job in scheduler.jobs()}
-    scheduled = False
-
-    async def held_claim(run: Run) -> bool:
-        task = asyncio.ensure_future(store.claim(run))
-        scheduler.clock.hold(task)
-        return await task
-
-    def flush() -> None:
-        nonlocal scheduled
-        scheduled = False
-        for job_id in dirty:
-            if job_id in scheduler:
-                store.save_job(job_id, scheduler.get(job_id).snapshot())
-        dirty.clear()
-
-    def on_event(event: Event) -> None:
-        nonlocal scheduled
-        store.record(event)
-        run = getattr(event, "run", None)
-        job_id = getattr(event, "job_id", None) or getattr(run, "job_id", None)
-        if job_id is None or isinstance(event, RunProgress | RunStarted):
-            return
-        if isinstance(event, JobRemoved):
-            dirty.discard(job_id)
-            return
-        dirty.add(job_id)
-        if not scheduled:
-            scheduled = True
-            loop.call_soon(flush)
-
-    scheduler.claim = held_claim
-    scheduler.subscribe(on_event)
-    store._flush_bridge = flush  # type: ignore[attr-defined]
-    loop.call_soon(flush)
-    scheduled = True

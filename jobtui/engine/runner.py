@@ -1,0 +1,287 @@
+"""The runner: executes runs. Claims, the concurrency limit (slots), attempts, timeouts, retries
+with backoff, return values, and threads that outlive their run. It decides nothing about when
+runs happen; the scheduler tells it to start one and hears back when it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from .clock import Clock
+from .datastore import DataStore
+from .durations import format_duration
+from .events import EventBroker, RunProgress, RunRetrying, RunStarted
+from .executors import Execution, make_execution
+from .job import Job
+from .policies import retry_allowed, retry_delay
+from .progress import Coalescer
+from .run import Outcome, Run, RunError
+
+log = logging.getLogger("jobtui.engine")
+
+# What the scheduler does with a time a job's return value chose; None means "never".
+OnReturned = Callable[[Job, float | None], None]
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        events: EventBroker,
+        rng: random.Random,
+        max_concurrency: int | None,
+        output_limits: tuple[int, int],
+        store: DataStore | None,
+        on_returned: OnReturned,
+        on_finished: Callable[[Job, Run, Outcome], None],
+        on_thread_exited: Callable[[Job], None],
+    ) -> None:
+        self.clock = clock
+        self.events = events
+        self.max_concurrency = max_concurrency
+        self.store = store
+        self.stopping = False  # set by the scheduler: no retries once it is stopping
+        self._random = rng
+        self._output_limits = output_limits
+        self._on_returned = on_returned
+        self._on_finished = on_finished
+        self._on_thread_exited = on_thread_exited
+        # Runs under way (run id -> run, job, task), and the attempt each is in right now.
+        self.executions: dict[str, tuple[Run, Job, asyncio.Task[None]]] = {}
+        self._current_execution: dict[str, Execution] = {}
+        self._slots_used = 0
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._run_prefix = os.urandom(4).hex()
+        self._run_counter = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.progress: Coalescer[Run] = Coalescer(self._publish_progress)
+        self._on_run_changed = self._run_changed  # one bound method, not one per run
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.progress.bind(loop)
+
+    def new_run_id(self) -> str:
+        """Unique across processes sharing a store: a random prefix, then a counter."""
+        return f"{self._run_prefix}{next(self._run_counter):06x}"
+
+    def running_runs(self) -> list[Run]:
+        return [run for run, _, _ in self.executions.values()]
+
+    def start(self, job: Job, ts: float, *, manual: bool = False) -> Run:
+        run = Run(
+            job.id,
+            self.new_run_id(),
+            ts,
+            manual=manual,
+            wall=self.clock.wall,
+            output_limits=self._output_limits,
+        )
+        run._notify = self._on_run_changed
+        job.active.append(run)
+        if not manual:
+            job.run_count += 1
+        assert self._loop is not None
+        task = self._loop.create_task(self._execute(job, run))
+        self.executions[run.run_id] = (run, job, task)
+        return run
+
+    # -- the concurrency limit ------------------------------------------------------------
+    async def _acquire_slot(self) -> None:
+        assert self.max_concurrency is not None
+        if self._slots_used < self.max_concurrency and not self._slot_waiters:
+            self._slots_used += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # it was handed a slot just as it was cancelled
+            raise
+
+    def _release_slot(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes straight to the next in line
+                return
+        self._slots_used -= 1
+
+    # -- a run: claim, attempts, timeouts, retries, outcome -------------------------------
+    async def _claim(self, run: Run) -> bool:
+        assert self.store is not None
+        claim = asyncio.ensure_future(self.store.claim(run))
+        # A virtual clock must not move on while the store writes the claim: the run would
+        # start late by however far a test advanced meanwhile.
+        self.clock.hold(claim)
+        return await claim
+
+    async def _execute(self, job: Job, run: Run) -> None:
+        result_value: Any = None
+        outcome = Outcome.CANCELLED
+        opts = job.options
+        limited = self.max_concurrency is not None
+        try:
+            if self.store is not None and not run.manual and not await self._claim(run):
+                outcome = Outcome.SKIPPED
+                run.reason = "this occurrence already ran: the state store has a record of it"
+                return
+            while True:
+                if limited:
+                    await self._acquire_slot()
+                try:
+                    if run.outcome is not None:  # cancelled while it waited for a slot
+                        outcome = run.outcome
+                        break
+                    run.attempt += 1
+                    execution = make_execution(job, run, self.clock, self._on_thread_exited)
+                    self._current_execution[run.run_id] = execution
+                    if run.attempt == 1:
+                        run._started_ts = self.clock.wall()
+                        if self.events.wants(RunStarted):
+                            self.events.publish(RunStarted(run._started_ts, run))
+                    else:
+                        run.output.append(
+                            "log", f"--- attempt {run.attempt} ---", self.clock.wall()
+                        )
+                        self._run_changed(run)
+                    timer = None
+                    if opts.timeout is not None:
+                        reason = f"timed out after {format_duration(opts.timeout)}"
+
+                        def time_out(e: Execution = execution, why: str = reason) -> None:
+                            e.interrupt(Outcome.TIMED_OUT, why)
+
+                        timer = self.clock.call_later(opts.timeout, time_out)
+                    try:
+                        result = await execution.execute()
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
+                        self._current_execution.pop(run.run_id, None)
+                finally:
+                    if limited:
+                        self._release_slot()
+                outcome, result_value = result.outcome, result.value
+                error_type = run.error.type if run.error else ""
+                if self.stopping or not retry_allowed(
+                    opts, outcome, run.attempt, error_type, run.exit_code
+                ):
+                    break
+                if not await self._retry_wait(job, run):
+                    break
+                run.error = None
+        except asyncio.CancelledError:
+            outcome = Outcome.CANCELLED
+            run.reason = run.reason or "the scheduler was shut down"
+        except Exception as exc:  # a bug in the engine itself: keep the record honest
+            log.exception("run %s of %s failed inside the scheduler", run.run_id, job.id)
+            outcome = Outcome.FAILED
+            run.error = RunError.from_exception(exc)
+        finally:
+            self._finish(job, run, run.outcome or outcome, result_value)
+
+    async def _retry_wait(self, job: Job, run: Run) -> bool:
+        """Wait out the backoff. False if the wait was cut short."""
+        delay = retry_delay(job.options, run.attempt, self._random)
+        error = run.error.first_line if run.error else (run.reason or "failed")
+        if self.events.has_subscribers:
+            self.events.publish(
+                RunRetrying(self.clock.wall(), run, self.clock.wall() + delay, error)
+            )
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if job._retry_waits is None:
+            job._retry_waits = {}
+        job._retry_waits[run.run_id] = waiter
+
+        def wake() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        handle = self.clock.call_later(delay, wake)
+        run.status_message = f"retrying in {format_duration(delay)} (attempt {run.attempt + 1})"
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            job._retry_waits.pop(run.run_id, None)
+        return run.outcome is None and not self.stopping
+
+    def end_retry_wait(self, job: Job, run_id: str) -> None:
+        waiter = (job._retry_waits or {}).get(run_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def interrupt(self, run: Run, outcome: Outcome, reason: str) -> None:
+        execution = self._current_execution.get(run.run_id)
+        if execution is not None:
+            execution.interrupt(outcome, reason)
+            return
+        entry = self.executions.get(run.run_id)
+        if entry is None:
+            return
+        # Between attempts (waiting for a retry or a concurrency slot): end it right here.
+        run.outcome = outcome
+        run.reason = reason
+        self.end_retry_wait(entry[1], run.run_id)
+        if not entry[2].done():
+            entry[2].cancel()
+
+    def _finish(self, job: Job, run: Run, outcome: Outcome, value: Any) -> None:
+        run.outcome = outcome
+        run._finished_ts = self.clock.wall()
+        run._notify = None
+        self.progress.discard(run)
+        self.executions.pop(run.run_id, None)
+        if run in job.active:
+            job.active.remove(run)
+        job.last_run = run
+        if outcome is Outcome.SUCCEEDED:
+            job.consecutive_failures = 0
+            if value is not None:
+                self._apply_return_value(job, run, value)
+        elif outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
+            job.consecutive_failures += 1
+        self._on_finished(job, run, outcome)
+
+    def _apply_return_value(self, job: Job, run: Run, value: Any) -> None:
+        wall = self.clock.wall()
+        if isinstance(value, str) and value.strip().lower() == "never":
+            self._on_returned(job, None)
+            return
+        if isinstance(value, datetime):
+            ts = value.timestamp() if value.tzinfo else value.replace(tzinfo=job.zone).timestamp()
+        elif isinstance(value, timedelta):
+            ts = wall + value.total_seconds()
+        else:
+            run.output.append(
+                "log",
+                f"the return value {value!r} was ignored: return None, a datetime, a timedelta "
+                'or "never" to reschedule',
+                wall,
+            )
+            return
+        self._on_returned(job, ts)
+
+    # -- progress -------------------------------------------------------------------------
+    def _run_changed(self, run: Run) -> None:
+        """Progress, status or output changed: published once per loop turn, from any thread."""
+        if self._loop is None or not self.events.wants(RunProgress):
+            return
+        self.progress.mark(run)
+
+    def _publish_progress(self, runs: list[Run]) -> None:
+        now = self.clock.wall()
+        for run in runs:
+            if run.outcome is None and self.events.has_subscribers:
+                self.events.publish(RunProgress(now, run))
