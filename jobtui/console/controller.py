@@ -501,7 +501,7 @@ class LocalController:
     def _on_everything_changed(self, event: Event) -> None:
         self._order_stale = True
         self._dirty.update(self._views)
-        self._notify(JobsChanged(tuple(self._views)))
+        self._notify(JobsChanged(tuple(job.id for job in self.scheduler.jobs())))
 
     def _on_reloaded(self, config: Config) -> None:
         self._order_stale = True  # the reloader may have added or removed jobs quietly
