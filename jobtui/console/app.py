@@ -1,8 +1,9 @@
 """The console: a Textual app that hosts the scheduler on its own event loop.
 
 Job bodies never block it: async jobs are awaited on the loop (they must not block), plain
-functions run in threads and commands in subprocesses. The screen learns of runs from the
-engine's events and redraws from a steady tick, touching only cells that changed.
+functions run in threads and commands in subprocesses. Screens talk only to a controller
+(controller.py): they read its plain views, its change notices reach them as Textual messages,
+and a steady tick redraws countdowns and progress, touching only cells that changed.
 """
 
 from __future__ import annotations

@@ -83,10 +83,6 @@ class RunView:
             return 0.0
         return max(0.0, (self.finished_ts or now) - self.started_ts)
 
-    @property
-    def scheduled_for(self) -> datetime:
-        return datetime.fromtimestamp(self.scheduled_ts, UTC)
-
 
 @dataclass(frozen=True, slots=True)
 class JobView:
@@ -245,28 +241,11 @@ class _Words:
     """What follows from a job's definition, in words: worked out again only when the
     definition changed, not on every progress update."""
 
-    source: tuple[object, ...]  # the definition's parts, compared by identity
+    source: tuple[object, ...]  # the definition's parts: trigger, options, target, zone
     trigger: str
     timezone: str
     target: str
     options: tuple[tuple[str, str], ...]
-
-    @staticmethod
-    def _source(job: Job) -> tuple[object, ...]:
-        return (job.trigger, job.options, job.target, job.zone)
-
-    @classmethod
-    def of(cls, job: Job) -> _Words:
-        return cls(
-            cls._source(job),
-            job.describe_trigger(),
-            str(getattr(job.zone, "key", job.zone)),
-            target_text(job.target),
-            options_shown(job),
-        )
-
-    def describes(self, job: Job) -> bool:
-        return all(a is b for a, b in zip(self.source, self._source(job), strict=True))
 
 
 class LocalController:
@@ -437,9 +416,13 @@ class LocalController:
                 self._views[job_id] = self._build(scheduler.get(job_id))
 
     def _build(self, job: Job) -> JobView:
+        source = (job.trigger, job.options, job.target, job.zone)
         words = self._words.get(job.id)
-        if words is None or not words.describes(job):
-            words = self._words[job.id] = _Words.of(job)
+        if words is None or words.source != source:
+            zone = str(getattr(job.zone, "key", job.zone))
+            words = _Words(source, job.describe_trigger(), zone, target_text(job.target),
+                           options_shown(job))  # fmt: skip
+            self._words[job.id] = words
         next_run = job.next_run_time
         return JobView(
             id=job.id,
