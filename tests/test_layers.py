@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[1] / "jobtui" / "engine"
+CONTROLLER = ENGINE.parent / "console" / "controller.py"
 FORBIDDEN = ("textual", "rich")
 
 
-def test_engine_source_imports_no_console_library() -> None:
+def _console_library_imports(paths: list[Path]) -> list[str]:
     offenders = []
-    for path in sorted(ENGINE.rglob("*.py")):
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = []
             if isinstance(node, ast.Import):
@@ -25,7 +26,23 @@ def test_engine_source_imports_no_console_library() -> None:
                 for name in names
                 if name.split(".")[0] in FORBIDDEN
             ]
-    assert offenders == []
+    return offenders
+
+
+def test_engine_source_imports_no_console_library() -> None:
+    assert _console_library_imports(sorted(ENGINE.rglob("*.py"))) == []
+
+
+def test_the_controller_imports_no_console_library() -> None:
+    """The controller's views and notices are what will cross a socket to a daemon: they
+    must not need Textual or rich on the daemon's side."""
+    assert _console_library_imports([CONTROLLER]) == []
+    code = (
+        "import sys, jobtui.console.controller; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_library_import_loads_no_console_library() -> None:

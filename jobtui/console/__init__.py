@@ -1,1 +1,1 @@
-"""The live console (Textual). It talks to the engine only through its public API and events."""
+"""The live console (Textual). Screens talk to jobtui only through a controller (controller.py)."""

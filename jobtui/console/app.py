@@ -1,8 +1,9 @@
 """The console: a Textual app that hosts the scheduler on its own event loop.
 
 Job bodies never block it: async jobs are awaited on the loop (they must not block), plain
-functions run in threads and commands in subprocesses. The screen learns of runs from the
-engine's events and redraws from a steady tick, touching only cells that changed.
+functions run in threads and commands in subprocesses. Screens talk only to a controller
+(controller.py): they read its plain views, its change notices reach them as Textual messages,
+and a steady tick redraws countdowns and progress, touching only cells that changed.
 """
 
 from __future__ import annotations
@@ -11,34 +12,21 @@ import asyncio
 import os
 import shlex
 import subprocess
-from collections import deque
-from typing import Any
 
 from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
 
-from ..config import Config, Problem, remove_job_table
-from ..engine import (
-    Clock,
-    Event,
-    JobAdded,
-    JobRemoved,
-    JobStateChanged,
-    Outcome,
-    Run,
-    RunFinished,
-    RunStarted,
-    Scheduler,
-)
+from ..config import Config
+from ..engine import Clock, Scheduler
 from ..host import Host
 from ..store import Store
+from . import messages
 from .commands import JobCommands
+from .controller import LocalController, Notice
 from .screens.confirm import ConfirmScreen
 from .screens.detail import JobDetailScreen
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
-
-DAY = 86400.0
 
 
 class JobtuiApp(App[int]):
@@ -58,19 +46,19 @@ class JobtuiApp(App[int]):
         watch_file: bool = True,
     ) -> None:
         super().__init__()
-        self.config = config
         self.store = store
         self.refresh_interval = refresh_interval
         self.grace = grace
         self.watch_file = watch_file
         self.host = Host(config, store=store, clock=clock)
-        self.host.reloaded.append(self._reloaded)
-        self.host.reload_failed.append(self._reload_failed)
-        self.scheduler: Scheduler = self.host.scheduler
+        self.scheduler: Scheduler = self.host.scheduler  # for tests and the CLI, not screens
+        self.controller = LocalController(self.host)
+        self.controller.subscribe(self._on_notice)
         self.tick = 0
-        self._failures: deque[float] = deque()  # when runs failed, for the 24 h count
-        self._recent: dict[str, deque[dict[str, Any]]] = {}  # history without a store
-        self.scheduler.subscribe(self._on_event)
+
+    @property
+    def config(self) -> Config:
+        return self.host.config  # the host follows reloads
 
     # -- life cycle -----------------------------------------------------------------------
     async def on_mount(self) -> None:
@@ -98,7 +86,7 @@ class JobtuiApp(App[int]):
 
     def ask_quit(self) -> None:
         """Quit; with runs going, ask first: they are stopped gracefully."""
-        running = self.scheduler.running_runs()
+        running = [run for job in self.controller.jobs() for run in job.running]
         if not running:
             self.run_worker(self._quit(), exclusive=True, name="quit")
             return
@@ -123,53 +111,22 @@ class JobtuiApp(App[int]):
     def action_request_quit(self) -> None:
         self.ask_quit()
 
-    # -- events ---------------------------------------------------------------------------
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, RunFinished):
-            run = event.run
-            if run.outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
-                self._failures.append(event.time)
-                what = run.error.first_line if run.error else run.outcome.value
-                self.notify(f"{run.job_id}: {what}", title="Run failed", severity="error",
-                            markup=False)  # fmt: skip
-            if self.store is None:
-                self._remember(run)
-            self.refresh_screen()
-        elif isinstance(event, RunStarted | JobAdded | JobRemoved | JobStateChanged):
-            self.refresh_screen()
+    # -- changes ---------------------------------------------------------------------------
+    def _on_notice(self, notice: Notice) -> None:
+        # Called from inside the engine's event publishing: only queue a message here.
+        self.post_message(messages.message_for(notice))
 
-    def _remember(self, run: Run) -> None:
-        runs = self._recent.setdefault(run.job_id, deque(maxlen=200))
-        runs.appendleft(_run_record(run))
+    def on_jobs_changed(self, message: messages.JobsChanged) -> None:
+        self.refresh_screen()
+
+    def on_run_failed(self, message: messages.RunFailed) -> None:
+        self.notify(f"{message.job_id}: {message.error}", title="Run failed", severity="error",
+                    markup=False)  # fmt: skip
+
+    def on_reload_finished(self, message: messages.ReloadFinished) -> None:
+        self.refresh_screen()
 
     # -- what screens ask for -------------------------------------------------------------
-    @property
-    def reload_problems(self) -> list[Problem]:
-        return self.host.reload_problems
-
-    def summary(self) -> str:
-        scheduler = self.scheduler
-        now = scheduler.clock.wall()
-        while self._failures and self._failures[0] < now - DAY:
-            self._failures.popleft()
-        jobs = scheduler.jobs()
-        running = len(scheduler.running_runs())
-        paused = sum(1 for job in jobs if job.paused)
-        clock = scheduler.clock.now().astimezone(scheduler.timezone).strftime("%H:%M:%S %Z")
-        store = (
-            f"   store: {self.store.status}" if self.store is not None and self.store.status else ""
-        )
-        left = (
-            f"jobtui · {self.config.path.name}   {len(jobs)} jobs · {running} running · "
-            f"{len(self._failures)} failed (24h) · {paused} paused{store}"
-        )
-        return f"{left}   {clock}"
-
-    def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        if self.store is not None:
-            return self.host.history(job_id, limit)
-        return list(self._recent.get(job_id, ()))[:limit]
-
     def show_details(self, job_id: str, focus: str | None = None) -> None:
         self.push_screen(JobDetailScreen(job_id, focus=focus))
 
@@ -178,55 +135,34 @@ class JobtuiApp(App[int]):
 
     # -- changing things ------------------------------------------------------------------
     async def reload(self) -> bool:
-        return await self.host.reload()
+        return await self.controller.reload()
 
-    def _reloaded(self, config: Config) -> None:
-        self.config = config
-        self.refresh_screen()
-
-    def _reload_failed(self, problems: list[Problem]) -> None:
-        self.refresh_screen()
+    def reload_soon(self) -> None:
+        self.run_worker(self.reload(), name="reload")
 
     def remove_job(self, job_id: str) -> None:
         """Remove the job and delete its table from jobs.toml, keeping the rest of the file
         as it was (comments, order, formatting)."""
-        if job_id in self.scheduler:
-            self.scheduler.remove(job_id)
+        path = self.controller.config_path
         try:
-            remove_job_table(self.config.path, job_id)
+            self.controller.remove(job_id)
         except OSError as exc:
-            self.notify(f"Removed {job_id}, but could not edit {self.config.path}: {exc}",
+            self.notify(f"Removed {job_id}, but could not edit {path}: {exc}",
                         severity="warning", markup=False)  # fmt: skip
             return
-        self.notify(f"Removed {job_id} (and its table in {self.config.path.name})", markup=False)
+        self.notify(f"Removed {job_id} (and its table in {path.name})", markup=False)
         self.run_worker(self.reload(), name="reload-after-remove")
 
     async def edit_config(self, job_id: str | None) -> None:
         """Open jobs.toml in $EDITOR at the job's line, then reload it."""
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        spec = self.config.jobs.get(job_id or "")
-        line = f"+{spec.line}" if spec is not None and spec.line else None
-        command = [*shlex.split(editor), *([line] if line else []), str(self.config.path)]
+        number = self.controller.config_line(job_id) if job_id is not None else None
+        line = f"+{number}" if number else None
+        path = self.controller.config_path
+        command = [*shlex.split(editor), *([line] if line else []), str(path)]
         try:
             with self.suspend():  # the editor gets the terminal
                 subprocess.call(command)
         except SuspendNotSupported:  # no terminal to hand over (a GUI editor can still run)
             await asyncio.to_thread(subprocess.call, command)
         await self.reload()
-
-
-def _run_record(run: Run) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "job_id": run.job_id,
-        "scheduled_for": run.scheduled_for.isoformat(),
-        "manual": run.manual,
-        "attempt": run.attempt,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "outcome": run.outcome.value if run.outcome else None,
-        "reason": run.reason,
-        "error_type": run.error.type if run.error else None,
-        "error_message": run.error.message if run.error else None,
-        "duration": run.duration if run.started_at else None,
-    }

@@ -15,26 +15,25 @@ if TYPE_CHECKING:
 class JobCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         app: JobtuiApp = self.app  # type: ignore[assignment]
-        scheduler = app.scheduler
+        controller = app.controller
         commands: list[tuple[str, str, Callable[[], object]]] = []
-        for job in scheduler.jobs():
+        for job in controller.jobs():
             label = job.name if job.name == job.id else f"{job.name} ({job.id})"
             commands.append(
-                (f"Run {label} now", "a manual run", partial(scheduler.run_now, job.id))
+                (f"Run {label} now", "a manual run", partial(controller.run_now, job.id))
             )
             if job.paused or job.disabled_reason:
-                resume = partial(scheduler.resume, job.id)
+                resume = partial(controller.resume, job.id)
                 commands.append((f"Resume {label}", "plan its next runs again", resume))
             else:
-                pause = partial(scheduler.pause, job.id, "paused from the console")
+                pause = partial(controller.pause, job.id)
                 commands.append((f"Pause {label}", "no new runs until resumed", pause))
-            if job.active:
-                cancel = partial(scheduler.cancel, job.id)
+            if job.running:
+                cancel = partial(controller.cancel, job.id)
                 commands.append((f"Cancel the run of {label}", "stop the running run", cancel))
             details = partial(app.show_details, job.id)
             commands.append((f"Show {label}", "configuration, next runs, log and history", details))
-        reload = partial(app.run_worker, app.reload)
-        commands.append(("Reload jobs.toml", "apply edits now", reload))
+        commands.append(("Reload jobs.toml", "apply edits now", app.reload_soon))
         return commands
 
     async def search(self, query: str) -> Hits:

@@ -8,7 +8,8 @@ from datetime import datetime, tzinfo
 
 from rich.text import Text
 
-from ..engine import Job, JobState, Outcome, Run, format_duration
+from ..engine import JobState, Outcome, format_duration
+from .controller import JobView, RunView, Summary
 
 STATE_STYLE = {
     JobState.SCHEDULED: ("●", "green"),
@@ -47,7 +48,7 @@ def coarse(seconds: float) -> str:
     return format_duration(seconds - seconds % 60)
 
 
-def outcome_text(run: Run | None, now: float) -> Text:
+def outcome_text(run: RunView | None, now: float) -> Text:
     if run is None or run.outcome is None:
         return Text("—", style="dim")
     glyph, style = OUTCOME_STYLE[run.outcome]
@@ -59,18 +60,18 @@ def outcome_text(run: Run | None, now: float) -> Text:
     return text
 
 
-def next_text(job: Job, now: float, zone: tzinfo) -> Text:
-    when = job.next_run_time
+def next_text(job: JobView, now: float, zone: tzinfo) -> Text:
+    when = job.next_run_ts
     if when is None:
         return Text("—", style="dim")
-    local = when.astimezone(zone)
+    local = datetime.fromtimestamp(when, zone)
     same_day = local.date() == datetime.fromtimestamp(now, zone).date()
     stamp = local.strftime("%H:%M:%S" if same_day else "%b %d %H:%M")
-    wait = max(0.0, when.timestamp() - now)
+    wait = max(0.0, when - now)
     return Text.assemble(stamp, (f"  in {coarse(wait)}", "dim"))
 
 
-def progress_text(run: Run | None, tick: int = 0) -> Text:
+def progress_text(run: RunView | None, tick: int = 0) -> Text:
     """A bar drawn in the cell; an indeterminate run shows a moving block."""
     if run is None:
         return Text("")
@@ -85,3 +86,13 @@ def progress_text(run: Run | None, tick: int = 0) -> Text:
     bar = "█" * whole + (_EIGHTHS[part] if whole < BAR_WIDTH and part else "")
     bar = bar.ljust(BAR_WIDTH, "░")
     return Text.assemble((bar, "cyan"), f" {round(run.progress * 100):>3}%")
+
+
+def summary_text(summary: Summary, now: float, zone: tzinfo) -> str:
+    clock = datetime.fromtimestamp(now, zone).strftime("%H:%M:%S %Z")
+    store = f"   store: {summary.store_status}" if summary.store_status else ""
+    left = (
+        f"jobtui · {summary.config_name}   {summary.jobs} jobs · {summary.running} running · "
+        f"{summary.failed_24h} failed (24h) · {summary.paused} paused{store}"
+    )
+    return f"{left}   {clock}"

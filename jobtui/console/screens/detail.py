@@ -13,17 +13,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Static
 
-from ...engine import Job, Run, format_duration
-from ...engine.job import DEFAULT_OPTIONS
+from ...engine import format_duration
+from ..controller import Controller, JobView, RunView
 from ..format import OUTCOME_STYLE, state_text
 
 if TYPE_CHECKING:
     from ..app import JobtuiApp
-
-SHOWN_OPTIONS = (
-    "timeout", "retries", "overlap", "catchup", "misfire_grace", "max_failures", "max_runs",
-    "jitter", "kill_grace", "cwd",
-)  # fmt: skip
 
 
 class JobDetailScreen(Screen[None]):
@@ -31,8 +26,8 @@ class JobDetailScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back", id="detail.back"),
         Binding("r", "run_now", "Run now", id="detail.run"),
-        Binding("l", "focus('log')", "Log", id="detail.log"),
-        Binding("h", "focus('history')", "History", id="detail.history"),
+        Binding("l", "focus_widget('log')", "Log", id="detail.log"),
+        Binding("h", "focus_widget('history')", "History", id="detail.history"),
     ]
 
     def __init__(self, job_id: str, focus: str | None = None) -> None:
@@ -45,8 +40,9 @@ class JobDetailScreen(Screen[None]):
         self._ready = False  # the app's tick may come before this screen is composed
 
     @property
-    def jobtui(self) -> JobtuiApp:
-        return self.app  # type: ignore[return-value]
+    def controller(self) -> Controller:
+        app: JobtuiApp = self.app  # type: ignore[assignment]
+        return app.controller
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="top"):
@@ -68,55 +64,49 @@ class JobDetailScreen(Screen[None]):
         self._ready = True
         self.refresh_view()
         if self.initial_focus:
-            self.action_focus(self.initial_focus)
+            self.action_focus_widget(self.initial_focus)
 
-    def action_focus(self, widget_id: str) -> None:
+    # Not action_focus: Screen has its own, with another signature.
+    def action_focus_widget(self, widget_id: str) -> None:
         self.query_one(f"#{widget_id}").focus()
 
     def action_run_now(self) -> None:
-        if self.job_id in self.jobtui.scheduler:
-            self.jobtui.scheduler.run_now(self.job_id)
+        if self.controller.job(self.job_id) is not None:
+            self.controller.run_now(self.job_id)
             self.notify(f"Started {self.job_id} (manual run)", markup=False)
 
     def refresh_view(self) -> None:
         if not self._ready:
             return
-        scheduler = self.jobtui.scheduler
-        if self.job_id not in scheduler:
+        job = self.controller.job(self.job_id)
+        if job is None:
             self.query_one("#run-title", Static).update(Text("This job was removed."))
             return
-        job = scheduler.get(self.job_id)
-        now = scheduler.clock.wall()
+        now = self.controller.now()
         self.query_one("#config", Static).update(self._config_text(job))
         self.query_one("#next", Static).update(self._next_text(job))
-        run = job.active[-1] if job.active else job.last_run
-        self._show_run(job, run, now)
+        self._show_run(job.current_run, now)
         self._show_history(job)
 
-    def _config_text(self, job: Job) -> Text:
+    def _config_text(self, job: JobView) -> Text:
         text = Text()
         text.append(job.name, style="bold")
         if job.name != job.id:
             text.append(f"  ({job.id})", style="dim")
         text.append("\n")
         text.append_text(state_text(job.state))
-        text.append(f"    {job.describe_trigger()}    {getattr(job.zone, 'key', job.zone)}\n")
-        text.append(f"runs: {_target_text(job.target)}\n")
-        for name in SHOWN_OPTIONS:
-            value = getattr(job.options, name)
-            if value != getattr(DEFAULT_OPTIONS, name):
-                shown = format_duration(value) if isinstance(value, float) else value
-                text.append(f"{name} = {shown}   ", style="dim")
+        text.append(f"    {job.trigger}    {job.timezone}\n")
+        text.append(f"runs: {job.target}\n")
+        for name, shown in job.options:
+            text.append(f"{name} = {shown}   ", style="dim")
         reason = job.disabled_reason or (job.pause_reason if job.paused else "")
         if reason:
             text.append(f"\n{job.state.value}: {reason}", style="yellow")
         return text
 
-    def _next_text(self, job: Job) -> Text:
+    def _next_text(self, job: JobView) -> Text:
         text = Text("Next runs\n", style="bold")
-        times = (
-            [] if job.paused or job.disabled_reason else self.jobtui.scheduler.next_times(job.id, 5)
-        )
+        times = [] if job.paused or job.disabled_reason else self.controller.next_times(job.id, 5)
         if not times:
             text.append("none planned", style="dim")
         previous_offset = None
@@ -130,7 +120,7 @@ class JobDetailScreen(Screen[None]):
             previous_offset = offset
         return text
 
-    def _show_run(self, job: Job, run: Run | None, now: float) -> None:
+    def _show_run(self, run: RunView | None, now: float) -> None:
         title = self.query_one("#run-title", Static)
         bar = self.query_one("#bar", ProgressBar)
         log = self.query_one("#log", Log)
@@ -141,7 +131,7 @@ class JobDetailScreen(Screen[None]):
         label = Text()
         if run.outcome is None:
             label.append("Running ", style="bold cyan")
-            elapsed = run.duration or 0.0
+            elapsed = run.elapsed(now)
             label.append(f"for {format_duration(elapsed)}")
             if run.progress:
                 remaining = elapsed / run.progress * (1 - run.progress)
@@ -150,8 +140,8 @@ class JobDetailScreen(Screen[None]):
             glyph, style = OUTCOME_STYLE[run.outcome]
             label.append(f"{glyph} {run.outcome.value} ", style=style)
             label.append(f"after {format_duration(run.duration or 0.0)}")
-            if run.error is not None:
-                label.append(f"   {run.error.first_line}", style="red")
+            if run.error_line is not None:
+                label.append(f"   {run.error_line}", style="red")
         if run.status_message:
             label.append(f"   {run.status_message}", style="italic")
         title.update(label)
@@ -163,12 +153,12 @@ class JobDetailScreen(Screen[None]):
         if run.run_id != self._log_run:
             log.clear()
             self._log_run, self._log_lines = run.run_id, 0
-        lines = run.output.lines() if run.has_output else []
-        if len(lines) > self._log_lines:
-            log.write_lines([line.text for line in lines[self._log_lines :]])
-            self._log_lines = len(lines)
+        lines = self.controller.log(run.job_id, run.run_id, self._log_lines)
+        if lines:
+            log.write_lines(lines)
+            self._log_lines += len(lines)
 
-    def _show_history(self, job: Job) -> None:
+    def _show_history(self, job: JobView) -> None:
         marker = f"{job.last_run.run_id if job.last_run else ''}"
         if marker == self._history_loaded_for or not self.query_one("#history", DataTable).columns:
             return  # unchanged, or not mounted yet (an event came first)
@@ -178,7 +168,7 @@ class JobDetailScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="history")
     def load_history(self) -> None:
         """Read the history off the UI thread: it may wait for the store's writer."""
-        runs = self.jobtui.history(self.job_id)
+        runs = self.controller.history(self.job_id)
         self.app.call_from_thread(self._fill_history, runs)
 
     def _fill_history(self, runs: list[dict[str, Any]]) -> None:
@@ -207,12 +197,3 @@ class JobDetailScreen(Screen[None]):
         chart = self.query_one("#durations", Sparkline)
         chart.display = bool(durations)
         chart.data = durations[-40:]
-
-
-def _target_text(target: object) -> str:
-    if isinstance(target, str):
-        return target
-    if isinstance(target, list):
-        return " ".join(target)
-    module = getattr(target, "__module__", "")
-    return f"{module}:{getattr(target, '__qualname__', target)}"

@@ -11,7 +11,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from ...engine import JobState
+from ...engine import JobState, Outcome
+from ..controller import Controller, JobView
+from ..format import summary_text
 from ..widgets.job_table import JobTable
 from .confirm import ConfirmScreen
 
@@ -43,6 +45,10 @@ class MainScreen(Screen[None]):
     def jobtui(self) -> JobtuiApp:
         return self.app  # type: ignore[return-value]
 
+    @property
+    def controller(self) -> Controller:
+        return self.jobtui.controller
+
     _keys_state: tuple[object, ...] = ()
     _ready = False  # the app's tick may come before this screen is composed
 
@@ -68,30 +74,33 @@ class MainScreen(Screen[None]):
     def refresh_jobs(self) -> None:
         if not self._ready:
             return
-        app = self.jobtui
-        scheduler = app.scheduler
-        now = scheduler.clock.wall()
+        app, controller = self.jobtui, self.controller
+        now = controller.now()
         query = self.query_one("#filter", Input).value.strip().lower()
-        jobs = [job for job in scheduler.jobs() if not query or query in _haystack(job)]
+        jobs = [job for job in controller.jobs() if not query or query in _haystack(job)]
         table = self.query_one(JobTable)
-        table.show(jobs, now, scheduler.timezone, app.tick)
-        self.query_one("#summary", Static).update(app.summary())
-        problems = app.reload_problems
+        table.show(jobs, now, controller.timezone, app.tick)
+        summary = summary_text(controller.summary(), now, controller.timezone)
+        self.query_one("#summary", Static).update(summary)
+        problems = controller.reload_problems
         banner = self.query_one("#banner", Static)
         banner.display = bool(problems)
         if problems:
-            lines = [f"{app.config.path} does not validate; the previous jobs keep running:"]
+            lines = [f"{controller.config_path} does not validate; the previous jobs keep running:"]
             lines += [f"  {problem}" for problem in problems[:5]]
             if len(problems) > 5:
                 lines.append(f"  ... and {len(problems) - 5} more (jobtui check shows them all)")
             banner.update(Text("\n".join(lines)))
         self._refresh_keys()
 
+    def _selected_job(self) -> JobView | None:
+        job_id = self.selected
+        return self.controller.job(job_id) if job_id is not None else None
+
     def _refresh_keys(self) -> None:
         """Redraw the footer only when what its keys depend on changed (it is costly)."""
-        job_id = self.selected
-        job = self.jobtui.scheduler.get(job_id) if job_id in self.jobtui.scheduler else None
-        state = (job_id, job.state if job else None, bool(job and job.active))
+        job = self._selected_job()
+        state = (self.selected, job.state if job else None, bool(job and job.running))
         if state != self._keys_state:
             self._keys_state = state
             self.refresh_bindings()
@@ -100,39 +109,39 @@ class MainScreen(Screen[None]):
         self._refresh_keys()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        job_id = self.selected
         if action in ("pause", "resume"):
-            if job_id is None or job_id not in self.jobtui.scheduler:
+            job = self._selected_job()
+            if job is None:
                 return action == "pause" and None  # shown dimmed while nothing is selected
-            job = self.jobtui.scheduler.get(job_id)
             stopped = job.paused or bool(job.disabled_reason)
             return stopped if action == "resume" else not stopped
         if action == "cancel_run":
-            return None if job_id is None or not self.jobtui.scheduler.get(job_id).active else True
+            job = self._selected_job()
+            return None if job is None or not job.running else True
         return True
 
     # -- actions --------------------------------------------------------------------------
     def _job(self) -> str | None:
-        job_id = self.selected
-        if job_id is None or job_id not in self.jobtui.scheduler:
+        job = self._selected_job()
+        if job is None:
             self.notify("No job selected", severity="warning")
             return None
-        return job_id
+        return job.id
 
     def action_run_now(self) -> None:
         if (job_id := self._job()) is not None:
-            self.jobtui.scheduler.run_now(job_id)
+            self.controller.run_now(job_id)
             self.notify(f"Started {job_id} (manual run)", markup=False)
             self.refresh_jobs()
 
     def action_pause(self) -> None:
         if (job_id := self._job()) is not None:
-            self.jobtui.scheduler.pause(job_id, reason="paused from the console")
+            self.controller.pause(job_id)
             self.refresh_jobs()
 
     def action_resume(self) -> None:
         if (job_id := self._job()) is not None:
-            self.jobtui.scheduler.resume(job_id)
+            self.controller.resume(job_id)
             self.refresh_jobs()
 
     def action_remove(self) -> None:
@@ -148,7 +157,7 @@ class MainScreen(Screen[None]):
         self.app.push_screen(
             ConfirmScreen(
                 f'Remove job "{job_id}"?',
-                f"Its [jobs.{job_id}] table is deleted from {self.jobtui.config.path.name} "
+                f"Its [jobs.{job_id}] table is deleted from {self.controller.config_path.name} "
                 "(comments and all), so it does not come back on restart. A running run "
                 "finishes.",
             ),
@@ -156,16 +165,19 @@ class MainScreen(Screen[None]):
         )
 
     def action_cancel_run(self) -> None:
-        job_id = self._job()
-        if job_id is None:
+        job = self._selected_job()
+        if job is None:
+            self.notify("No job selected", severity="warning")
             return
-        if not self.jobtui.scheduler.get(job_id).active:
-            self.notify(f"{job_id} is not running", markup=False)
+        if not job.running:
+            self.notify(f"{job.id} is not running", markup=False)
             return
+        job_id = job.id
 
         def answered(yes: bool | None) -> None:
-            if yes and self.jobtui.scheduler.get(job_id).active:
-                self.jobtui.scheduler.cancel(job_id)
+            still = self.controller.job(job_id)
+            if yes and still is not None and still.running:
+                self.controller.cancel(job_id)
                 self.refresh_jobs()
 
         self.app.push_screen(ConfirmScreen(f'Cancel the running run of "{job_id}"?'), answered)
@@ -209,8 +221,8 @@ class MainScreen(Screen[None]):
         self.refresh_jobs()
 
     async def action_reload(self) -> None:
-        if await self.jobtui.reload():
-            self.notify(f"Reloaded {self.jobtui.config.path.name}")
+        if await self.controller.reload():
+            self.notify(f"Reloaded {self.controller.config_path.name}")
         self.refresh_jobs()
 
     async def action_edit(self) -> None:
@@ -224,13 +236,10 @@ class MainScreen(Screen[None]):
         self.jobtui.ask_quit()
 
 
-def _haystack(job: object) -> str:
-    from ...engine import Job
-
-    assert isinstance(job, Job)
+def _haystack(job: JobView) -> str:
     state = job.state
-    extra = " failed" if job.last_run and job.last_run.outcome and job.last_run.outcome.value in (
-        "failed", "timed_out") else ""  # fmt: skip
-    return f"{job.id} {job.name} {job.describe_trigger()} {state.value}{extra}".lower() + (
+    last = job.last_run
+    extra = " failed" if last and last.outcome in (Outcome.FAILED, Outcome.TIMED_OUT) else ""
+    return f"{job.id} {job.name} {job.trigger} {state.value}{extra}".lower() + (
         " active" if state in (JobState.RUNNING, JobState.RETRYING) else ""
     )

@@ -21,7 +21,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ...engine import Job, JobState
+from ...engine import JobState
+from ..controller import JobView
 from ..format import coarse, next_text, outcome_text, progress_text, state_text
 
 COLUMNS = (  # key, label, the least it is given, the most its content may claim
@@ -89,7 +90,7 @@ def fit_widths(total: int, content: dict[str, int] | None = None) -> dict[str, i
     return widths
 
 
-def job_cell(job: Job) -> Text:
+def job_cell(job: JobView) -> Text:
     """The name, and the id a user types (`jobtui history --job ID`) when the name hides it."""
     cell = Text(job.name)  # plain Text: a job's name is never markup
     if job.name != job.id:
@@ -97,10 +98,10 @@ def job_cell(job: Job) -> Text:
     return cell
 
 
-def row_key(job: Job, now: float, tick: int) -> tuple[object, ...]:
+def row_key(job: JobView, now: float, tick: int) -> tuple[object, ...]:
     """Everything a row's text depends on, cheap to compute: a row whose key did not change
     is not rebuilt."""
-    running = job.active[-1] if job.active else None
+    running = job.running[-1] if job.running else None
     last = job.last_run
     progress: object = None
     if running is not None:
@@ -118,8 +119,8 @@ def row_key(job: Job, now: float, tick: int) -> tuple[object, ...]:
     )
 
 
-def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
-    running = job.active[-1] if job.active else None
+def row_for(job: JobView, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
+    running = job.running[-1] if job.running else None
     status = running.status_message if running else ""
     if not running and job.disabled_reason:
         status = job.disabled_reason
@@ -127,7 +128,7 @@ def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
         status = job.pause_reason
     return (
         job_cell(job),
-        Text(job.describe_trigger()),
+        Text(job.trigger),
         state_text(job.state),
         next_text(job, now, zone),
         outcome_text(job.last_run, now),
@@ -136,7 +137,7 @@ def row_for(job: Job, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
     )
 
 
-def sort_key(column: str, job: Job) -> tuple[object, ...]:
+def sort_key(column: str, job: JobView) -> tuple[object, ...]:
     if column == "job":
         return (job.name.lower(),)
     if column == "state":
@@ -144,7 +145,7 @@ def sort_key(column: str, job: Job) -> tuple[object, ...]:
     if column == "last":
         finished = job.last_run.finished_ts if job.last_run else None
         return (finished is None, -(finished or 0.0))
-    return (job.next_run_time is None, job.next_fire or 0.0, job.name.lower())
+    return (job.next_run_ts is None, job.next_fire or 0.0, job.name.lower())
 
 
 class JobTable(ScrollView, can_focus=True):
@@ -225,7 +226,7 @@ class JobTable(ScrollView, can_focus=True):
         return {job_id: [cell.plain for cell in self._cells[job_id]] for job_id in self._order}
 
     # -- filling it -----------------------------------------------------------------------
-    def show(self, jobs: Iterable[Job], now: float, zone: tzinfo, tick: int) -> None:
+    def show(self, jobs: Iterable[JobView], now: float, zone: tzinfo, tick: int) -> None:
         """Bring the table in line with ``jobs`` (already filtered), repainting only changes."""
         jobs = list(jobs)
         selected = self.selected_job_id

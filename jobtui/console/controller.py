@@ -1,0 +1,495 @@
+"""What the console talks to instead of the scheduler: plain views of what is on screen, the
+actions a user can take, and small change notices.
+
+The views are frozen dataclasses of plain values (no live Job or Run), so the same screens can
+later be fed from the other end of a socket by a daemon. This module imports neither Textual
+nor rich (a test keeps it so): the Textual side turns notices into messages in app.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import Config, Problem, remove_job_table
+from ..engine import (
+    ClockJumped,
+    Event,
+    Job,
+    JobAdded,
+    JobModified,
+    JobRemoved,
+    JobState,
+    JobStateChanged,
+    OccurrenceMissed,
+    OccurrenceSkipped,
+    Outcome,
+    Run,
+    RunFinished,
+    RunProgress,
+    RunRetrying,
+    RunStarted,
+    SchedulerStarted,
+    format_duration,
+)
+from ..engine.job import DEFAULT_OPTIONS
+from ..host import Host
+
+DAY = 86400.0
+# The options the detail screen lists when they differ from the default.
+SHOWN_OPTIONS = (
+    "timeout", "retries", "overlap", "catchup", "misfire_grace", "max_failures", "max_runs",
+    "jitter", "kill_grace", "cwd",
+)  # fmt: skip
+RECENT_RUNS = 200  # history kept per job when there is no store
+
+
+# -- views ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """One run as the screens show it. Times are wall-clock seconds since the epoch."""
+
+    run_id: str
+    job_id: str
+    manual: bool
+    attempt: int
+    scheduled_ts: float
+    started_ts: float | None
+    finished_ts: float | None
+    outcome: Outcome | None
+    progress: float | None
+    status_message: str
+    error_type: str | None
+    error_message: str | None
+    error_line: str | None  # "Type: first line of the message", as notifications show it
+    reason: str
+    pid: int | None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish; None until it started or while it runs (use elapsed)."""
+        if self.started_ts is None or self.finished_ts is None:
+            return None
+        return max(0.0, self.finished_ts - self.started_ts)
+
+    def elapsed(self, now: float) -> float:
+        """Seconds it ran (or has been running, at ``now``)."""
+        if self.started_ts is None:
+            return 0.0
+        return max(0.0, (self.finished_ts or now) - self.started_ts)
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """One job as the screens show it."""
+
+    id: str
+    name: str
+    description: str
+    trigger: str  # in words: "every 10m", "at 02:30 every day"
+    timezone: str
+    target: str  # what it runs, in words
+    options: tuple[tuple[str, str], ...]  # (name, value) of options that are not the default
+    state: JobState
+    paused: bool
+    pause_reason: str
+    disabled_reason: str
+    next_fire: float | None  # as planned, even while paused (the table sorts by it)
+    next_run_ts: float | None  # None when no run is planned (paused, disabled, finished)
+    last_run: RunView | None
+    running: tuple[RunView, ...]
+
+    @property
+    def current_run(self) -> RunView | None:
+        """The newest running run, else the last finished one."""
+        return self.running[-1] if self.running else self.last_run
+
+    @property
+    def next_run_time(self) -> datetime | None:
+        return None if self.next_run_ts is None else datetime.fromtimestamp(self.next_run_ts, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    config_name: str
+    jobs: int
+    running: int
+    failed_24h: int
+    paused: int
+    store_status: str  # empty while the store is healthy (or there is none)
+
+
+# -- change notices -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class JobsChanged:
+    """These jobs' views changed in a way worth redrawing now (not merely progress)."""
+
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailed:
+    job_id: str
+    message: str  # "Type: first line", or the outcome ("timed_out")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadFinished:
+    ok: bool
+    problems: tuple[str, ...]
+
+
+Notice = JobsChanged | RunFailed | ReloadFinished
+
+
+class Controller(Protocol):
+    """Everything the console asks of jobtui. Reads are cheap and never block, except
+    ``history`` (call it from a thread worker)."""
+
+    @property
+    def config_path(self) -> Path: ...
+    @property
+    def timezone(self) -> tzinfo: ...
+    @property
+    def reload_problems(self) -> tuple[str, ...]: ...
+
+    def now(self) -> float: ...
+    def jobs(self) -> list[JobView]: ...
+    def job(self, job_id: str) -> JobView | None: ...
+    def next_times(self, job_id: str, n: int = 5) -> list[datetime]: ...
+    def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]: ...
+    def log(self, job_id: str, run_id: str, start: int = 0) -> tuple[str, ...]: ...
+    def summary(self) -> Summary: ...
+    def config_line(self, job_id: str) -> int | None: ...
+
+    def run_now(self, job_id: str) -> None: ...
+    def pause(self, job_id: str) -> None: ...
+    def resume(self, job_id: str) -> None: ...
+    def cancel(self, job_id: str) -> None: ...
+    def remove(self, job_id: str) -> None: ...
+    async def reload(self) -> bool: ...
+
+    def subscribe(self, callback: Callable[[Notice], None]) -> Callable[[], None]: ...
+
+
+# -- building views -------------------------------------------------------------------------
+def run_view(run: Run) -> RunView:
+    error = run.error
+    return RunView(
+        run_id=run.run_id,
+        job_id=run.job_id,
+        manual=run.manual,
+        attempt=run.attempt,
+        scheduled_ts=run.scheduled_ts,
+        started_ts=run.started_ts,
+        finished_ts=run.finished_ts,
+        outcome=run.outcome,
+        progress=run.progress,
+        status_message=run.status_message,
+        error_type=error.type if error else None,
+        error_message=error.message if error else None,
+        error_line=error.first_line if error else None,
+        reason=run.reason,
+        pid=run.pid,
+    )
+
+
+def run_record(run: Run) -> dict[str, Any]:
+    """A finished run as the store's ``read_runs`` returns it, for history without a store."""
+    return {
+        "run_id": run.run_id,
+        "job_id": run.job_id,
+        "scheduled_for": run.scheduled_for.isoformat(),
+        "manual": run.manual,
+        "attempt": run.attempt,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "outcome": run.outcome.value if run.outcome else None,
+        "reason": run.reason,
+        "error_type": run.error.type if run.error else None,
+        "error_message": run.error.message if run.error else None,
+        "duration": run.duration if run.started_at else None,
+    }
+
+
+def target_text(target: object) -> str:
+    if isinstance(target, str):
+        return target
+    if isinstance(target, list):
+        return " ".join(target)
+    module = getattr(target, "__module__", "")
+    return f"{module}:{getattr(target, '__qualname__', target)}"
+
+
+def options_shown(job: Job) -> tuple[tuple[str, str], ...]:
+    shown = []
+    for name in SHOWN_OPTIONS:
+        value = getattr(job.options, name)
+        if value != getattr(DEFAULT_OPTIONS, name):
+            text = format_duration(value) if isinstance(value, float) else value
+            shown.append((name, f"{text}"))
+    return tuple(shown)
+
+
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """What follows from a job's definition, in words: worked out again only when the
+    definition changed, not on every progress update."""
+
+    source: tuple[object, ...]  # the definition's parts: trigger, options, target, zone
+    trigger: str
+    timezone: str
+    target: str
+    options: tuple[tuple[str, str], ...]
+
+
+class LocalController:
+    """The controller over an in-process Host.
+
+    Views are kept current incrementally: an event marks its job dirty, and a dirty job's view
+    is rebuilt when next read. With a thousand jobs and fifty moving progress bars, that is
+    fifty rebuilds per redraw instead of a thousand, and a burst of events on one job in one
+    loop turn costs one rebuild. Rebuilding on read (not inside the event) also means the view
+    sees the job after the scheduler finished changing it.
+    """
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.scheduler = host.scheduler
+        self._listeners: list[Callable[[Notice], None]] = []
+        self._views: dict[str, JobView] = {}
+        self._dirty: set[str] = set()
+        self._order_stale = True  # jobs came or went: re-read the scheduler's order
+        self._failures: deque[float] = deque()  # when runs failed, for the 24 h count
+        self._recent: dict[str, deque[dict[str, Any]]] = {}  # history without a store
+        self._recent_lock = threading.Lock()  # history is read from a thread worker
+        self._words: dict[str, _Words] = {}
+        self._handlers: dict[type[Event], Callable[[Any], None]] = {
+            RunStarted: self._on_run_changed,
+            RunRetrying: self._on_run_changed,
+            OccurrenceSkipped: self._on_run_changed,
+            OccurrenceMissed: self._on_run_changed,
+            RunProgress: self._on_progress,
+            RunFinished: self._on_run_finished,
+            JobAdded: self._on_jobs_came_or_went,
+            JobRemoved: self._on_jobs_came_or_went,
+            JobModified: self._on_job_changed,
+            JobStateChanged: self._on_job_changed,
+            SchedulerStarted: self._on_everything_changed,
+            ClockJumped: self._on_everything_changed,
+        }
+        self._unsubscribe = self.scheduler.subscribe(self._on_event)
+        host.reloaded.append(self._on_reloaded)
+        host.reload_failed.append(self._on_reload_failed)
+
+    # -- reads ----------------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        return self.host.config
+
+    @property
+    def config_path(self) -> Path:
+        return self.host.config.path
+
+    @property
+    def timezone(self) -> tzinfo:
+        return self.scheduler.timezone
+
+    @property
+    def reload_problems(self) -> tuple[str, ...]:
+        return tuple(str(problem) for problem in self.host.reload_problems)
+
+    def now(self) -> float:
+        return self.scheduler.clock.wall()
+
+    def jobs(self) -> list[JobView]:
+        self._bring_up_to_date()
+        return list(self._views.values())
+
+    def job(self, job_id: str) -> JobView | None:
+        self._bring_up_to_date()
+        return self._views.get(job_id)
+
+    def next_times(self, job_id: str, n: int = 5) -> list[datetime]:
+        if job_id not in self.scheduler:
+            return []
+        return self.scheduler.next_times(job_id, n)
+
+    def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first; blocking (it may wait for the store's writer)."""
+        if self.host.store is not None:
+            return self.host.history(job_id, limit)
+        with self._recent_lock:
+            return list(self._recent.get(job_id, ()))[:limit]
+
+    def log(self, job_id: str, run_id: str, start: int = 0) -> tuple[str, ...]:
+        """The run's captured output from line ``start`` on (a running or the last run)."""
+        if job_id not in self.scheduler:
+            return ()
+        job = self.scheduler.get(job_id)
+        for run in (*job.active, job.last_run):
+            if run is not None and run.run_id == run_id:
+                if not run.has_output:
+                    return ()
+                return tuple(line.text for line in run.output.lines()[start:])
+        return ()
+
+    def summary(self) -> Summary:
+        now = self.now()
+        while self._failures and self._failures[0] < now - DAY:
+            self._failures.popleft()
+        views = self.jobs()
+        store = self.host.store
+        return Summary(
+            config_name=self.config_path.name,
+            jobs=len(views),
+            running=sum(len(view.running) for view in views),
+            failed_24h=len(self._failures),
+            paused=sum(1 for view in views if view.paused),
+            store_status=store.status if store is not None else "",
+        )
+
+    def config_line(self, job_id: str) -> int | None:
+        spec = self.host.config.jobs.get(job_id)
+        return spec.line if spec is not None and spec.line else None
+
+    # -- actions --------------------------------------------------------------------------
+    def run_now(self, job_id: str) -> None:
+        self.scheduler.run_now(job_id)
+
+    def pause(self, job_id: str) -> None:
+        self.scheduler.pause(job_id, reason="paused from the console")
+
+    def resume(self, job_id: str) -> None:
+        self.scheduler.resume(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        self.scheduler.cancel(job_id)
+
+    def remove(self, job_id: str) -> None:
+        """Remove the job and delete its table from jobs.toml, keeping the rest of the file
+        as it was. Raises OSError when the file could not be edited (the job is gone anyway,
+        until the next start)."""
+        if job_id in self.scheduler:
+            self.scheduler.remove(job_id)
+        remove_job_table(self.config_path, job_id)
+
+    async def reload(self) -> bool:
+        return await self.host.reload()
+
+    def subscribe(self, callback: Callable[[Notice], None]) -> Callable[[], None]:
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # -- keeping views current ------------------------------------------------------------
+    def _bring_up_to_date(self) -> None:
+        scheduler = self.scheduler
+        if self._order_stale:
+            self._order_stale = False
+            views: dict[str, JobView] = {}
+            for job in scheduler.jobs():
+                view = self._views.get(job.id)
+                if view is None or job.id in self._dirty:
+                    view = self._build(job)
+                    self._dirty.discard(job.id)
+                views[job.id] = view
+            self._views = views
+            self._words = {key: words for key, words in self._words.items() if key in views}
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        for job_id in dirty:
+            if job_id in self._views and job_id in scheduler:
+                self._views[job_id] = self._build(scheduler.get(job_id))
+
+    def _build(self, job: Job) -> JobView:
+        source = (job.trigger, job.options, job.target, job.zone)
+        words = self._words.get(job.id)
+        if words is None or words.source != source:
+            zone = str(getattr(job.zone, "key", job.zone))
+            words = _Words(source, job.describe_trigger(), zone, target_text(job.target),
+                           options_shown(job))  # fmt: skip
+            self._words[job.id] = words
+        next_run = job.next_run_time
+        return JobView(
+            id=job.id,
+            name=job.name,
+            description=job.options.description,
+            trigger=words.trigger,
+            timezone=words.timezone,
+            target=words.target,
+            options=words.options,
+            state=job.state,
+            paused=job.paused,
+            pause_reason=job.pause_reason,
+            disabled_reason=job.disabled_reason,
+            next_fire=job.next_fire,
+            next_run_ts=next_run.timestamp() if next_run is not None else None,
+            last_run=run_view(job.last_run) if job.last_run is not None else None,
+            running=tuple(run_view(run) for run in job.active),
+        )
+
+    def _on_event(self, event: Event) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _notify(self, notice: Notice) -> None:
+        for listener in tuple(self._listeners):
+            listener(notice)
+
+    def _on_progress(self, event: RunProgress) -> None:
+        # No notice: progress is drawn on the steady tick, not once per update.
+        self._dirty.add(event.run.job_id)
+
+    def _on_run_changed(self, event: RunStarted | RunRetrying) -> None:
+        self._dirty.add(event.run.job_id)
+        self._notify(JobsChanged((event.run.job_id,)))
+
+    def _on_run_finished(self, event: RunFinished) -> None:
+        run = event.run
+        self._dirty.add(run.job_id)
+        if self.host.store is None:
+            with self._recent_lock:
+                runs = self._recent.setdefault(run.job_id, deque(maxlen=RECENT_RUNS))
+                runs.appendleft(run_record(run))
+        if run.outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
+            self._failures.append(event.time)
+            what = run.error.first_line if run.error else run.outcome.value
+            self._notify(RunFailed(run.job_id, what))
+        self._notify(JobsChanged((run.job_id,)))
+
+    def _on_job_changed(self, event: JobModified | JobStateChanged) -> None:
+        self._dirty.add(event.job_id)
+        self._notify(JobsChanged((event.job_id,)))
+
+    def _on_jobs_came_or_went(self, event: JobAdded | JobRemoved) -> None:
+        self._order_stale = True
+        self._dirty.add(event.job_id)
+        self._notify(JobsChanged((event.job_id,)))
+
+    def _on_everything_changed(self, event: Event) -> None:
+        self._order_stale = True
+        self._dirty.update(self._views)
+        self._notify(JobsChanged(tuple(job.id for job in self.scheduler.jobs())))
+
+    def _on_reloaded(self, config: Config) -> None:
+        self._order_stale = True  # the reloader may have added or removed jobs quietly
+        self._dirty.update(self._views)
+        self._notify(ReloadFinished(True, ()))
+
+    def _on_reload_failed(self, problems: list[Problem]) -> None:
+        self._notify(ReloadFinished(False, tuple(str(problem) for problem in problems)))
