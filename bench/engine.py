@@ -2,6 +2,7 @@
 
     python bench/engine.py            # the full run (about two minutes)
     python bench/engine.py --quick    # smaller numbers, for a smoke test
+    python bench/engine.py --baseline 8dec20f   # and jobtui as it was at that commit, side by side
 
 Every measurement runs in a fresh subprocess, so one system's objects never slow another's
 garbage collector. Printed: a table per case and the ratios the targets are stated in.
@@ -19,19 +20,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import inspect
 import json
 import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-SYSTEMS = ("jobtui", "apscheduler", "floor")
+SYSTEMS = ["jobtui", "apscheduler", "floor"]
 LABELS = {"jobtui": "jobtui", "apscheduler": "APScheduler 3", "floor": "asyncio floor"}
+BASELINE: Path | None = None  # a copy of jobtui at --baseline REV, measured as "before"
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -217,6 +222,21 @@ async def memory(system: str, jobs: int) -> dict[str, float]:
 # -- (d) with the state store attached (jobtui only) -----------------------------------------
 
 
+def with_store(scheduler_class: Any, store: Any) -> Any:
+    """A scheduler that claims and records through ``store``. Before the DataStore seam (a
+    --baseline older than it) the store attached itself to a scheduler made without it."""
+    if store is None or "store" not in inspect.signature(scheduler_class).parameters:
+        return scheduler_class(timezone="UTC")
+    return scheduler_class(timezone="UTC", store=store)
+
+
+def start_store(store: Any, scheduler: Any) -> None:
+    if hasattr(store, "start"):
+        store.start()
+    else:  # the baseline's way
+        store.attach(scheduler)
+
+
 async def store_throughput(system: str, jobs: int) -> dict[str, float]:
     """Runs per second recorded: from the due instant until every run's row is committed."""
     import tempfile
@@ -226,7 +246,7 @@ async def store_throughput(system: str, jobs: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as folder:
         store = Store.open(f"{folder}/state.db")
-        scheduler = Scheduler(timezone="UTC", store=store)
+        scheduler = with_store(Scheduler, store)
         start = time.time() + 2.0 + jobs / 20_000
         start_dt = datetime.fromtimestamp(start, UTC)
         all_finished = asyncio.get_running_loop().create_future()
@@ -244,7 +264,7 @@ async def store_throughput(system: str, jobs: int) -> dict[str, float]:
 
         for n in range(jobs):
             scheduler.add_job(body, id=f"j{n}", at=start_dt)
-        store.start()
+        start_store(store, scheduler)
         scheduler.subscribe(count)
         await scheduler.start()
         await asyncio.wait_for(all_finished, 120)
@@ -266,8 +286,8 @@ async def store_stall(system: str, rate: int, seconds: float) -> dict[str, float
     from jobtui.store import Store
 
     with tempfile.TemporaryDirectory() as folder:
-        store = Store.open(f"{folder}/state.db") if system == "store" else None
-        scheduler = Scheduler(timezone="UTC", store=store)
+        store = Store.open(f"{folder}/state.db") if system.endswith("store") else None
+        scheduler = with_store(Scheduler, store)
 
         async def body(run) -> None:
             run.progress = 0.5
@@ -278,7 +298,7 @@ async def store_stall(system: str, rate: int, seconds: float) -> dict[str, float
             start = phase + timedelta(seconds=n / rate)
             scheduler.add_job(body, id=f"j{n}", every="1s", start=start, run_immediately=True)
         if store is not None:
-            store.start()
+            start_store(store, scheduler)
         await scheduler.start()
         worst = 0.0
         end = time.perf_counter() + seconds
@@ -296,8 +316,12 @@ async def store_stall(system: str, rate: int, seconds: float) -> dict[str, float
 
 
 def measure(case: str, system: str, quick: bool) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", case, system] + (["--quick"] if quick else [])
     env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if system.startswith("before"):  # the same code, importing jobtui from the baseline copy
+        assert BASELINE is not None
+        env["PYTHONPATH"] = str(BASELINE)
+        system = system.removeprefix("before-") if system != "before" else "jobtui"
+    cmd = [sys.executable, __file__, "--child", case, system] + (["--quick"] if quick else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if out.returncode != 0:
         raise SystemExit(f"{case}/{system} failed:\n{out.stderr}")
@@ -338,11 +362,36 @@ def table(title: str, rows: list[tuple[str, str, dict[str, dict[str, float]], st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure jobtui as it was at this git commit"
+    )
     parser.add_argument("--child", nargs=2, metavar=("CASE", "SYSTEM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child, args.quick)
         return
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as folder:
+            extract(args.baseline, Path(folder))
+            global BASELINE
+            BASELINE = Path(folder)
+            SYSTEMS.insert(1, "before")
+            LABELS["before"] = f"jobtui {args.baseline[:10]}"
+            report(args)
+        return
+    report(args)
+
+
+def extract(rev: str, folder: Path) -> None:
+    """The jobtui package as it was at ``rev``, unpacked into ``folder``."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", rev, "jobtui"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+
+
+def report(args: argparse.Namespace) -> None:
     print(f"jobtui engine benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
     results: dict[str, dict[str, dict[str, float]]] = {}
     for case in ("lateness", "throughput", "idle", "memory"):
@@ -364,18 +413,30 @@ def main() -> None:
             ("idle CPU, % of a core", "idle_cpu_pct", idl, ".2f"),
         ],
     )
-    stored = measure("store_throughput", "jobtui", args.quick)
-    stall = {s: measure("store_stall", s, args.quick) for s in ("engine", "store")}
+    mine = ["jobtui", *(["before"] if BASELINE else [])]
+    stored_by = {s: measure("store_throughput", s, args.quick) for s in mine}
+    stall_by = {
+        s: {
+            "engine": measure("store_stall", "before-engine" if s == "before" else "engine",
+                              args.quick),
+            "store": measure("store_stall", "before-store" if s == "before" else "store",
+                             args.quick),
+        }
+        for s in mine
+    }  # fmt: skip
+    stored, stall = stored_by["jobtui"], stall_by["jobtui"]
     print("\n(d) jobtui with the state store attached")
-    print(f"  {'20,000 runs due at once, recorded per second':<48}{stored['runs_per_s']:>12,.0f}")
-    print(
-        f"  {'worst loop stall at 200 runs/s, no store (ms)':<48}"
-        f"{stall['engine']['worst_stall_ms']:>12.2f}"
-    )
-    print(
-        f"  {'worst loop stall at 200 runs/s, with store (ms)':<48}"
-        f"{stall['store']['worst_stall_ms']:>12.2f}"
-    )
+    print(f"  {'':<48}" + "".join(f"{LABELS[s]:>16}" for s in mine))
+    rows = [
+        ("20,000 runs due at once, recorded per second", lambda s: stored_by[s]["runs_per_s"],
+         ",.0f"),
+        ("worst loop stall at 200 runs/s, no store (ms)",
+         lambda s: stall_by[s]["engine"]["worst_stall_ms"], ".2f"),
+        ("worst loop stall at 200 runs/s, with store (ms)",
+         lambda s: stall_by[s]["store"]["worst_stall_ms"], ".2f"),
+    ]  # fmt: skip
+    for label, value, fmt in rows:
+        print(f"  {label:<48}" + "".join(f"{format(value(s), fmt):>16}" for s in mine))
     j, a, f = "jobtui", "apscheduler", "floor"
     p99 = {s: late[s]["p99"] for s in SYSTEMS}
     rate = {s: thr[s]["runs_per_s"] for s in SYSTEMS}
@@ -391,6 +452,17 @@ def main() -> None:
         ("runs/s recorded with the store", stored["runs_per_s"], "min", 10_000.0),
         ("loop stall with the store, ms", stall["store"]["worst_stall_ms"], "max", 5.0),
     ]
+    if BASELINE:  # no worse than the design before: ratios to it, within the machine's noise
+        b = "before"
+        checks += [
+            ("p99 lateness vs before", p99[j] / p99[b], "max", 1.15),
+            ("throughput vs before", rate[j] / rate[b], "min", 0.85),
+            ("add cost vs before", idl[j]["add_us"] / idl[b]["add_us"], "max", 1.15),
+            ("memory per job vs before", mem[j]["bytes_per_job"] / mem[b]["bytes_per_job"],
+             "max", 1.15),
+            ("recorded runs/s vs before", stored["runs_per_s"] / stored_by[b]["runs_per_s"],
+             "min", 0.85),
+        ]  # fmt: skip
     print("\nratios and targets")
     for label, value, kind, bound in checks:
         if bound is None:

@@ -4,6 +4,7 @@ Like APScheduler 4's DataStore, but only the three calls this engine's loop make
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from .events import Event
@@ -12,10 +13,13 @@ from .run import Run
 
 
 class DataStore(Protocol):
-    async def claim(self, run: Run) -> bool:
-        """Asked before a scheduled run starts. True: this process runs the occurrence. False:
-        it already ran, or another process has it (the store keeps one record per job and
-        ``scheduled_for``), and the scheduler drops it without running it."""
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        """Asked before a scheduled run starts; the future the store settles once the claim is
+        written. True: this process runs the occurrence. False: it already ran, or another
+        process has it (the store keeps one record per job and ``scheduled_for``), and the
+        scheduler drops it without running it. A future, not a coroutine: the scheduler holds
+        virtual time on it directly, and a task per claim cost a fifth of the throughput of a
+        durable scheduler."""
         ...
 
     def record(self, event: Event) -> None:

@@ -120,7 +120,7 @@ class Runner:
     # -- a run: claim, attempts, timeouts, retries, outcome -------------------------------
     async def _claim(self, run: Run) -> bool:
         assert self.store is not None
-        claim = asyncio.ensure_future(self.store.claim(run))
+        claim = self.store.claim(run)
         # A virtual clock must not move on while the store writes the claim: the run would
         # start late by however far a test advanced meanwhile.
         self.clock.hold(claim)

@@ -154,8 +154,9 @@ class Store:
         self._loop = asyncio.get_running_loop()
         self.writer.start(self._loop)
 
-    async def claim(self, run: Run) -> bool:
-        """Write the occurrence's row; True if it was not there (this process runs it)."""
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        """Write the occurrence's row; the future says True if it was not there (this process
+        runs it). Settled by the writer thread in batches, or after CLAIM_WAIT regardless."""
         assert self._loop is not None, "start the store before the scheduler"
         future: asyncio.Future[bool] = self._loop.create_future()
         self.writer.push(
@@ -166,12 +167,10 @@ class Store:
             )
         )
         if self.status:  # degraded: keep scheduling, the row waits in the buffer
-            return True
-        handle = self._loop.call_later(CLAIM_WAIT, _settle, future, True)
-        try:
-            return await future
-        finally:
-            handle.cancel()
+            future.set_result(True)
+        else:  # a timer that finds the future settled does nothing: cheaper than cancelling
+            self._loop.call_later(CLAIM_WAIT, _settle, future, True)
+        return future
 
     def record(self, event: Event) -> None:
         handler = self._record.get(type(event))
