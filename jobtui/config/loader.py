@@ -73,7 +73,6 @@ class JobSpec:
 class Config:
     path: Path
     timezone: tzinfo
-    timezone_name: str | None  # as written; None means the machine's zone
     state_path: Path
     max_concurrency: int | None
     stop_grace: float
@@ -195,7 +194,7 @@ class _Loader:
                 self.unknown(key, TOP_KEYS, table=(), what="table")
         scheduler = self.table(data, "scheduler")
         defaults = self.table(data, "defaults")
-        zone, zone_name, state_path, max_concurrency, stop_grace = self.scheduler(scheduler)
+        zone, state_path, max_concurrency, stop_grace = self.scheduler(scheduler)
         keep_runs, keep_days = self.retention(scheduler)
         keymap = self.console(self.table(data, "console"))
         self.defaults(defaults, zone)
@@ -223,7 +222,6 @@ class _Loader:
         return Config(
             path=self.path,
             timezone=zone,
-            timezone_name=zone_name,
             state_path=state_path,
             max_concurrency=max_concurrency,
             stop_grace=stop_grace,
@@ -258,9 +256,7 @@ class _Loader:
         )
         self.problem(f"unknown {what}{hint}", table=table, key=key, job=job)
 
-    def scheduler(
-        self, table: dict[str, Any]
-    ) -> tuple[tzinfo, str | None, Path, int | None, float]:
+    def scheduler(self, table: dict[str, Any]) -> tuple[tzinfo, Path, int | None, float]:
         where = ("scheduler",)
         for key in table:
             if key not in SCHEDULER_KEYS:
@@ -290,7 +286,7 @@ class _Loader:
                 ).kill_grace
             except InvalidJobOption as exc:
                 self.problem(exc.reason, table=where, key="stop_grace")
-        return zone, zone_name, state_path, max_concurrency, stop_grace
+        return zone, state_path, max_concurrency, stop_grace
 
     def console(self, table: dict[str, Any]) -> dict[str, str]:
         """[console.keys]: binding id = "keys", such as run = "R" or quit = "q,ctrl+c"."""
