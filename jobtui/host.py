@@ -10,12 +10,11 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from .config import Config, Problem, Reloader, load
+from .config import Config, Problem, Reloader
 from .engine import Clock, Scheduler
-from .store import StateStore, Store
+from .store import StateStore
 
 
 class Host:
@@ -53,20 +52,6 @@ class Host:
             on_job_changed=store.set_fingerprint if store is not None else None,
         )
         self._watcher: asyncio.Task[None] | None = None
-
-    @classmethod
-    def open(cls, path: Path, **kwargs: Any) -> Host:
-        """Load ``path`` and open its state store. Raises ConfigError (every problem in the
-        file) or StoreError (the state file is owned, damaged or unreadable)."""
-        config = load(path)
-        store = Store.open(
-            config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days
-        )
-        try:
-            return cls(config, store=store, **kwargs)
-        except BaseException:
-            store.close()
-            raise
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self, *, watch: bool = True) -> None:
