@@ -120,12 +120,17 @@ def _(event: RunRetrying) -> dict[str, object] | None:
     }
 
 
+_OCCURRENCE_EVENT_NAMES = {
+    OccurrenceSkipped: "occurrence_skipped",
+    OccurrenceMissed: "occurrence_missed",
+}
+
+
 @describe.register(OccurrenceSkipped)
 @describe.register(OccurrenceMissed)
 def _(event: OccurrenceSkipped | OccurrenceMissed) -> dict[str, object] | None:
-    kind = "skipped" if isinstance(event, OccurrenceSkipped) else "missed"
     return {
-        "event": f"occurrence_{kind}",
+        "event": _OCCURRENCE_EVENT_NAMES[type(event)],
         "job": event.run.job_id,
         "scheduled_for": event.run.scheduled_for.isoformat(),
         "reason": event.run.reason,

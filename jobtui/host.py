@@ -1,7 +1,7 @@
 """One jobtui process's parts, wired in one place: jobs.toml, its state store, the reloader that
-follows edits, and the scheduler. Headless mode, the console and the CLI all start and stop
-jobtui through a Host, so the order (open, restore, attach, start; stop, flush, close) is
-written once."""
+follows edits, and the scheduler. Headless mode and the console start and stop jobtui through
+a Host, so the order (restore the jobs' kept state, start the store, start the scheduler,
+follow the file; stop following, stop the scheduler, close the store) is written once."""
 
 from __future__ import annotations
 
@@ -41,9 +41,10 @@ class Host:
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
         self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
         if store is not None:
-            store.restore(
-                self.scheduler, {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
-            )
+            fingerprints = {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
+            for job_id, snapshot in store.load_snapshots(fingerprints).items():
+                if job_id in self.scheduler:
+                    self.scheduler.restore(job_id, snapshot)
         self.reloader = Reloader(
             self.scheduler,
             config,
@@ -70,10 +71,12 @@ class Host:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
-        if self.scheduler.running:
-            await self.scheduler.stop(grace)
-        if self.store is not None:
-            await asyncio.to_thread(self.store.close)
+        try:
+            if self.scheduler.running:
+                await self.scheduler.stop(grace)
+        finally:  # even when the stop is cancelled: the lock goes, queued writes are written
+            if self.store is not None:
+                await asyncio.to_thread(self.store.close)
 
     def kill_leftovers(self) -> None:
         """After a crash the loop is gone without its own shutdown: still, no command may be

@@ -183,3 +183,27 @@ async def test_reload_reports_its_problems(host, controller, jobs_file, notices)
 def test_a_job_view_is_frozen() -> None:
     assert dataclasses.fields(JobView)
     assert JobView.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+async def test_a_queued_occurrence_moves_the_countdown_without_an_event(tmp_path, clock):
+    # The scheduler moves a queued job's next time without telling anyone; the view must not
+    # keep counting down to a time that has passed.
+    jobs = write(
+        tmp_path / "jobs.toml",
+        '[scheduler]\ntimezone = "UTC"\n'
+        '[jobs.q]\ncommand = "sleep 30"\nevery = "10s"\noverlap = "queue"\n',
+    )
+    host = Host(load(jobs), clock=clock)
+    controller = LocalController(host)
+    recorder = Recorder(host.scheduler)
+    await host.start(watch=False)
+    try:
+        await clock.advance(10)
+        await recorder.wait_for(lambda: recorder.started("q"))
+        controller.jobs()  # a view is built while the run goes
+        await clock.advance(10)  # the next occurrence comes while it runs: it is queued
+        (view,) = controller.jobs()
+        assert view.next_fire == host.scheduler.get("q").next_fire
+        assert view.next_fire is not None and view.next_fire > clock.wall()
+    finally:
+        await host.stop(0)

@@ -48,18 +48,18 @@ class RefusingBackend:
 
     def __init__(self, store: Store, message: str) -> None:
         self.backend = store.writer.backend
-        self.message = message
+        self.error: Exception = StoreUnavailable(message)
         self.refusing = True
         store.writer.backend = self
 
     def write(self, batch):
         if self.refusing:
-            raise StoreUnavailable(self.message)
+            raise self.error
         return self.backend.write(batch)
 
     def prune(self):
         if self.refusing:
-            raise StoreUnavailable(self.message)
+            raise self.error
         self.backend.prune()
 
 
@@ -328,6 +328,27 @@ async def test_a_read_only_database_keeps_scheduling_and_catches_up_later(tmp_pa
         await recorder.wait_for(lambda: len(recorder.finished("j")) == 2 and store.status)
         assert "readonly" in store.status or "read-only" in store.status
         folder.refusing = False
+        await recorder.wait_for(lambda: not store.status)
+    await asyncio.to_thread(store.close)
+    assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 2
+
+
+async def test_a_backend_bug_does_not_stop_the_writer(tmp_path, clock):
+    # Not the backend saying "not now" but an error nobody expected: the writer thread must
+    # live on, say so, and write everything once the backend works again.
+    db = tmp_path / "state.db"
+    store = Store.open(db)
+    broken = RefusingBackend(store, "")
+    broken.error = KeyError("a statement the backend does not know")
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1m", id="j")
+    store.start()
+    async with scheduler:
+        await clock.advance(120)
+        await recorder.wait_for(lambda: len(recorder.finished("j")) == 2 and store.status)
+        assert "a statement the backend does not know" in store.status
+        broken.refusing = False
         await recorder.wait_for(lambda: not store.status)
     await asyncio.to_thread(store.close)
     assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 2

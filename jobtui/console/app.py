@@ -19,7 +19,7 @@ from textual.binding import Binding
 from ..config import Config
 from ..engine import Clock, Scheduler
 from ..host import Host
-from ..store import Store
+from ..store import StateStore
 from . import messages
 from .commands import JobCommands
 from .controller import LocalController, Notice
@@ -40,18 +40,18 @@ class JobtuiApp(App[int]):
         config: Config,
         *,
         clock: Clock | None = None,
-        store: Store | None = None,
+        store: StateStore | None = None,
         refresh_interval: float = 0.5,
         grace: float | None = None,
         watch_file: bool = True,
     ) -> None:
         super().__init__()
-        self.store = store
         self.refresh_interval = refresh_interval
         self.grace = grace
         self.watch_file = watch_file
         self.host = Host(config, store=store, clock=clock)
-        self.scheduler: Scheduler = self.host.scheduler  # for tests and the CLI, not screens
+        # For tests and tools that drive the engine directly; screens go through the controller.
+        self.scheduler: Scheduler = self.host.scheduler
         self.controller = LocalController(self.host)
         self.controller.subscribe(self._on_notice)
         self.tick = 0
@@ -82,6 +82,7 @@ class JobtuiApp(App[int]):
             screen.refresh_view()
 
     async def shut_down(self) -> None:
+        self.controller.close()
         await self.host.stop(self.grace)
 
     def ask_quit(self) -> None:

@@ -289,10 +289,6 @@ class LocalController:
 
     # -- reads ----------------------------------------------------------------------------
     @property
-    def config(self) -> Config:
-        return self.host.config
-
-    @property
     def config_path(self) -> Path:
         return self.host.config.path
 
@@ -397,6 +393,13 @@ class LocalController:
     # -- keeping views current ------------------------------------------------------------
     def _bring_up_to_date(self) -> None:
         scheduler = self.scheduler
+        # The scheduler moves a job's next time without an event in a few places (a queued
+        # overlap, a jitter wait, an interval that fired nothing): a cheap comparison per job
+        # catches those, so no countdown goes stale.
+        for job in scheduler.jobs():
+            shown = self._views.get(job.id)
+            if shown is not None and shown.next_fire != job.next_fire:
+                self._dirty.add(job.id)
         if self._order_stale:
             self._order_stale = False
             views: dict[str, JobView] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..engine import JobSnapshot, Scheduler
+from ..engine import JobSnapshot
 from ..engine.datastore import DataStore
 
 
@@ -23,8 +23,6 @@ class StateStore(DataStore, Protocol):
     def load_snapshots(self, fingerprints: dict[str, str]) -> dict[str, JobSnapshot]:
         """The state kept for each job; a job whose fingerprint changed starts afresh."""
         ...
-
-    def restore(self, scheduler: Scheduler, fingerprints: dict[str, str]) -> None: ...
 
     def set_fingerprint(self, job_id: str, fingerprint: str) -> None:
         """A reload changed the job's definition."""

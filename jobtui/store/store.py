@@ -109,10 +109,6 @@ class Store:
     def on_status(self, callback: Callable[[str], None] | None) -> None:
         self.writer.on_status = callback
 
-    @property
-    def dropped(self) -> int:
-        return self.writer.dropped
-
     # -- restoring job state --------------------------------------------------------------
     def load_snapshots(self, fingerprints: dict[str, str]) -> dict[str, JobSnapshot]:
         """The state kept for each job. A job whose definition changed (its fingerprint
@@ -136,7 +132,8 @@ class Store:
         return snapshots
 
     def restore(self, scheduler: Scheduler, fingerprints: dict[str, str]) -> None:
-        """Give each of the scheduler's jobs the state kept for it."""
+        """Give each of the scheduler's jobs the state kept for it (a shortcut for scripts
+        and tests; a host does this through load_snapshots)."""
         for job_id, snapshot in self.load_snapshots(fingerprints).items():
             if job_id in scheduler:
                 scheduler.restore(job_id, snapshot)
@@ -260,8 +257,8 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        self.writer.close()
-        self.backend.close()
+        if self.writer.close():  # never pull the database from under a writer still going
+            self.backend.close()
 
 
 def _settle(future: asyncio.Future[bool], value: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -18,6 +19,10 @@ from typing import Any, Protocol
 
 BATCH = 500  # writes per transaction
 PRUNE_EVERY = 60.0  # seconds between applications of the retention limits
+CLOSE_RETRIES_FOR = 10.0  # seconds a closing writer keeps trying a failing backend
+JOIN_FOR = 30.0  # longer than CLOSE_RETRIES_FOR plus one attempt (a 5 s busy timeout)
+
+log = logging.getLogger("jobtui.store")
 
 
 class Kind(Enum):
@@ -68,6 +73,7 @@ class BatchWriter:
         self._drained = threading.Condition(lock)  # flush() waits here for the thread
         self._writing = False  # a batch has left the queue but is not committed yet
         self._closing = False
+        self._give_up_at = 0.0  # when closing: past this, what is queued is lost (and said)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_prune = time.monotonic()
@@ -84,6 +90,11 @@ class BatchWriter:
 
     def push(self, write: Write) -> None:
         with self._cond:
+            if self._closing:  # nothing will write it: count it, say so once
+                self.dropped += 1
+                if self.dropped == 1:
+                    log.warning("a %s write came after the state store closed", write.kind.value)
+                return
             if len(self._writes) >= self.max_buffer:
                 self._make_room()
             self._writes.append(write)
@@ -101,15 +112,21 @@ class BatchWriter:
                 self._drained.wait(remaining)
         return True
 
-    def close(self) -> None:
-        """Write what is queued (trying for a few seconds if the backend is failing), then stop
-        the thread."""
+    def close(self) -> bool:
+        """Write what is queued (trying for CLOSE_RETRIES_FOR seconds if the backend is
+        failing), then stop the thread. False if the thread is still going (the backend must
+        then not be closed under it)."""
         with self._cond:
             self._closing = True
+            self._give_up_at = time.monotonic() + CLOSE_RETRIES_FOR
             self._cond.notify()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=JOIN_FOR)
+            if self._thread.is_alive():
+                log.error("the state store's writer did not finish within %.0f s", JOIN_FOR)
+                return False
             self._thread = None
+        return True
 
     # -- the thread -----------------------------------------------------------------------
     def _make_room(self) -> None:
@@ -140,7 +157,11 @@ class BatchWriter:
                 if time.monotonic() - self._last_prune > PRUNE_EVERY:
                     self._last_prune = time.monotonic()
                     self.backend.prune()
-            except StoreUnavailable as exc:
+            except Exception as exc:
+                # StoreUnavailable is the backend saying "not now"; anything else is a bug, but
+                # the thread must live on: scheduling goes on and the writes wait.
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("the state store's writer failed")
                 with self._cond:
                     self._writes.extendleft(reversed(batch))
                     self._writing = False
@@ -153,8 +174,13 @@ class BatchWriter:
                     f"cannot write the state database ({exc}); {waiting} records wait in memory"
                 )
                 self._answer(claims)
-                if self._closing and backoff > 2.0:
-                    return  # closing and still failing: what remains is lost, and said so
+                if self._closing and time.monotonic() > self._give_up_at:
+                    with self._cond:
+                        lost, self.dropped = len(self._writes), self.dropped + len(self._writes)
+                        self._writes.clear()
+                    log.error("closing: %d records could not be written (%s)", lost, exc)
+                    self._set_status(f"closed with {lost} records unwritten ({exc})")
+                    return
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

@@ -172,6 +172,8 @@ class JobDetailScreen(Screen[None]):
         self.app.call_from_thread(self._fill_history, runs)
 
     def _fill_history(self, runs: list[dict[str, Any]]) -> None:
+        if not self.is_attached:  # closed while the history was being read
+            return
         table = self.query_one("#history", DataTable)
         table.clear()
         for run in runs:
