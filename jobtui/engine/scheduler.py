@@ -1,13 +1,14 @@
-"""The scheduler: keeps jobs, decides when each occurrence runs, applies the policies.
+"""The scheduler: keeps jobs and decides when each occurrence is due.
 
 Occurrences are planned on two heaps, one per clock: ``every`` jobs on elapsed time (a steady
 count that includes suspend, so their grid never drifts and ignores wall-clock steps), cron and
 ``at`` jobs on the wall clock. Where each job's next occurrence falls is its plan's business
-(plans.py); what the due ones do is the policies' (policies.py); running them is the runner's
-(runner.py). The loop sleeps until the earliest deadline, never more than ``MAX_SLEEP`` seconds,
-and on each wake compares the two clocks to notice a stepped clock or a suspended machine. An
-occurrence is identified by its job and ``scheduled_for``; a job never handles an occurrence at
-or before the last one it handled, so no clock step or restart can make one run twice.
+(plans.py); what becomes of the due ones is the dispatcher's (dispatch.py, applying
+policies.py); running them is the runner's (runner.py). The loop sleeps until the earliest
+deadline, never more than ``MAX_SLEEP`` seconds, and on each wake compares the two clocks to
+notice a stepped clock or a suspended machine. An occurrence is identified by its job and
+``scheduled_for``; a job never handles an occurrence at or before the last one it handled, so
+no clock step or restart can make one run twice.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import itertools
 import logging
 import os
 import random
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .clock import Clock, RealClock, TimerHandle
+from .clock import Clock, RealClock
 from .datastore import DataStore
+from .dispatch import Dispatcher
 from .durations import format_duration
 from .errors import (
     DuplicateJob,
@@ -54,12 +55,11 @@ from .job import (
     DEFAULT_OPTIONS,
     Job,
     JobSnapshot,
-    OverlapPolicy,
     check_max_concurrency,
     classify_target,
 )
-from .plans import CATCHUP_LIMIT, Returned, Step
-from .policies import OverlapAction, decide_catchup, decide_overlap, on_time
+from .plans import Returned, Step
+from .policies import on_time
 from .progress import Coalescer
 from .run import Outcome, Run
 from .runner import Runner
@@ -118,17 +118,28 @@ class Scheduler:
         self._wall_heap: list[tuple[float, int, Job, int]] = []
         self._elapsed_heap: list[tuple[float, int, Job, int]] = []
         self._seq = itertools.count()
-        self._jittered: dict[TimerHandle, tuple[Job, float]] = {}  # occurrences waiting to start
-        self._runner = Runner(
+        self._dispatch = Dispatcher(
+            clock=self.clock,
+            events=self.events,
+            rng=self._random,
+            jobs=self._jobs,
+            plan=self._apply,
+            push_wall=self._push_wall,
+            finish=self._finish,
+        )
+        # Bound once: both are called for every due occurrence.
+        self._fire = self._dispatch.fire
+        self._waiting = self._dispatch.waiting
+        self._runner = self._dispatch.runner = Runner(
             clock=self.clock,
             events=self.events,
             rng=self._random,
             max_concurrency=self.max_concurrency,
             output_limits=(output_head_bytes, output_tail_bytes),
             store=store,
-            on_returned=self._run_returned,
-            on_finished=self._run_finished,
-            on_thread_exited=self._thread_exited,
+            on_returned=self._dispatch.run_returned,
+            on_finished=self._dispatch.run_finished,
+            on_thread_exited=self._dispatch.thread_exited,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main_task: asyncio.Task[None] | None = None
@@ -185,14 +196,7 @@ class Scheduler:
         if self._main_task is not None:
             self._main_task.cancel()
             await asyncio.gather(self._main_task, return_exceptions=True)
-        for timer, (job, ts) in list(self._jittered.items()):
-            timer.cancel()
-            self._record(
-                job, ts, Outcome.MISSED, "the scheduler stopped before it could run", missed=True
-            )
-        self._jittered.clear()
-        for job in self._jobs.values():
-            self._drop_waiting(job, "the scheduler stopped before it could run")
+        self._dispatch.drop_all("the scheduler stopped before it could run")
         for job in self._jobs.values():
             for run_id in list((job._retry_waits or {}).keys()):
                 self._runner.end_retry_wait(job, run_id)
@@ -309,7 +313,7 @@ class Scheduler:
         del self._jobs[job_id]
         job._heap_version += 1
         job.next_fire = None
-        self._drop_waiting(job, "the job was removed")
+        self._dispatch.drop_waiting(job, "the job was removed")
         if cancel_running:
             for run in list(job.active):
                 self._runner.interrupt(run, Outcome.CANCELLED, "the job was removed")
@@ -324,7 +328,7 @@ class Scheduler:
         job.paused = True
         job.pause_reason = reason or "paused by the user"
         job._heap_version += 1
-        self._drop_waiting(job, "the job was paused")
+        self._dispatch.drop_waiting(job, "the job was paused")
         self._emit(JobStateChanged(self.clock.wall(), job_id, job.state.value, job.pause_reason))
         return job
 
@@ -589,221 +593,15 @@ class Scheduler:
         ):
             self._fire(job, occurrences[0][0])  # the common case: one occurrence, on time
         else:
-            self._apply_catchup(job, occurrences, passed_over, wall)
+            self._dispatch.catch_up(job, occurrences, passed_over, wall)
         if not job.finished and not job.paused and not job.disabled_reason:
             self._apply(job, plan.after_due(job, wall, self._waiting))
             if plan.returned is not None and job.next_fire is None:
                 self._push_wall(job, plan.returned)
 
-    def _waiting(self, job: Job) -> bool:
-        """Whether a run of the job is going or waiting for its jitter (asked only by plans
-        that finish a job, so the scan of the waiting ones stays off the hot path)."""
-        return bool(job.active) or any(j is job for j, _ in self._jittered.values())
-
-    def _apply_catchup(
-        self,
-        job: Job,
-        occurrences: list[tuple[float, float]],
-        passed_over: tuple[float, int | None] | None,
-        wall: float,
-    ) -> None:
-        opts = job.options
-        if passed_over is not None:
-            first, count = passed_over
-            how_many = f"{count} occurrences" if count is not None else "every occurrence"
-            until = f" before {_iso(occurrences[0][0])}" if occurrences else ""
-            self._record(
-                job,
-                first,
-                Outcome.MISSED,
-                f"{how_many} from {_iso(first)}{until} missed (too many to list: catch-up "
-                f"looks at the newest {CATCHUP_LIMIT} only)",
-                missed=True,
-            )
-        decision = decide_catchup(occurrences, opts.catchup, opts.misfire_grace, wall)
-        for ts, lateness in decision.beyond_grace:
-            self._record(
-                job,
-                ts,
-                Outcome.MISSED,
-                f"late by {format_duration(lateness)}, beyond misfire_grace "
-                f"{format_duration(opts.misfire_grace or 0.0)}",
-                missed=True,
-            )
-        to_run = decision.run
-        for ts in decision.missed:
-            why = (
-                f'catchup="latest" ran only the newest occurrence ({_iso(to_run[-1])})'
-                if to_run
-                else 'catchup="none" runs no missed occurrence'
-            )
-            self._record(job, ts, Outcome.MISSED, why, missed=True)
-        for index, ts in enumerate(to_run):
-            self._fire(job, ts, backlog=index > 0)
-
     # ------------------------------------------------------------------------------------
-    # Firing: overlap policy, jitter, concurrency
+    # Events and the store
     # ------------------------------------------------------------------------------------
-    def _fire(self, job: Job, ts: float, *, backlog: bool = False) -> None:
-        job.last_fired = ts if job.last_fired is None else max(job.last_fired, ts)
-        delay = job._soft_delay
-        job._soft_delay = 0.0
-        if job.options.jitter > 0:
-            delay += self._random.uniform(0, job.options.jitter)
-        if backlog:
-            if job._backlog is None:
-                job._backlog = deque()
-            job._backlog.append(ts)
-            return
-        if delay > 0:
-            handle: TimerHandle | None = None
-
-            def later() -> None:
-                self._jittered.pop(handle, None)  # type: ignore[arg-type]
-                if self._jobs.get(job.id) is not job:
-                    self._record(job, ts, Outcome.MISSED, "the job was removed", missed=True)
-                elif not self._stopping:
-                    self._dispatch(job, ts)
-
-            handle = self.clock.call_later(delay, later)
-            self._jittered[handle] = (job, ts)
-            return
-        self._dispatch(job, ts)
-
-    def _dispatch(self, job: Job, ts: float) -> None:
-        if job.paused or job.disabled_reason:
-            self._record(job, ts, Outcome.MISSED, f"the job is {job.state.value}", missed=True)
-            return
-        active = job.active
-        if job._threads_alive and not active:
-            self._record(
-                job,
-                ts,
-                Outcome.SKIPPED,
-                "an earlier run that timed out or was cancelled is still running in its thread",
-            )
-            return
-        overlap = job.options.overlap
-        action = decide_overlap(overlap, len(active))
-        if action is OverlapAction.START:
-            self._runner.start(job, ts)
-            return
-        running = active[-1]
-        if action is OverlapAction.SKIP:
-            parallel = overlap.policy is OverlapPolicy.PARALLEL
-            limit = f" ({overlap.limit} at once)" if parallel else ""
-            self._record(
-                job,
-                ts,
-                Outcome.SKIPPED,
-                f"still running{limit}: run {running.run_id} for {_iso(running._scheduled_ts)}",
-            )
-            return
-        if job._pending is not None:
-            self._record(
-                job,
-                job._pending,
-                Outcome.SKIPPED,
-                f"coalesced: a newer occurrence ({_iso(ts)}) took its place in the queue",
-            )
-        job._pending = ts
-        if action is OverlapAction.REPLACE:
-            for run in list(active):
-                self._runner.interrupt(
-                    run, Outcome.CANCELLED, f"replaced by the occurrence for {_iso(ts)}"
-                )
-
-    # ------------------------------------------------------------------------------------
-    # What the runner reports back
-    # ------------------------------------------------------------------------------------
-    def _run_returned(self, job: Job, ts: float | None) -> None:
-        """The run's return value chose the job's next time (None: "never")."""
-        if ts is None:
-            job._heap_version += 1
-            job.plan.returned = None
-            self._finish(job, 'the job returned "never"')
-            return
-        wall = self.clock.wall()
-        if self._jobs.get(job.id) is not job or job.paused or job.disabled_reason:
-            return
-        job.plan.returned = max(ts, wall)
-        job.finished = False
-        self._push_wall(job, job.plan.returned)
-
-    def _run_finished(self, job: Job, run: Run, outcome: Outcome) -> None:
-        if self.events.wants(RunFinished):
-            self._emit(RunFinished(run._finished_ts or self.clock.wall(), run))
-        if self._jobs.get(job.id) is not job:
-            return
-        opts = job.options
-        if (
-            opts.max_failures is not None
-            and job.consecutive_failures >= opts.max_failures
-            and not job.disabled_reason
-        ):
-            what = run.error.first_line if run.error else outcome.value
-            job.disabled_reason = f"{job.consecutive_failures} consecutive failures; last: {what}"
-            job._heap_version += 1
-            self._drop_waiting(job, "the job was disabled")
-            self._emit(
-                JobStateChanged(self.clock.wall(), job.id, job.state.value, job.disabled_reason)
-            )
-            return
-        if opts.max_runs is not None and job.run_count >= opts.max_runs and not job.finished:
-            if not job.active:
-                self._drop_waiting(job, f"max_runs ({opts.max_runs}) was reached")
-                self._finish(job, f"max_runs ({opts.max_runs}) reached")
-            return
-        finished = job.plan.finished_after_run(job)
-        if finished is not None:
-            self._finish(job, finished)
-            return
-        if self._stopping or job.active:
-            return
-        self._start_waiting(job)
-        self._apply(job, job.plan.idle_step(job))
-
-    def _thread_exited(self, job: Job) -> None:
-        """A thread that outlived its run's timeout or cancel has finished at last."""
-        if self._jobs.get(job.id) is job:
-            self._emit(JobModified(self.clock.wall(), job.id))
-            if not job.active and not self._stopping:
-                self._start_waiting(job)
-
-    def _start_waiting(self, job: Job) -> None:
-        """The job has no run going: start the occurrence waiting its turn, if any."""
-        if job._backlog:
-            self._runner.start(job, job._backlog.popleft())
-        elif job._pending is not None:
-            ts, job._pending = job._pending, None
-            self._dispatch(job, ts)
-
-    # ------------------------------------------------------------------------------------
-    # Records, events and the store
-    # ------------------------------------------------------------------------------------
-    def _record(
-        self, job: Job, ts: float, outcome: Outcome, reason: str, *, missed: bool = False
-    ) -> Run:
-        """Record an occurrence that did not run (skipped or missed): nothing is dropped
-        silently."""
-        run = Run(job.id, self._runner.new_run_id(), ts, wall=self.clock.wall)
-        run.outcome = outcome
-        run.reason = reason
-        run._finished_ts = self.clock.wall()
-        if job.last_fired is None or ts > job.last_fired:
-            job.last_fired = ts
-        event = OccurrenceMissed if missed else OccurrenceSkipped
-        self._emit(event(run._finished_ts, run))
-        return run
-
-    def _drop_waiting(self, job: Job, reason: str) -> None:
-        """Occurrences that were waiting their turn (queue, catch-up backlog) won't run."""
-        if job._pending is not None:
-            ts, job._pending = job._pending, None
-            self._record(job, ts, Outcome.SKIPPED, reason)
-        while job._backlog:
-            self._record(job, job._backlog.popleft(), Outcome.MISSED, reason, missed=True)
-
     def _emit(self, event: Event) -> None:
         if self.events.has_subscribers:
             self.events.publish(event)
@@ -829,7 +627,3 @@ def _default_id(target: Any) -> str:
         return os.path.basename(os.fspath(target[0]))
     name = getattr(target, "__name__", None) or type(target).__name__
     return str(name)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
