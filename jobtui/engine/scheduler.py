@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .clock import Clock, RealClock
-from .datastore import DataStore
+from .datastore import DataStore, JobSaver
 from .dispatch import Dispatcher
 from .durations import format_duration
 from .errors import (
@@ -44,10 +44,6 @@ from .events import (
     JobModified,
     JobRemoved,
     JobStateChanged,
-    OccurrenceMissed,
-    OccurrenceSkipped,
-    RunFinished,
-    RunRetrying,
     SchedulerStarted,
     SchedulerStopped,
 )
@@ -60,7 +56,6 @@ from .job import (
 )
 from .plans import Returned, Step
 from .policies import on_time
-from .progress import Coalescer
 from .run import Outcome, Run
 from .runner import Runner
 from .timezones import local_zone, resolve_timezone
@@ -70,17 +65,6 @@ log = logging.getLogger("jobtui.engine")
 
 MAX_SLEEP = 30.0  # never sleep longer: a suspend or a clock step is noticed within this
 CLOCK_STEP_THRESHOLD = 2.0  # wall and elapsed time disagreeing by more is a clock step
-
-# Events after which a job's lasting state may differ: the store is given its snapshot.
-_JOB_STATE_EVENTS = (
-    JobAdded,
-    JobModified,
-    JobStateChanged,
-    RunFinished,
-    RunRetrying,
-    OccurrenceSkipped,
-    OccurrenceMissed,
-)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -149,11 +133,7 @@ class Scheduler:
         self._stopping = False
         self._last_clock = (0.0, 0.0, 0.0)
         self.store = store
-        # Job snapshots for the store: once per job per loop turn, however many events.
-        self._unsaved: Coalescer[str] = Coalescer(self._save_jobs)
-        if store is not None:
-            self.events.subscribe(store.record)
-            self.events.subscribe(self._job_touched, *_JOB_STATE_EVENTS)
+        self._saver = None if store is None else JobSaver(store, self.events, self._jobs)
 
     # ------------------------------------------------------------------------------------
     # Life cycle
@@ -177,10 +157,8 @@ class Scheduler:
             if job.next_fire is None and not job.finished:
                 self._plan_first(job, wall, elapsed)
         self._spread_soft_start(wall, elapsed)
-        if self.store is not None:
-            for job_id in self._jobs:  # their state as restored, before anything runs
-                self._unsaved.mark(job_id)
-            self._unsaved.bind(self._loop)
+        if self._saver is not None:
+            self._saver.bind(self._loop)
         self._emit(SchedulerStarted(wall))
         self._main_task = self._loop.create_task(self._main(), name="jobtui-scheduler")
 
@@ -223,7 +201,8 @@ class Scheduler:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._running = False
         self._emit(SchedulerStopped(self.clock.wall()))
-        self._unsaved.flush()  # the jobs' final state, before the store is closed
+        if self._saver is not None:
+            self._saver.flush()  # the jobs' final state, before the store is closed
         assert self._stopped is not None
         self._stopped.set()
 
@@ -605,19 +584,6 @@ class Scheduler:
     def _emit(self, event: Event) -> None:
         if self.events.has_subscribers:
             self.events.publish(event)
-
-    def _job_touched(self, event: Event) -> None:
-        job_id: str | None = getattr(event, "job_id", None)
-        if job_id is None:
-            job_id = event.run.job_id  # type: ignore[attr-defined]
-        self._unsaved.mark(job_id)
-
-    def _save_jobs(self, job_ids: list[str]) -> None:
-        assert self.store is not None
-        for job_id in job_ids:
-            job = self._jobs.get(job_id)
-            if job is not None:  # a removed job's row goes with its JobRemoved event
-                self.store.save_job(job_id, job.snapshot())
 
 
 def _default_id(target: Any) -> str:
