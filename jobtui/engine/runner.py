@@ -222,6 +222,30 @@ class Runner:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    async def drain(self, grace: float) -> None:
+        """Give the runs under way ``grace`` seconds to end, then cancel those still going."""
+        tasks = [task for _, _, task in self.executions.values()]
+        if tasks and grace > 0:
+            grace_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def over() -> None:
+                if not grace_over.done():
+                    grace_over.set_result(None)
+
+            handle = self.clock.call_later(grace, over)
+            pending: set[asyncio.Future[None]] = set(tasks)
+            while pending and not grace_over.done():
+                _, pending = await asyncio.wait(
+                    [*pending, grace_over], return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(grace_over)
+            handle.cancel()
+        if tasks:
+            reason = f"the scheduler stopped and its grace of {format_duration(grace)} ran out"
+            for run in self.running_runs():
+                self.interrupt(run, Outcome.CANCELLED, reason)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     def interrupt(self, run: Run, outcome: Outcome, reason: str) -> None:
         execution = self._current_execution.get(run.run_id)
         if execution is not None:

@@ -27,7 +27,6 @@ from typing import Any, Self, TypeVar
 from .clock import Clock, RealClock
 from .datastore import DataStore, JobSaver
 from .dispatch import Dispatcher
-from .durations import format_duration
 from .errors import (
     DuplicateJob,
     InvalidJobOption,
@@ -178,27 +177,7 @@ class Scheduler:
         for job in self._jobs.values():
             for run_id in list((job._retry_waits or {}).keys()):
                 self._runner.end_retry_wait(job, run_id)
-        tasks = [task for _, _, task in self._runner.executions.values()]
-        if tasks and grace > 0:
-            grace_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-            def over() -> None:
-                if not grace_over.done():
-                    grace_over.set_result(None)
-
-            handle = self.clock.call_later(grace, over)
-            pending: set[asyncio.Future[None]] = set(tasks)
-            while pending and not grace_over.done():
-                _, pending = await asyncio.wait(
-                    [*pending, grace_over], return_when=asyncio.FIRST_COMPLETED
-                )
-                pending.discard(grace_over)
-            handle.cancel()
-        if tasks:
-            reason = f"the scheduler stopped and its grace of {format_duration(grace)} ran out"
-            for run in self.running_runs():
-                self._runner.interrupt(run, Outcome.CANCELLED, reason)
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._runner.drain(grace)
         self._running = False
         self._emit(SchedulerStopped(self.clock.wall()))
         if self._saver is not None:
