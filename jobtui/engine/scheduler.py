@@ -17,7 +17,6 @@ import asyncio
 import heapq
 import itertools
 import logging
-import os
 import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, tzinfo
@@ -26,10 +25,9 @@ from typing import Any, Self, TypeVar
 
 from .clock import Clock, RealClock
 from .datastore import DataStore, JobSaver
+from .definitions import new_job, reconfigure, restore_state
 from .dispatch import Dispatcher
 from .errors import (
-    DuplicateJob,
-    InvalidJobOption,
     JobNotFound,
     JobtuiError,
     RunNotFound,
@@ -47,18 +45,16 @@ from .events import (
     SchedulerStopped,
 )
 from .job import (
-    DEFAULT_OPTIONS,
     Job,
     JobSnapshot,
     check_max_concurrency,
-    classify_target,
 )
 from .plans import Returned, Step
 from .policies import on_time
 from .run import Outcome, Run
 from .runner import Runner
 from .timezones import local_zone, resolve_timezone
-from .triggers import TRIGGER_KEYS, make_trigger, plan_for, to_timestamp
+from .triggers import to_timestamp
 
 log = logging.getLogger("jobtui.engine")
 
@@ -220,23 +216,19 @@ class Scheduler:
     ) -> Job:
         """Add a job: a coroutine function, a plain function (runs in a thread), a shell
         command string or an argv list. At most one trigger; none means "run on demand"."""
-        job_id = id if id is not None else _default_id(target)
-        if not isinstance(job_id, str) or not job_id.strip():
-            raise InvalidJobOption(f"a job id must be non-empty text, got {job_id!r}", key="id")
-        if job_id in self._jobs:
-            raise DuplicateJob(job_id)
-        zone = (
-            self.timezone
-            if timezone is None
-            else resolve_timezone(timezone, key="timezone", job_id=job_id)
+        job = new_job(
+            target,
+            id,
+            taken=self._jobs,
+            default_zone=self.timezone,
+            timezone=timezone,
+            paused=paused,
+            every=every,
+            cron=cron,
+            at=at,
+            options=options,
         )
-        kind, takes_run = classify_target(target, job_id)
-        trigger = make_trigger(every=every, cron=cron, at=at, zone=zone, job_id=job_id)
-        job_options = DEFAULT_OPTIONS.with_changes(job_id, zone, **options)
-        job = Job(job_id, target, kind, takes_run, trigger, job_options, zone)
-        if paused:
-            job.paused = True
-            job.pause_reason = "added paused"
+        job_id = job.id
         self._jobs[job_id] = job
         if self._running:
             self._plan_first(job, self.clock.wall(), self.clock.elapsed())
@@ -308,35 +300,7 @@ class Scheduler:
         """Change a job's trigger, target or options; its history and counters are kept and
         its next time is recomputed from now."""
         job = self.get(job_id)
-        zone = job.zone
-        if "timezone" in changes:
-            value = changes.pop("timezone")
-            zone = self.timezone if value is None else resolve_timezone(value, job_id=job_id)
-        trigger_changes = {k: changes.pop(k) for k in TRIGGER_KEYS if k in changes}
-        target = changes.pop("target", job.target)
-        paused = changes.pop("paused", None)
-        kind, takes_run = classify_target(target, job_id)
-        trigger = (
-            make_trigger(zone=zone, job_id=job_id, **trigger_changes)
-            if trigger_changes
-            else job.trigger
-        )
-        options = job.options.with_changes(job_id, zone, **changes)
-        trigger_changed = (
-            trigger != job.trigger or zone != job.zone or (options.start != job.options.start)
-        )
-        job.target, job.kind, job.takes_run = target, kind, takes_run
-        job.options, job.zone, job.trigger = options, zone, trigger
-        if trigger_changed:  # a new schedule; what a restore gave the old one still holds
-            plan = plan_for(trigger)
-            plan.carry_from(job.plan)
-            job.plan = plan
-            job.finished = False
-            job.finish_reason = ""
-        below_max = options.max_runs is None or job.run_count < options.max_runs
-        if below_max and job.finish_reason.startswith("max_runs"):
-            job.finished = False
-            job.finish_reason = ""
+        paused = reconfigure(job, changes, self.timezone)
         if paused is not None and bool(paused) != job.paused:
             (self.pause if paused else self.resume)(job_id)
         if self._running and not job.finished:
@@ -352,16 +316,7 @@ class Scheduler:
         job = self.get(job_id)
         if self._running:
             raise JobtuiError("restore job state before the scheduler starts")
-        job.paused = snapshot.paused or job.paused
-        job.pause_reason = snapshot.pause_reason or job.pause_reason
-        job.disabled_reason = snapshot.disabled_reason
-        job.consecutive_failures = snapshot.consecutive_failures
-        job.run_count = snapshot.run_count
-        job.last_fired = snapshot.last_fired
-        finished = job.plan.restore(snapshot)
-        if finished is not None:
-            job.finished = True
-            job.finish_reason = finished
+        restore_state(job, snapshot)
         return job
 
     def run_now(self, job_id: str) -> Run:
@@ -563,12 +518,3 @@ class Scheduler:
     def _emit(self, event: Event) -> None:
         if self.events.has_subscribers:
             self.events.publish(event)
-
-
-def _default_id(target: Any) -> str:
-    if isinstance(target, str):
-        return target.split()[0] if target.split() else target
-    if isinstance(target, list | tuple) and target:
-        return os.path.basename(os.fspath(target[0]))
-    name = getattr(target, "__name__", None) or type(target).__name__
-    return str(name)
