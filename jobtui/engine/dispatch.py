@@ -1,7 +1,8 @@
-"""The dispatcher: what happens to an occurrence once it is due. Catch-up, jitter, the overlap
-policy, the occurrences waiting their turn (queued, catch-up backlog), the records of those that
-never run, and what the runner reports back. When occurrences fall due is the scheduler's
-business; it hands them here and is told, through three narrow callables, to plan again."""
+"""The dispatcher: what happens to an occurrence once it is due. Catch-up, start delays (soft
+start, jitter), the overlap policy, the occurrences waiting their turn (queued, catch-up
+backlog), the records of those that never run, and what the runner reports back. When
+occurrences fall due is the scheduler's business; it hands them here and is told, through three
+narrow callables, to plan again."""
 
 from __future__ import annotations
 
@@ -94,6 +95,18 @@ class Dispatcher:
             self.record(job, ts, Outcome.MISSED, why, missed=True)
         for index, ts in enumerate(to_run):
             self.fire(job, ts, backlog=index > 0)
+
+    def spread_soft_start(self, wall: float, elapsed: float) -> None:
+        """At start: jobs already due with a soft_start get start delays spread over it, so
+        they do not all start in the same instant."""
+        due = []
+        for job in self._jobs.values():
+            if job.options.soft_start <= 0 or job.next_fire is None:
+                continue
+            if job.plan.seconds_until(job.next_fire, wall, elapsed) <= 0:
+                due.append(job)
+        for index, job in enumerate(due):
+            job._soft_delay = job.options.soft_start * index / len(due)
 
     def fire(self, job: Job, ts: float, *, backlog: bool = False) -> None:
         job.last_fired = ts if job.last_fired is None else max(job.last_fired, ts)

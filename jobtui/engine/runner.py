@@ -10,7 +10,7 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -216,6 +216,11 @@ class Runner:
             handle.cancel()
             job._retry_waits.pop(run.run_id, None)
         return run.outcome is None and not self.stopping
+
+    def end_retry_waits(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            for run_id in list((job._retry_waits or {}).keys()):
+                self.end_retry_wait(job, run_id)
 
     def end_retry_wait(self, job: Job, run_id: str) -> None:
         waiter = (job._retry_waits or {}).get(run_id)

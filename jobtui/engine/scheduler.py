@@ -27,12 +27,7 @@ from .clock import Clock, RealClock
 from .datastore import DataStore, JobSaver
 from .definitions import new_job, reconfigure, restore_state
 from .dispatch import Dispatcher
-from .errors import (
-    JobNotFound,
-    JobtuiError,
-    RunNotFound,
-    SchedulerNotRunning,
-)
+from .errors import JobNotFound, JobtuiError, RunNotFound, SchedulerNotRunning
 from .events import (
     ClockJumped,
     Event,
@@ -44,11 +39,7 @@ from .events import (
     SchedulerStarted,
     SchedulerStopped,
 )
-from .job import (
-    Job,
-    JobSnapshot,
-    check_max_concurrency,
-)
+from .job import Job, JobSnapshot, check_max_concurrency
 from .plans import Returned, Step
 from .policies import on_time
 from .run import Outcome, Run
@@ -151,7 +142,7 @@ class Scheduler:
         for job in self._jobs.values():
             if job.next_fire is None and not job.finished:
                 self._plan_first(job, wall, elapsed)
-        self._spread_soft_start(wall, elapsed)
+        self._dispatch.spread_soft_start(wall, elapsed)
         if self._saver is not None:
             self._saver.bind(self._loop)
         self._emit(SchedulerStarted(wall))
@@ -170,9 +161,7 @@ class Scheduler:
             self._main_task.cancel()
             await asyncio.gather(self._main_task, return_exceptions=True)
         self._dispatch.drop_all("the scheduler stopped before it could run")
-        for job in self._jobs.values():
-            for run_id in list((job._retry_waits or {}).keys()):
-                self._runner.end_retry_wait(job, run_id)
+        self._runner.end_retry_waits(self._jobs.values())
         await self._runner.drain(grace)
         self._running = False
         self._emit(SchedulerStopped(self.clock.wall()))
@@ -418,16 +407,6 @@ class Scheduler:
         if self.events.wants(JobStateChanged):
             self._emit(JobStateChanged(self.clock.wall(), job.id, job.state.value, reason))
 
-    def _spread_soft_start(self, wall: float, elapsed: float) -> None:
-        due = []
-        for job in self._jobs.values():
-            if job.options.soft_start <= 0 or job.next_fire is None:
-                continue
-            if job.plan.seconds_until(job.next_fire, wall, elapsed) <= 0:
-                due.append(job)
-        for index, job in enumerate(due):
-            job._soft_delay = job.options.soft_start * index / len(due)
-
     # ------------------------------------------------------------------------------------
     # The loop
     # ------------------------------------------------------------------------------------
@@ -513,7 +492,7 @@ class Scheduler:
                 self._push_wall(job, plan.returned)
 
     # ------------------------------------------------------------------------------------
-    # Events and the store
+    # Events
     # ------------------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
         if self.events.has_subscribers:
