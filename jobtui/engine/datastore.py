@@ -1,15 +1,39 @@
 """The seam between the scheduler and a state store: what the loop asks of one, and nothing
 more. A backend (SQLite today, PostgreSQL next) implements it; the engine never knows which.
-Like APScheduler 4's DataStore, but only the three calls this engine's loop makes."""
+Like APScheduler 4's DataStore, but only the three calls this engine's loop makes; JobSaver
+is the scheduler's side of those calls."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Protocol
 
-from .events import Event
-from .job import JobSnapshot
+from .events import (
+    Event,
+    EventBroker,
+    JobAdded,
+    JobModified,
+    JobStateChanged,
+    OccurrenceMissed,
+    OccurrenceSkipped,
+    RunFinished,
+    RunRetrying,
+)
+from .job import Job, JobSnapshot
+from .progress import Coalescer
 from .run import Run
+
+# Events after which a job's lasting state may differ: the store is given its snapshot.
+_JOB_STATE_EVENTS = (
+    JobAdded,
+    JobModified,
+    JobStateChanged,
+    RunFinished,
+    RunRetrying,
+    OccurrenceSkipped,
+    OccurrenceMissed,
+)
 
 
 class DataStore(Protocol):
@@ -30,3 +54,36 @@ class DataStore(Protocol):
         """A job's lasting state changed (counters, pause, last fired, next fire). Called at
         most once per job per loop turn; must not block."""
         ...
+
+
+class JobSaver:
+    """Feeds a store the scheduler's events and its jobs' snapshots: once per job per loop
+    turn, however many events touched it."""
+
+    def __init__(self, store: DataStore, events: EventBroker, jobs: Mapping[str, Job]) -> None:
+        self._store = store
+        self._jobs = jobs  # the scheduler's own: a job not in it was removed
+        self._unsaved: Coalescer[str] = Coalescer(self._save)
+        events.subscribe(store.record)
+        events.subscribe(self._touched, *_JOB_STATE_EVENTS)
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At start: every job's state as restored is saved before anything runs."""
+        for job_id in self._jobs:
+            self._unsaved.mark(job_id)
+        self._unsaved.bind(loop)
+
+    def flush(self) -> None:
+        self._unsaved.flush()
+
+    def _touched(self, event: Event) -> None:
+        job_id: str | None = getattr(event, "job_id", None)
+        if job_id is None:
+            job_id = event.run.job_id  # type: ignore[attr-defined]
+        self._unsaved.mark(job_id)
+
+    def _save(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is not None:  # a removed job's row goes with its JobRemoved event
+                self._store.save_job(job_id, job.snapshot())

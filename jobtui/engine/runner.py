@@ -10,7 +10,7 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -217,10 +217,39 @@ class Runner:
             job._retry_waits.pop(run.run_id, None)
         return run.outcome is None and not self.stopping
 
+    def end_retry_waits(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            for run_id in list((job._retry_waits or {}).keys()):
+                self.end_retry_wait(job, run_id)
+
     def end_retry_wait(self, job: Job, run_id: str) -> None:
         waiter = (job._retry_waits or {}).get(run_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    async def drain(self, grace: float) -> None:
+        """Give the runs under way ``grace`` seconds to end, then cancel those still going."""
+        tasks = [task for _, _, task in self.executions.values()]
+        if tasks and grace > 0:
+            grace_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def over() -> None:
+                if not grace_over.done():
+                    grace_over.set_result(None)
+
+            handle = self.clock.call_later(grace, over)
+            pending: set[asyncio.Future[None]] = set(tasks)
+            while pending and not grace_over.done():
+                _, pending = await asyncio.wait(
+                    [*pending, grace_over], return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(grace_over)
+            handle.cancel()
+        if tasks:
+            reason = f"the scheduler stopped and its grace of {format_duration(grace)} ran out"
+            for run in self.running_runs():
+                self.interrupt(run, Outcome.CANCELLED, reason)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def interrupt(self, run: Run, outcome: Outcome, reason: str) -> None:
         execution = self._current_execution.get(run.run_id)

@@ -1,13 +1,14 @@
-"""The scheduler: keeps jobs, decides when each occurrence runs, applies the policies.
+"""The scheduler: keeps jobs and decides when each occurrence is due.
 
 Occurrences are planned on two heaps, one per clock: ``every`` jobs on elapsed time (a steady
 count that includes suspend, so their grid never drifts and ignores wall-clock steps), cron and
 ``at`` jobs on the wall clock. Where each job's next occurrence falls is its plan's business
-(plans.py); what the due ones do is the policies' (policies.py); running them is the runner's
-(runner.py). The loop sleeps until the earliest deadline, never more than ``MAX_SLEEP`` seconds,
-and on each wake compares the two clocks to notice a stepped clock or a suspended machine. An
-occurrence is identified by its job and ``scheduled_for``; a job never handles an occurrence at
-or before the last one it handled, so no clock step or restart can make one run twice.
+(plans.py); what becomes of the due ones is the dispatcher's (dispatch.py, applying
+policies.py); running them is the runner's (runner.py). The loop sleeps until the earliest
+deadline, never more than ``MAX_SLEEP`` seconds, and on each wake compares the two clocks to
+notice a stepped clock or a suspended machine. An occurrence is identified by its job and
+``scheduled_for``; a job never handles an occurrence at or before the last one it handled, so
+no clock step or restart can make one run twice.
 """
 
 from __future__ import annotations
@@ -16,25 +17,17 @@ import asyncio
 import heapq
 import itertools
 import logging
-import os
 import random
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .clock import Clock, RealClock, TimerHandle
-from .datastore import DataStore
-from .durations import format_duration
-from .errors import (
-    DuplicateJob,
-    InvalidJobOption,
-    JobNotFound,
-    JobtuiError,
-    RunNotFound,
-    SchedulerNotRunning,
-)
+from .clock import Clock, RealClock
+from .datastore import DataStore, JobSaver
+from .definitions import new_job, reconfigure, restore_state
+from .dispatch import Dispatcher
+from .errors import JobNotFound, JobtuiError, RunNotFound, SchedulerNotRunning
 from .events import (
     ClockJumped,
     Event,
@@ -43,44 +36,21 @@ from .events import (
     JobModified,
     JobRemoved,
     JobStateChanged,
-    OccurrenceMissed,
-    OccurrenceSkipped,
-    RunFinished,
-    RunRetrying,
     SchedulerStarted,
     SchedulerStopped,
 )
-from .job import (
-    DEFAULT_OPTIONS,
-    Job,
-    JobSnapshot,
-    OverlapPolicy,
-    check_max_concurrency,
-    classify_target,
-)
-from .plans import CATCHUP_LIMIT, Returned, Step
-from .policies import OverlapAction, decide_catchup, decide_overlap, on_time
-from .progress import Coalescer
+from .job import Job, JobSnapshot, check_max_concurrency
+from .plans import Returned, Step
+from .policies import on_time
 from .run import Outcome, Run
 from .runner import Runner
 from .timezones import local_zone, resolve_timezone
-from .triggers import TRIGGER_KEYS, make_trigger, plan_for, to_timestamp
+from .triggers import to_timestamp
 
 log = logging.getLogger("jobtui.engine")
 
 MAX_SLEEP = 30.0  # never sleep longer: a suspend or a clock step is noticed within this
 CLOCK_STEP_THRESHOLD = 2.0  # wall and elapsed time disagreeing by more is a clock step
-
-# Events after which a job's lasting state may differ: the store is given its snapshot.
-_JOB_STATE_EVENTS = (
-    JobAdded,
-    JobModified,
-    JobStateChanged,
-    RunFinished,
-    RunRetrying,
-    OccurrenceSkipped,
-    OccurrenceMissed,
-)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -118,17 +88,28 @@ class Scheduler:
         self._wall_heap: list[tuple[float, int, Job, int]] = []
         self._elapsed_heap: list[tuple[float, int, Job, int]] = []
         self._seq = itertools.count()
-        self._jittered: dict[TimerHandle, tuple[Job, float]] = {}  # occurrences waiting to start
-        self._runner = Runner(
+        self._dispatch = Dispatcher(
+            clock=self.clock,
+            events=self.events,
+            rng=self._random,
+            jobs=self._jobs,
+            plan=self._apply,
+            push_wall=self._push_wall,
+            finish=self._finish,
+        )
+        # Bound once: both are called for every due occurrence.
+        self._fire = self._dispatch.fire
+        self._waiting = self._dispatch.waiting
+        self._runner = self._dispatch.runner = Runner(
             clock=self.clock,
             events=self.events,
             rng=self._random,
             max_concurrency=self.max_concurrency,
             output_limits=(output_head_bytes, output_tail_bytes),
             store=store,
-            on_returned=self._run_returned,
-            on_finished=self._run_finished,
-            on_thread_exited=self._thread_exited,
+            on_returned=self._dispatch.run_returned,
+            on_finished=self._dispatch.run_finished,
+            on_thread_exited=self._dispatch.thread_exited,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main_task: asyncio.Task[None] | None = None
@@ -138,11 +119,7 @@ class Scheduler:
         self._stopping = False
         self._last_clock = (0.0, 0.0, 0.0)
         self.store = store
-        # Job snapshots for the store: once per job per loop turn, however many events.
-        self._unsaved: Coalescer[str] = Coalescer(self._save_jobs)
-        if store is not None:
-            self.events.subscribe(store.record)
-            self.events.subscribe(self._job_touched, *_JOB_STATE_EVENTS)
+        self._saver = None if store is None else JobSaver(store, self.events, self._jobs)
 
     # ------------------------------------------------------------------------------------
     # Life cycle
@@ -165,11 +142,9 @@ class Scheduler:
         for job in self._jobs.values():
             if job.next_fire is None and not job.finished:
                 self._plan_first(job, wall, elapsed)
-        self._spread_soft_start(wall, elapsed)
-        if self.store is not None:
-            for job_id in self._jobs:  # their state as restored, before anything runs
-                self._unsaved.mark(job_id)
-            self._unsaved.bind(self._loop)
+        self._dispatch.spread_soft_start(wall, elapsed)
+        if self._saver is not None:
+            self._saver.bind(self._loop)
         self._emit(SchedulerStarted(wall))
         self._main_task = self._loop.create_task(self._main(), name="jobtui-scheduler")
 
@@ -185,41 +160,13 @@ class Scheduler:
         if self._main_task is not None:
             self._main_task.cancel()
             await asyncio.gather(self._main_task, return_exceptions=True)
-        for timer, (job, ts) in list(self._jittered.items()):
-            timer.cancel()
-            self._record(
-                job, ts, Outcome.MISSED, "the scheduler stopped before it could run", missed=True
-            )
-        self._jittered.clear()
-        for job in self._jobs.values():
-            self._drop_waiting(job, "the scheduler stopped before it could run")
-        for job in self._jobs.values():
-            for run_id in list((job._retry_waits or {}).keys()):
-                self._runner.end_retry_wait(job, run_id)
-        tasks = [task for _, _, task in self._runner.executions.values()]
-        if tasks and grace > 0:
-            grace_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-            def over() -> None:
-                if not grace_over.done():
-                    grace_over.set_result(None)
-
-            handle = self.clock.call_later(grace, over)
-            pending: set[asyncio.Future[None]] = set(tasks)
-            while pending and not grace_over.done():
-                _, pending = await asyncio.wait(
-                    [*pending, grace_over], return_when=asyncio.FIRST_COMPLETED
-                )
-                pending.discard(grace_over)
-            handle.cancel()
-        if tasks:
-            reason = f"the scheduler stopped and its grace of {format_duration(grace)} ran out"
-            for run in self.running_runs():
-                self._runner.interrupt(run, Outcome.CANCELLED, reason)
-            await asyncio.gather(*tasks, return_exceptions=True)
+        self._dispatch.drop_all("the scheduler stopped before it could run")
+        self._runner.end_retry_waits(self._jobs.values())
+        await self._runner.drain(grace)
         self._running = False
         self._emit(SchedulerStopped(self.clock.wall()))
-        self._unsaved.flush()  # the jobs' final state, before the store is closed
+        if self._saver is not None:
+            self._saver.flush()  # the jobs' final state, before the store is closed
         assert self._stopped is not None
         self._stopped.set()
 
@@ -258,23 +205,19 @@ class Scheduler:
     ) -> Job:
         """Add a job: a coroutine function, a plain function (runs in a thread), a shell
         command string or an argv list. At most one trigger; none means "run on demand"."""
-        job_id = id if id is not None else _default_id(target)
-        if not isinstance(job_id, str) or not job_id.strip():
-            raise InvalidJobOption(f"a job id must be non-empty text, got {job_id!r}", key="id")
-        if job_id in self._jobs:
-            raise DuplicateJob(job_id)
-        zone = (
-            self.timezone
-            if timezone is None
-            else resolve_timezone(timezone, key="timezone", job_id=job_id)
+        job = new_job(
+            target,
+            id,
+            taken=self._jobs,
+            default_zone=self.timezone,
+            timezone=timezone,
+            paused=paused,
+            every=every,
+            cron=cron,
+            at=at,
+            options=options,
         )
-        kind, takes_run = classify_target(target, job_id)
-        trigger = make_trigger(every=every, cron=cron, at=at, zone=zone, job_id=job_id)
-        job_options = DEFAULT_OPTIONS.with_changes(job_id, zone, **options)
-        job = Job(job_id, target, kind, takes_run, trigger, job_options, zone)
-        if paused:
-            job.paused = True
-            job.pause_reason = "added paused"
+        job_id = job.id
         self._jobs[job_id] = job
         if self._running:
             self._plan_first(job, self.clock.wall(), self.clock.elapsed())
@@ -309,7 +252,7 @@ class Scheduler:
         del self._jobs[job_id]
         job._heap_version += 1
         job.next_fire = None
-        self._drop_waiting(job, "the job was removed")
+        self._dispatch.drop_waiting(job, "the job was removed")
         if cancel_running:
             for run in list(job.active):
                 self._runner.interrupt(run, Outcome.CANCELLED, "the job was removed")
@@ -324,7 +267,7 @@ class Scheduler:
         job.paused = True
         job.pause_reason = reason or "paused by the user"
         job._heap_version += 1
-        self._drop_waiting(job, "the job was paused")
+        self._dispatch.drop_waiting(job, "the job was paused")
         self._emit(JobStateChanged(self.clock.wall(), job_id, job.state.value, job.pause_reason))
         return job
 
@@ -346,35 +289,7 @@ class Scheduler:
         """Change a job's trigger, target or options; its history and counters are kept and
         its next time is recomputed from now."""
         job = self.get(job_id)
-        zone = job.zone
-        if "timezone" in changes:
-            value = changes.pop("timezone")
-            zone = self.timezone if value is None else resolve_timezone(value, job_id=job_id)
-        trigger_changes = {k: changes.pop(k) for k in TRIGGER_KEYS if k in changes}
-        target = changes.pop("target", job.target)
-        paused = changes.pop("paused", None)
-        kind, takes_run = classify_target(target, job_id)
-        trigger = (
-            make_trigger(zone=zone, job_id=job_id, **trigger_changes)
-            if trigger_changes
-            else job.trigger
-        )
-        options = job.options.with_changes(job_id, zone, **changes)
-        trigger_changed = (
-            trigger != job.trigger or zone != job.zone or (options.start != job.options.start)
-        )
-        job.target, job.kind, job.takes_run = target, kind, takes_run
-        job.options, job.zone, job.trigger = options, zone, trigger
-        if trigger_changed:  # a new schedule; what a restore gave the old one still holds
-            plan = plan_for(trigger)
-            plan.carry_from(job.plan)
-            job.plan = plan
-            job.finished = False
-            job.finish_reason = ""
-        below_max = options.max_runs is None or job.run_count < options.max_runs
-        if below_max and job.finish_reason.startswith("max_runs"):
-            job.finished = False
-            job.finish_reason = ""
+        paused = reconfigure(job, changes, self.timezone)
         if paused is not None and bool(paused) != job.paused:
             (self.pause if paused else self.resume)(job_id)
         if self._running and not job.finished:
@@ -390,16 +305,7 @@ class Scheduler:
         job = self.get(job_id)
         if self._running:
             raise JobtuiError("restore job state before the scheduler starts")
-        job.paused = snapshot.paused or job.paused
-        job.pause_reason = snapshot.pause_reason or job.pause_reason
-        job.disabled_reason = snapshot.disabled_reason
-        job.consecutive_failures = snapshot.consecutive_failures
-        job.run_count = snapshot.run_count
-        job.last_fired = snapshot.last_fired
-        finished = job.plan.restore(snapshot)
-        if finished is not None:
-            job.finished = True
-            job.finish_reason = finished
+        restore_state(job, snapshot)
         return job
 
     def run_now(self, job_id: str) -> Run:
@@ -501,16 +407,6 @@ class Scheduler:
         if self.events.wants(JobStateChanged):
             self._emit(JobStateChanged(self.clock.wall(), job.id, job.state.value, reason))
 
-    def _spread_soft_start(self, wall: float, elapsed: float) -> None:
-        due = []
-        for job in self._jobs.values():
-            if job.options.soft_start <= 0 or job.next_fire is None:
-                continue
-            if job.plan.seconds_until(job.next_fire, wall, elapsed) <= 0:
-                due.append(job)
-        for index, job in enumerate(due):
-            job._soft_delay = job.options.soft_start * index / len(due)
-
     # ------------------------------------------------------------------------------------
     # The loop
     # ------------------------------------------------------------------------------------
@@ -589,247 +485,15 @@ class Scheduler:
         ):
             self._fire(job, occurrences[0][0])  # the common case: one occurrence, on time
         else:
-            self._apply_catchup(job, occurrences, passed_over, wall)
+            self._dispatch.catch_up(job, occurrences, passed_over, wall)
         if not job.finished and not job.paused and not job.disabled_reason:
             self._apply(job, plan.after_due(job, wall, self._waiting))
             if plan.returned is not None and job.next_fire is None:
                 self._push_wall(job, plan.returned)
 
-    def _waiting(self, job: Job) -> bool:
-        """Whether a run of the job is going or waiting for its jitter (asked only by plans
-        that finish a job, so the scan of the waiting ones stays off the hot path)."""
-        return bool(job.active) or any(j is job for j, _ in self._jittered.values())
-
-    def _apply_catchup(
-        self,
-        job: Job,
-        occurrences: list[tuple[float, float]],
-        passed_over: tuple[float, int | None] | None,
-        wall: float,
-    ) -> None:
-        opts = job.options
-        if passed_over is not None:
-            first, count = passed_over
-            how_many = f"{count} occurrences" if count is not None else "every occurrence"
-            until = f" before {_iso(occurrences[0][0])}" if occurrences else ""
-            self._record(
-                job,
-                first,
-                Outcome.MISSED,
-                f"{how_many} from {_iso(first)}{until} missed (too many to list: catch-up "
-                f"looks at the newest {CATCHUP_LIMIT} only)",
-                missed=True,
-            )
-        decision = decide_catchup(occurrences, opts.catchup, opts.misfire_grace, wall)
-        for ts, lateness in decision.beyond_grace:
-            self._record(
-                job,
-                ts,
-                Outcome.MISSED,
-                f"late by {format_duration(lateness)}, beyond misfire_grace "
-                f"{format_duration(opts.misfire_grace or 0.0)}",
-                missed=True,
-            )
-        to_run = decision.run
-        for ts in decision.missed:
-            why = (
-                f'catchup="latest" ran only the newest occurrence ({_iso(to_run[-1])})'
-                if to_run
-                else 'catchup="none" runs no missed occurrence'
-            )
-            self._record(job, ts, Outcome.MISSED, why, missed=True)
-        for index, ts in enumerate(to_run):
-            self._fire(job, ts, backlog=index > 0)
-
     # ------------------------------------------------------------------------------------
-    # Firing: overlap policy, jitter, concurrency
+    # Events
     # ------------------------------------------------------------------------------------
-    def _fire(self, job: Job, ts: float, *, backlog: bool = False) -> None:
-        job.last_fired = ts if job.last_fired is None else max(job.last_fired, ts)
-        delay = job._soft_delay
-        job._soft_delay = 0.0
-        if job.options.jitter > 0:
-            delay += self._random.uniform(0, job.options.jitter)
-        if backlog:
-            if job._backlog is None:
-                job._backlog = deque()
-            job._backlog.append(ts)
-            return
-        if delay > 0:
-            handle: TimerHandle | None = None
-
-            def later() -> None:
-                self._jittered.pop(handle, None)  # type: ignore[arg-type]
-                if self._jobs.get(job.id) is not job:
-                    self._record(job, ts, Outcome.MISSED, "the job was removed", missed=True)
-                elif not self._stopping:
-                    self._dispatch(job, ts)
-
-            handle = self.clock.call_later(delay, later)
-            self._jittered[handle] = (job, ts)
-            return
-        self._dispatch(job, ts)
-
-    def _dispatch(self, job: Job, ts: float) -> None:
-        if job.paused or job.disabled_reason:
-            self._record(job, ts, Outcome.MISSED, f"the job is {job.state.value}", missed=True)
-            return
-        active = job.active
-        if job._threads_alive and not active:
-            self._record(
-                job,
-                ts,
-                Outcome.SKIPPED,
-                "an earlier run that timed out or was cancelled is still running in its thread",
-            )
-            return
-        overlap = job.options.overlap
-        action = decide_overlap(overlap, len(active))
-        if action is OverlapAction.START:
-            self._runner.start(job, ts)
-            return
-        running = active[-1]
-        if action is OverlapAction.SKIP:
-            parallel = overlap.policy is OverlapPolicy.PARALLEL
-            limit = f" ({overlap.limit} at once)" if parallel else ""
-            self._record(
-                job,
-                ts,
-                Outcome.SKIPPED,
-                f"still running{limit}: run {running.run_id} for {_iso(running._scheduled_ts)}",
-            )
-            return
-        if job._pending is not None:
-            self._record(
-                job,
-                job._pending,
-                Outcome.SKIPPED,
-                f"coalesced: a newer occurrence ({_iso(ts)}) took its place in the queue",
-            )
-        job._pending = ts
-        if action is OverlapAction.REPLACE:
-            for run in list(active):
-                self._runner.interrupt(
-                    run, Outcome.CANCELLED, f"replaced by the occurrence for {_iso(ts)}"
-                )
-
-    # ------------------------------------------------------------------------------------
-    # What the runner reports back
-    # ------------------------------------------------------------------------------------
-    def _run_returned(self, job: Job, ts: float | None) -> None:
-        """The run's return value chose the job's next time (None: "never")."""
-        if ts is None:
-            job._heap_version += 1
-            job.plan.returned = None
-            self._finish(job, 'the job returned "never"')
-            return
-        wall = self.clock.wall()
-        if self._jobs.get(job.id) is not job or job.paused or job.disabled_reason:
-            return
-        job.plan.returned = max(ts, wall)
-        job.finished = False
-        self._push_wall(job, job.plan.returned)
-
-    def _run_finished(self, job: Job, run: Run, outcome: Outcome) -> None:
-        if self.events.wants(RunFinished):
-            self._emit(RunFinished(run._finished_ts or self.clock.wall(), run))
-        if self._jobs.get(job.id) is not job:
-            return
-        opts = job.options
-        if (
-            opts.max_failures is not None
-            and job.consecutive_failures >= opts.max_failures
-            and not job.disabled_reason
-        ):
-            what = run.error.first_line if run.error else outcome.value
-            job.disabled_reason = f"{job.consecutive_failures} consecutive failures; last: {what}"
-            job._heap_version += 1
-            self._drop_waiting(job, "the job was disabled")
-            self._emit(
-                JobStateChanged(self.clock.wall(), job.id, job.state.value, job.disabled_reason)
-            )
-            return
-        if opts.max_runs is not None and job.run_count >= opts.max_runs and not job.finished:
-            if not job.active:
-                self._drop_waiting(job, f"max_runs ({opts.max_runs}) was reached")
-                self._finish(job, f"max_runs ({opts.max_runs}) reached")
-            return
-        finished = job.plan.finished_after_run(job)
-        if finished is not None:
-            self._finish(job, finished)
-            return
-        if self._stopping or job.active:
-            return
-        self._start_waiting(job)
-        self._apply(job, job.plan.idle_step(job))
-
-    def _thread_exited(self, job: Job) -> None:
-        """A thread that outlived its run's timeout or cancel has finished at last."""
-        if self._jobs.get(job.id) is job:
-            self._emit(JobModified(self.clock.wall(), job.id))
-            if not job.active and not self._stopping:
-                self._start_waiting(job)
-
-    def _start_waiting(self, job: Job) -> None:
-        """The job has no run going: start the occurrence waiting its turn, if any."""
-        if job._backlog:
-            self._runner.start(job, job._backlog.popleft())
-        elif job._pending is not None:
-            ts, job._pending = job._pending, None
-            self._dispatch(job, ts)
-
-    # ------------------------------------------------------------------------------------
-    # Records, events and the store
-    # ------------------------------------------------------------------------------------
-    def _record(
-        self, job: Job, ts: float, outcome: Outcome, reason: str, *, missed: bool = False
-    ) -> Run:
-        """Record an occurrence that did not run (skipped or missed): nothing is dropped
-        silently."""
-        run = Run(job.id, self._runner.new_run_id(), ts, wall=self.clock.wall)
-        run.outcome = outcome
-        run.reason = reason
-        run._finished_ts = self.clock.wall()
-        if job.last_fired is None or ts > job.last_fired:
-            job.last_fired = ts
-        event = OccurrenceMissed if missed else OccurrenceSkipped
-        self._emit(event(run._finished_ts, run))
-        return run
-
-    def _drop_waiting(self, job: Job, reason: str) -> None:
-        """Occurrences that were waiting their turn (queue, catch-up backlog) won't run."""
-        if job._pending is not None:
-            ts, job._pending = job._pending, None
-            self._record(job, ts, Outcome.SKIPPED, reason)
-        while job._backlog:
-            self._record(job, job._backlog.popleft(), Outcome.MISSED, reason, missed=True)
-
     def _emit(self, event: Event) -> None:
         if self.events.has_subscribers:
             self.events.publish(event)
-
-    def _job_touched(self, event: Event) -> None:
-        job_id: str | None = getattr(event, "job_id", None)
-        if job_id is None:
-            job_id = event.run.job_id  # type: ignore[attr-defined]
-        self._unsaved.mark(job_id)
-
-    def _save_jobs(self, job_ids: list[str]) -> None:
-        assert self.store is not None
-        for job_id in job_ids:
-            job = self._jobs.get(job_id)
-            if job is not None:  # a removed job's row goes with its JobRemoved event
-                self.store.save_job(job_id, job.snapshot())
-
-
-def _default_id(target: Any) -> str:
-    if isinstance(target, str):
-        return target.split()[0] if target.split() else target
-    if isinstance(target, list | tuple) and target:
-        return os.path.basename(os.fspath(target[0]))
-    name = getattr(target, "__name__", None) or type(target).__name__
-    return str(name)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
