@@ -86,6 +86,7 @@ class Host:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(run.pid, signal.SIGKILL)
         if self.store is not None:
+            self.scheduler.save_state()  # what the loop had not handed over yet
             self.store.close()
 
     # -- what users of the host ask -------------------------------------------------------

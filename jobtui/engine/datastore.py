@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, cast
 
 from .events import (
     Event,
@@ -19,21 +19,15 @@ from .events import (
     OccurrenceSkipped,
     RunFinished,
     RunRetrying,
+    Subscriber,
 )
 from .job import Job, JobSnapshot
 from .progress import Coalescer
 from .run import Run
 
 # Events after which a job's lasting state may differ: the store is given its snapshot.
-_JOB_STATE_EVENTS = (
-    JobAdded,
-    JobModified,
-    JobStateChanged,
-    RunFinished,
-    RunRetrying,
-    OccurrenceSkipped,
-    OccurrenceMissed,
-)
+_JOB_EVENTS = (JobAdded, JobModified, JobStateChanged)
+_RUN_EVENTS = (RunFinished, RunRetrying, OccurrenceSkipped, OccurrenceMissed)
 
 
 class DataStore(Protocol):
@@ -65,7 +59,9 @@ class JobSaver:
         self._jobs = jobs  # the scheduler's own: a job not in it was removed
         self._unsaved: Coalescer[str] = Coalescer(self._save)
         events.subscribe(store.record)
-        events.subscribe(self._touched, *_JOB_STATE_EVENTS)
+        # The broker routes by type, so each handler only sees the events it is typed for.
+        events.subscribe(cast(Subscriber, self._job_touched), *_JOB_EVENTS)
+        events.subscribe(cast(Subscriber, self._run_touched), *_RUN_EVENTS)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """At start: every job's state as restored is saved before anything runs."""
@@ -76,11 +72,13 @@ class JobSaver:
     def flush(self) -> None:
         self._unsaved.flush()
 
-    def _touched(self, event: Event) -> None:
-        job_id: str | None = getattr(event, "job_id", None)
-        if job_id is None:
-            job_id = event.run.job_id  # type: ignore[attr-defined]
-        self._unsaved.mark(job_id)
+    def _job_touched(self, event: JobAdded | JobModified | JobStateChanged) -> None:
+        self._unsaved.mark(event.job_id)
+
+    def _run_touched(
+        self, event: RunFinished | RunRetrying | OccurrenceSkipped | OccurrenceMissed
+    ) -> None:
+        self._unsaved.mark(event.run.job_id)
 
     def _save(self, job_ids: list[str]) -> None:
         for job_id in job_ids:

@@ -50,7 +50,9 @@ class Plan:
     __slots__ = ("catch_up_from_last", "returned")
 
     def __init__(self) -> None:
-        self.returned: float | None = None  # the next time chosen by the job's return value
+        # The next time chosen outside the trigger: by the job's return value, or "now" for
+        # run_immediately; the plan goes back to its trigger after it.
+        self.returned: float | None = None
         self.catch_up_from_last = False  # restored: occurrences since last_fired are due
 
     def carry_from(self, previous: Plan) -> None:
@@ -163,6 +165,8 @@ class IntervalPlan(Plan):
         return self.anchor_wall + k * self.period
 
     def deadline(self, label: float) -> float:
+        # The label is the wall time shown to users; the heap key is the grid point k on the
+        # steady clock, which the plan holds (the label cannot give it back after a step).
         assert self.anchor_elapsed is not None
         return self.anchor_elapsed + self.k * self.period
 

@@ -51,8 +51,8 @@ def decide_catchup(
         decision.run = eligible[-1:]
     else:
         newest = eligible[-1]
-        on_time = wall - newest <= LATE_TOLERANCE
-        decision.run = [newest] if on_time and len(occurrences) == 1 else []
+        newest_on_time = wall - newest <= LATE_TOLERANCE
+        decision.run = [newest] if newest_on_time and len(occurrences) == 1 else []
     decision.missed = [ts for ts in eligible if ts not in decision.run]
     return decision
 

@@ -157,18 +157,25 @@ class Scheduler:
             return
         self._stopping = self._runner.stopping = True
         grace = self.stop_grace if grace is None else grace
-        if self._main_task is not None:
-            self._main_task.cancel()
-            await asyncio.gather(self._main_task, return_exceptions=True)
-        self._dispatch.drop_all("the scheduler stopped before it could run")
-        self._runner.end_retry_waits(self._jobs.values())
-        await self._runner.drain(grace)
-        self._running = False
-        self._emit(SchedulerStopped(self.clock.wall()))
+        try:
+            if self._main_task is not None:
+                self._main_task.cancel()
+                await asyncio.gather(self._main_task, return_exceptions=True)
+            self._dispatch.drop_all("the scheduler stopped before it could run")
+            self._runner.end_retry_waits(self._jobs.values())
+            await self._runner.drain(grace)
+        finally:  # a stop that is itself cancelled still leaves the store the final state
+            self._running = False
+            self._emit(SchedulerStopped(self.clock.wall()))
+            self.save_state()
+            assert self._stopped is not None
+            self._stopped.set()
+
+    def save_state(self) -> None:
+        """Hand the store every job state changed since the last loop turn, now (at stop, and
+        after a crash, before the store is closed)."""
         if self._saver is not None:
-            self._saver.flush()  # the jobs' final state, before the store is closed
-        assert self._stopped is not None
-        self._stopped.set()
+            self._saver.flush()
 
     async def wait_stopped(self) -> None:
         """Wait until the scheduler has been stopped (by stop() from elsewhere)."""
