@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,24 +122,15 @@ class SQLiteBackend:
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     # -- the writer's side ----------------------------------------------------------------
-    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
-        results = []
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; SQLite's errors become
+        StoreUnavailable, which the writer answers by buffering and trying again."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for segment in _segments(batch):
-                    # Claims first (each its own statement: its row count is the answer), then
-                    # each kind of write in one executemany.
-                    groups: dict[Kind, list[tuple[Any, ...]]] = {}
-                    for write in segment:
-                        if write.kind is Kind.CLAIM:
-                            cursor = conn.execute(STATEMENTS[Kind.CLAIM], write.params)
-                            results.append((write, cursor.rowcount == 1))
-                        else:
-                            groups.setdefault(write.kind, []).append(write.params)
-                    for kind, rows in groups.items():
-                        conn.executemany(STATEMENTS[kind], rows)
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -146,34 +138,39 @@ class SQLiteBackend:
                 raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
+        results = []
+        with self._transaction() as conn:
+            for segment in _segments(batch):
+                # Claims first (each its own statement: its row count is the answer), then
+                # each kind of write in one executemany.
+                groups: dict[Kind, list[tuple[Any, ...]]] = {}
+                for write in segment:
+                    if write.kind is Kind.CLAIM:
+                        cursor = conn.execute(STATEMENTS[Kind.CLAIM], write.params)
+                        results.append((write, cursor.rowcount == 1))
+                    else:
+                        groups.setdefault(write.kind, []).append(write.params)
+                for kind, rows in groups.items():
+                    conn.executemany(STATEMENTS[kind], rows)
         return results
 
     def prune(self) -> None:
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self.keep_days is not None:
-                    cutoff = time.time() - self.keep_days * 86400
+        with self._transaction() as conn:
+            if self.keep_days is not None:
+                cutoff = time.time() - self.keep_days * 86400
+                conn.execute(
+                    "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,)
+                )
+            if self.keep_runs is not None:
+                for (job_id,) in conn.execute("SELECT DISTINCT job_id FROM runs").fetchall():
                     conn.execute(
-                        "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?",
-                        (cutoff,),
+                        "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs "
+                        "WHERE job_id = ? AND outcome IS NOT NULL "
+                        "ORDER BY scheduled_for DESC LIMIT -1 OFFSET ?)",
+                        (job_id, self.keep_runs),
                     )
-                if self.keep_runs is not None:
-                    for (job_id,) in conn.execute("SELECT DISTINCT job_id FROM runs").fetchall():
-                        conn.execute(
-                            "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs "
-                            "WHERE job_id = ? AND outcome IS NOT NULL "
-                            "ORDER BY scheduled_for DESC LIMIT -1 OFFSET ?)",
-                            (job_id, self.keep_runs),
-                        )
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     def close(self) -> None:
         """Let go of the database and the lock (once)."""
