@@ -144,7 +144,10 @@ class IntervalPlan(Plan):
     __slots__ = ("anchor_elapsed", "anchor_restored", "anchor_wall", "k", "period")
 
     def __init__(self, period: float) -> None:
-        super().__init__()
+        # Plan's fields set here rather than through super(): one job made per add_job, and
+        # the call was a measurable part of adding 100,000 jobs.
+        self.returned = None
+        self.catch_up_from_last = False
         self.period = period
         self.anchor_wall = 0.0
         self.anchor_elapsed: float | None = None  # None until the grid is planned
