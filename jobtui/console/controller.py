@@ -269,21 +269,21 @@ class LocalController:
         self._recent: dict[str, deque[dict[str, Any]]] = {}  # history without a store
         self._recent_lock = threading.Lock()  # history is read from a thread worker
         self._words: dict[str, _Words] = {}
-        self._handlers: dict[type[Event], Callable[[Any], None]] = {
-            RunStarted: self._on_run_changed,
-            RunRetrying: self._on_run_changed,
-            OccurrenceSkipped: self._on_run_changed,
-            OccurrenceMissed: self._on_run_changed,
-            RunProgress: self._on_progress,
-            RunFinished: self._on_run_finished,
-            JobAdded: self._on_jobs_came_or_went,
-            JobRemoved: self._on_jobs_came_or_went,
-            JobModified: self._on_job_changed,
-            JobStateChanged: self._on_job_changed,
-            SchedulerStarted: self._on_everything_changed,
-            ClockJumped: self._on_everything_changed,
-        }
-        self._unsubscribe = self.scheduler.subscribe(self._on_event)
+        subscribe = self.scheduler.subscribe  # by type: events nobody here reads are not built
+        self._unsubscribes = [
+            subscribe(self._on_run_changed, RunStarted),
+            subscribe(self._on_run_changed, RunRetrying),
+            subscribe(self._on_run_changed, OccurrenceSkipped),
+            subscribe(self._on_run_changed, OccurrenceMissed),
+            subscribe(self._on_progress, RunProgress),
+            subscribe(self._on_run_finished, RunFinished),
+            subscribe(self._on_jobs_came_or_went, JobAdded),
+            subscribe(self._on_jobs_came_or_went, JobRemoved),
+            subscribe(self._on_job_changed, JobModified),
+            subscribe(self._on_job_changed, JobStateChanged),
+            subscribe(self._on_everything_changed, SchedulerStarted),
+            subscribe(self._on_everything_changed, ClockJumped),
+        ]
         host.reloaded.append(self._on_reloaded)
         host.reload_failed.append(self._on_reload_failed)
 
@@ -388,7 +388,8 @@ class LocalController:
         return unsubscribe
 
     def close(self) -> None:
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribes:
+            unsubscribe()
 
     # -- keeping views current ------------------------------------------------------------
     def _bring_up_to_date(self) -> None:
@@ -445,11 +446,6 @@ class LocalController:
             running=tuple(run_view(run) for run in job.active),
         )
 
-    def _on_event(self, event: Event) -> None:
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event)
-
     def _notify(self, notice: Notice) -> None:
         for listener in tuple(self._listeners):
             listener(notice)
@@ -458,7 +454,9 @@ class LocalController:
         # No notice: progress is drawn on the steady tick, not once per update.
         self._dirty.add(event.run.job_id)
 
-    def _on_run_changed(self, event: RunStarted | RunRetrying) -> None:
+    def _on_run_changed(
+        self, event: RunStarted | RunRetrying | OccurrenceSkipped | OccurrenceMissed
+    ) -> None:
         self._dirty.add(event.run.job_id)
         self._notify(JobsChanged((event.run.job_id,)))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Protocol, cast
+from typing import Protocol
 
 from .events import (
     Event,
@@ -19,15 +19,10 @@ from .events import (
     OccurrenceSkipped,
     RunFinished,
     RunRetrying,
-    Subscriber,
 )
 from .job import Job, JobSnapshot
 from .progress import Coalescer
 from .run import Run
-
-# Events after which a job's lasting state may differ: the store is given its snapshot.
-_JOB_EVENTS = (JobAdded, JobModified, JobStateChanged)
-_RUN_EVENTS = (RunFinished, RunRetrying, OccurrenceSkipped, OccurrenceMissed)
 
 
 class DataStore(Protocol):
@@ -59,9 +54,14 @@ class JobSaver:
         self._jobs = jobs  # the scheduler's own: a job not in it was removed
         self._unsaved: Coalescer[str] = Coalescer(self._save)
         events.subscribe(store.record)
-        # The broker routes by type, so each handler only sees the events it is typed for.
-        events.subscribe(cast(Subscriber, self._job_touched), *_JOB_EVENTS)
-        events.subscribe(cast(Subscriber, self._run_touched), *_RUN_EVENTS)
+        # One subscription per type, so each is type-checked against its handler.
+        events.subscribe(self._job_touched, JobAdded)
+        events.subscribe(self._job_touched, JobModified)
+        events.subscribe(self._job_touched, JobStateChanged)
+        events.subscribe(self._run_touched, RunFinished)
+        events.subscribe(self._run_touched, RunRetrying)
+        events.subscribe(self._run_touched, OccurrenceSkipped)
+        events.subscribe(self._run_touched, OccurrenceMissed)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """At start: every job's state as restored is saved before anything runs."""

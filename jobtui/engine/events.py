@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar, cast
 
 from .run import Run
 
@@ -113,6 +114,7 @@ class ClockJumped(Event):
 
 
 Subscriber = Callable[[Event], object]
+AnyEvent = TypeVar("AnyEvent", bound=Event)
 
 
 @dataclass(slots=True)
@@ -143,10 +145,14 @@ class EventBroker:
         """Whether anyone would receive an event of this type (so it is worth building)."""
         return bool(self._streams) or bool(self._route(event_type))
 
-    def subscribe(self, callback: Subscriber, *types: type[Event]) -> Callable[[], None]:
+    def subscribe(
+        self, callback: Callable[[AnyEvent], object], *types: type[AnyEvent]
+    ) -> Callable[[], None]:
         """Call ``callback(event)`` for every event, or only for events of ``types`` (and
-        their subclasses); returns a function that unsubscribes."""
-        entry = (callback, types)
+        their subclasses); returns a function that unsubscribes. Typed so that a handler of
+        one event type subscribes to that type: a handler of several subscribes once per type.
+        """
+        entry = (cast(Subscriber, callback), types)
         self._callbacks.append(entry)
         self._routes.clear()
 

@@ -29,6 +29,7 @@ from .definitions import new_job, reconfigure, restore_state
 from .dispatch import Dispatcher
 from .errors import JobNotFound, JobtuiError, RunNotFound, SchedulerNotRunning
 from .events import (
+    AnyEvent,
     ClockJumped,
     Event,
     EventBroker,
@@ -350,7 +351,7 @@ class Scheduler:
         return [datetime.fromtimestamp(ts, UTC).astimezone(job.zone) for ts in times]
 
     def subscribe(
-        self, callback: Callable[[Event], object], *types: type[Event]
+        self, callback: Callable[[AnyEvent], object], *types: type[AnyEvent]
     ) -> Callable[[], None]:
         """Call ``callback(event)`` for events of ``types`` (none given: every event);
         returns a function that unsubscribes. See ``EventBroker.subscribe``."""
