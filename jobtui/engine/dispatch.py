@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from .clock import Clock, TimerHandle
 from .durations import format_duration
 from .events import (
-    Event,
     EventBroker,
     JobModified,
     JobStateChanged,
@@ -221,7 +220,7 @@ class Dispatcher:
         if job.last_fired is None or ts > job.last_fired:
             job.last_fired = ts
         event = OccurrenceMissed if missed else OccurrenceSkipped
-        self._emit(event(run._finished_ts, run))
+        self.events.publish(event(run._finished_ts, run))
         return run
 
     # -- what the runner reports back -----------------------------------------------------
@@ -241,7 +240,7 @@ class Dispatcher:
 
     def run_finished(self, job: Job, run: Run, outcome: Outcome) -> None:
         if self.events.wants(RunFinished):
-            self._emit(RunFinished(run._finished_ts or self.clock.wall(), run))
+            self.events.publish(RunFinished(run._finished_ts or self.clock.wall(), run))
         if self._jobs.get(job.id) is not job:
             return
         opts = job.options
@@ -254,7 +253,7 @@ class Dispatcher:
             job.disabled_reason = f"{job.consecutive_failures} consecutive failures; last: {what}"
             job._heap_version += 1
             self.drop_waiting(job, "the job was disabled")
-            self._emit(
+            self.events.publish(
                 JobStateChanged(self.clock.wall(), job.id, job.state.value, job.disabled_reason)
             )
             return
@@ -275,13 +274,9 @@ class Dispatcher:
     def thread_exited(self, job: Job) -> None:
         """A thread that outlived its run's timeout or cancel has finished at last."""
         if self._jobs.get(job.id) is job:
-            self._emit(JobModified(self.clock.wall(), job.id))
+            self.events.publish(JobModified(self.clock.wall(), job.id))
             if not job.active and not self.runner.stopping:
                 self._start_waiting(job)
-
-    def _emit(self, event: Event) -> None:
-        if self.events.has_subscribers:
-            self.events.publish(event)
 
 
 def _iso(ts: float) -> str:

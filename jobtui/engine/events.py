@@ -137,10 +137,6 @@ class EventBroker:
         self._streams: list[_Stream] = []
         self._routes: dict[type[Event], tuple[Subscriber, ...]] = {}
 
-    @property
-    def has_subscribers(self) -> bool:
-        return bool(self._callbacks or self._streams)
-
     def wants(self, event_type: type[Event]) -> bool:
         """Whether anyone would receive an event of this type (so it is worth building)."""
         return bool(self._streams) or bool(self._route(event_type))

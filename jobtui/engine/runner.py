@@ -195,7 +195,7 @@ class Runner:
         """Wait out the backoff. False if the wait was cut short."""
         delay = retry_delay(job.options, run.attempt, self._random)
         error = run.error.first_line if run.error else (run.reason or "failed")
-        if self.events.has_subscribers:
+        if self.events.wants(RunRetrying):
             self.events.publish(
                 RunRetrying(self.clock.wall(), run, self.clock.wall() + delay, error)
             )
@@ -312,5 +312,5 @@ class Runner:
     def _publish_progress(self, runs: list[Run]) -> None:
         now = self.clock.wall()
         for run in runs:
-            if run.outcome is None and self.events.has_subscribers:
+            if run.outcome is None:  # one that finished meanwhile says so in RunFinished
                 self.events.publish(RunProgress(now, run))

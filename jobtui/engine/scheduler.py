@@ -146,7 +146,7 @@ class Scheduler:
         self._dispatch.spread_soft_start(wall, elapsed)
         if self._saver is not None:
             self._saver.bind(self._loop)
-        self._emit(SchedulerStarted(wall))
+        self.events.publish(SchedulerStarted(wall))
         self._main_task = self._loop.create_task(self._main(), name="jobtui-scheduler")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -167,7 +167,7 @@ class Scheduler:
             await self._runner.drain(grace)
         finally:  # a stop that is itself cancelled still leaves the store the final state
             self._running = False
-            self._emit(SchedulerStopped(self.clock.wall()))
+            self.events.publish(SchedulerStopped(self.clock.wall()))
             self.save_state()
             assert self._stopped is not None
             self._stopped.set()
@@ -230,7 +230,7 @@ class Scheduler:
         if self._running:
             self._plan_first(job, self.clock.wall(), self.clock.elapsed())
         if self.events.wants(JobAdded):
-            self._emit(JobAdded(self.clock.wall(), job_id))
+            self.events.publish(JobAdded(self.clock.wall(), job_id))
         return job
 
     def job(self, **kwargs: Any) -> Callable[[F], F]:
@@ -264,7 +264,7 @@ class Scheduler:
         if cancel_running:
             for run in list(job.active):
                 self._runner.interrupt(run, Outcome.CANCELLED, "the job was removed")
-        self._emit(JobRemoved(self.clock.wall(), job_id))
+        self.events.publish(JobRemoved(self.clock.wall(), job_id))
         return job
 
     def pause(self, job_id: str, reason: str = "") -> Job:
@@ -276,7 +276,9 @@ class Scheduler:
         job.pause_reason = reason or "paused by the user"
         job._heap_version += 1
         self._dispatch.drop_waiting(job, "the job was paused")
-        self._emit(JobStateChanged(self.clock.wall(), job_id, job.state.value, job.pause_reason))
+        self.events.publish(
+            JobStateChanged(self.clock.wall(), job_id, job.state.value, job.pause_reason)
+        )
         return job
 
     def resume(self, job_id: str) -> Job:
@@ -290,7 +292,7 @@ class Scheduler:
         job.consecutive_failures = 0
         if self._running:
             self._plan_from_now(job)
-        self._emit(JobStateChanged(self.clock.wall(), job_id, job.state.value, "resumed"))
+        self.events.publish(JobStateChanged(self.clock.wall(), job_id, job.state.value, "resumed"))
         return job
 
     def modify(self, job_id: str, **changes: Any) -> Job:
@@ -302,7 +304,7 @@ class Scheduler:
             (self.pause if paused else self.resume)(job_id)
         if self._running and not job.finished:
             self._plan_from_now(job)
-        self._emit(JobModified(self.clock.wall(), job_id))
+        self.events.publish(JobModified(self.clock.wall(), job_id))
         return job
 
     def restore(self, job_id: str, snapshot: JobSnapshot) -> Job:
@@ -413,7 +415,7 @@ class Scheduler:
         job.next_fire = None
         job._heap_version += 1
         if self.events.wants(JobStateChanged):
-            self._emit(JobStateChanged(self.clock.wall(), job.id, job.state.value, reason))
+            self.events.publish(JobStateChanged(self.clock.wall(), job.id, job.state.value, reason))
 
     # ------------------------------------------------------------------------------------
     # The loop
@@ -456,12 +458,12 @@ class Scheduler:
         self._last_clock = (wall, elapsed, suspended)
         slept = suspended - last_suspended
         if slept > CLOCK_STEP_THRESHOLD:
-            self._emit(ClockJumped(wall, "suspend", slept))
+            self.events.publish(ClockJumped(wall, "suspend", slept))
         step = (wall - last_wall) - (elapsed - last_elapsed)
         if abs(step) > CLOCK_STEP_THRESHOLD:
             # Cron deadlines are wall times, so they stay right; an occurrence at or before a
             # job's last handled one is never handled again, so a step back repeats nothing.
-            self._emit(ClockJumped(wall, "forward" if step > 0 else "backward", step))
+            self.events.publish(ClockJumped(wall, "forward" if step > 0 else "backward", step))
 
     def _process_due(self, wall: float, elapsed: float) -> None:
         due: list[Job] = []
@@ -498,10 +500,3 @@ class Scheduler:
             self._apply(job, plan.after_due(job, wall, self._waiting))
             if plan.returned is not None and job.next_fire is None:
                 self._push_wall(job, plan.returned)
-
-    # ------------------------------------------------------------------------------------
-    # Events
-    # ------------------------------------------------------------------------------------
-    def _emit(self, event: Event) -> None:
-        if self.events.has_subscribers:
-            self.events.publish(event)
