@@ -315,10 +315,13 @@ async def test_a_full_disk_keeps_scheduling_and_writes_when_there_is_room(tmp_pa
     assert statuses[-1] == ""
 
 
-async def test_a_read_only_database_keeps_scheduling_and_catches_up_later(tmp_path, clock):
+async def two_runs_while_refused(tmp_path, clock, error: Exception) -> tuple[str, list]:
+    """Two scheduled runs while the backend refuses writes with ``error``, then writing
+    again: the status seen meanwhile, and the outcomes recorded in the end."""
     db = tmp_path / "state.db"
     store = Store.open(db)
-    folder = RefusingBackend(store, "attempt to write a readonly database")  # SQLite's words
+    backend = RefusingBackend(store, "")
+    backend.error = error
     scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
     recorder = Recorder(scheduler)
     scheduler.add_job(noop, every="1m", id="j")
@@ -326,29 +329,25 @@ async def test_a_read_only_database_keeps_scheduling_and_catches_up_later(tmp_pa
     async with scheduler:
         await clock.advance(120)
         await recorder.wait_for(lambda: len(recorder.finished("j")) == 2 and store.status)
-        assert "readonly" in store.status or "read-only" in store.status
-        folder.refusing = False
+        status = store.status
+        backend.refusing = False
         await recorder.wait_for(lambda: not store.status)
     await asyncio.to_thread(store.close)
-    assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 2
+    return status, [r["outcome"] for r in runs_of(db, "j")]
+
+
+async def test_a_read_only_database_keeps_scheduling_and_catches_up_later(tmp_path, clock):
+    # SQLite's words for a read-only folder
+    refused = StoreUnavailable("attempt to write a readonly database")
+    status, outcomes = await two_runs_while_refused(tmp_path, clock, refused)
+    assert "readonly" in status or "read-only" in status
+    assert outcomes == ["succeeded"] * 2
 
 
 async def test_a_backend_bug_does_not_stop_the_writer(tmp_path, clock):
     # Not the backend saying "not now" but an error nobody expected: the writer thread must
     # live on, say so, and write everything once the backend works again.
-    db = tmp_path / "state.db"
-    store = Store.open(db)
-    broken = RefusingBackend(store, "")
-    broken.error = KeyError("a statement the backend does not know")
-    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
-    recorder = Recorder(scheduler)
-    scheduler.add_job(noop, every="1m", id="j")
-    store.start()
-    async with scheduler:
-        await clock.advance(120)
-        await recorder.wait_for(lambda: len(recorder.finished("j")) == 2 and store.status)
-        assert "a statement the backend does not know" in store.status
-        broken.refusing = False
-        await recorder.wait_for(lambda: not store.status)
-    await asyncio.to_thread(store.close)
-    assert [r["outcome"] for r in runs_of(db, "j")] == ["succeeded"] * 2
+    bug = KeyError("a statement the backend does not know")
+    status, outcomes = await two_runs_while_refused(tmp_path, clock, bug)
+    assert "a statement the backend does not know" in status
+    assert outcomes == ["succeeded"] * 2
