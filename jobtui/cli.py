@@ -133,15 +133,14 @@ def run(args: argparse.Namespace) -> int:
 
 def run_console(path: Path) -> int:
     from .console.app import JobtuiApp
-    from .store import Store, StoreError
+    from .host import open_store
+    from .store import StoreError
 
     config = _load_reporting(path)
     if config is None:
         return 2
     try:
-        store = Store.open(
-            config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days
-        )
+        store = open_store(config)
     except StoreError as exc:
         print(f"jobtui: {exc}", file=sys.stderr)
         return 1

@@ -28,8 +28,8 @@ from .engine import (
     SchedulerStarted,
     SchedulerStopped,
 )
-from .host import Host
-from .store import Store, StoreError
+from .host import Host, open_store
+from .store import StoreError
 
 
 class EventLog:
@@ -181,9 +181,7 @@ async def run_headless(
     if grace is None:  # --grace not given: [scheduler] stop_grace (default 30 s)
         grace = config.stop_grace
     try:
-        store = Store.open(
-            config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days
-        )
+        store = open_store(config)
     except StoreError as exc:
         print(f"jobtui: {exc}", file=sys.stderr)
         return 1

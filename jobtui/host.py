@@ -14,7 +14,13 @@ from typing import Any
 
 from .config import Config, Problem, Reloader
 from .engine import Clock, Scheduler
-from .store import StateStore
+from .store import StateStore, Store
+
+
+def open_store(config: Config) -> Store:
+    """The state store jobs.toml names, with its retention limits. Raises StoreError (owned
+    by another jobtui, damaged, unreadable), whose message says what to do."""
+    return Store.open(config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days)
 
 
 class Host:
