@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -304,10 +304,13 @@ class LocalController:
         return self.scheduler.clock.wall()
 
     def jobs(self) -> list[JobView]:
+        self._notice_moved_times(self.scheduler.jobs())
         self._bring_up_to_date()
         return list(self._views.values())
 
     def job(self, job_id: str) -> JobView | None:
+        if job_id in self.scheduler:
+            self._notice_moved_times((self.scheduler.get(job_id),))
         self._bring_up_to_date()
         return self._views.get(job_id)
 
@@ -339,7 +342,8 @@ class LocalController:
         now = self.now()
         while self._failures and self._failures[0] < now - DAY:
             self._failures.popleft()
-        views = self.jobs()
+        self._bring_up_to_date()  # the screen read jobs() just before: no second look at times
+        views = self._views.values()
         store = self.host.store
         return Summary(
             config_name=self.config_path.name,
@@ -392,15 +396,18 @@ class LocalController:
             unsubscribe()
 
     # -- keeping views current ------------------------------------------------------------
-    def _bring_up_to_date(self) -> None:
-        scheduler = self.scheduler
-        # The scheduler moves a job's next time without an event in a few places (a queued
-        # overlap, a jitter wait, an interval that fired nothing): a cheap comparison per job
-        # catches those, so no countdown goes stale.
-        for job in scheduler.jobs():
-            shown = self._views.get(job.id)
+    def _notice_moved_times(self, jobs: Iterable[Job]) -> None:
+        """The scheduler moves a job's next time without an event in a few places (a queued
+        overlap, a jitter wait, an interval that fired nothing): comparing it with the view's
+        catches those, so no countdown goes stale."""
+        views = self._views
+        for job in jobs:
+            shown = views.get(job.id)
             if shown is not None and shown.next_fire != job.next_fire:
                 self._dirty.add(job.id)
+
+    def _bring_up_to_date(self) -> None:
+        scheduler = self.scheduler
         if self._order_stale:
             self._order_stale = False
             views: dict[str, JobView] = {}
