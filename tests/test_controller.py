@@ -14,7 +14,7 @@ import pytest
 
 from jobtui import JobState, Outcome, Run, VirtualClock
 from jobtui.config import load
-from jobtui.console.controller import (
+from jobtui.control.controller import (
     JobsChanged,
     JobView,
     LocalController,

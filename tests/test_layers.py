@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[1] / "jobtui" / "engine"
-CONTROLLER = ENGINE.parent / "console" / "controller.py"
+CONTROL = ENGINE.parent / "control"
 FORBIDDEN = ("textual", "rich")
 
 
@@ -33,12 +33,12 @@ def test_engine_source_imports_no_console_library() -> None:
     assert _console_library_imports(sorted(ENGINE.rglob("*.py"))) == []
 
 
-def test_the_controller_imports_no_console_library() -> None:
+def test_the_control_layer_imports_no_console_library() -> None:
     """The controller's views and notices are what will cross a socket to a daemon: they
     must not need Textual or rich on the daemon's side."""
-    assert _console_library_imports([CONTROLLER]) == []
+    assert _console_library_imports(sorted(CONTROL.rglob("*.py"))) == []
     code = (
-        "import sys, jobtui.console.controller; "
+        "import sys, jobtui.control.controller; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -54,7 +54,7 @@ def test_library_import_loads_no_console_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-LAYERS = ["engine", "config", "store", "host", "console", "cli"]  # bottom to top
+LAYERS = ["engine", "config", "store", "host", "control", "console", "cli"]  # bottom to top
 MODULE_LAYER = {"headless": "cli", "cli": "cli", "__main__": "cli", "demo": "engine"}
 
 

@@ -17,12 +17,12 @@ from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
 
 from ..config import Config
+from ..control.controller import LocalController, Notice
 from ..engine import Clock, Scheduler
 from ..host import Host
 from ..store import StateStore
 from . import messages
 from .commands import JobCommands
-from .controller import LocalController, Notice
 from .screens.confirm import ConfirmScreen
 from .screens.detail import JobDetailScreen
 from .screens.help import HelpScreen

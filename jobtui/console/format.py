@@ -8,8 +8,8 @@ from datetime import datetime, tzinfo
 
 from rich.text import Text
 
+from ..control.controller import JobView, RunView, Summary
 from ..engine import JobState, Outcome, format_duration
-from .controller import JobView, RunView, Summary
 
 STATE_STYLE = {
     JobState.SCHEDULED: ("●", "green"),

@@ -8,8 +8,8 @@ from typing import Any
 
 from textual.message import Message
 
-from . import controller
-from .controller import Notice
+from ..control import controller
+from ..control.controller import Notice
 
 
 class JobsChanged(Message):

@@ -50,13 +50,19 @@ async def shoot(jobs: Path, out: Path) -> list[Path]:
 
 
 def sources_digest() -> str:
-    """A hash of the console's sources (code and styles): what the pictures depend on."""
-    folder = Path(__file__).parent
+    """A hash of the console's sources (code and styles, and the controller whose views the
+    screens show): what the pictures depend on."""
+    package = Path(__file__).parent.parent
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.suffix in (".py", ".tcss") and path.is_file() and "__pycache__" not in path.parts:
-            digest.update(path.relative_to(folder).as_posix().encode())
-            digest.update(path.read_bytes())
+    for folder in (package / "console", package / "control"):
+        for path in sorted(folder.rglob("*")):
+            if (
+                path.suffix in (".py", ".tcss")
+                and path.is_file()
+                and "__pycache__" not in path.parts
+            ):
+                digest.update(path.relative_to(package).as_posix().encode())
+                digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

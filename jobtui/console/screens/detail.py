@@ -13,8 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Static
 
+from ...control.controller import Controller, JobView, RunView
 from ...engine import format_duration
-from ..controller import Controller, JobView, RunView
 from ..format import OUTCOME_STYLE, state_text
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from ...control.controller import Controller, JobView
 from ...engine import JobState, Outcome
-from ..controller import Controller, JobView
 from ..format import summary_text
 from ..widgets.job_table import JobTable
 from .confirm import ConfirmScreen

@@ -21,8 +21,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ...control.controller import JobView
 from ...engine import JobState
-from ..controller import JobView
 from ..format import coarse, next_text, outcome_text, progress_text, state_text
 
 COLUMNS = (  # key, label, the least it is given, the most its content may claim
