@@ -28,6 +28,7 @@ from .engine import (
     SchedulerStarted,
     SchedulerStopped,
 )
+from .engine.printable import printable, printable_text
 from .host import Host, open_store
 from .store import StoreError
 
@@ -66,8 +67,11 @@ class EventLog:
 
 
 def _quote(value: object) -> str:
+    """The value bare, or as a JSON string when it has spaces, quotes or characters a terminal
+    would act on (a job's name or error can hold escape sequences): json.dumps escapes C0, DEL,
+    C1 and everything else that is not ASCII."""
     text = str(value)
-    if text == "" or any(c.isspace() or c in '"=' for c in text):
+    if text == "" or printable(text) != text or any(c.isspace() or c in '"=' for c in text):
         return json.dumps(text)
     return text
 
@@ -174,7 +178,7 @@ async def run_headless(
     try:
         config = load(path)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(printable_text(str(exc)), file=sys.stderr)
         return 2
     for warning in config.warnings:
         log.write(event="config_warning", problem=str(warning))
@@ -183,7 +187,7 @@ async def run_headless(
     try:
         store = open_store(config)
     except StoreError as exc:
-        print(f"jobtui: {exc}", file=sys.stderr)
+        print(f"jobtui: {printable_text(str(exc))}", file=sys.stderr)
         return 1
     for run in store.abandoned:
         log.write(

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Stat
 
 from ...control.controller import Controller, JobView, RunView
 from ...engine import format_duration
+from ...engine.printable import printable, printable_line
 from ..format import OUTCOME_STYLE, state_text
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class JobDetailScreen(Screen[None]):
     def action_run_now(self) -> None:
         if self.controller.job(self.job_id) is not None:
             self.controller.run_now(self.job_id)
-            self.notify(f"Started {self.job_id} (manual run)", markup=False)
+            self.notify(f"Started {printable(self.job_id)} (manual run)", markup=False)
 
     def refresh_view(self) -> None:
         if not self._ready:
@@ -90,18 +91,18 @@ class JobDetailScreen(Screen[None]):
 
     def _config_text(self, job: JobView) -> Text:
         text = Text()
-        text.append(job.name, style="bold")
+        text.append(printable(job.name), style="bold")
         if job.name != job.id:
-            text.append(f"  ({job.id})", style="dim")
+            text.append(f"  ({printable(job.id)})", style="dim")
         text.append("\n")
         text.append_text(state_text(job.state))
-        text.append(f"    {job.trigger}    {job.timezone}\n")
-        text.append(f"runs: {job.target}\n")
+        text.append(f"    {printable(job.trigger)}    {printable(job.timezone)}\n")
+        text.append(f"runs: {printable(job.target)}\n")
         for name, shown in job.options:
-            text.append(f"{name} = {shown}   ", style="dim")
+            text.append(f"{name} = {printable(shown)}   ", style="dim")
         reason = job.disabled_reason or (job.pause_reason if job.paused else "")
         if reason:
-            text.append(f"\n{job.state.value}: {reason}", style="yellow")
+            text.append(f"\n{job.state.value}: {printable(reason)}", style="yellow")
         return text
 
     def _next_text(self, job: JobView) -> Text:
@@ -141,9 +142,9 @@ class JobDetailScreen(Screen[None]):
             label.append(f"{glyph} {run.outcome.value} ", style=style)
             label.append(f"after {format_duration(run.duration or 0.0)}")
             if run.error_line is not None:
-                label.append(f"   {run.error_line}", style="red")
+                label.append(f"   {printable(run.error_line)}", style="red")
         if run.status_message:
-            label.append(f"   {run.status_message}", style="italic")
+            label.append(f"   {printable(run.status_message)}", style="italic")
         title.update(label)
         if run.progress is None and run.outcome is None:
             bar.update(total=None)
@@ -155,7 +156,7 @@ class JobDetailScreen(Screen[None]):
             self._log_run, self._log_lines = run.run_id, 0
         lines = self.controller.log(run.job_id, run.run_id, self._log_lines)
         if lines:
-            log.write_lines(lines)
+            log.write_lines([printable_line(line) for line in lines])
             self._log_lines += len(lines)
 
     def _show_history(self, job: JobView) -> None:
@@ -190,9 +191,11 @@ class JobDetailScreen(Screen[None]):
                 Text(str(run["attempt"])),
                 Text("manual" if run["manual"] else "scheduled"),
                 Text(
-                    f"{error}: {run.get('error_message') or ''}"
-                    if error
-                    else run.get("reason") or ""
+                    printable(
+                        f"{error}: {run.get('error_message') or ''}"
+                        if error
+                        else run.get("reason") or ""
+                    )
                 ),
             )
         durations = [r["duration"] for r in reversed(runs) if r.get("duration") is not None]
