@@ -28,7 +28,7 @@ SCHEDULER_KEYS = frozenset(
     {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days"}
 )
 TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
-JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MAX_FILE_BYTES = 1024 * 1024
 
