@@ -218,8 +218,8 @@ def history(args: argparse.Namespace) -> int:
         )
         if run["manual"]:
             detail = f"(manual) {detail}".strip()
-        outcome = run["outcome"] or "unfinished"  # running now, or found abandoned at next start
-        when = run["scheduled_for"][:19] + "Z"
+        outcome = printable(run["outcome"] or "unfinished")  # running, or abandoned at restart
+        when = printable(run["scheduled_for"][:19]) + "Z"  # the file may not be jobtui's own
         print(
             f"{job_id:<{width}}  {when:<25}  {outcome:<10}  {run['attempt']:>3}  "
             f"{printable(detail.splitlines()[0]) if detail else ''}"
