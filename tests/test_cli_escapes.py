@@ -134,3 +134,21 @@ def test_list_and_check_refuse_a_job_id_with_a_newline_on_one_line(tmp_path):
         assert done.returncode == 2, done.stdout
         assert 'job "split\\nline": a job id is 1-64 letters' in done.stderr
         assert 'job "trailing\\n": a job id is 1-64 letters' in done.stderr
+
+
+def test_check_refuses_console_keys_holding_control_characters(tmp_path):
+    # The footer draws the keys as they are written: an escape sequence there reached the terminal.
+    path = write(
+        tmp_path / "jobs.toml",
+        """
+        [jobs.a]
+        command = "true"
+        every = "1h"
+        [console.keys]
+        run = "\\u001b]0;owned\\u0007"
+        """,
+    )
+    done = jobtui("check", str(path))
+    assert done.returncode == 2
+    assert_no_raw_controls(done.stderr)
+    assert "got '\\x1b]0;owned\\x07'" in done.stderr

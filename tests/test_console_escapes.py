@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 
 from jobtui import VirtualClock
@@ -72,7 +73,8 @@ def assert_inert(sent: str) -> None:
 
 
 async def test_the_table_shows_a_name_and_status_with_escapes_as_text(tmp_path):
-    app = make_app(write(tmp_path / "jobs.toml", JOBS))
+    wide = '\n[jobs.wide]\nname = "日本語 🎉 job"\ncommand = "true"\nevery = "1h"\n'
+    app = make_app(write(tmp_path / "jobs.toml", JOBS + wide))
     recorder = Recorder(app.scheduler)
     async with app.run_test(size=(160, 20)) as pilot:
         app.scheduler.run_now("waiting")
@@ -84,13 +86,15 @@ async def test_the_table_shows_a_name_and_status_with_escapes_as_text(tmp_path):
         rows = app.screen.query_one(JobTable).rows_text()
         assert rows["hostile"][0] == "evil\\x1b]0;owned\\x07\\x1b[2J name  hostile"
         assert rows["waiting"][6] == "wait \\x1b]0;pwned\\x07"
+        assert rows["wide"][0] == "日本語 🎉 job  wide"  # CJK and emoji are text
         sent, shown = terminal_output(app)
         assert_inert(sent)
         assert "evil\\x1b]0;owned\\x07\\x1b[2J name  hostile" in shown
         assert "wait \\x1b]0;pwned\\x07" in shown
         # the columns after the name still line up: the escaped name is measured as drawn
-        lines = [line for line in shown.splitlines() if "hostile" in line or "waiting" in line]
-        assert len({line.index("every 1h") for line in lines}) == 1
+        lines = [line for line in shown.splitlines() if "every 1h" in line]
+        assert len(lines) == 3
+        assert len({cell_len(line[: line.index("every 1h")]) for line in lines}) == 1
 
 
 async def test_details_log_and_notification_show_escapes_as_text(tmp_path):

@@ -299,7 +299,7 @@ class _Loader:
             return {}
         keymap = {}
         for binding_id, value in keys.items():
-            if not isinstance(value, str) or not value.strip():
+            if not isinstance(value, str) or not value.strip() or not value.isprintable():
                 self.problem(
                     f'expected keys as text, such as "R" or "ctrl+r,f5", got {value!r}',
                     table=("console", "keys"),
