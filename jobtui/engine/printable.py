@@ -18,7 +18,11 @@ import re
 # ISO 8859), line and paragraph separators (a line break to str.splitlines and some terminals),
 # the bidi embeddings, overrides and isolates of "Trojan Source" (CVE-2021-42574), and lone
 # surrogates (printing one raises UnicodeEncodeError).
-_UNSAFE_CLASS = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = (
+    (0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029), (0x202A, 0x202E), (0x2066, 0x2069),
+    (0xD800, 0xDFFF),
+)  # fmt: skip
+_UNSAFE_CLASS = "".join(f"\\u{first:04x}-\\u{last:04x}" for first, last in _UNSAFE)
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -29,29 +33,34 @@ def _escaped(character: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def _pattern(keep: str) -> re.Pattern[str]:
+# Each such character with its escape: a dict lookup per match, no formatting.
+_ESCAPES = {
+    chr(code): _escaped(chr(code)) for first, last in _UNSAFE for code in range(first, last + 1)
+}
+
+
+def _splitter(keep: str) -> re.Pattern[str]:
+    """A pattern whose split() gives text, escapable character, text, ... ."""
     kept = "".join(re.escape(character) for character in keep)
     if not kept:
-        return re.compile(f"[{_UNSAFE_CLASS}]")
-    return re.compile(f"(?![{kept}])[{_UNSAFE_CLASS}]")
+        return re.compile(f"([{_UNSAFE_CLASS}])")
+    return re.compile(f"((?![{kept}])[{_UNSAFE_CLASS}])")
 
 
-_ANY = _pattern("")
-_BUT_TAB = _pattern("\t")
-_BUT_TAB_AND_NEWLINE = _pattern("\t\n")
-
-
-def _replace(match: re.Match[str]) -> str:
-    return _escaped(match.group())
+_ANY = _splitter("")
+_BUT_TAB = _splitter("\t")
+_BUT_TAB_AND_NEWLINE = _splitter("\t\n")
 
 
 def _escape(pattern: re.Pattern[str], text: str) -> str:
     # Most text is plain printable ASCII: two C-level scans, no regex, no copy.
     if text.isascii() and text.isprintable():
         return text
-    if pattern.search(text) is None:
+    if pattern.search(text) is None:  # CJK, emoji, accents: nothing to escape
         return text
-    return pattern.sub(_replace, text)
+    parts = pattern.split(text)
+    parts[1::2] = map(_ESCAPES.__getitem__, parts[1::2])
+    return "".join(parts)
 
 
 def printable(text: str) -> str:
