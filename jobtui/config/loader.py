@@ -20,6 +20,7 @@ from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
+from .trust import untrusted, untrusted_module
 
 TARGET_KEYS = ("run", "command")
 JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
@@ -142,16 +143,9 @@ class _Loader:
             raise self.fail_now(f"cannot read it: {exc.strerror}") from None
         if not stat.S_ISREG(info.st_mode):
             raise self.fail_now("is not a regular file")
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            who = (
-                "group and others"
-                if info.st_mode & stat.S_IWOTH and info.st_mode & stat.S_IWGRP
-                else ("others" if info.st_mode & stat.S_IWOTH else "its group")
-            )
-            raise self.fail_now(
-                f"is writable by {who}; jobtui runs the commands in it, so it refuses the file "
-                f"(as cron does): run `chmod go-w {self.shown}`"
-            )
+        distrust = untrusted(self.path)
+        if distrust is not None:
+            raise self.fail_now(distrust)
         if info.st_size > MAX_FILE_BYTES:
             raise self.fail_now(f"is {info.st_size} bytes; a jobs file may be at most 1 MiB")
         data = self.path.read_bytes()
@@ -489,11 +483,12 @@ class _Loader:
         if not run_jobs:
             return
         base = str(self.path.parent.resolve())
-        results = check_targets(
-            sorted({s.target_text for s in run_jobs}), base, self.import_timeout
-        )
+        modules = {s.target_text: s.target_text.partition(":")[0] for s in run_jobs}
+        distrust = {text: untrusted_module(name, Path(base)) for text, name in modules.items()}
+        trusted = sorted(text for text, found in distrust.items() if found is None)
+        results = check_targets(trusted, base, self.import_timeout) if trusted else {}
         for spec in run_jobs:
-            error = results.get(spec.target_text)
+            error = distrust[spec.target_text] or results.get(spec.target_text)
             if error is not None:
                 self.problem(error, table=("jobs", spec.id), key="run", job=spec.id)
                 del jobs[spec.id]
