@@ -7,7 +7,6 @@ import json
 import os
 import re
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
+from .syntax import parse_toml
 from .trust import untrusted, untrusted_module
 
 TARGET_KEYS = ("run", "command")
@@ -159,29 +159,10 @@ class _Loader:
             ) from None
         return text.removeprefix("\ufeff")
 
-    def parse(self, text: str) -> dict[str, Any]:
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            message = str(exc)
-            match = re.search(r"\(at line (\d+), column (\d+)\)", message)
-            line, col = (int(match.group(1)), int(match.group(2))) if match else (None, None)
-            reason = re.sub(r"\s*\(at .*\)$", "", message)
-            if match is None and "end of document" in message:
-                line = text.count("\n") + 1
-            hint = ""
-            if "Illegal character '\\n'" in reason or "Unterminated string" in reason:
-                hint = "; a quoted string is not closed on this line"
-            if line is not None and "Expected newline" in reason:
-                source = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
-                if re.search(r"=\s*\d+[smhd]", source):
-                    hint = '; durations are text: write them in quotes, as in every = "5m"'
-            raise self.fail_now(f"TOML syntax: {reason}{hint}", line, col) from None
-
     # -- the tables -----------------------------------------------------------------------
     def load(self) -> Config:
         text = self.read()
-        data = self.parse(text)
+        data = parse_toml(text, self.shown)
         self.locator = Locator(text)
         for key in data:
             if key not in TOP_KEYS:
@@ -392,7 +373,7 @@ class _Loader:
             except InvalidJobOption as exc:
                 self.problem(exc.reason, table=where, key=exc.key, job=job_id)
         options = {k: v for k, v in merged.items() if k in OPTION_NAMES}
-        if isinstance(options.get("cwd"), str):
+        if isinstance(options.get("cwd"), str) and "\0" not in options["cwd"]:
             options["cwd"] = str((self.path.parent / options["cwd"]).resolve())
         for key, value in options.items():
             try:
@@ -405,6 +386,16 @@ class _Loader:
                 f"expected true or false, got {paused!r}", table=where, key="paused", job=job_id
             )
         self.check_at(job_id, triggers.get("at"), zone, where)
+        if table.get("run_immediately") is True and not triggers:
+            self.problem(
+                "a job with no trigger never starts by itself, not even at start-up: add a "
+                "trigger (every, cron or at), or remove run_immediately (the job then runs only "
+                "when started by hand)",
+                table=where,
+                key="run_immediately",
+                job=job_id,
+                warning=True,
+            )
         if len(self.problems) > before:
             return None
         fingerprint = json.dumps({**merged, **triggers}, sort_keys=True, default=str)
