@@ -197,3 +197,18 @@ def test_a_user_runs_their_own_and_roots_files_but_not_another_users(open_folder
         f"{theirs}: belongs to uid {STRANGER}, not to you (nobody) or root: uid {STRANGER} could "
         "change what jobtui runs as nobody" in done.stderr
     )
+
+
+def test_the_import_check_runs_nothing_from_the_current_folder(tmp_path):
+    # Run from a folder others may fill (as /tmp is): a json.py there must not run as root.
+    here = tmp_path / "here"
+    here.mkdir()
+    marker = tmp_path / "imported"
+    write(here / "json.py", f"open({str(marker)!r}, 'w').close()\nfrom json import *\n")
+    write(tmp_path / "tasks.py", "def sync():\n    pass\n")
+    path = write(tmp_path / "jobs.toml", '[jobs.sync]\nrun = "tasks:sync"\nevery = "1h"\n')
+    # -P as the `jobtui` script runs: `python -m` itself would import from the current folder.
+    command = [sys.executable, "-P", "-m", "jobtui.cli", "check", str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=here)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
