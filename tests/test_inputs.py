@@ -56,12 +56,13 @@ def test_the_state_database_and_its_wal_are_created_private_whatever_the_umask(t
 def test_history_names_a_fifo_or_a_folder_at_the_state_path_without_opening_it(tmp_path):
     os.mkfifo(tmp_path / "state.db")
     config = with_state(tmp_path, "state.db")
-    done = subprocess.run(
-        [*JOBTUI, "history", str(config)], capture_output=True, text=True, timeout=20
-    )
-    assert done.returncode == 1
-    assert f"{tmp_path}/state.db is a named pipe (FIFO), not a jobtui database" in done.stderr
-    assert "damaged" not in done.stderr and "mv " not in done.stderr
+    for args in (["history"], ["--headless"]):
+        done = subprocess.run(
+            [*JOBTUI, *args, str(config)], capture_output=True, text=True, timeout=20
+        )
+        assert done.returncode == 1
+        assert f"{tmp_path}/state.db is a named pipe (FIFO), not a jobtui database" in done.stderr
+        assert "damaged" not in done.stderr and "mv " not in done.stderr
 
     (tmp_path / "state.db").unlink()
     (tmp_path / "state.db").mkdir()

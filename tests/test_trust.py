@@ -29,6 +29,14 @@ def write(path: Path, text: str, *, owner: int = 0) -> Path:
     return path
 
 
+def folder(path: Path) -> Path:
+    """A folder only its owner can write, whatever umask the tests run under (002 makes
+    group-writable ones, which jobtui refuses)."""
+    path.mkdir()
+    path.chmod(0o755)
+    return path
+
+
 def jobtui(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*JOBTUI, *map(str, args)], capture_output=True, text=True, timeout=60)
 
@@ -59,7 +67,8 @@ def test_a_file_owned_by_another_user_is_refused_by_every_command(tmp_path):
 
 def test_a_folder_on_the_way_that_others_can_write_is_refused_unless_sticky(tmp_path):
     shared = tmp_path / "shared"
-    (shared / "app").mkdir(parents=True)
+    folder(shared)
+    folder(shared / "app")
     path = write(shared / "app" / "jobs.toml", GOOD)
     shared.chmod(0o777)
     done = jobtui("check", path)
@@ -89,7 +98,7 @@ def test_a_folder_on_the_way_that_others_can_write_is_refused_unless_sticky(tmp_
 
 def test_a_symlink_is_checked_where_it_points_and_where_it_lies(tmp_path):
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    folder(elsewhere)
     target = write(elsewhere / "jobs.toml", GOOD, owner=NOBODY)
     link = tmp_path / "jobs.toml"
     link.symlink_to(target)
@@ -101,7 +110,7 @@ def test_a_symlink_is_checked_where_it_points_and_where_it_lies(tmp_path):
     assert jobtui("check", link).returncode == 0
     # The link itself lies in a folder others can write: they could point it elsewhere.
     linked = tmp_path / "linked"
-    linked.mkdir()
+    folder(linked)
     (linked / "jobs.toml").symlink_to(target)
     (tmp_path / "via").symlink_to(linked)
     linked.chmod(0o777)
@@ -130,7 +139,7 @@ def test_a_run_module_beside_the_file_owned_by_another_user_is_refused_unimporte
 
     # A package's __init__ runs too, and a module inside a folder others can write is theirs.
     package = tmp_path / "pkg"
-    package.mkdir()
+    folder(package)
     write(package / "__init__.py", "")
     write(package / "jobs.py", "def sync():\n    pass\n")
     write(path, '[jobs.sync]\nrun = "pkg.jobs:sync"\nevery = "1h"\n')
@@ -202,7 +211,7 @@ def test_a_user_runs_their_own_and_roots_files_but_not_another_users(open_folder
 def test_the_import_check_runs_nothing_from_the_current_folder(tmp_path):
     # Run from a folder others may fill (as /tmp is): a json.py there must not run as root.
     here = tmp_path / "here"
-    here.mkdir()
+    folder(here)
     marker = tmp_path / "imported"
     write(here / "json.py", f"open({str(marker)!r}, 'w').close()\nfrom json import *\n")
     write(tmp_path / "tasks.py", "def sync():\n    pass\n")
