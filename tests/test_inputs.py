@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from jobtui import InvalidJobOption
 from jobtui.store import Store
 from tests.test_cli import Headless, finished, jobtui, write
 
@@ -90,7 +93,7 @@ def test_headless_says_when_the_state_folder_is_a_file(tmp_path):
     )
 
 
-def test_env_names_and_values_and_cwd_that_cannot_be_passed_are_refused_by_check(tmp_path):
+def test_env_names_values_cwd_and_commands_that_cannot_be_passed_are_refused_by_check(tmp_path):
     config = write(
         tmp_path / "jobs.toml",
         r"""
@@ -109,6 +112,10 @@ def test_env_names_and_values_and_cwd_that_cannot_be_passed_are_refused_by_check
         [jobs.e]
         command = "true"
         cwd = "a\u0000b"
+        [jobs.f]
+        command = ["printf", "a\u0000b"]
+        [jobs.g]
+        command = ["printf", "\\x00"]
         """,
     )
     done = jobtui("check", str(config))
@@ -127,7 +134,11 @@ def test_env_names_and_values_and_cwd_that_cannot_be_passed_are_refused_by_check
         f'{config}:15:1: job "e", key "cwd": \'a\\x00b\' holds a NUL character, which no '
         "folder path can hold"
     )
-    assert lines[5] == f"5 problems in {config}"
+    assert lines[5] == (
+        f'{config}:17:1: job "f", key "command": holds a NUL character, which no command can '
+        "hold: every run would fail"
+    )
+    assert lines[6] == f"6 problems in {config}"  # "\\x00" is four characters, not a NUL
 
 
 def test_run_immediately_without_a_trigger_is_a_warning(tmp_path):
@@ -166,3 +177,11 @@ def piped_into_head(args: str, lines: int) -> subprocess.CompletedProcess[str]:
     """`jobtui ARGS | head -LINES`, with jobtui's exit status."""
     script = f"{' '.join(JOBTUI)} {args} | head -{lines}; exit ${{PIPESTATUS[0]}}"
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_the_library_refuses_them_too(scheduler):
+    with pytest.raises(InvalidJobOption, match="cannot be an environment variable's name"):
+        scheduler.add_job("true", every="1h", id="a", env={"A=B": "1"})
+    with pytest.raises(InvalidJobOption, match="holds a NUL character"):
+        scheduler.add_job(["printf", "a\0b"], every="1h", id="b")
+    assert scheduler.jobs() == []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import DataStore, InvalidJobOption, Scheduler, format_duration
-from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES, check_max_concurrency
+from ..engine.job import DEFAULT_OPTIONS, NUL_IN_COMMAND, OPTION_NAMES, check_max_concurrency
 from ..engine.timezones import local_zone, resolve_timezone
 from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
@@ -430,6 +430,10 @@ class _Loader:
         key = given[0]
         value = table[key]
         if key == "command":
+            parts = value if isinstance(value, list) else [value]
+            if any(isinstance(part, str) and "\0" in part for part in parts):
+                self.problem(NUL_IN_COMMAND, table=where, key=key, job=job_id)
+                return None, ""
             if isinstance(value, str) and value.strip():
                 return value, value
             if isinstance(value, list) and value and all(isinstance(p, str) for p in value):

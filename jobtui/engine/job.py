@@ -326,11 +326,16 @@ class TargetKind(StrEnum):
     COMMAND = "command"  # a shell command (str) or an argv list: runs as a subprocess
 
 
+NUL_IN_COMMAND = "holds a NUL character, which no command can hold: every run would fail"
+
+
 def classify_target(target: object, job_id: str | None) -> tuple[TargetKind, bool]:
     """What kind of job ``target`` is, and whether it takes a Run first."""
     if isinstance(target, str):
         if not target.strip():
             raise InvalidJobOption("the command is empty", key="command", job_id=job_id)
+        if "\0" in target:
+            raise InvalidJobOption(NUL_IN_COMMAND, key="command", job_id=job_id)
         return TargetKind.COMMAND, False
     if isinstance(target, Sequence) and not isinstance(target, bytes):
         if not target or not all(isinstance(part, str | os.PathLike) for part in target):
@@ -340,6 +345,8 @@ def classify_target(target: object, job_id: str | None) -> tuple[TargetKind, boo
                 key="command",
                 job_id=job_id,
             )
+        if any("\0" in os.fspath(part) for part in target):
+            raise InvalidJobOption(NUL_IN_COMMAND, key="command", job_id=job_id)
         return TargetKind.COMMAND, False
     if not callable(target):
         raise InvalidJobOption(
