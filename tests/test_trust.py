@@ -3,8 +3,10 @@ root against files owned by `nobody` and folders anyone can write, and run as `n
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -133,7 +135,17 @@ def test_a_run_module_beside_the_file_owned_by_another_user_is_refused_unimporte
     assert f"{where}: module tasks: {module} belongs to nobody" in done.stderr
     assert not marker.exists()  # not even the import check ran it
 
+    # Python would run a cached .pyc in place of the source: it is checked too.
     os.chown(module, 0, -1)
+    cached = Path(importlib.util.cache_from_source(str(module)))
+    py_compile.compile(str(module), cfile=str(cached))
+    os.chown(cached, NOBODY, -1)
+    done = jobtui("check", path)
+    assert done.returncode == 2
+    assert f"{where}: module tasks: {cached} belongs to nobody" in done.stderr
+    assert not marker.exists()
+
+    os.chown(cached, 0, -1)
     assert jobtui("check", path).returncode == 0
     assert marker.exists()
 
