@@ -18,11 +18,11 @@ from tests.test_cli import Headless, finished, jobtui, write
 JOBTUI = [sys.executable, "-m", "jobtui.cli"]
 
 
-def with_state(tmp_path: Path, state: str, extra: str = "") -> Path:
+def with_state(tmp_path: Path, state: str) -> Path:
     return write(
         tmp_path / "jobs.toml",
-        f'[scheduler]\nstate = "{state}"\n[jobs.tick]\ncommand = "echo tick"\nevery = "1s"\n'
-        + extra,
+        f'[scheduler]\nstate = "{state}"\n[jobs.tick]\ncommand = "echo tick"\nevery = "1h"\n'
+        "run_immediately = true\n",
     )
 
 
@@ -167,7 +167,10 @@ def test_a_reader_that_goes_away_ends_jobtui_quietly_with_status_141(tmp_path):
         assert done.stdout.count("\n") == 1 and done.stderr == ""
 
     # Headless stops as on SIGTERM when no one reads its log any more.
-    busy = with_state(tmp_path, "state.db")
+    busy = write(
+        tmp_path / "busy.toml",
+        '[jobs.now]\ncommand = "true"\nevery = "1h"\nrun_immediately = true\n',
+    )
     done = piped_into_head(f"{busy} --headless", 2)
     assert done.returncode == 141, done.stderr
     assert done.stdout.count("\n") == 2 and done.stderr == ""
