@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         return run(run_parser().parse_args(argv))
     except KeyboardInterrupt:
         return 1
+    except BrokenPipeError:
+        # The reader went away (`jobtui list ... | head`): stop quietly, as tools killed by
+        # SIGPIPE do. stdout goes to /dev/null so that the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 def _load_reporting(path: Path) -> Config | None:
@@ -193,7 +200,7 @@ def check(args: argparse.Namespace) -> int:
 
 
 def history(args: argparse.Namespace) -> int:
-    from .store import read_runs
+    from .store import UnusableStatePath, read_runs
 
     config = _load_reporting(args.file)
     if config is None:
@@ -201,7 +208,11 @@ def history(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print("jobtui history: --limit must be at least 1", file=sys.stderr)
         return 2
-    runs = read_runs(config.state_path, job=args.job, limit=args.limit)
+    try:
+        runs = read_runs(config.state_path, job=args.job, limit=args.limit)
+    except UnusableStatePath as exc:
+        print(f"jobtui history: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0

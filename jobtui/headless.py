@@ -39,6 +39,7 @@ class EventLog:
     def __init__(self, out: TextIO, fmt: str = "text") -> None:
         self.out = out
         self.json = fmt == "json"
+        self.broken = asyncio.Event()  # the reader of the log went away
 
     def __call__(self, event: Event) -> None:
         fields = describe(event)
@@ -62,8 +63,13 @@ class EventLog:
         else:
             parts = [f"{k}={_quote(v)}" for k, v in fields.items() if v not in (None, "")]
             line = f"{stamp} {event:<16} {' '.join(parts)}".rstrip()
-        self.out.write(line + "\n")
-        self.out.flush()
+        if self.broken.is_set():
+            return
+        try:
+            self.out.write(line + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken.set()
 
 
 def _quote(value: object) -> str:
@@ -214,10 +220,17 @@ async def run_headless(
         loop.add_signal_handler(sig, stop.set)
     try:
         await host.start()
-        await stop.wait()
+        # With no one reading the log (`| head`, a closed pipe), jobtui stops as on SIGTERM,
+        # as a tool killed by SIGPIPE would, and exits with that status.
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(log.broken.wait())]
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in pending:
+            wait.cancel()
         log.write(event="stopping", grace=grace)
     finally:
         await host.stop(grace)
         for sig in signals:
             loop.remove_signal_handler(sig)
+    if log.broken.is_set():
+        raise BrokenPipeError("the log's reader went away")
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..engine.procfs import process_start
 from .schema import NewerSchema, migrate
+from .statefile import create_private
 from .writer import Kind, StoreUnavailable, Write
 
 STATEMENTS: dict[Kind, str] = {
@@ -77,7 +78,7 @@ class SQLiteBackend:
         self.path = path
         self.keep_runs = keep_runs
         self.keep_days = keep_days
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        create_private(path)
         self._lock_fd = _lock(path)
         try:
             self._conn = _connect(path, busy_timeout)

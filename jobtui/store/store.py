@@ -33,6 +33,7 @@ from ..engine import (
 from ..engine.procfs import process_start
 from .history import read_runs
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
+from .statefile import UnusableStatePath
 from .writer import BatchWriter, Kind, StoreUnavailable, Write
 
 CLAIM_WAIT = 2.0  # a claim not written by then lets the run go ahead (the store is degraded)
@@ -84,7 +85,7 @@ class Store:
                 keep_days=keep_days,
                 busy_timeout=busy_timeout,
             )
-        except (OwnedElsewhere, DamagedDatabase) as exc:
+        except (OwnedElsewhere, DamagedDatabase, UnusableStatePath) as exc:
             raise StoreError(str(exc)) from None
         try:
             store = cls(backend, max_buffer=max_buffer)
