@@ -1,0 +1,121 @@
+"""What a job prints, with the real binary: processes that escape their group, chatty jobs and
+Python jobs writing to stdout."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .test_cli import JOBTUI, _running, finished, jobtui, write
+
+
+class Headless:
+    """A `jobtui FILE --headless --log-format json` process and every line it printed."""
+
+    def __init__(self, path: Path, grace: float = 1) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [*JOBTUI, str(path), "--headless", "--grace", str(grace), "--log-format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def events(self) -> list[dict]:
+        return [json.loads(line) for line in list(self.lines)]
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = self.events()
+            if predicate(events):
+                return events
+            time.sleep(0.05)  # polling a pipe for what the process wrote; not a timing wait
+        raise AssertionError("timed out; log so far:\n" + "\n".join(self.lines))
+
+    def stop(self) -> float:
+        """SIGTERM; returns how long it took to exit."""
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=60) == 0
+        took = time.monotonic() - began
+        self.reader.join(timeout=10)
+        return took
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def history(config: Path, job: str) -> list[dict]:
+    done = jobtui("history", str(config), "--job", job, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def escaping_job(tmp_path: Path, timeout: str | None) -> tuple[Path, Path]:
+    pidfile = tmp_path / "escaped.pid"
+    config = tmp_path / "jobs.toml"
+    limit = f'timeout = "{timeout}"' if timeout else ""
+    write(
+        config,
+        f"""
+        [jobs.escape]
+        command = "setsid sleep 102 & echo $! > {pidfile}; wait"
+        every = "1h"
+        run_immediately = true
+        {limit}
+        """,
+    )
+    return config, pidfile
+
+
+def test_a_timeout_ends_on_time_when_a_child_escaped_the_group(tmp_path):
+    config, pidfile = escaping_job(tmp_path, "2s")
+    headless = Headless(config)
+    try:
+        began = time.monotonic()
+        events = headless.wait_for(lambda ev: finished(ev, "escape"), timeout=30)
+        took = time.monotonic() - began
+        (run,) = finished(events, "escape")
+        assert run["outcome"] == "timed_out"
+        assert took < 8, f"timed out after {took:.1f} s instead of about 2 s"
+        escaped = int(pidfile.read_text())
+        assert f"pid {escaped} (sleep) left the command's process group" in run["reason"]
+        assert not _running(escaped)  # an interrupted run's escaped process is killed
+        headless.stop()
+    finally:
+        headless.kill()
+    (record,) = history(config, "escape")
+    assert record["outcome"] == "timed_out"
+    assert f"pid {escaped} (sleep) left the command's process group" in record["reason"]
+    assert f"pid {escaped} (sleep) left" in record["error_message"]
+
+
+def test_headless_stops_within_its_grace_when_a_child_escaped_the_group(tmp_path):
+    config, pidfile = escaping_job(tmp_path, None)
+    headless = Headless(config, grace=2)
+    try:
+        headless.wait_for(lambda ev: pidfile.exists() and pidfile.read_text().strip())
+        escaped = int(pidfile.read_text())
+        took = headless.stop()
+        assert took < 2 + 3, f"SIGTERM with --grace 2 took {took:.1f} s"
+        (run,) = finished(headless.events(), "escape")
+        assert run["outcome"] == "cancelled"
+        assert f"pid {escaped} (sleep) left the command's process group" in run["reason"]
+        assert not _running(escaped)
+    finally:
+        headless.kill()
