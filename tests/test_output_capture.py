@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -119,3 +118,36 @@ def test_headless_stops_within_its_grace_when_a_child_escaped_the_group(tmp_path
         assert not _running(escaped)
     finally:
         headless.kill()
+
+
+def test_a_chatty_job_is_read_fast_and_the_others_stay_on_time(tmp_path):
+    config = write(
+        tmp_path / "jobs.toml",
+        """
+        [jobs.chatty]
+        command = "yes | head -c 40M"
+        every = "1h"
+        run_immediately = true
+
+        [jobs.tick]
+        command = "true"
+        every = "1s"
+        """,
+    )
+    headless = Headless(config)
+    try:
+        events = headless.wait_for(
+            lambda ev: finished(ev, "chatty") and len(finished(ev, "tick")) >= 2, timeout=60
+        )
+        headless.stop()
+    finally:
+        headless.kill()
+    (chatty,) = finished(events, "chatty")
+    assert chatty["outcome"] == "succeeded"
+    # 40 MB at 50 MB/s or more (it was 0.7 MB/s: about a minute).
+    assert chatty["duration"] < 0.8 + 2, f"40 MB took {chatty['duration']} s"
+    assert all(run["duration"] < 0.5 for run in finished(events, "tick"))
+    assert not [e for e in events if e["event"] != "run_finished" and e.get("job") == "tick"
+                and "skipped" in e["event"]]  # fmt: skip
+    (record,) = history(config, "chatty")
+    assert record["output_dropped_bytes"] > 39_000_000  # head and tail kept, the rest counted

@@ -116,7 +116,8 @@ class LineSplitter:
             run.output.dropped_bytes += cut
         if self.stream == "stderr" and text.strip():
             self.last_error = text.strip()[:300]
-        run.output.append(self.stream, text, self._wall())
+        # Already cut to max_line: append() would cut the note off again.
+        run.output.append_lines(self.stream, text.encode("utf-8", "replace"), 1, self._wall())
 
 
 def _has_long_line(block: bytes, max_line: int) -> bool:
