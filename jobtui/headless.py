@@ -28,6 +28,7 @@ from .engine import (
     SchedulerStarted,
     SchedulerStopped,
 )
+from .engine.pyoutput import DescriptorCapture
 from .host import Host, open_store
 from .store import StoreError
 
@@ -208,6 +209,7 @@ async def run_headless(
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    capture = capture_job_output(log, out)
     try:
         await host.start()
         await stop.wait()
@@ -216,4 +218,22 @@ async def run_headless(
         await host.stop(grace)
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if capture is not None:
+            capture.stop()
     return 0
+
+
+def capture_job_output(log: EventLog, out: TextIO) -> DescriptorCapture | None:
+    """When the log goes to descriptor 1, what Python jobs write there (os.system, C code)
+    must not land between its lines: point 1 and 2 at pipes, and write the log to the real
+    stdout. Output no single run can be credited with becomes an ``output`` log line."""
+    try:
+        if out.fileno() != 1:
+            return None
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return None
+    capture = DescriptorCapture(
+        lambda stream, text: log.write(event="output", stream=stream, text=text)
+    )
+    log.out = capture.stdout
+    return capture

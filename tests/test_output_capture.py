@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -151,3 +152,59 @@ def test_a_chatty_job_is_read_fast_and_the_others_stay_on_time(tmp_path):
                 and "skipped" in e["event"]]  # fmt: skip
     (record,) = history(config, "chatty")
     assert record["output_dropped_bytes"] > 39_000_000  # head and tail kept, the rest counted
+
+
+def stored_output(config: Path, job: str) -> list[str]:
+    db = sqlite3.connect(config.parent / ".jobtui" / "state.db")
+    try:
+        return [
+            row[0] or "" for row in db.execute("SELECT output FROM runs WHERE job_id = ?", (job,))
+        ]
+    finally:
+        db.close()
+
+
+def test_python_jobs_output_goes_into_their_runs_not_into_the_json_log(tmp_path):
+    write(
+        tmp_path / "chatter.py",
+        """
+        import sys
+
+        def hello():
+            print("printed by hello")
+            print("hello's warning", file=sys.stderr)
+        """,
+    )
+    config = write(
+        tmp_path / "jobs.toml",
+        """
+        [jobs.system]
+        run = "os:system"
+        args = ["echo written by a shell; echo and to stderr >&2"]
+        every = "1h"
+        run_immediately = true
+
+        [jobs.hello]
+        run = "chatter:hello"
+        every = "1h"
+        run_immediately = true
+        """,
+    )
+    headless = Headless(config)
+    try:
+        headless.wait_for(lambda ev: finished(ev, "system") and finished(ev, "hello"))
+        headless.stop()
+    finally:
+        headless.kill()
+    for line in headless.lines:  # every line of the log is JSON: nothing the jobs wrote
+        json.loads(line)
+    assert not any("written by a shell" in line or "printed by" in line for line in headless.lines
+                   if '"event": "output"' not in line)  # fmt: skip
+    (hello,) = stored_output(config, "hello")
+    assert "printed by hello" in hello and "hello's warning" in hello
+    # Written straight to the file descriptors: credited to the run when it was the only
+    # Python job going, else logged as an "output" event; either way never raw.
+    (system,) = stored_output(config, "system")
+    strays = [e["text"] for e in headless.events() if e["event"] == "output"]
+    assert "written by a shell" in system or "written by a shell" in strays
+    assert "and to stderr" in system or "and to stderr" in strays

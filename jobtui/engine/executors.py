@@ -18,11 +18,14 @@ from .capture import LineSplitter
 from .clock import Clock, TimerHandle
 from .job import Job, TargetKind
 from .procfs import group_has_live_member, holds_any, pipe_holders
+from .pyoutput import python_run_ended, python_run_started
 from .run import Outcome, Run, RunError, _current_run
 
 # After a command's main process exits, how long to keep reading output a grandchild may still
 # be writing. Real time on purpose: it bounds I/O, it is not part of any schedule.
 DRAIN_SECONDS = 1.0
+# How often an interrupted command's group is looked for while it winds down (real time too).
+GROUP_POLL_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -86,6 +89,7 @@ class AsyncExecution(Execution):
     async def execute(self) -> AttemptResult:
         self._task = asyncio.current_task()
         token = _current_run.set(self.run)
+        python_run_started(self.run)
         try:
             status, payload = "ok", await self._call()
         except asyncio.CancelledError:
@@ -98,6 +102,7 @@ class AsyncExecution(Execution):
             status, payload = "error", exc
         finally:
             _current_run.reset(token)
+            python_run_ended(self.run)
         return self._from_body(status, payload)
 
     def _stop(self) -> None:
@@ -144,8 +149,12 @@ class ThreadExecution(Execution):
                 loop.call_soon_threadsafe(finished, result)
 
         job._threads_alive += 1
+        python_run_started(self.run)
         threading.Thread(target=body, name=f"jobtui:{job.id}", daemon=True).start()
-        status, payload = await future
+        try:
+            status, payload = await future
+        finally:
+            python_run_ended(self.run)
         return self._from_body(status, payload)
 
     def _stop(self) -> None:
@@ -243,8 +252,13 @@ class CommandExecution(Execution):
         escaped = ""
         try:
             await pipes.exited
-            if self.interrupted is not None and self._group_alive():
-                await self._killed  # wait out kill_grace: the SIGKILL reaches the stragglers
+            # Interrupted: the rest of the group had the same SIGTERM and may still be on its
+            # way out. Wait until it is gone, or out kill_grace (then SIGKILL reaches it).
+            while self.interrupted is not None and self._group_alive():
+                waiters = [self._killed] if pipes.closed.done() else [self._killed, pipes.closed]
+                await asyncio.wait(waiters, timeout=GROUP_POLL_SECONDS)
+                if self._killed.done():
+                    break
             if not pipes.closed.done():
                 await asyncio.wait([pipes.closed], timeout=DRAIN_SECONDS)
             if not pipes.closed.done():
