@@ -4,6 +4,8 @@ chunks cut anywhere giving the same lines as one whole read."""
 from __future__ import annotations
 
 import random
+import sys
+import threading
 
 from jobtui import Run, RunOutput
 from jobtui.engine.capture import LineSplitter
@@ -87,3 +89,32 @@ def test_chunks_cut_anywhere_give_the_same_lines_progress_and_status():
         assert [line.text for line in run.output.lines()] == expected
         assert run.progress == whole.progress and run.status_message == whole.status_message
     assert whole.status_message.startswith("step ")
+
+
+async def test_prints_from_python_jobs_running_at_once_each_land_in_their_own_run(
+    scheduler, clock, recorder
+):
+    both_started = threading.Barrier(2, timeout=10)
+
+    def talk(word: str) -> None:
+        both_started.wait()  # the two threads print at the same time
+        for n in range(200):
+            print(f"{word} {n}", end="" if n % 3 else "\n")
+            print(f"{word} half", file=sys.stderr)
+
+    async def shout() -> None:
+        print("from the loop")
+
+    scheduler.add_job(talk, id="left", every="1h", args=["left"])
+    scheduler.add_job(talk, id="right", every="1h", args=["right"])
+    scheduler.add_job(shout, id="shout", every="1h")
+    async with scheduler:
+        await clock.advance(3600)
+        await recorder.wait_for(lambda: len(recorder.finished()) == 3)
+    for word in ("left", "right"):
+        (run,) = recorder.finished(word)
+        text = run.output.text()
+        assert ("right" if word == "left" else "left") not in text
+        assert text.count(f"{word} half") == 200
+        assert f"{word} 199" in text
+    assert recorder.finished("shout")[0].output.text() == "from the loop"
