@@ -304,7 +304,7 @@ class CommandExecution(Execution):
         text = f"{names} left the command's process group and kept its output open"
         if self.interrupted is not None:
             killed = [pid for pid in outside if kill_pipe_holder(pid, inodes)]
-            text += "; killed" if killed else "; it exited meanwhile"
+            text += "; killed" if killed else "; not killed (it had exited, or no pidfd)"
         else:
             text += f": its output after this is not captured, and it {verb} timeouts"
         self.run.output.append("log", text, self.clock.wall())
