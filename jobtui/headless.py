@@ -29,6 +29,7 @@ from .engine import (
     SchedulerStopped,
 )
 from .engine.printable import printable, printable_text
+from .engine.pyoutput import DescriptorCapture
 from .host import Host, open_store
 from .store import StoreError
 
@@ -218,6 +219,7 @@ async def run_headless(
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    capture = capture_job_output(log, out)
     try:
         await host.start()
         # With no one reading the log (`| head`, a closed pipe), jobtui stops as on SIGTERM,
@@ -231,6 +233,24 @@ async def run_headless(
         await host.stop(grace)
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if capture is not None:
+            capture.stop()
     if log.broken.is_set():
         raise BrokenPipeError("the log's reader went away")
     return 0
+
+
+def capture_job_output(log: EventLog, out: TextIO) -> DescriptorCapture | None:
+    """When the log goes to descriptor 1, what Python jobs write there (os.system, C code)
+    must not land between its lines: point 1 and 2 at pipes, and write the log to the real
+    stdout. Output no single run can be credited with becomes an ``output`` log line."""
+    try:
+        if out.fileno() != 1:
+            return None
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return None
+    capture = DescriptorCapture(
+        lambda stream, text: log.write(event="output", stream=stream, text=text)
+    )
+    log.out = capture.stdout
+    return capture

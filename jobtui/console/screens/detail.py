@@ -21,6 +21,8 @@ from ..format import OUTCOME_STYLE, state_text
 if TYPE_CHECKING:
     from ..app import JobtuiApp
 
+LOG_SHOWN = 5000  # lines of a run's log the screen holds
+
 
 class JobDetailScreen(Screen[None]):
     CSS_PATH = "detail.tcss"
@@ -36,7 +38,7 @@ class JobDetailScreen(Screen[None]):
         self.job_id = job_id
         self.initial_focus = focus
         self._log_run: str | None = None
-        self._log_lines = 0
+        self._log_next = 0  # the next line of the run's output to show
         self._history_loaded_for: str | None = None
         self._ready = False  # the app's tick may come before this screen is composed
 
@@ -52,7 +54,7 @@ class JobDetailScreen(Screen[None]):
         with Vertical(id="current"):
             yield Static(id="run-title")
             yield ProgressBar(total=1.0, show_eta=False, id="bar")
-        yield Log(id="log", highlight=False, max_lines=5000)
+        yield Log(id="log", highlight=False, max_lines=LOG_SHOWN)
         with Horizontal(id="bottom"):
             yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
             yield Sparkline([], id="durations")
@@ -153,11 +155,16 @@ class JobDetailScreen(Screen[None]):
                 1.0 if run.outcome is not None else 0.0))  # fmt: skip
         if run.run_id != self._log_run:
             log.clear()
-            self._log_run, self._log_lines = run.run_id, 0
-        lines = self.controller.log(run.job_id, run.run_id, self._log_lines)
+            self._log_run, self._log_next = run.run_id, -LOG_SHOWN  # a bounded tail, not all
+        lines, following = self.controller.log(run.job_id, run.run_id, self._log_next, LOG_SHOWN)
+        if len(lines) >= LOG_SHOWN and self._log_next >= 0:
+            # Behind a job that prints faster than the screen refreshes: show its newest lines
+            # instead of paging through what scrolled past.
+            log.clear()
+            lines, following = self.controller.log(run.job_id, run.run_id, -LOG_SHOWN, LOG_SHOWN)
         if lines:
             log.write_lines([printable_line(line) for line in lines])
-            self._log_lines += len(lines)
+        self._log_next = following
 
     def _show_history(self, job: JobView) -> None:
         marker = f"{job.last_run.run_id if job.last_run else ''}"
