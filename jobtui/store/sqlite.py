@@ -111,9 +111,20 @@ class SQLiteBackend:
                     "scheduled_for": scheduled_for,
                     "started_at": started_at,
                     "killed": killed,
+                    "reason": reason,
+                    "detected_at": now,
                 }
             )
         return found
+
+    def newest_occurrences(self) -> dict[str, float]:
+        """Per job, the newest occurrence the database has a record of (run, skipped or missed).
+        A crash can lose a job's saved state while its claim was written: that occurrence has
+        fired all the same, and must not come round again as a catch-up."""
+        rows = self._conn.execute(
+            "SELECT job_id, max(scheduled_for) FROM runs WHERE manual = 0 GROUP BY job_id"
+        ).fetchall()
+        return dict(rows)
 
     def load_jobs(self) -> list[dict[str, Any]]:
         """Every job's kept state, as rows keyed by JOB_COLUMNS' names."""

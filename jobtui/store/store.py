@@ -115,16 +115,21 @@ class Store:
         differs) keeps its counters and pause state but starts afresh from now."""
         self._fingerprints = dict(fingerprints)
         snapshots = {}
+        newest = self.backend.newest_occurrences()
         for row in self.backend.load_jobs():
             job_id = row["job_id"]
             same = fingerprints.get(job_id, row["fingerprint"]) == row["fingerprint"]
+            last_fired = max(
+                (ts for ts in (row["last_fired"], newest.get(job_id)) if ts is not None),
+                default=None,
+            )
             snapshots[job_id] = JobSnapshot(
                 paused=bool(row["paused"]),
                 pause_reason=row["pause_reason"],
                 disabled_reason=row["disabled_reason"],
                 consecutive_failures=row["consecutive_failures"],
                 run_count=row["run_count"],
-                last_fired=row["last_fired"],
+                last_fired=last_fired,
                 grid_anchor=row["grid_anchor"],
                 finished=bool(row["finished"]) and same,
                 catch_up=same,
