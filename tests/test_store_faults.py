@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 
+from jobtui import Run, Scheduler, VirtualClock
 from jobtui.config import load
 from jobtui.console.app import JobtuiApp
 from jobtui.console.widgets.job_table import JobTable
 from jobtui.host import open_store
+from jobtui.store import Store, read_runs
 
+from .conftest import START, Recorder
 from .test_cli import Headless, write
+
+
+async def noop(run: Run) -> None:
+    return None
 
 
 def kill_mid_run(config) -> None:
@@ -43,3 +56,86 @@ async def test_a_run_left_by_a_killed_jobtui_shows_as_abandoned_in_the_table(tmp
         assert "☠" in row and "↷" not in row  # abandoned, not skipped
         # The killed run's occurrence fired already: it does not come round again.
         assert app.scheduler.get("dump").active == []
+
+
+LOCKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+@contextlib.contextmanager
+def locked(db) -> Iterator[None]:
+    """Another process holds the database's write lock (as a sqlite3 shell mid-transaction)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+async def test_a_locked_database_makes_no_run_late_and_loses_no_record(tmp_path, clock):
+    db = tmp_path / "state.db"
+    store = Store.open(db)  # the production busy timeout, not a test's short one
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1s", id="j")
+    store.start()
+    async with scheduler:
+        await clock.advance(0)
+        await asyncio.to_thread(store.flush)
+        with locked(db):
+            for _ in range(5):
+                began = time.monotonic()
+                # The clock waits for the run's claim: real seconds here are how late it is.
+                await clock.advance(1)
+                assert time.monotonic() - began < 0.75
+            assert "database is locked" in store.status
+        await recorder.wait_for(lambda: not store.status)
+    await asyncio.to_thread(store.close)
+    assert recorder.skipped("j") == []
+    assert len(recorder.started("j")) == 5
+    assert [r["outcome"] for r in read_runs(db, job="j")] == ["succeeded"] * 5
+
+
+class UnheldClock(VirtualClock):
+    """Moves on without waiting for a store's claims: a store slower than the schedule."""
+
+    def hold(self, future) -> None:
+        pass
+
+
+class SlowStore:
+    """Claims that the store has not recorded yet (they never are)."""
+
+    def claim(self, run):
+        return asyncio.get_running_loop().create_future()
+
+    def record(self, event) -> None:
+        pass
+
+    def save_job(self, job_id, snapshot) -> None:
+        pass
+
+
+async def test_an_occurrence_skipped_behind_an_unrecorded_claim_says_so():
+    clock = UnheldClock(START)
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=SlowStore(), stop_grace=0)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1s", id="j")
+    async with scheduler:
+        await clock.advance(2)
+    reasons = [run.reason for run in recorder.skipped("j")]
+    assert reasons and all(
+        r.startswith("waiting for the state store to record its claim: run ") for r in reasons
+    )

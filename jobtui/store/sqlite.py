@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import sqlite3
@@ -50,6 +51,9 @@ STATEMENTS: dict[Kind, str] = {
     ),
     Kind.DELETE_JOB: "DELETE FROM jobs WHERE job_id = ?",
 }
+# Once running, a write waits this long for another process's lock, then the writer buffers and
+# tries again: runs waiting for their claim are let go ahead (journaled) without being late.
+WRITE_BUSY_TIMEOUT = 0.1
 JOB_COLUMNS = (
     "job_id, paused, pause_reason, disabled_reason, consecutive_failures, run_count, "
     "last_fired, grid_anchor, finished, fingerprint"
@@ -79,10 +83,20 @@ class SQLiteBackend:
         self.keep_days = keep_days
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd = _lock(path)
+        # Claims whose runs went ahead while the database could not be written, one JSON
+        # array (CLAIM's parameters) a line; put into the database at the next write.
+        self.journal_path = path.with_name(path.name + ".claims")
+        self._journaled = False
         try:
             self._conn = _connect(path, busy_timeout)
         except BaseException:
             os.close(self._lock_fd)
+            raise
+        try:
+            self._recover_journal()
+            self._conn.execute(f"PRAGMA busy_timeout = {int(WRITE_BUSY_TIMEOUT * 1000)}")
+        except BaseException:
+            self.close()
             raise
 
     # -- at start-up ----------------------------------------------------------------------
@@ -150,9 +164,54 @@ class SQLiteBackend:
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
 
+    # -- claims that went ahead while the database could not be written ------------------
+    def journal(self, claims: list[Write]) -> None:
+        lines = "".join(json.dumps(list(w.params)) + "\n" for w in claims)
+        fd = os.open(
+            self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            os.write(fd, lines.encode())
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        self._journaled = True
+
+    def _journal_rows(self) -> list[tuple[Any, ...]]:
+        try:
+            text = self.journal_path.read_text()
+        except FileNotFoundError:
+            return []
+        rows = []
+        for line in text.splitlines():
+            # A line cut short by a crash while it was written: its run had not been let go.
+            with contextlib.suppress(ValueError):
+                rows.append(tuple(json.loads(line)))
+        return rows
+
+    def _recover_journal(self) -> None:
+        """At open: claims a dead owner journaled become rows before anything reads the runs
+        (they are then found abandoned, and their occurrences do not come round again)."""
+        rows = self._journal_rows()
+        if rows:
+            try:
+                with self._transaction() as conn:
+                    conn.executemany(STATEMENTS[Kind.CLAIM], rows)
+            except StoreUnavailable as exc:
+                raise DamagedDatabase(
+                    f"cannot record the {len(rows)} claims in {self.journal_path} in "
+                    f"{self.path} ({exc}); try again when it is writable"
+                ) from None
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+
     def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
         results = []
+        journaled = self._journal_rows() if self._journaled else []
         with self._transaction() as conn:
+            # Journaled claims first: their runs went ahead, their rows go in with this batch.
+            if journaled:
+                conn.executemany(STATEMENTS[Kind.CLAIM], journaled)
             for segment in _segments(batch):
                 # Claims first (each its own statement: its row count is the answer), then
                 # each kind of write in one executemany.
@@ -165,6 +224,9 @@ class SQLiteBackend:
                         groups.setdefault(write.kind, []).append(write.params)
                 for kind, rows in groups.items():
                     conn.executemany(STATEMENTS[kind], rows)
+        if journaled:
+            self.journal_path.unlink()
+            self._journaled = False
         return results
 
     def prune(self) -> None:

@@ -43,6 +43,8 @@ class Write:
     params: tuple[Any, ...]
     claim: asyncio.Future[bool] | None = None
     droppable: bool = False  # progress: the first to go when the buffer is full
+    journaled: bool = False  # a claim noted in the backend's journal, its run let go ahead
+    job_id: str = ""  # whose record it is, to say whose records were lost
 
 
 class StoreUnavailable(Exception):
@@ -57,6 +59,12 @@ class Backend(Protocol):
 
     def prune(self) -> None:
         """Apply the retention limits. May raise StoreUnavailable."""
+        ...
+
+    def journal(self, claims: list[Write]) -> None:
+        """Note ``claims`` durably somewhere other than the database (which cannot be written
+        just now) before their runs go ahead, so that an occurrence still runs at most once
+        if this process dies before the database takes them. Raises OSError if it cannot."""
         ...
 
 
@@ -167,21 +175,16 @@ class BatchWriter:
                     self._writing = False
                     self._drained.notify_all()
                     waiting = len(self._writes)
-                    # Runs waiting for their claim go ahead meanwhile: scheduling never stops
-                    # for the store.
-                    claims = [(w.claim, True) for w in self._writes if w.claim is not None]
+                if self._closing and time.monotonic() > self._give_up_at:
+                    self._give_up(exc)
+                    return
                 self._set_status(
                     f"cannot write the state database ({exc}); {waiting} records wait in memory"
                 )
-                self._answer(claims)
-                if self._closing and time.monotonic() > self._give_up_at:
-                    with self._cond:
-                        lost, self.dropped = len(self._writes), self.dropped + len(self._writes)
-                        self._writes.clear()
-                    log.error("closing: %d records could not be written (%s)", lost, exc)
-                    self._set_status(f"closed with {lost} records unwritten ({exc})")
-                    return
-                time.sleep(backoff)
+                # Runs waiting for their claim go ahead meanwhile: scheduling never stops
+                # for the store. So do the claims that come while it waits to try again.
+                self._let_claims_go_ahead()
+                self._wait_out(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.05
@@ -193,6 +196,56 @@ class BatchWriter:
             answers = [(w.claim, claimed) for w, claimed in results if w.claim is not None]
             if answers:
                 self._answer(answers)
+
+    def _let_claims_go_ahead(self) -> None:
+        """Answer the queued claims not answered yet with "run it", once the backend has
+        noted them in its journal (if it cannot, they go ahead all the same, and the status
+        says that a crash now could run them again)."""
+        with self._cond:
+            claims = [w for w in self._writes if w.claim is not None and not w.journaled]
+        if not claims:
+            return
+        try:
+            self.backend.journal(claims)
+        except Exception as exc:
+            log.exception("the state store could not note %d claims", len(claims))
+            self._set_status(
+                f"cannot write the state database nor its claims journal ({exc}); runs go "
+                "ahead, but if jobtui dies before the database is writable they may run again"
+            )
+        for write in claims:
+            write.journaled = True
+        self._answer([(w.claim, True) for w in claims if w.claim is not None])
+
+    def _wait_out(self, backoff: float) -> None:
+        """Sleep before trying the backend again, but answer claims that come meanwhile at
+        once: a job due now must not wait for the backoff."""
+        until = time.monotonic() + backoff
+        while True:
+            with self._cond:
+                remaining = until - time.monotonic()
+                if remaining <= 0 or self._closing:
+                    return
+                if not any(w.claim is not None and not w.journaled for w in self._writes):
+                    self._cond.wait(remaining)
+                    continue
+            self._let_claims_go_ahead()
+
+    def _give_up(self, exc: Exception) -> None:
+        """Closing, and the backend still refuses: what is queued is lost. Say how much,
+        whose, and why; nothing waits in memory any more."""
+        with self._cond:
+            lost = list(self._writes)
+            self._writes.clear()
+            self.dropped += len(lost)
+        jobs = sorted({w.job_id for w in lost if w.job_id})
+        whose = f" (jobs: {', '.join(jobs)})" if jobs else ""
+        message = (
+            f"closed with {len(lost)} records lost{whose}: the state database could not be "
+            f"written ({exc})"
+        )
+        log.error("%s", message)
+        self._set_status(message)
 
     def _answer(self, answers: list[tuple[asyncio.Future[bool], bool]]) -> None:
         """Answer claims with one wake-up of the loop, not one per claim."""
