@@ -139,3 +139,47 @@ async def test_an_occurrence_skipped_behind_an_unrecorded_claim_says_so():
     assert reasons and all(
         r.startswith("waiting for the state store to record its claim: run ") for r in reasons
     )
+
+
+def test_a_run_let_go_while_the_database_was_locked_does_not_run_again_after_a_crash(tmp_path):
+    config = write(
+        tmp_path / "jobs.toml",
+        """
+        [jobs.tick]
+        command = "sleep 0.3"
+        every = "1s"
+        run_immediately = true
+        catchup = "all"
+        """,
+    )
+    db = tmp_path / ".jobtui" / "state.db"
+    first = Headless(config)
+    try:
+        first.wait_for(lambda ev: len([e for e in ev if e["event"] == "run_finished"]) >= 1)
+        with locked(db):
+            seen = len(first.events())
+            events = first.wait_for(lambda ev: any(e["event"] == "run_started" for e in ev[seen:]))
+            (let_go,) = [e for e in events[seen:] if e["event"] == "run_started"]
+            first.proc.send_signal(signal.SIGKILL)  # before the database took its claim
+            first.proc.wait(timeout=10)
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()
+
+    second = Headless(config)
+    try:
+        # catchup = "all" would run every occurrence since the last one recorded
+        second.wait_for(lambda ev: len([e for e in ev if e["event"] == "run_finished"]) >= 2)
+        second.proc.send_signal(signal.SIGTERM)
+        assert second.proc.wait(timeout=30) == 0
+    finally:
+        if second.proc.poll() is None:
+            second.proc.kill()
+    again = [
+        e
+        for e in second.events()
+        if e["event"] == "run_started" and e["scheduled_for"] == let_go["scheduled_for"]
+    ]
+    assert again == []  # at most once, though the database was locked when it started
+    (abandoned,) = [e for e in second.events() if e["event"] == "run_abandoned"]
+    assert abandoned["run"] == let_go["run"]
