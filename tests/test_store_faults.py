@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from jobtui.config import load
 from jobtui.console.app import JobtuiApp
 from jobtui.console.widgets.job_table import JobTable
 from jobtui.host import open_store
-from jobtui.store import Store, read_runs
+from jobtui.store import Store, read_runs, writer
 
 from .conftest import START, Recorder
 from .test_cli import Headless, write
+from .test_store import RefusingBackend
 
 
 async def noop(run: Run) -> None:
@@ -183,3 +185,27 @@ def test_a_run_let_go_while_the_database_was_locked_does_not_run_again_after_a_c
     assert again == []  # at most once, though the database was locked when it started
     (abandoned,) = [e for e in second.events() if e["event"] == "run_abandoned"]
     assert abandoned["run"] == let_go["run"]
+
+
+async def test_closing_with_the_disk_still_full_says_how_many_records_are_lost_and_whose(
+    tmp_path, clock, monkeypatch
+):
+    monkeypatch.setattr(writer, "CLOSE_RETRIES_FOR", 0.2)
+    store = Store.open(tmp_path / "state.db")
+    RefusingBackend(store, "database or disk is full")
+    statuses: list[str] = []
+    store.on_status = statuses.append
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1m", id="backup")
+    scheduler.add_job(noop, every="1h", id="report")
+    store.start()
+    async with scheduler:
+        await clock.advance(60)
+        await recorder.wait_for(lambda: recorder.finished("backup") and store.status)
+    await asyncio.to_thread(store.close)
+    await asyncio.sleep(0)  # the status reaches its listener on the loop
+    last = statuses[-1]
+    assert "wait in memory" not in last
+    assert re.search(r"closed with \d+ records lost \(jobs: backup, report\)", last)
+    assert "database or disk is full" in last

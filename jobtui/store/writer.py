@@ -85,6 +85,7 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_prune = time.monotonic()
+        self._journal_fault = ""  # why claims let go ahead could not be journaled, if so
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the thread; claims are answered, and status reported, on ``loop``."""
@@ -178,12 +179,18 @@ class BatchWriter:
                 if self._closing and time.monotonic() > self._give_up_at:
                     self._give_up(exc)
                     return
-                self._set_status(
-                    f"cannot write the state database ({exc}); {waiting} records wait in memory"
-                )
                 # Runs waiting for their claim go ahead meanwhile: scheduling never stops
                 # for the store. So do the claims that come while it waits to try again.
                 self._let_claims_go_ahead()
+                status = (
+                    f"cannot write the state database ({exc}); {waiting} records wait in memory"
+                )
+                if self._journal_fault:
+                    status += (
+                        f"; nor can claims be journaled ({self._journal_fault}): if jobtui "
+                        "dies now, runs let go meanwhile may run again"
+                    )
+                self._set_status(status)
                 self._wait_out(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -207,12 +214,9 @@ class BatchWriter:
             return
         try:
             self.backend.journal(claims)
-        except Exception as exc:
-            log.exception("the state store could not note %d claims", len(claims))
-            self._set_status(
-                f"cannot write the state database nor its claims journal ({exc}); runs go "
-                "ahead, but if jobtui dies before the database is writable they may run again"
-            )
+            self._journal_fault = ""
+        except Exception as exc:  # the status says so (a full disk refuses both)
+            self._journal_fault = str(exc)
         for write in claims:
             write.journaled = True
         self._answer([(w.claim, True) for w in claims if w.claim is not None])
@@ -224,9 +228,11 @@ class BatchWriter:
         while True:
             with self._cond:
                 remaining = until - time.monotonic()
-                if remaining <= 0 or self._closing:
+                if remaining <= 0:
                     return
-                if not any(w.claim is not None and not w.journaled for w in self._writes):
+                if self._closing or not any(
+                    w.claim is not None and not w.journaled for w in self._writes
+                ):
                     self._cond.wait(remaining)
                     continue
             self._let_claims_go_ahead()
@@ -261,6 +267,8 @@ class BatchWriter:
             self._loop.call_soon_threadsafe(settle)
 
     def _set_status(self, status: str) -> None:
+        if status == self.status:  # each retry finds the same fault: say it once
+            return
         self.status = status
         callback, loop = self.on_status, self._loop
         if callback is not None and loop is not None:
