@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
+import pytest
+
 from jobtui import Run, Scheduler, VirtualClock
 from jobtui.config import load
 from jobtui.console.app import JobtuiApp
 from jobtui.console.widgets.job_table import JobTable
 from jobtui.host import open_store
-from jobtui.store import Store, read_runs, writer
+from jobtui.store import Store, StoreError, read_runs, writer
 
 from .conftest import START, Recorder
-from .test_cli import Headless, write
+from .test_cli import Headless, jobtui, write
 from .test_store import RefusingBackend
 
 
@@ -209,3 +215,109 @@ async def test_closing_with_the_disk_still_full_says_how_many_records_are_lost_a
     assert "wait in memory" not in last
     assert re.search(r"closed with \d+ records lost \(jobs: backup, report\)", last)
     assert "database or disk is full" in last
+
+
+async def runs_across_a_deletion(tmp_path, clock, delete) -> tuple[Store, list[str]]:
+    """Two runs, ``delete(db)`` while jobtui runs, two more runs; the store still open."""
+    db = tmp_path / "state" / "state.db"
+    store = Store.open(db)
+    statuses: list[str] = []
+    store.on_status = statuses.append
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1m", id="j")
+    store.start()
+    async with scheduler:
+        await clock.advance(120)
+        await asyncio.to_thread(store.flush)
+        delete(db)
+        await clock.advance(120)
+        await recorder.wait_for(lambda: len(recorder.finished("j")) == 4 and store.status)
+        await asyncio.to_thread(store.flush)
+    return store, statuses
+
+
+@pytest.mark.parametrize(
+    "delete",
+    [
+        lambda db: db.unlink(),
+        lambda db: shutil.rmtree(db.parent),  # the lock file goes too
+    ],
+    ids=["the-file", "its-folder"],
+)
+async def test_a_deleted_database_is_written_again_with_everything(tmp_path, clock, delete):
+    store, statuses = await runs_across_a_deletion(tmp_path, clock, delete)
+    try:
+        assert any("was deleted while jobtui ran; it was written again" in s for s in statuses)
+        runs = read_runs(store.path, job="j")
+        assert [r["outcome"] for r in runs] == ["succeeded"] * 4  # before and after
+        with pytest.raises(StoreError, match="another jobtui"):
+            Store.open(store.path)  # still owned, under the lock at the path now
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+async def test_a_database_taken_over_while_gone_is_left_alone_and_runs_nothing(tmp_path, clock):
+    taken: list[int] = []
+
+    def delete_and_take_over(db) -> None:
+        shutil.rmtree(db.parent)
+        db.parent.mkdir()
+        fd = os.open(db.with_name(db.name + ".lock"), os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a second jobtui started meanwhile does
+        taken.append(fd)
+
+    db = tmp_path / "state" / "state.db"
+    store = Store.open(db)
+    statuses: list[str] = []
+    store.on_status = statuses.append
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(noop, every="1m", id="j")
+    store.start()
+    try:
+        async with scheduler:
+            await clock.advance(60)
+            await asyncio.to_thread(store.flush)
+            delete_and_take_over(db)
+            await recorder.wait_for(lambda: "another jobtui" in store.status)
+            await clock.advance(120)
+        assert len(recorder.started("j")) == 1  # the other owns the occurrences now
+        assert not db.exists()  # nothing written where the other jobtui keeps its state
+    finally:
+        await asyncio.to_thread(store.close)
+        os.close(taken[0])
+
+
+def test_headless_writes_a_deleted_database_again_and_history_has_the_runs_after(tmp_path):
+    config = write(
+        tmp_path / "jobs.toml",
+        """
+        [jobs.tick]
+        command = "true"
+        every = "1s"
+        """,
+    )
+    db = tmp_path / ".jobtui" / "state.db"
+    headless = Headless(config)
+    try:
+        headless.wait_for(lambda ev: len([e for e in ev if e["event"] == "run_finished"]) >= 1)
+        for path in tmp_path.glob(".jobtui/state.db*"):
+            path.unlink()  # rm .jobtui/state.db*
+        seen = len(headless.events())
+        events = headless.wait_for(
+            lambda ev: (
+                len([e for e in ev[seen:] if e["event"] == "run_finished"]) >= 2
+                and any("was deleted" in e.get("status", "") for e in ev)
+            )
+        )
+        after = {e["run"] for e in events[seen:] if e["event"] == "run_finished"}
+        headless.proc.send_signal(signal.SIGTERM)
+        assert headless.proc.wait(timeout=30) == 0
+    finally:
+        if headless.proc.poll() is None:
+            headless.proc.kill()
+    done = jobtui("history", str(config), "--json", "--limit", "100")
+    recorded = {r["run_id"] for r in json.loads(done.stdout)}
+    assert after <= recorded
+    assert db.stat().st_mode & 0o777 == 0o600

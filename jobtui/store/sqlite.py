@@ -19,6 +19,7 @@ from typing import Any
 
 from ..engine.procfs import process_start
 from .schema import NewerSchema, migrate
+from .vanished import identity, relock, write_copy
 from .writer import Kind, StoreUnavailable, Write
 
 STATEMENTS: dict[Kind, str] = {
@@ -98,6 +99,7 @@ class SQLiteBackend:
         except BaseException:
             self.close()
             raise
+        self._identity = identity(path)  # the file opened, to notice it deleted or replaced
 
     # -- at start-up ----------------------------------------------------------------------
     def mark_abandoned(self) -> list[dict[str, Any]]:
@@ -163,6 +165,31 @@ class SQLiteBackend:
                 raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    # -- the file deleted or replaced under it --------------------------------------------
+    def check(self) -> str:
+        found = identity(self.path)
+        if found == self._identity:
+            return ""
+        what = "deleted" if found is None else "replaced by another file"
+        self._lock_fd = relock(self.path, self._lock_fd)  # raises Disowned
+        try:
+            moved = write_copy(self._conn, self.path)
+            # Closed before the new file opens: closing removes the old write-ahead log by
+            # its name, which the new file's would then have.
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = _connect(self.path, WRITE_BUSY_TIMEOUT)
+        except (sqlite3.Error, OSError, DamagedDatabase) as exc:
+            raise StoreUnavailable(
+                f"the state database {self.path} was {what}, and writing it again failed: {exc}"
+            ) from exc
+        self._identity = identity(self.path)
+        aside = f" (the file found there is now {moved.name})" if moved is not None else ""
+        return (
+            f"the state database {self.path} was {what} while jobtui ran; it was written "
+            f"again from the open copy, with all its history and the jobs' state{aside}"
+        )
 
     # -- claims that went ahead while the database could not be written ------------------
     def journal(self, claims: list[Write]) -> None:

@@ -21,6 +21,8 @@ BATCH = 500  # writes per transaction
 PRUNE_EVERY = 60.0  # seconds between applications of the retention limits
 CLOSE_RETRIES_FOR = 10.0  # seconds a closing writer keeps trying a failing backend
 JOIN_FOR = 30.0  # longer than CLOSE_RETRIES_FOR plus one attempt (a 5 s busy timeout)
+CHECK_EVERY = 2.0  # seconds between looks at whether the database file is still there
+NOTICE_FOR = 60.0  # seconds the news that the database was re-created stays in the status
 
 log = logging.getLogger("jobtui.store")
 
@@ -51,6 +53,11 @@ class StoreUnavailable(Exception):
     """The backend cannot take writes just now; the message says why (from the database)."""
 
 
+class Disowned(Exception):
+    """Another process owns the state now (it took the lock while this one's file was gone):
+    this one must write nothing more, nor start a scheduled run (the other owns them now)."""
+
+
 class Backend(Protocol):
     def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
         """Commit ``batch`` in order in one transaction; answer each CLAIM with whether its
@@ -59,6 +66,12 @@ class Backend(Protocol):
 
     def prune(self) -> None:
         """Apply the retention limits. May raise StoreUnavailable."""
+        ...
+
+    def check(self) -> str:
+        """Cheap, every few seconds: "" while the backend's storage is the one it opened; else
+        what it did about it (deleted, and written again from what it has). Raises
+        StoreUnavailable if that failed, Disowned if another process owns the storage now."""
         ...
 
     def journal(self, claims: list[Write]) -> None:
@@ -86,6 +99,9 @@ class BatchWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_prune = time.monotonic()
         self._journal_fault = ""  # why claims let go ahead could not be journaled, if so
+        self._next_check = 0.0
+        self._notice_until = 0.0  # a notice in the status stays until then
+        self._disowned = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the thread; claims are answered, and status reported, on ``loop``."""
@@ -99,6 +115,11 @@ class BatchWriter:
 
     def push(self, write: Write) -> None:
         with self._cond:
+            if self._disowned:  # another process owns the state: no run may start here
+                self.dropped += 1
+                if write.claim is not None and not write.claim.done():
+                    write.claim.set_result(False)
+                return
             if self._closing:  # nothing will write it: count it, say so once
                 self.dropped += 1
                 if self.dropped == 1:
@@ -154,23 +175,30 @@ class BatchWriter:
         while True:
             with self._cond:
                 while not self._writes and not self._closing:
-                    self._cond.wait(timeout=PRUNE_EVERY)
+                    self._cond.wait(timeout=CHECK_EVERY)
                     if not self._writes and not self._closing:
-                        break  # an idle minute: prune
+                        break  # idle: look at the file, prune if it is time
                 if not self._writes and self._closing:
                     return
                 batch = [self._writes.popleft() for _ in range(min(BATCH, len(self._writes)))]
                 self._writing = bool(batch)
             try:
+                if time.monotonic() >= self._next_check:
+                    self._next_check = time.monotonic() + CHECK_EVERY
+                    self._notice(self.backend.check())
                 results = self.backend.write(batch) if batch else []
                 if time.monotonic() - self._last_prune > PRUNE_EVERY:
                     self._last_prune = time.monotonic()
                     self.backend.prune()
+            except Disowned as exc:
+                self._disown(str(exc), batch)
+                return
             except Exception as exc:
                 # StoreUnavailable is the backend saying "not now"; anything else is a bug, but
                 # the thread must live on: scheduling goes on and the writes wait.
                 if not isinstance(exc, StoreUnavailable):
                     log.exception("the state store's writer failed")
+                self._next_check = 0.0  # a file found gone and not written again: look again
                 with self._cond:
                     self._writes.extendleft(reversed(batch))
                     self._writing = False
@@ -198,7 +226,7 @@ class BatchWriter:
             with self._cond:
                 self._writing = False
                 self._drained.notify_all()
-            if self.status:
+            if self.status and time.monotonic() >= self._notice_until:
                 self._set_status("")
             answers = [(w.claim, claimed) for w, claimed in results if w.claim is not None]
             if answers:
@@ -236,6 +264,26 @@ class BatchWriter:
                     self._cond.wait(remaining)
                     continue
             self._let_claims_go_ahead()
+
+    def _notice(self, notice: str) -> None:
+        """Something the user must hear of although writing goes on (the file was re-created):
+        logged, and kept in the status for a while."""
+        if notice:
+            log.error("%s", notice)
+            self._notice_until = time.monotonic() + NOTICE_FOR
+            self._set_status(notice)
+
+    def _disown(self, message: str, batch: list[Write]) -> None:
+        log.error("%s", message)
+        with self._cond:
+            self._disowned = True
+            lost = batch + list(self._writes)
+            self._writes.clear()
+            self._writing = False
+            self.dropped += len(lost)
+            self._drained.notify_all()
+        self._set_status(message)
+        self._answer([(w.claim, False) for w in lost if w.claim is not None])
 
     def _give_up(self, exc: Exception) -> None:
         """Closing, and the backend still refuses: what is queued is lost. Say how much,
