@@ -100,7 +100,8 @@ class BatchWriter:
         self._last_prune = time.monotonic()
         self._journal_fault = ""  # why claims let go ahead could not be journaled, if so
         self._next_check = 0.0
-        self._notice_until = 0.0  # a notice in the status stays until then
+        self._notice = ""  # news kept in the status for a while although writes go through
+        self._notice_until = 0.0
         self._disowned = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -185,7 +186,7 @@ class BatchWriter:
             try:
                 if time.monotonic() >= self._next_check:
                     self._next_check = time.monotonic() + CHECK_EVERY
-                    self._notice(self.backend.check())
+                    self._tell(self.backend.check())
                 results = self.backend.write(batch) if batch else []
                 if time.monotonic() - self._last_prune > PRUNE_EVERY:
                     self._last_prune = time.monotonic()
@@ -226,7 +227,9 @@ class BatchWriter:
             with self._cond:
                 self._writing = False
                 self._drained.notify_all()
-            if self.status and time.monotonic() >= self._notice_until:
+            if self.status and (
+                self.status != self._notice or time.monotonic() >= self._notice_until
+            ):
                 self._set_status("")
             answers = [(w.claim, claimed) for w, claimed in results if w.claim is not None]
             if answers:
@@ -265,12 +268,12 @@ class BatchWriter:
                     continue
             self._let_claims_go_ahead()
 
-    def _notice(self, notice: str) -> None:
+    def _tell(self, notice: str) -> None:
         """Something the user must hear of although writing goes on (the file was re-created):
         logged, and kept in the status for a while."""
         if notice:
             log.error("%s", notice)
-            self._notice_until = time.monotonic() + NOTICE_FOR
+            self._notice, self._notice_until = notice, time.monotonic() + NOTICE_FOR
             self._set_status(notice)
 
     def _disown(self, message: str, batch: list[Write]) -> None:
