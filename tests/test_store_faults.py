@@ -245,7 +245,10 @@ async def runs_across_a_deletion(tmp_path, clock, delete) -> tuple[Store, list[s
     ],
     ids=["the-file", "its-folder"],
 )
-async def test_a_deleted_database_is_written_again_with_everything(tmp_path, clock, delete):
+async def test_a_deleted_database_is_written_again_with_everything(
+    tmp_path, clock, delete, monkeypatch
+):
+    monkeypatch.setattr(writer, "CHECK_EVERY", 0.1)  # looks at the file more often than 2 s
     store, statuses = await runs_across_a_deletion(tmp_path, clock, delete)
     try:
         assert any("was deleted while jobtui ran; it was written again" in s for s in statuses)
@@ -257,7 +260,10 @@ async def test_a_deleted_database_is_written_again_with_everything(tmp_path, clo
         await asyncio.to_thread(store.close)
 
 
-async def test_a_database_taken_over_while_gone_is_left_alone_and_runs_nothing(tmp_path, clock):
+async def test_a_database_taken_over_while_gone_is_left_alone_and_runs_nothing(
+    tmp_path, clock, monkeypatch
+):
+    monkeypatch.setattr(writer, "CHECK_EVERY", 0.1)
     taken: list[int] = []
 
     def delete_and_take_over(db) -> None:
