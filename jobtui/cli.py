@@ -178,7 +178,7 @@ def check(args: argparse.Namespace) -> int:
     print(
         f"{printable(str(args.file))}: {len(config.jobs)} "
         f"job{'s' if len(config.jobs) != 1 else ''}, timezone {zone_name(config.timezone)}, "
-        f"state {printable(str(config.state_path))}"
+        f"state {printable(config.state_url or str(config.state_path))}"
     )
     # Every cell shown as printable() makes it, and measured so, so the columns line up.
     ids = {spec.id: printable(spec.id) for spec in config.jobs.values()}
@@ -200,7 +200,7 @@ def check(args: argparse.Namespace) -> int:
 
 
 def history(args: argparse.Namespace) -> int:
-    from .store import UnusableStatePath, read_runs
+    from .store import StoreError, UnusableStatePath
 
     config = _load_reporting(args.file)
     if config is None:
@@ -209,15 +209,15 @@ def history(args: argparse.Namespace) -> int:
         print("jobtui history: --limit must be at least 1", file=sys.stderr)
         return 2
     try:
-        runs = read_runs(config.state_path, job=args.job, limit=args.limit)
-    except UnusableStatePath as exc:
-        print(f"jobtui history: {exc}", file=sys.stderr)
+        runs = _read_history(config, args.job, args.limit)
+    except (UnusableStatePath, StoreError) as exc:
+        print(f"jobtui history: {printable_text(str(exc))}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
     if not runs:
-        print(f"no runs recorded in {printable(str(config.state_path))}")
+        print(f"no runs recorded in {printable(config.state_url or str(config.state_path))}")
         return 0
     # The store keeps what the job said; what is printed shows its control characters as escapes.
     ids = [printable(r["job_id"]) for r in runs]
@@ -229,6 +229,8 @@ def history(args: argparse.Namespace) -> int:
         )
         if run["manual"]:
             detail = f"(manual) {detail}".strip()
+        if run.get("host"):  # a database several hosts share: which one ran it
+            detail = f"[{run['host']}] {detail}".strip()
         outcome = printable(run["outcome"] or "unfinished")  # running, or abandoned at restart
         when = printable(run["scheduled_for"][:19]) + "Z"  # the file may not be jobtui's own
         print(
@@ -236,6 +238,16 @@ def history(args: argparse.Namespace) -> int:
             f"{printable(detail.splitlines()[0]) if detail else ''}"
         )
     return 0
+
+
+def _read_history(config: Config, job: str | None, limit: int) -> list[dict[str, Any]]:
+    from .store import read_runs
+
+    if config.state_url is None:
+        return read_runs(config.state_path, job=job, limit=limit)
+    from .store.pgstore import read_runs as read_shared_runs
+
+    return read_shared_runs(config.state_url, job=job, limit=limit)
 
 
 def list_jobs(args: argparse.Namespace) -> int:

@@ -14,12 +14,25 @@ from typing import Any
 
 from .config import Config, Problem, Reloader
 from .engine import Clock, Outcome, Run, Scheduler
-from .store import StateStore, Store
+from .store import StateStore, Store, StoreError
+from .store.interface import SharedStateStore
 
 
-def open_store(config: Config) -> Store:
+def open_store(config: Config) -> StateStore:
     """The state store jobs.toml names, with its retention limits. Raises StoreError (owned
-    by another jobtui, damaged, unreadable), whose message says what to do."""
+    by another jobtui, damaged, unreadable, a database that cannot be reached), whose message
+    says what to do."""
+    if config.state_url is not None:
+        try:
+            from .store.pgstore import PostgresStore
+        except ImportError:
+            raise StoreError(
+                "[scheduler] state names a PostgreSQL database, which needs psycopg: "
+                "pip install 'jobtui[postgres]'"
+            ) from None
+        return PostgresStore.open_database(
+            config.state_url, keep_runs=config.keep_runs, keep_days=config.keep_days
+        )
     return Store.open(config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days)
 
 
@@ -46,6 +59,8 @@ class Host:
         self.reload_failed: list[Callable[[list[Problem]], None]] = []
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
         self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
+        if isinstance(store, SharedStateStore):
+            self._plan_shared_jobs(store, config)
         if store is not None:
             fingerprints = {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
             for job_id, snapshot in store.load_snapshots(fingerprints).items():
@@ -60,6 +75,10 @@ class Host:
             on_job_changed=store.set_fingerprint if store is not None else None,
         )
         self._watcher: asyncio.Task[None] | None = None
+
+    def _plan_shared_jobs(self, store: SharedStateStore, config: Config) -> None:
+        options = {job.id: job.options for job in self.scheduler.jobs()}
+        store.plan_jobs(options, str(config.path))
 
     def _show_abandoned(self, abandoned: list[dict[str, Any]]) -> None:
         """A run the last owner left unfinished is its job's last run until a newer one ends:
@@ -125,6 +144,8 @@ class Host:
 
     def _on_reloaded(self, config: Config) -> None:
         self.config = config
+        if isinstance(self.store, SharedStateStore):
+            self._plan_shared_jobs(self.store, config)
         for listener in self.reloaded:
             listener(config)
 

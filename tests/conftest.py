@@ -98,3 +98,31 @@ def recorder(scheduler: Scheduler) -> Recorder:
 @pytest.fixture
 def recorder_factory() -> type[Recorder]:
     return Recorder
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL cluster for the whole session (tests/pg.py)."""
+    from tests.pg import start_cluster
+
+    yield from start_cluster()
+
+
+@pytest.fixture
+def pg_database(pg_cluster):
+    """A fresh, empty database in the session's cluster; its name."""
+    name = pg_cluster.new_database()
+    yield name
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def stores(request, tmp_path):
+    """Each state store backend in turn (tests/stores.py): the store's contract tests."""
+    from tests.stores import PostgresStores, SQLiteStores
+
+    if request.param == "sqlite":
+        return SQLiteStores(tmp_path)
+    return PostgresStores(
+        request.getfixturevalue("pg_cluster"), request.getfixturevalue("pg_database")
+    )

@@ -22,9 +22,9 @@ async def noop(run: Run) -> None:
     return None
 
 
-async def session(db, clock, setup, *, seconds=0.0, fingerprints=None, before_stop=None):
+async def session(stores, clock, setup, *, seconds=0.0, fingerprints=None, before_stop=None):
     """One life of a process: open the store, restore, run for ``seconds``, stop, close."""
-    store = Store.open(db)
+    store = stores.open()
     scheduler = Scheduler(timezone="UTC", clock=clock, store=store, stop_grace=0)
     setup(scheduler)
     store.restore(scheduler, fingerprints or {})
@@ -73,8 +73,7 @@ def runs_of(db, job=None):
     return sorted(read_runs(db, job=job, limit=10_000), key=lambda r: r["scheduled_for"])
 
 
-async def test_runs_and_their_records_are_written(tmp_path, clock):
-    db = tmp_path / "state.db"
+async def test_runs_and_their_records_are_written(stores, clock):
 
     async def fails(run: Run) -> None:
         run.status_message = "about to fail"
@@ -84,8 +83,8 @@ async def test_runs_and_their_records_are_written(tmp_path, clock):
         s.add_job(noop, every="1m", id="ok")
         s.add_job(fails, every="1m", id="bad")
 
-    await session(db, clock, setup, seconds=60)
-    rows = {r["job_id"]: r for r in runs_of(db)}
+    await session(stores, clock, setup, seconds=60)
+    rows = {r["job_id"]: r for r in stores.runs()}
     assert rows["ok"]["outcome"] == "succeeded" and rows["ok"]["duration"] == 0.0
     assert rows["ok"]["scheduled_for"] == (START + timedelta(minutes=1)).isoformat()
     assert rows["bad"]["outcome"] == "failed"
@@ -93,8 +92,7 @@ async def test_runs_and_their_records_are_written(tmp_path, clock):
     assert rows["bad"]["status_message"] == "about to fail"
 
 
-async def test_an_occurrence_runs_at_most_once_across_restarts_and_clock_steps(tmp_path):
-    db = tmp_path / "state.db"
+async def test_an_occurrence_runs_at_most_once_across_restarts_and_clock_steps(stores):
     ran = []
 
     async def body(run: Run) -> None:
@@ -104,34 +102,30 @@ async def test_an_occurrence_runs_at_most_once_across_restarts_and_clock_steps(t
         s.add_job(body, cron="*/10 * * * *", id="cron")
 
     clock = VirtualClock(START)
-    await session(db, clock, setup, seconds=3600)
+    await session(stores, clock, setup, seconds=3600)
     assert len(ran) == 6
     # The machine's clock is set back an hour and jobtui restarts: the repeated hour must not
     # run anything again, even though this process never saw those runs.
     clock = VirtualClock(START)
-    await session(db, clock, setup, seconds=3600)
+    await session(stores, clock, setup, seconds=3600)
     assert len(ran) == 6
     clock = VirtualClock(START + timedelta(hours=1))
-    await session(db, clock, setup, seconds=3600)
+    await session(stores, clock, setup, seconds=3600)
     assert len(ran) == 12 and len(set(ran)) == 12
-    rows = runs_of(db, "cron")
+    rows = stores.runs("cron")
     assert len(rows) == len({r["scheduled_for"] for r in rows}) == 12
 
 
-async def test_claims_are_refused_for_an_occurrence_already_recorded(tmp_path, clock):
-    db = tmp_path / "state.db"
-    store = Store.open(db)
+async def test_claims_are_refused_for_an_occurrence_already_recorded(stores, clock):
+    store = stores.open()
     scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
     recorder = Recorder(scheduler)
     scheduler.add_job(noop, every="1m", id="j")
     store.start()
-    other = sqlite3.connect(db)  # as if another process had run 12:01 already
-    other.execute(
-        "INSERT INTO runs (run_id, job_id, scheduled_for, manual, outcome) VALUES (?, ?, ?, 0, ?)",
-        ("elsewhere", "j", (START + timedelta(minutes=1)).timestamp(), "succeeded"),
+    # as if another process had run 12:01 already
+    stores.insert_finished(
+        "elsewhere", "j", (START + timedelta(minutes=1)).timestamp(), "succeeded"
     )
-    other.commit()
-    other.close()
     async with scheduler:
         await clock.advance(60)
         await recorder.wait_for(lambda: recorder.finished("j"))
@@ -140,8 +134,7 @@ async def test_claims_are_refused_for_an_occurrence_already_recorded(tmp_path, c
     await asyncio.to_thread(store.close)
 
 
-async def test_paused_and_disabled_jobs_stay_so_after_a_restart(tmp_path, clock):
-    db = tmp_path / "state.db"
+async def test_paused_and_disabled_jobs_stay_so_after_a_restart(stores, clock):
 
     async def broken() -> None:
         raise OSError("unreachable")
@@ -155,8 +148,8 @@ async def test_paused_and_disabled_jobs_stay_so_after_a_restart(tmp_path, clock)
         await clock.advance(0)
         await asyncio.to_thread(store.flush)
 
-    await session(db, clock, setup, seconds=180, before_stop=pause)
-    store = Store.open(db)
+    await session(stores, clock, setup, seconds=180, before_stop=pause)
+    store = stores.open()
     scheduler = Scheduler(timezone="UTC", clock=clock)
     setup(scheduler)
     store.restore(scheduler, {})
@@ -170,36 +163,37 @@ async def test_paused_and_disabled_jobs_stay_so_after_a_restart(tmp_path, clock)
 @pytest.mark.parametrize(
     ("catchup", "ran", "missed"), [("latest", 1, 2), ("all", 3, 0), ("none", 0, 3)]
 )
-async def test_downtime_goes_through_catchup_and_records_misses(tmp_path, catchup, ran, missed):
-    db = tmp_path / "state.db"
+async def test_downtime_goes_through_catchup_and_records_misses(stores, catchup, ran, missed):
 
     def setup(s):
         s.add_job(noop, cron="0 * * * *", id="hourly", catchup=catchup)
 
-    await session(db, VirtualClock(START), setup, seconds=3600 + 60)  # runs 13:00
+    await session(stores, VirtualClock(START), setup, seconds=3600 + 60)  # runs 13:00
     # down from 13:01 until 16:30: 14:00, 15:00 and 16:00 fell due while jobtui was down
-    recorder, _ = await session(db, VirtualClock(START + timedelta(hours=4, minutes=30)), setup)
+    later = VirtualClock(START + timedelta(hours=4, minutes=30))
+    recorder, _ = await session(stores, later, setup)
     assert len(recorder.finished("hourly")) == ran
     assert len(recorder.missed("hourly")) == missed
-    rows = runs_of(db, "hourly")
+    rows = stores.runs("hourly")
     assert [r["scheduled_for"][11:16] for r in rows] == ["13:00", "14:00", "15:00", "16:00"]
 
 
-async def test_a_changed_job_keeps_history_but_does_not_catch_up(tmp_path):
-    db = tmp_path / "state.db"
+async def test_a_changed_job_keeps_history_but_does_not_catch_up(stores):
 
     def setup(s):
         s.add_job(noop, cron="0 * * * *", id="hourly")
 
-    await session(db, VirtualClock(START), setup, seconds=3600 + 60, fingerprints={"hourly": "v1"})
+    await session(
+        stores, VirtualClock(START), setup, seconds=3600 + 60, fingerprints={"hourly": "v1"}
+    )
     recorder, _ = await session(
-        db,
+        stores,
         VirtualClock(START + timedelta(hours=4, minutes=30)),
         setup,
         fingerprints={"hourly": "v2"},
     )
     assert recorder.finished("hourly") == [] and recorder.missed("hourly") == []
-    assert len(runs_of(db, "hourly")) == 1
+    assert len(stores.runs("hourly")) == 1
 
 
 def test_one_owner_per_state_file(tmp_path):

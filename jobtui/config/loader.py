@@ -19,6 +19,7 @@ from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
+from .statedb import state_location
 from .syntax import parse_toml
 from .trust import untrusted, untrusted_module
 
@@ -81,6 +82,7 @@ class Config:
     keep_runs: int | None = 1000  # run history kept per job
     keep_days: float | None = None  # and/or for this many days
     keymap: dict[str, str] = field(default_factory=dict)  # [console.keys]: binding id -> keys
+    state_url: str | None = None  # a PostgreSQL connection string instead of state_path
     warnings: list[Problem] = field(default_factory=list)
 
     def make_scheduler(self, *, store: DataStore | None = None, **kwargs: Any) -> Scheduler:
@@ -110,6 +112,7 @@ class _Loader:
         self.bad_defaults: set[str] = set()
         self.warnings: list[Problem] = []
         self.locator = Locator("")
+        self.state_url: str | None = None
 
     # -- reporting ------------------------------------------------------------------------
     def problem(
@@ -205,6 +208,7 @@ class _Loader:
             keep_runs=keep_runs,
             keep_days=keep_days,
             keymap=keymap,
+            state_url=self.state_url,
         )
 
     def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -247,7 +251,7 @@ class _Loader:
         if not isinstance(state, str) or not state.strip():
             self.problem("expected a file path as text", table=where, key="state")
             state = ".jobtui/state.db"
-        state_path = (self.path.parent / state).resolve()
+        self.state_url, state_path = state_location(self, state, where)
         try:
             max_concurrency = check_max_concurrency(table.get("max_concurrency"))
         except InvalidJobOption as exc:

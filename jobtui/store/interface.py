@@ -4,11 +4,12 @@ a second backend implements this without touching the engine or the host."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from ..engine import JobSnapshot
 from ..engine.datastore import DataStore
+from ..engine.job import JobOptions
 
 
 class StateStore(DataStore, Protocol):
@@ -39,3 +40,12 @@ class StateStore(DataStore, Protocol):
     def flush(self, timeout: float = 10.0) -> bool: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedStateStore(StateStore, Protocol):
+    """A store several hosts share (PostgreSQL): its claims need each job's overlap limit and
+    its grids a shared anchor, so the host tells it the jobs' options before it loads their
+    state, and again after each reload."""
+
+    def plan_jobs(self, options: Mapping[str, JobOptions], config_path: str = "") -> None: ...

@@ -72,6 +72,8 @@ class DamagedDatabase(Exception):
 
 
 class SQLiteBackend:
+    shared = False  # one process owns the file (its lock): claims not written are journaled
+
     def __init__(
         self,
         path: Path,

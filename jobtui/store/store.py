@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine import (
     Event,
@@ -34,7 +34,7 @@ from ..engine.procfs import process_start
 from .history import read_runs
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
 from .statefile import UnusableStatePath
-from .writer import BatchWriter, Kind, StoreUnavailable, Write
+from .writer import Backend, BatchWriter, Kind, StoreUnavailable, Write
 
 CLAIM_WAIT = 2.0  # a claim not written by then lets the run go ahead (the store is degraded)
 
@@ -43,11 +43,28 @@ class StoreError(Exception):
     """The state file cannot be used; the message says what to do."""
 
 
+class StoreBackend(Backend, Protocol):
+    """What Store asks of a backend besides the writer's batches (SQLite's, PostgreSQL's)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    def mark_abandoned(self) -> list[dict[str, Any]]: ...
+
+    def load_jobs(self) -> list[dict[str, Any]]: ...
+
+    def newest_occurrences(self, job_ids: list[str]) -> dict[str, float]: ...
+
+    def prune(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Store:
     """Open with `Store.open(path)`; then `restore(scheduler, fingerprints)`, hand it to the
     scheduler (`Scheduler(store=...)`) and `start()` it on the scheduler's loop."""
 
-    def __init__(self, backend: SQLiteBackend, *, max_buffer: int) -> None:
+    def __init__(self, backend: StoreBackend, *, max_buffer: int) -> None:
         self.backend = backend
         self.path = backend.path
         self.writer = BatchWriter(backend, max_buffer=max_buffer)

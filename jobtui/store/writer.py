@@ -25,6 +25,7 @@ CHECK_EVERY = 2.0  # seconds between looks at whether the database file is still
 NOTICE_FOR = 60.0  # seconds the news that the database was re-created stays in the status
 
 log = logging.getLogger("jobtui.store")
+UNCLAIMED = "not run: the state database could not be reached to claim it"
 
 
 class Kind(Enum):
@@ -59,6 +60,10 @@ class Disowned(Exception):
 
 
 class Backend(Protocol):
+    # True when several processes claim from this backend: a claim it cannot write is refused
+    # (recorded as missed once it can), since another process may be running the occurrence.
+    shared: bool
+
     def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
         """Commit ``batch`` in order in one transaction; answer each CLAIM with whether its
         row was inserted. Raise StoreUnavailable (and commit nothing) if it cannot."""
@@ -243,6 +248,9 @@ class BatchWriter:
             claims = [w for w in self._writes if w.claim is not None and not w.journaled]
         if not claims:
             return
+        if getattr(self.backend, "shared", False):  # test doubles wrap a backend without it
+            self._refuse_claims(claims)
+            return
         try:
             self.backend.journal(claims)
             self._journal_fault = ""
@@ -251,6 +259,22 @@ class BatchWriter:
         for write in claims:
             write.journaled = True
         self._answer([(w.claim, True) for w in claims if w.claim is not None])
+
+    def _refuse_claims(self, claims: list[Write]) -> None:
+        """A shared backend's claims that cannot be written: not run here. Each becomes the
+        record of a missed occurrence, written when the backend is back unless a host that
+        could claim it has a record of it already."""
+        now = time.time()
+        answers = []
+        with self._cond:
+            for write in claims:
+                run_id, job_id, scheduled_for, _ = write.params
+                write.kind = Kind.OCCURRENCE
+                write.params = (run_id, job_id, scheduled_for, now, "missed", UNCLAIMED)
+                if write.claim is not None:
+                    answers.append((write.claim, False))
+                write.claim = None
+        self._answer(answers)
 
     def _wait_out(self, backoff: float) -> None:
         """Sleep before trying the backend again, but answer claims that come meanwhile at

@@ -1,0 +1,190 @@
+"""The state store on PostgreSQL: `Store`'s event handling over the shared `PostgresBackend`,
+with what sharing adds: the hosts' jobs.toml compared, `every` grids anchored alike on every
+host, overlap limits known to the claims, and claims that wait for the database instead of
+going ahead without it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+import psycopg
+
+from ..engine import JobSnapshot, Run
+from ..engine.job import JobOptions, OverlapPolicy
+from .history import COLUMNS
+from .postgres import LEASE, DatabaseUnavailable, PostgresBackend, connect
+from .store import Store, StoreError
+from .writer import Kind, StoreUnavailable, Write
+
+# An `every` grid with no `start` is anchored here on every host (the Unix epoch, UTC): hosts
+# started at different moments compute the same occurrences, so their claims meet.
+SHARED_ANCHOR = 0.0
+
+
+def shown_as(conninfo: str) -> str:
+    """The database as messages name it: host and database, never the whole string."""
+    if conninfo.startswith(("postgresql://", "postgres://")):
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError:
+            return conninfo
+        host = unquote(str(info.get("host") or "localhost"))
+        return f"{host}/{info.get('dbname') or ''}".rstrip("/")
+    return conninfo
+
+
+class PostgresStore(Store):
+    def __init__(self, backend: PostgresBackend, *, max_buffer: int) -> None:
+        super().__init__(backend, max_buffer=max_buffer)
+        self.backend: PostgresBackend = backend
+        self._anchors: dict[str, float] = {}
+        self._config_path = ""
+
+    @classmethod
+    def open_database(
+        cls,
+        conninfo: str,
+        *,
+        keep_runs: int | None = 1000,
+        keep_days: float | None = None,
+        lease: float = LEASE,
+        host: str | None = None,
+        max_buffer: int = 100_000,
+    ) -> PostgresStore:
+        """Connect, migrate, and record the runs of hosts whose leases ran out as abandoned.
+        Raises StoreError naming the database when it cannot be used."""
+        try:
+            backend = PostgresBackend(
+                conninfo,
+                shown_as(conninfo),
+                keep_runs=keep_runs,
+                keep_days=keep_days,
+                lease=lease,
+                host=host,
+            )
+        except DatabaseUnavailable as exc:
+            raise StoreError(str(exc)) from None
+        try:
+            store = cls(backend, max_buffer=max_buffer)
+            store.abandoned = backend.mark_abandoned()
+        except (StoreUnavailable, psycopg.Error) as exc:
+            backend.close()
+            raise StoreError(f"cannot use {backend.shown}: {exc}") from None
+        return store
+
+    @property
+    def host(self) -> str:
+        return self.backend.host
+
+    def plan_jobs(self, options: Mapping[str, JobOptions], config_path: str = "") -> None:
+        """What the claims and grids need of the jobs' options (at start and at each reload):
+        the runs a job may have going at once on all hosts, and its grid's anchor."""
+        limits = {}
+        for job_id, opts in options.items():
+            if opts.overlap.policy is OverlapPolicy.PARALLEL:
+                limits[job_id] = opts.overlap.limit
+            elif opts.overlap.policy is OverlapPolicy.SKIP:
+                limits[job_id] = 1
+        self.backend.limits = limits
+        self._anchors = {
+            job_id: opts.start if opts.start is not None else SHARED_ANCHOR
+            for job_id, opts in options.items()
+        }
+        if config_path:
+            self._config_path = config_path
+
+    def load_snapshots(self, fingerprints: dict[str, str]) -> dict[str, JobSnapshot]:
+        digest = hashlib.sha256()
+        for job_id, fingerprint in sorted(fingerprints.items()):
+            digest.update(f"{job_id}\0{fingerprint}\0".encode())
+        try:
+            self.backend.register(digest.hexdigest(), self._config_path)
+            snapshots = super().load_snapshots(fingerprints)
+        except StoreUnavailable as exc:
+            raise StoreError(str(exc)) from None
+        for job_id in fingerprints:
+            anchor = self._anchors.get(job_id, SHARED_ANCHOR)
+            kept = snapshots.get(job_id)
+            if kept is None:
+                snapshots[job_id] = JobSnapshot(grid_anchor=anchor)
+            else:  # a changed definition starts afresh, but on the shared grid all the same
+                last = kept.last_fired if kept.catch_up else None
+                snapshots[job_id] = JobSnapshot(
+                    paused=kept.paused,
+                    pause_reason=kept.pause_reason,
+                    disabled_reason=kept.disabled_reason,
+                    consecutive_failures=kept.consecutive_failures,
+                    run_count=kept.run_count,
+                    last_fired=last,
+                    grid_anchor=anchor,
+                    finished=kept.finished,
+                    catch_up=True,
+                )
+        return snapshots
+
+    def start(self) -> None:
+        super().start()
+        self.backend.start_leases()
+
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        """As Store's, without letting the run go ahead when the database is slow: another
+        host may have it. The writer answers within its connect and statement timeouts."""
+        assert self._loop is not None, "start the store before the scheduler"
+        future: asyncio.Future[bool] = self._loop.create_future()
+        self.writer.push(
+            Write(
+                Kind.CLAIM,
+                (run.run_id, run.job_id, run.scheduled_ts, time.time()),
+                claim=future,
+                job_id=run.job_id,
+            )
+        )
+        return future
+
+    def read_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        self.writer.flush(1.0)
+        return read_runs(self.backend.conninfo, job=job, limit=limit)
+
+
+TIMES = ("scheduled_for", "started_at", "finished_at", "detected_at")
+
+
+def read_runs(conninfo: str, *, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs of all hosts (of one job, or all), newest first, each with the
+    host that ran it. Raises StoreError when the database cannot be read."""
+    shown = shown_as(conninfo)
+    names = (*COLUMNS, "host")
+    selected = ", ".join(
+        f"extract(epoch FROM {name})::float8" if name in TIMES else name for name in names
+    )
+    where, params = ("WHERE job_id = %s", (job,)) if job else ("", ())
+    try:
+        conn = connect(conninfo, shown)
+        with conn:
+            rows = conn.execute(
+                f"SELECT {selected} FROM runs {where} "
+                "ORDER BY coalesce(started_at, finished_at, scheduled_for) DESC, run_id DESC "
+                "LIMIT %s",
+                (*params, limit),
+            ).fetchall()
+    except (StoreUnavailable, psycopg.Error) as exc:
+        raise StoreError(f"cannot read the run history in {shown}: {exc}") from None
+    result = []
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        started, finished = record["started_at"], record["finished_at"]
+        record["duration"] = (
+            max(0.0, finished - started) if started is not None and finished is not None else None
+        )
+        for key in TIMES:
+            if record[key] is not None:
+                record[key] = datetime.fromtimestamp(record[key], UTC).isoformat()
+        record["manual"] = bool(record["manual"])
+        result.append(record)
+    return result

@@ -1,0 +1,392 @@
+"""The PostgreSQL backend: one database shared by every host that runs the same jobs.toml.
+
+Each scheduled occurrence is claimed with INSERT ... ON CONFLICT DO NOTHING under
+UNIQUE(job_id, scheduled_for): the host whose insert lands runs it, the others drop it. The
+claim also holds the job's overlap policy across hosts (a job's runs going on anywhere count),
+serialised per job by an advisory lock. A claimed run holds a lease the host refreshes; a host
+that dies lets its leases expire, and a survivor records its runs as abandoned (one UPDATE
+decides which, so exactly once). "Now" for leases is the database's, never a host's clock.
+
+When the database cannot be reached, claims are refused, not journaled as SQLite's are: a host
+that cannot claim does not run (another host may be running the occurrence)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .pgschema import NewerSchema, migrate
+from .writer import Kind, StoreUnavailable, Write
+
+log = logging.getLogger("jobtui.store")
+
+LEASE = 30.0  # seconds a host's runs stay its own without a refresh
+CONNECT_TIMEOUT = 3  # seconds; a claim waits at most about this for an unreachable database
+STATEMENT_TIMEOUT_MS = 10_000
+FINGERPRINT_NOTICE_EVERY = 30.0  # seconds between reminders that hosts run different jobs.toml
+
+_TS = "to_timestamp(%s)"
+STATEMENTS: dict[Kind, str] = {
+    Kind.MANUAL_RUN: (
+        "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
+        f"lease_until) VALUES (%s, %s, {_TS}, true, %s, {_TS}, %s, now() + %s * interval '1s') "
+        "ON CONFLICT DO NOTHING"
+    ),
+    Kind.PROGRESS: (
+        "UPDATE runs SET progress = %s, status_message = %s, attempt = %s, "
+        "pid = coalesce(%s, pid), pid_start = coalesce(%s, pid_start) WHERE run_id = %s"
+    ),
+    # A run another host found abandoned (this host lost the database longer than its lease)
+    # still gets its true result when this host writes it.
+    Kind.FINISH: (
+        f"UPDATE runs SET finished_at = {_TS}, outcome = %s, reason = %s, attempt = %s, "
+        "progress = %s, status_message = %s, error_type = %s, error_message = %s, "
+        "error_traceback = %s, exit_code = %s, signal = %s, output = %s, "
+        f"output_dropped_bytes = %s, started_at = coalesce({_TS}, started_at), "
+        "lease_until = NULL WHERE run_id = %s AND (outcome IS NULL OR outcome = 'abandoned')"
+    ),
+    Kind.OCCURRENCE: (
+        "INSERT INTO runs (run_id, job_id, scheduled_for, manual, finished_at, outcome, reason, "
+        f"host) VALUES (%s, %s, {_TS}, false, {_TS}, %s, %s, %s) "
+        "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
+    ),
+    # The jobs' rows are shared: the first grid anchor written stays (every host's grid is
+    # the same one), and last_fired only moves forward.
+    Kind.SAVE_JOB: (
+        "INSERT INTO jobs (job_id, paused, pause_reason, disabled_reason, consecutive_failures, "
+        "run_count, last_fired, next_fire, grid_anchor, finished, fingerprint, updated_at) "
+        f"VALUES (%s, %s::int <> 0, %s, %s, %s, %s, {_TS}, {_TS}, %s, %s::int <> 0, %s, {_TS}) "
+        "ON CONFLICT (job_id) DO UPDATE SET paused = excluded.paused, "
+        "pause_reason = excluded.pause_reason, disabled_reason = excluded.disabled_reason, "
+        "consecutive_failures = excluded.consecutive_failures, run_count = excluded.run_count, "
+        "last_fired = greatest(jobs.last_fired, excluded.last_fired), "
+        "next_fire = excluded.next_fire, "
+        "grid_anchor = coalesce(jobs.grid_anchor, excluded.grid_anchor), "
+        "finished = excluded.finished, fingerprint = excluded.fingerprint, "
+        "updated_at = excluded.updated_at"
+    ),
+    Kind.DELETE_JOB: "DELETE FROM jobs WHERE job_id = %s",
+}
+CLAIM = (
+    "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
+    f"lease_until) VALUES (%s, %s, {_TS}, false, 1, {_TS}, %s, now() + %s * interval '1s') "
+    "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
+)
+SKIPPED_ELSEWHERE = (
+    "INSERT INTO runs (run_id, job_id, scheduled_for, manual, finished_at, outcome, reason, "
+    f"host) VALUES (%s, %s, {_TS}, false, now(), 'skipped', %s, %s) "
+    "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
+)
+REAP = (
+    "UPDATE runs SET outcome = 'abandoned', finished_at = now(), detected_at = now(), "
+    "lease_until = NULL, reason = 'host ' || host || ' stopped renewing its lease (it died or "
+    "lost the database); found by host ' || %s "
+    "WHERE outcome IS NULL AND lease_until < now() AND host <> %s "
+    "RETURNING run_id, job_id, extract(epoch FROM scheduled_for)::float8, "
+    "extract(epoch FROM started_at)::float8, host, reason, extract(epoch FROM now())::float8"
+)
+JOB_NAMES = (
+    "job_id", "paused", "pause_reason", "disabled_reason", "consecutive_failures", "run_count",
+    "last_fired", "grid_anchor", "finished", "fingerprint",
+)  # fmt: skip
+JOB_COLUMNS = (
+    "job_id, paused::int, pause_reason, disabled_reason, consecutive_failures, run_count, "
+    "extract(epoch FROM last_fired)::float8, grid_anchor, finished::int, fingerprint"
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be used at start-up; the message names it and says why."""
+
+
+def host_name() -> str:
+    """This process as the database knows it: the machine and the pid, since two jobtuis on
+    one machine are two hosts."""
+    return os.environ.get("JOBTUI_HOST") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def connect(conninfo: str, shown: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(
+            conninfo,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="jobtui",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
+        )
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"cannot connect to {shown}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PostgresBackend:
+    shared = True  # several hosts claim from it: a claim not written is refused
+
+    def __init__(
+        self,
+        conninfo: str,
+        shown: str,
+        *,
+        keep_runs: int | None,
+        keep_days: float | None,
+        lease: float = LEASE,
+        host: str | None = None,
+    ) -> None:
+        self.conninfo = conninfo
+        self.shown = shown
+        self.keep_runs = keep_runs
+        self.keep_days = keep_days
+        self.lease = lease
+        self.host = host or host_name()
+        self.limits: dict[str, int] = {}  # job -> runs at once on all hosts (skip, parallel:N)
+        self.config_fingerprint = ""
+        self.config_path = ""
+        self.reaped: list[dict[str, Any]] = []  # runs of dead hosts this host found
+        self._lock = threading.Lock()  # the writer thread and the lease thread share state
+        self._next_notice = 0.0
+        self._stop = threading.Event()
+        self._leaser: threading.Thread | None = None
+        try:
+            self._conn: psycopg.Connection | None = connect(conninfo, shown)
+        except StoreUnavailable as exc:
+            raise DatabaseUnavailable(str(exc)) from None
+        try:
+            migrate(self._conn)
+        except NewerSchema as exc:
+            self._conn.close()
+            raise DatabaseUnavailable(f"{shown}: {exc}") from None
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise DatabaseUnavailable(f"cannot use {shown}: {_first_line(exc)}") from None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.shown)  # what Store names in messages; history is read by conninfo
+
+    # -- at start-up ----------------------------------------------------------------------
+    def register(self, fingerprint: str, config_path: str) -> None:
+        """Say which jobs.toml (its fingerprint) this host runs."""
+        self.config_fingerprint, self.config_path = fingerprint, config_path
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO hosts (host, config_fingerprint, config_path) VALUES (%s, %s, %s) "
+                "ON CONFLICT (host) DO UPDATE SET config_fingerprint = excluded.config_fingerprint,"
+                " config_path = excluded.config_path, seen_at = now()",
+                (self.host, fingerprint, config_path),
+            )
+
+    def mark_abandoned(self) -> list[dict[str, Any]]:
+        """Runs of hosts whose leases ran out (a host that died, this one's last life too)."""
+        return self._reap()
+
+    def newest_occurrences(self, job_ids: list[str]) -> dict[str, float]:
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT job_id, extract(epoch FROM max(scheduled_for))::float8 FROM runs "
+                "WHERE NOT manual AND job_id = ANY(%s) GROUP BY job_id",
+                (job_ids,),
+            ).fetchall()
+        return {job_id: ts for job_id, ts in rows}
+
+    def load_jobs(self) -> list[dict[str, Any]]:
+        with self._transaction() as conn:
+            rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs").fetchall()
+        return [dict(zip(JOB_NAMES, row, strict=True)) for row in rows]
+
+    def other_configs(self) -> list[tuple[str, str, str]]:
+        """Live hosts (seen within a lease) running a jobs.toml other than this host's:
+        (host, its file, its fingerprint)."""
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT host, config_path, config_fingerprint FROM hosts WHERE host <> %s "
+                "AND seen_at > now() - %s * interval '1s' AND config_fingerprint <> %s "
+                "ORDER BY host",
+                (self.host, self.lease, self.config_fingerprint),
+            ).fetchall()
+        return [(h, p, f) for h, p, f in rows]
+
+    # -- the writer's side ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self) -> Any:
+        """One transaction on the writer's connection, connecting again if it was lost;
+        psycopg's errors become StoreUnavailable (the writer buffers and tries again)."""
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect(self.conninfo, self.shown)
+            conn = self._conn
+            try:
+                with conn.transaction():
+                    yield conn
+            except psycopg.Error as exc:
+                if conn.broken or isinstance(exc, psycopg.OperationalError):
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+                    self._conn = None
+                raise StoreUnavailable(f"{self.shown}: {_first_line(exc)}") from None
+
+    def check(self) -> str:
+        """Hosts running another jobs.toml are reported, every so often, while they run."""
+        if time.monotonic() < self._next_notice or not self.config_fingerprint:
+            return ""
+        others = self.other_configs()
+        if not others:
+            return ""
+        self._next_notice = time.monotonic() + FINGERPRINT_NOTICE_EVERY
+        listed = ", ".join(f"{host} ({path}, {fp[:12]})" for host, path, fp in others)
+        return (
+            f"hosts on {self.shown} run a different jobs.toml than this one "
+            f"({self.config_path}, {self.config_fingerprint[:12]}): {listed}; their jobs "
+            "share this database's claims: make the files the same"
+        )
+
+    def journal(self, claims: list[Write]) -> None:
+        raise OSError("a shared database's claims are never journaled")
+
+    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
+        results: list[tuple[Write, bool]] = []
+        with self._transaction() as conn:
+            claimed_jobs = sorted({w.params[1] for w in batch if w.kind is Kind.CLAIM})
+            if claimed_jobs:
+                # Per job, one host at a time counts its runs and claims; locks are taken in
+                # one order on every host, so two batches cannot deadlock.
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtext(j) AS k "
+                    "FROM unnest(%s::text[]) AS j ORDER BY k) AS keys",
+                    (claimed_jobs,),
+                )
+            group: list[tuple[Any, ...]] = []
+            kind: Kind | None = None
+            with conn.cursor() as cur:
+                for write in batch:  # in order: a job's finish comes before its next claim
+                    if write.kind is Kind.CLAIM:
+                        if group and kind is not None:
+                            cur.executemany(STATEMENTS[kind], group)
+                        group, kind = [], None
+                        results.append((write, self._claim(cur, write.params)))
+                        continue
+                    if write.kind is not kind:
+                        if group and kind is not None:
+                            cur.executemany(STATEMENTS[kind], group)
+                        group, kind = [], write.kind
+                    group.append(self._params(write))
+                if group and kind is not None:
+                    cur.executemany(STATEMENTS[kind], group)
+        return results
+
+    def _params(self, write: Write) -> tuple[Any, ...]:
+        if write.kind is Kind.MANUAL_RUN:
+            return (*write.params, self.host, self.lease)
+        if write.kind is Kind.OCCURRENCE:
+            return (*write.params, self.host)
+        return write.params
+
+    def _claim(self, cur: psycopg.Cursor[Any], params: tuple[Any, ...]) -> bool:
+        run_id, job_id, scheduled_for, started_at = params
+        limit = self.limits.get(job_id)
+        if limit is not None:
+            count, hosts = cur.execute(
+                "SELECT count(*), string_agg(DISTINCT host, ', ') FROM runs "
+                "WHERE job_id = %s AND outcome IS NULL",
+                (job_id,),
+            ).fetchone() or (0, None)
+            if count >= limit:
+                reason = f"{count} run{'s' if count != 1 else ''} of it going on {hosts}"
+                cur.execute(SKIPPED_ELSEWHERE, (run_id, job_id, scheduled_for, reason, self.host))
+                return False
+        cur.execute(CLAIM, (run_id, job_id, scheduled_for, started_at, self.host, self.lease))
+        return cur.rowcount == 1
+
+    def prune(self) -> None:
+        with self._transaction() as conn:
+            if self.keep_days is not None:
+                conn.execute(
+                    "DELETE FROM runs WHERE finished_at < now() - %s * interval '1 day'",
+                    (self.keep_days,),
+                )
+            if self.keep_runs is not None:
+                conn.execute(
+                    "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM (SELECT run_id, "
+                    "row_number() OVER (PARTITION BY job_id ORDER BY scheduled_for DESC) AS n "
+                    "FROM runs WHERE outcome IS NOT NULL) AS ranked WHERE n > %s)",
+                    (self.keep_runs,),
+                )
+
+    # -- leases ---------------------------------------------------------------------------
+    def start_leases(self) -> None:
+        self._leaser = threading.Thread(target=self._keep_leases, name="jobtui-leases", daemon=True)
+        self._leaser.start()
+
+    def _keep_leases(self) -> None:
+        """Every third of a lease: renew this host's runs and its presence, and record the runs
+        of hosts whose leases ran out as abandoned. On its own connection, so a long batch of
+        writes never lets a lease lapse."""
+        conn: psycopg.Connection | None = None
+        while not self._stop.wait(self.lease / 3):
+            try:
+                if conn is None or conn.closed:
+                    conn = connect(self.conninfo, self.shown)
+                    conn.autocommit = True
+                conn.execute(
+                    "UPDATE runs SET lease_until = now() + %s * interval '1s' "
+                    "WHERE host = %s AND outcome IS NULL",
+                    (self.lease, self.host),
+                )
+                conn.execute("UPDATE hosts SET seen_at = now() WHERE host = %s", (self.host,))
+                self.reaped.extend(self._reap(conn))
+            except (psycopg.Error, StoreUnavailable) as exc:
+                log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+                conn = None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def _reap(self, conn: psycopg.Connection | None = None) -> list[dict[str, Any]]:
+        if conn is None:
+            with self._transaction() as own:
+                rows = own.execute(REAP, (self.host, self.host)).fetchall()
+        else:
+            rows = conn.execute(REAP, (self.host, self.host)).fetchall()
+        found = [
+            {
+                "run_id": run_id,
+                "job_id": job_id,
+                "scheduled_for": scheduled_for,
+                "started_at": started_at,
+                "host": host,
+                "killed": False,
+                "reason": reason,
+                "detected_at": now,
+            }
+            for run_id, job_id, scheduled_for, started_at, host, reason, now in rows
+        ]
+        for run in found:
+            log.warning("run %s of %s abandoned: %s", run["run_id"], run["job_id"], run["reason"])
+        return found
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._leaser is not None:
+            self._leaser.join(timeout=CONNECT_TIMEOUT + 2)
+            self._leaser = None
+        with self._lock:
+            if self._conn is not None:
+                # This host's presence goes: it no longer counts as running any jobs.toml.
+                with contextlib.suppress(psycopg.Error), self._conn.transaction():
+                    self._conn.execute("DELETE FROM hosts WHERE host = %s", (self.host,))
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.close()
+                self._conn = None
