@@ -31,7 +31,10 @@ def open_store(config: Config) -> StateStore:
                 "pip install 'jobtui[postgres]'"
             ) from None
         return PostgresStore.open_database(
-            config.state_url, keep_runs=config.keep_runs, keep_days=config.keep_days
+            config.state_url,
+            keep_runs=config.keep_runs,
+            keep_days=config.keep_days,
+            lease=config.lease,
         )
     return Store.open(config.state_path, keep_runs=config.keep_runs, keep_days=config.keep_days)
 

@@ -214,8 +214,9 @@ async def test_a_host_that_loses_the_database_stops_claiming_and_writes_its_resu
     await asyncio.to_thread(a.store.flush)
     pg_cluster.cut(pg_database)
     await a.clock.advance(60)  # 12:02: nothing can be claimed
-    await a.recorder.wait_for(lambda: len(a.recorder.finished("quick")) == 2)
-    assert "cannot" in a.store.status
+    await a.recorder.wait_for(
+        lambda: len(a.recorder.finished("quick")) == 2 and "cannot" in a.store.status
+    )
     release.set()  # the run going on finishes while the database is away
     await a.recorder.wait_for(lambda: len(a.recorder.finished("long")) == 1)
     assert [r.outcome for r in a.recorder.finished("quick")] == [

@@ -19,7 +19,7 @@ from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
-from .statedb import state_location
+from .statedb import LEASE, state_location
 from .syntax import parse_toml
 from .trust import untrusted, untrusted_module
 
@@ -27,7 +27,7 @@ TARGET_KEYS = ("run", "command")
 JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
 DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES})
 SCHEDULER_KEYS = frozenset(
-    {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days"}
+    {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days", "lease"}
 )
 TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
@@ -83,6 +83,7 @@ class Config:
     keep_days: float | None = None  # and/or for this many days
     keymap: dict[str, str] = field(default_factory=dict)  # [console.keys]: binding id -> keys
     state_url: str | None = None  # a PostgreSQL connection string instead of state_path
+    lease: float = LEASE  # with state_url: how long a host's runs stay its own unrenewed
     warnings: list[Problem] = field(default_factory=list)
 
     def make_scheduler(self, *, store: DataStore | None = None, **kwargs: Any) -> Scheduler:
@@ -113,6 +114,7 @@ class _Loader:
         self.warnings: list[Problem] = []
         self.locator = Locator("")
         self.state_url: str | None = None
+        self.lease = LEASE
 
     # -- reporting ------------------------------------------------------------------------
     def problem(
@@ -209,6 +211,7 @@ class _Loader:
             keep_days=keep_days,
             keymap=keymap,
             state_url=self.state_url,
+            lease=self.lease,
         )
 
     def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -251,7 +254,7 @@ class _Loader:
         if not isinstance(state, str) or not state.strip():
             self.problem("expected a file path as text", table=where, key="state")
             state = ".jobtui/state.db"
-        self.state_url, state_path = state_location(self, state, where)
+        self.state_url, state_path, self.lease = state_location(self, state, table, where)
         try:
             max_concurrency = check_max_concurrency(table.get("max_concurrency"))
         except InvalidJobOption as exc:

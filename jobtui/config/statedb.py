@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
+
+from ..engine.durations import parse_duration
+from ..engine.errors import InvalidJobOption
+
+LEASE = 30.0  # seconds a host's runs stay its own without a renewal (the store's default)
 
 SCHEMES = ("postgresql://", "postgres://")
 # libpq's connection keywords: "host=db dbname=jobs" is a connection string, "a=b.db" a file.
@@ -51,19 +56,45 @@ class _Reporter(Protocol):
     path: Path
 
     def problem(
-        self, message: str, *, table: tuple[str, ...] = (), key: str | None = None
+        self,
+        message: str,
+        *,
+        table: tuple[str, ...] = (),
+        key: str | None = None,
+        warning: bool = False,
     ) -> None: ...
 
 
 def state_location(
-    loader: _Reporter, state: str, where: tuple[str, ...]
-) -> tuple[str | None, Path]:
-    """(the database's connection string or None, the state file's path). A connection string
-    with a password is a problem reported on the `state` key."""
+    loader: _Reporter, state: str, table: dict[str, Any], where: tuple[str, ...]
+) -> tuple[str | None, Path, float]:
+    """(the database's connection string or None, the state file's path, the lease). A
+    connection string with a password is a problem reported on the `state` key; `lease` is
+    read only with a database (a file has one owner and needs none)."""
+    lease = LEASE
+    if "lease" in table:
+        try:
+            lease = parse_duration(table["lease"], key="lease", units="s, m").total_seconds()
+        except InvalidJobOption as exc:
+            loader.problem(exc.reason, table=where, key="lease")
+        else:
+            if lease < 1:
+                loader.problem(
+                    "a lease shorter than 1s cannot be renewed in time", table=where, key="lease"
+                )
+                lease = LEASE
+            elif not is_database(state):
+                loader.problem(
+                    "lease applies only when state is a PostgreSQL database "
+                    "(postgresql://...); a state file has one owner",
+                    table=where,
+                    key="lease",
+                    warning=True,
+                )
     if not is_database(state):
-        return None, (loader.path.parent / state).resolve()
+        return None, (loader.path.parent / state).resolve(), lease
     problem = password_problem(state)
     if problem:
         loader.problem(problem, table=where, key="state")
     # The path is where a file-based state would be; a database needs none.
-    return state, (loader.path.parent / ".jobtui/state.db").resolve()
+    return state, (loader.path.parent / ".jobtui/state.db").resolve(), lease

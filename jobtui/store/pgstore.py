@@ -25,6 +25,9 @@ from .writer import Kind, StoreUnavailable, Write
 # An `every` grid with no `start` is anchored here on every host (the Unix epoch, UTC): hosts
 # started at different moments compute the same occurrences, so their claims meet.
 SHARED_ANCHOR = 0.0
+# Seconds a host waits before claiming an occurrence that falls to another live host: long
+# enough for that host's claim to land first, short enough to take over from a dead one.
+HANDOFF = 0.2
 
 
 def shown_as(conninfo: str) -> str:
@@ -137,15 +140,31 @@ class PostgresStore(Store):
         host may have it. The writer answers within its connect and statement timeouts."""
         assert self._loop is not None, "start the store before the scheduler"
         future: asyncio.Future[bool] = self._loop.create_future()
-        self.writer.push(
-            Write(
-                Kind.CLAIM,
-                (run.run_id, run.job_id, run.scheduled_ts, time.time()),
-                claim=future,
-                job_id=run.job_id,
-            )
+        write = Write(
+            Kind.CLAIM,
+            (run.run_id, run.job_id, run.scheduled_ts, time.time()),
+            claim=future,
+            job_id=run.job_id,
         )
+        if self._preferred(run):
+            self.writer.push(write)
+        else:  # the occurrence's own host claims first; this one takes over if it does not
+            self._loop.call_later(HANDOFF, self.writer.push, write)
         return future
+
+    def _preferred(self, run: Run) -> bool:
+        """Whether this host is the one the occurrence falls to among the live hosts
+        (rendezvous hashing: every host computes the same answer, and each gets an even
+        share). Without it the host whose clock or writer is a hair quicker would claim all."""
+        hosts = self.backend.live_hosts
+        if len(hosts) < 2 or self.host not in hosts:
+            return True
+        key = f"\0{run.job_id}\0{run.scheduled_ts!r}".encode()
+
+        def weight(host: str) -> bytes:
+            return hashlib.blake2b(host.encode() + key, digest_size=8).digest()
+
+        return max(hosts, key=weight) == self.host
 
     def read_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         self.writer.flush(1.0)

@@ -125,6 +125,14 @@ def connect(conninfo: str, shown: str) -> psycopg.Connection:
         raise StoreUnavailable(f"cannot connect to {shown}: {_first_line(exc)}") from None
 
 
+def _live_hosts(conn: psycopg.Connection, lease: float) -> list[str]:
+    rows = conn.execute(
+        "SELECT host FROM hosts WHERE seen_at > now() - %s * interval '1s' ORDER BY host",
+        (lease,),
+    ).fetchall()
+    return [host for (host,) in rows]
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -153,6 +161,7 @@ class PostgresBackend:
         self.config_fingerprint = ""
         self.config_path = ""
         self.reaped: list[dict[str, Any]] = []  # runs of dead hosts this host found
+        self.live_hosts: list[str] = []  # hosts seen within a lease, this one among them
         self._lock = threading.Lock()  # the writer thread and the lease thread share state
         self._next_notice = 0.0
         self._stop = threading.Event()
@@ -185,6 +194,7 @@ class PostgresBackend:
                 " config_path = excluded.config_path, seen_at = now()",
                 (self.host, fingerprint, config_path),
             )
+            self.live_hosts = _live_hosts(conn, self.lease)
 
     def mark_abandoned(self) -> list[dict[str, Any]]:
         """Runs of hosts whose leases ran out (a host that died, this one's last life too)."""
@@ -343,6 +353,7 @@ class PostgresBackend:
                     (self.lease, self.host),
                 )
                 conn.execute("UPDATE hosts SET seen_at = now() WHERE host = %s", (self.host,))
+                self.live_hosts = _live_hosts(conn, self.lease)
                 self.reaped.extend(self._reap(conn))
             except (psycopg.Error, StoreUnavailable) as exc:
                 log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)

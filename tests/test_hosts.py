@@ -1,0 +1,174 @@
+"""Several `jobtui --headless` hosts on one PostgreSQL database, as real processes: each
+occurrence once across them, a host SIGKILLed in the middle, and what is refused at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+from .pg import PASSWORD_ROLE
+
+JOBTUI = [sys.executable, "-m", "jobtui.cli"]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip())
+    path.chmod(0o644)
+    return path
+
+
+def run_jobtui(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*JOBTUI, *args], capture_output=True, text=True, timeout=60, env=env or os.environ.copy()
+    )
+
+
+def test_a_password_in_jobs_toml_is_refused_naming_the_key(tmp_path):
+    config = write(
+        tmp_path / "jobs.toml",
+        """
+        [scheduler]
+        state = "postgresql://jobs:s3cret@db.internal/jobs"
+
+        [jobs.a]
+        command = "true"
+        every = "1m"
+        """,
+    )
+    done = run_jobtui("check", str(config))
+    assert done.returncode == 2
+    assert "jobs.toml:2" in done.stderr and "state" in done.stderr
+    assert "holds a password" in done.stderr and "PGPASSWORD" in done.stderr
+    assert "s3cret" not in done.stderr
+
+
+def test_an_unreachable_database_at_start_exits_1_naming_the_host_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    config = write(
+        tmp_path / "jobs.toml",
+        f"""
+        [scheduler]
+        state = "postgresql://jobs@127.0.0.1:1/jobs"
+
+        [jobs.a]
+        command = "touch {marker}"
+        every = "1s"
+        run_immediately = true
+        """,
+    )
+    done = run_jobtui(str(config), "--headless")
+    assert done.returncode == 1
+    assert "cannot connect to 127.0.0.1/jobs" in done.stderr
+    assert not marker.exists()
+
+
+def test_a_wrong_password_exits_1_saying_so(tmp_path, pg_cluster, pg_database):
+    config = write(
+        tmp_path / "jobs.toml",
+        f"""
+        [scheduler]
+        state = "{pg_cluster.url(pg_database, user=PASSWORD_ROLE)}"
+
+        [jobs.a]
+        command = "true"
+        every = "1s"
+        """,
+    )
+    done = run_jobtui(str(config), "--headless", env={**os.environ, "PGPASSWORD": "wrong"})
+    assert done.returncode == 1
+    assert "password authentication failed" in done.stderr and pg_database in done.stderr
+
+
+def start_host(config: Path, name: str, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [*JOBTUI, str(config), "--headless", "--grace", "1", "--log-format", "json"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "JOBTUI_HOST": name},
+        )
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)  # polling files other processes write; not a timing wait
+
+
+def succeeded_runs(log: Path) -> int:
+    """Runs this host claimed and ran to success so far (a claim lost is a skipped run)."""
+    text = log.read_text() if log.exists() else ""
+    return sum(
+        1
+        for line in text.splitlines()
+        if '"event": "run_finished"' in line and '"outcome": "succeeded"' in line
+    )
+
+
+def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, pg_database):
+    # Each run takes longer than the grid's step, so a run of every job is always going on
+    # (the occurrences meanwhile are skipped, by the overlap policy, on every host).
+    jobs = "".join(f'\n[jobs.j{n:02}]\ncommand = "sleep 2.5"\nevery = "1s"\n' for n in range(50))
+    config = write(
+        tmp_path / "jobs.toml",
+        f"""
+        [scheduler]
+        state = "{pg_cluster.url(pg_database)}"
+        lease = "2s"
+        """
+        + jobs,
+    )
+    logs = {name: tmp_path / f"{name}.log" for name in ("h1", "h2", "h3")}
+    hosts = {name: start_host(config, name, log) for name, log in logs.items()}
+    try:
+        wait_until(lambda: all(succeeded_runs(log) >= 10 for log in logs.values()), 30, "runs")
+        started = time.time()
+        hosts["h2"].kill()  # SIGKILL in the middle of runs
+        hosts["h2"].wait(10)
+        # The survivors go on past the dead host's lease, and find its runs.
+        wait_until(lambda: time.time() - started > 5, 10, "time")
+        for name in ("h1", "h3"):
+            hosts[name].send_signal(signal.SIGINT)
+        for name in ("h1", "h3"):
+            assert hosts[name].wait(20) == 0, logs[name].read_text()[-2000:]
+    finally:
+        for proc in hosts.values():
+            if proc.poll() is None:
+                proc.kill()
+    done = run_jobtui("history", str(config), "--json", "--limit", "100000")
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(done.stdout)
+    ran = [r for r in runs if r["outcome"] in ("succeeded", "failed", "abandoned")]
+    # never twice: one record per occurrence, and no occurrence run by two hosts
+    keys = Counter((r["job_id"], r["scheduled_for"]) for r in runs)
+    assert max(keys.values()) == 1
+    assert {r["host"] for r in ran} == {"h1", "h2", "h3"}  # every host's runs are there
+    # The dead host's runs going on when it died: abandoned once each, found by a survivor.
+    abandoned = [r for r in runs if r["outcome"] == "abandoned"]
+    assert abandoned, (
+        Counter((r["host"], r["outcome"]) for r in runs),
+        sorted(r["scheduled_for"] for r in runs if r["host"] == "h2")[-3:],
+        sorted(r["scheduled_for"] for r in runs)[-1],
+    )
+    assert all(r["host"] == "h2" for r in abandoned)
+    assert all("host h2 stopped renewing its lease" in r["reason"] for r in abandoned)
+    assert not [r for r in runs if r["outcome"] is None and r["host"] != "h2"]
+    # None lost unexplained: from the first second all hosts ran to the last second before
+    # the survivors stopped, every occurrence of every job has a record saying what happened.
+    seconds = sorted({r["scheduled_for"] for r in runs})
+    by_job: dict[str, set[str]] = {}
+    for r in runs:
+        by_job.setdefault(r["job_id"], set()).add(r["scheduled_for"])
+    middle = seconds[3:-3]
+    for job_id, times in by_job.items():
+        assert not set(middle) - times, (job_id, sorted(set(middle) - times))
+    assert len(by_job) == 50
