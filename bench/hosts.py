@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
+import psycopg
 
-from tests.pg import start_cluster  # noqa: E402
+from tests.pg import start_cluster
 
 JOBTUI = [sys.executable, "-m", "jobtui.cli"]
 LEASE = 2.0
