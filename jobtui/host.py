@@ -64,6 +64,7 @@ class Host:
         self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
         if isinstance(store, SharedStateStore):
             self._plan_shared_jobs(store, config)
+            store.on_remote = self._apply_remote
         if store is not None:
             fingerprints = {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
             for job_id, snapshot in store.load_snapshots(fingerprints).items():
@@ -82,6 +83,15 @@ class Host:
     def _plan_shared_jobs(self, store: SharedStateStore, config: Config) -> None:
         options = {job.id: job.options for job in self.scheduler.jobs()}
         store.plan_jobs(options, str(config.path))
+
+    def _apply_remote(self, action: str, job_id: str, reason: str) -> None:
+        """Another host's user paused or resumed a job: so does this host."""
+        if job_id not in self.scheduler:
+            return
+        if action == "pause":
+            self.scheduler.pause(job_id, reason=reason or "paused on another host")
+        elif action == "resume":
+            self.scheduler.resume(job_id)
 
     def _show_abandoned(self, abandoned: list[dict[str, Any]]) -> None:
         """A run the last owner left unfinished is its job's last run until a newer one ends:

@@ -287,3 +287,41 @@ def test_a_wrong_password_is_refused_naming_the_database(pg_cluster, pg_database
     assert pg_database in str(info.value)
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     PostgresStore.open_database(url).close()
+
+
+async def test_pause_and_resume_on_one_host_take_effect_on_every_host_within_a_second(
+    url, tmp_path
+):
+    from jobtui.config import load
+    from jobtui.host import Host as JobtuiHost
+
+    config_path = tmp_path / "jobs.toml"
+    config_path.write_text(
+        f'[scheduler]\nstate = "{url}"\n\n[jobs.report]\ncommand = "true"\nevery = "1h"\n'
+    )
+    config_path.chmod(0o644)
+    hosts = []
+    for name in ("a", "b", "c"):
+        config = load(config_path)
+        store = PostgresStore.open_database(url, host=name)
+        hosts.append(JobtuiHost(config, store=store, clock=VirtualClock(START)))
+    for host in hosts:
+        await host.start(watch=False)
+    a, b, c = hosts
+    recorder = Recorder(b.scheduler)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    a.scheduler.pause("report", reason="maintenance")
+    await recorder.wait_for(
+        lambda: b.scheduler.get("report").paused and c.scheduler.get("report").paused, 5
+    )
+    assert loop.time() - began < 1.0
+    assert b.scheduler.get("report").pause_reason == "maintenance (on host a)"
+    began = loop.time()
+    c.scheduler.resume("report")
+    await recorder.wait_for(
+        lambda: not a.scheduler.get("report").paused and not b.scheduler.get("report").paused, 5
+    )
+    assert loop.time() - began < 1.0
+    for host in hosts:
+        await host.stop(0)

@@ -6,18 +6,20 @@ going ahead without it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 import psycopg
 
-from ..engine import JobSnapshot, Run
+from ..engine import Event, JobSnapshot, JobStateChanged, Run
 from ..engine.job import JobOptions, OverlapPolicy
 from .history import COLUMNS
+from .pgnotify import Notifier
 from .postgres import LEASE, DatabaseUnavailable, PostgresBackend, connect
 from .store import Store, StoreError
 from .writer import Kind, StoreUnavailable, Write
@@ -48,6 +50,10 @@ class PostgresStore(Store):
         self.backend: PostgresBackend = backend
         self._anchors: dict[str, float] = {}
         self._config_path = ""
+        self._notifier: Notifier | None = None
+        self._applying_remote = False
+        # The host applies what another host's user did: (action, job id, reason).
+        self.on_remote: Callable[[str, str, str], None] | None = None
 
     @classmethod
     def open_database(
@@ -134,6 +140,44 @@ class PostgresStore(Store):
     def start(self) -> None:
         super().start()
         self.backend.start_leases()
+        self._notifier = Notifier(
+            self.backend.conninfo, self.backend.shown, self.host, self._remote_notice
+        )
+        self._notifier.start()
+
+    def record(self, event: Event) -> None:
+        super().record(event)
+        if isinstance(event, JobStateChanged) and not self._applying_remote:
+            # What this host's users did (or its jobs did: disabled after failures stays
+            # this host's own) goes to the other hosts.
+            if event.state == "paused":
+                self._notify("pause", event.job_id, event.reason)
+            elif event.reason == "resumed":
+                self._notify("resume", event.job_id)
+
+    def _notify(self, action: str, job_id: str, reason: str = "") -> None:
+        if self._notifier is not None:
+            self._notifier.send(action, job_id, reason)
+
+    def _remote_notice(self, action: str, job_id: str, reason: str, host: str) -> None:
+        """From the notifier's thread: hand it to the loop, where the host applies it."""
+        if self._loop is not None and self.on_remote is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                self._loop.call_soon_threadsafe(self._apply_remote, action, job_id, reason, host)
+
+    def _apply_remote(self, action: str, job_id: str, reason: str, host: str) -> None:
+        if self.on_remote is None:
+            return
+        self._applying_remote = True  # not sent back out: every host heard it already
+        try:
+            self.on_remote(action, job_id, f"{reason} (on host {host})" if reason else "")
+        finally:
+            self._applying_remote = False
+
+    def close(self) -> None:
+        if self._notifier is not None:
+            self._notifier.close()
+        super().close()
 
     def claim(self, run: Run) -> asyncio.Future[bool]:
         """As Store's, without letting the run go ahead when the database is slow: another
