@@ -172,3 +172,38 @@ def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, p
     for job_id, times in by_job.items():
         assert not set(middle) - times, (job_id, sorted(set(middle) - times))
     assert len(by_job) == 50
+
+
+def test_a_conninfo_password_and_a_bad_lease_are_refused_a_lease_without_database_warned(
+    tmp_path,
+):
+    config = write(
+        tmp_path / "jobs.toml",
+        """
+        [scheduler]
+        state = "host=db.internal dbname=jobs password=s3cret"
+        lease = "0.5s"
+
+        [jobs.a]
+        command = "true"
+        every = "1m"
+        """,
+    )
+    done = run_jobtui("check", str(config))
+    assert done.returncode == 2
+    assert "holds a password" in done.stderr
+    assert "jobs.toml:3" in done.stderr and "cannot be renewed in time" in done.stderr
+    config = write(
+        tmp_path / "jobs.toml",
+        """
+        [scheduler]
+        lease = "10s"
+
+        [jobs.a]
+        command = "true"
+        every = "1m"
+        """,
+    )
+    done = run_jobtui("check", str(config))
+    assert done.returncode == 0
+    assert "lease applies only when state is a PostgreSQL database" in done.stderr

@@ -325,3 +325,40 @@ async def test_pause_and_resume_on_one_host_take_effect_on_every_host_within_a_s
     assert loop.time() - began < 1.0
     for host in hosts:
         await host.stop(0)
+
+
+async def test_the_console_history_says_which_host_ran_each_run(url, tmp_path):
+    from jobtui.config import load
+    from jobtui.console.app import JobtuiApp
+    from jobtui.console.screens.detail import JobDetailScreen
+
+    config_path = tmp_path / "jobs.toml"
+    config_path.write_text(
+        f'[scheduler]\nstate = "{url}"\n\n[jobs.report]\ncommand = "true"\nevery = "1m"\n'
+    )
+    config_path.chmod(0o644)
+
+    def setup(s):
+        s.add_job(noop, every="1m", id="report")
+
+    other = Host(url, VirtualClock(START), setup, "elsewhere")
+    await other.start()
+    await other.clock.advance(60)
+    await other.recorder.wait_for(lambda: other.recorder.finished("report"))
+    await other.stop()
+    store = PostgresStore.open_database(url, host="here")
+    app = JobtuiApp(
+        load(config_path), clock=VirtualClock(START), store=store, grace=0, watch_file=False
+    )
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, JobDetailScreen)
+        app.screen.refresh_view()
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        history = app.screen.query_one("#history")
+        assert history.row_count == 1
+        assert "scheduled on elsewhere" in str(history.get_row_at(0)[5])
+    store.close()  # as `jobtui` does after the console (idempotent)

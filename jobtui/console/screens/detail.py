@@ -196,7 +196,7 @@ class JobDetailScreen(Screen[None]):
                 Text((run["started_at"] or "")[11:19]),
                 Text(format_duration(run["duration"]) if run.get("duration") is not None else ""),
                 Text(str(run["attempt"])),
-                Text("manual" if run["manual"] else "scheduled"),
+                Text(run_kind(run)),
                 Text(
                     printable(
                         f"{error}: {run.get('error_message') or ''}"
@@ -209,3 +209,9 @@ class JobDetailScreen(Screen[None]):
         chart = self.query_one("#durations", Sparkline)
         chart.display = bool(durations)
         chart.data = durations[-40:]
+
+
+def run_kind(run: dict[str, Any]) -> str:
+    """Manual or scheduled, and on which host when several share the state database."""
+    kind = "manual" if run["manual"] else "scheduled"
+    return f"{kind} on {printable(run['host'])}" if run.get("host") else kind
