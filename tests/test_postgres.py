@@ -206,14 +206,19 @@ async def test_a_host_that_loses_the_database_stops_claiming_and_writes_its_resu
     def setup(s):
         s.add_job(slow, every="1m", id="long")
         s.add_job(noop, every="1m", id="quick")
+        s.add_job(noop, every="1s", id="tick", start=START + timedelta(minutes=1))
 
     a = Host(url, VirtualClock(START), setup, "a")
     await a.start()
-    await a.clock.advance(60)  # 12:01: both claimed and run; long goes on
+    await a.clock.advance(60)  # 12:01: all claimed and run; long goes on
     await a.recorder.wait_for(lambda: a.recorder.finished("quick"))
     await asyncio.to_thread(a.store.flush)
     pg_cluster.cut(pg_database)
-    await a.clock.advance(60)  # 12:02: nothing can be claimed
+    before = len(a.recorder.finished("tick"))
+    for n in range(1, 21):  # 20 s cut while runs go on: not one of tick's claims can be made
+        await a.clock.advance(1)
+        await a.recorder.wait_for(lambda n=n: len(a.recorder.finished("tick")) == before + n)
+    await a.clock.advance(40)  # 12:02
     await a.recorder.wait_for(
         lambda: len(a.recorder.finished("quick")) == 2 and "cannot" in a.store.status
     )
@@ -231,6 +236,9 @@ async def test_a_host_that_loses_the_database_stops_claiming_and_writes_its_resu
     assert by_key[("quick", "12:02")]["outcome"] == "missed"
     assert "could not be reached" in by_key[("quick", "12:02")]["reason"]
     assert by_key[("long", "12:02")]["outcome"] in ("missed", "skipped")
+    ticks = [r for r in runs(url, "tick") if "12:01:01" <= r["scheduled_for"][11:19] <= "12:01:20"]
+    assert [r["outcome"] for r in ticks] == ["missed"] * 20  # none ran, none lost unsaid
+    assert not [r for r in a.recorder.finished("tick") if r.outcome is Outcome.SUCCEEDED]
 
 
 async def test_a_database_dropped_mid_run_starts_nothing_more_and_says_so(
