@@ -370,3 +370,20 @@ async def test_the_console_history_says_which_host_ran_each_run(url, tmp_path):
         assert history.row_count == 1
         assert "scheduled on elsewhere" in str(history.get_row_at(0)[5])
     store.close()  # as `jobtui` does after the console (idempotent)
+
+
+async def test_a_host_whose_jobs_toml_changes_while_it_runs_is_reported_by_the_others(url):
+    def setup(s):
+        s.add_job(noop, every="1m", id="j")
+
+    a = Host(url, VirtualClock(START), setup, "a", lease=0.6)
+    b = Host(url, VirtualClock(START), setup, "b", lease=0.6)
+    statuses = []
+    a.store.on_status = statuses.append
+    await a.start()
+    await b.start()
+    b.store.set_fingerprint("j", "v2")  # b's jobs.toml was edited and reloaded
+    await a.recorder.wait_for(lambda: any("different jobs.toml" in s for s in statuses), 10)
+    assert "b (b, " in statuses[-1]
+    await a.stop()
+    await b.stop()

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 import psycopg
 
-from ..engine import Event, JobSnapshot, JobStateChanged, Run
+from ..engine import Event, JobRemoved, JobSnapshot, JobStateChanged, Run
 from ..engine.job import JobOptions, OverlapPolicy
 from .history import COLUMNS
 from .pgnotify import Notifier
@@ -108,12 +108,19 @@ class PostgresStore(Store):
         if config_path:
             self._config_path = config_path
 
+    def set_fingerprint(self, job_id: str, fingerprint: str) -> None:
+        super().set_fingerprint(job_id, fingerprint)
+        # The lease thread tells the other hosts at its next beat.
+        self.backend.config_fingerprint = _config_fingerprint(self._fingerprints)
+
+    def _job_removed(self, event: JobRemoved) -> None:
+        super()._job_removed(event)
+        self._fingerprints.pop(event.job_id, None)
+        self.backend.config_fingerprint = _config_fingerprint(self._fingerprints)
+
     def load_snapshots(self, fingerprints: dict[str, str]) -> dict[str, JobSnapshot]:
-        digest = hashlib.sha256()
-        for job_id, fingerprint in sorted(fingerprints.items()):
-            digest.update(f"{job_id}\0{fingerprint}\0".encode())
         try:
-            self.backend.register(digest.hexdigest(), self._config_path)
+            self.backend.register(_config_fingerprint(fingerprints), self._config_path)
             snapshots = super().load_snapshots(fingerprints)
         except StoreUnavailable as exc:
             raise StoreError(str(exc)) from None
@@ -213,6 +220,14 @@ class PostgresStore(Store):
     def read_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         self.writer.flush(1.0)
         return read_runs(self.backend.conninfo, job=job, limit=limit)
+
+
+def _config_fingerprint(fingerprints: Mapping[str, str]) -> str:
+    """One host's jobs.toml, as the other hosts compare it: its jobs and their definitions."""
+    digest = hashlib.sha256()
+    for job_id, fingerprint in sorted(fingerprints.items()):
+        digest.update(f"{job_id}\0{fingerprint}\0".encode())
+    return digest.hexdigest()
 
 
 TIMES = ("scheduled_for", "started_at", "finished_at", "detected_at")

@@ -352,7 +352,11 @@ class PostgresBackend:
                     "WHERE host = %s AND outcome IS NULL",
                     (self.lease, self.host),
                 )
-                conn.execute("UPDATE hosts SET seen_at = now() WHERE host = %s", (self.host,))
+                # The fingerprint too: a reload of this host's jobs.toml changes it.
+                conn.execute(
+                    "UPDATE hosts SET seen_at = now(), config_fingerprint = %s WHERE host = %s",
+                    (self.config_fingerprint, self.host),
+                )
                 self.live_hosts = _live_hosts(conn, self.lease)
                 self.reaped.extend(self._reap(conn))
             except (psycopg.Error, StoreUnavailable) as exc:
