@@ -200,8 +200,14 @@ class PostgresStore(Store):
         if self._preferred(run):
             self.writer.push(write)
         else:  # the occurrence's own host claims first; this one takes over if it does not
-            self._loop.call_later(HANDOFF, self.writer.push, write)
+            self._loop.call_later(HANDOFF, self._push_claim, write)
         return future
+
+    def _push_claim(self, write: Write) -> None:
+        if self._closed and write.claim is not None and not write.claim.done():
+            write.claim.set_result(False)  # closed meanwhile: nothing would answer it
+            return
+        self.writer.push(write)
 
     def _preferred(self, run: Run) -> bool:
         """Whether this host is the one the occurrence falls to among the live hosts
