@@ -18,6 +18,8 @@ from textual.binding import Binding
 
 from ..config import Config
 from ..control.controller import LocalController, Notice
+from ..control.listen import ControlSocketError
+from ..control.server import ControlServer
 from ..engine import Clock, Scheduler
 from ..host import Host
 from ..store import StateStore
@@ -44,6 +46,7 @@ class JobtuiApp(App[int]):
         refresh_interval: float = 0.5,
         grace: float | None = None,
         watch_file: bool = True,
+        serve: bool = False,
     ) -> None:
         super().__init__()
         self.refresh_interval = refresh_interval
@@ -55,6 +58,10 @@ class JobtuiApp(App[int]):
         self.controller = LocalController(self.host)
         self.controller.subscribe(self._on_notice)
         self.tick = 0
+        # serve: open the control socket, so that another console or `jobtui status` can
+        # reach the scheduler this console hosts.
+        self.server = ControlServer(self.controller, host_kind="console", log=self._on_control)
+        self.serve = serve
 
     @property
     def config(self) -> Config:
@@ -65,6 +72,11 @@ class JobtuiApp(App[int]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         await self.host.start(watch=self.watch_file)
+        if self.serve:
+            try:
+                await self.server.start()
+            except ControlSocketError as exc:  # the jobs run anyway; only attaching is lost
+                self.notify(str(exc), title="No control socket", severity="warning")
         self.set_interval(self.refresh_interval, self.on_tick)
         await self.push_screen(MainScreen())
 
@@ -82,8 +94,17 @@ class JobtuiApp(App[int]):
             screen.refresh_view()
 
     async def shut_down(self) -> None:
+        await self.server.close()  # before the state's lock goes with the store
         self.controller.close()
         await self.host.stop(self.grace)
+
+    def _on_control(self, *, event: str, **fields: object) -> None:
+        if event == "control_refused":
+            self.notify(
+                f"refused a connection to the control socket from uid {fields.get('uid')} "
+                f"(pid {fields.get('pid')})",
+                severity="warning",
+            )
 
     def ask_quit(self) -> None:
         """Quit; with runs going, ask first: they are stopped gracefully."""

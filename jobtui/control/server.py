@@ -224,7 +224,8 @@ class ControlServer:
                 result = await result
             return p.reply(request_id, result)
         except p.ProtocolError as exc:
-            return p.error_reply(exc.request_id, exc.code, exc.message)
+            answer_id = exc.request_id if exc.request_id is not None else request_id
+            return p.error_reply(answer_id, exc.code, exc.message)
         except JobNotFound as exc:
             return p.error_reply(request_id, "unknown_job", str(exc))
         except RunNotFound as exc:
@@ -315,7 +316,8 @@ class ControlServer:
         try:
             self.controller.cancel(job_id)
         except RunNotFound:
-            raise RunNotFound(f'"{job_id}" has no running run to cancel') from None
+            message = f'"{job_id}" has no running run to cancel'
+            raise p.ProtocolError("unknown_run", message) from None
 
     def _do_remove(self, client: _Client, params: p.JobParams) -> None:
         self.controller.remove(self._job_id(params.job_id))
