@@ -371,3 +371,26 @@ async def test_follow_streams_a_runs_lines_once_then_its_end(served):
     answer = await client.call("log", job_id="chatty", run_id=run_id, start=3)
     assert p.decode_result("log", answer.result) == (["line 3", "line 4"], 5)
     await client.close()
+
+
+async def test_a_console_hosting_the_scheduler_serves_the_socket_too(tmp_path, monkeypatch):
+    from jobtui.console.app import JobtuiApp
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    app = JobtuiApp(load(write(tmp_path / "jobs.toml", JOBS)), watch_file=False, grace=0,
+                    serve=True)  # fmt: skip
+    async with app.run_test() as pilot:
+        path = app.server.path
+        assert path is not None
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        hello = p.decode_server_message(await reader.readline())
+        assert isinstance(hello, p.Hello) and hello.host == "console"
+        writer.write(p.encode(p.Request(id=1, method="pause", params={"job_id": "backup"})))
+        reply = p.decode_server_message(await reader.readline())
+        assert isinstance(reply, p.Reply) and reply.error is None
+        view = app.controller.job("backup")
+        assert view is not None and view.paused  # the hosting console's own view shows it
+        writer.close()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert not path.exists()
