@@ -65,7 +65,7 @@ class Served:
     async def settled(self, fds: int) -> None:
         """Every connection is gone and the fd count is back to ``fds``."""
         async with asyncio.timeout(10):
-            while self.server.client_count or _fds() != fds:
+            while self.server.client_count or self.server._connections or _fds() != fds:
                 await asyncio.sleep(0.02)  # polling for closes the loop has yet to run
 
     async def assert_on_time(self) -> None:
