@@ -166,23 +166,29 @@ class ControlServer:
             client = _Client(reader, writer, pid, uid)
             self._clients.add(client)
             client.send(p.encode(self._hello()))
-            await self._read_requests(client)
+            if await self._read_requests(client):
+                # The client is done sending (it may have only shut down its side, as
+                # `socat` does): what is still buffered for it goes out before the close.
+                writer.close()
+                with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+                    await asyncio.wait_for(writer.wait_closed(), self.stall_timeout)
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
             if client is not None:
                 self._clients.discard(client)
-            writer.transport.abort()  # nothing left worth sending; frees the fd at once
+            writer.transport.abort()  # a no-op after a clean close; else frees the fd at once
             if task is not None:
                 self._connections.discard(task)
 
-    async def _read_requests(self, client: _Client) -> None:
+    async def _read_requests(self, client: _Client) -> bool:
+        """Answer the client's requests until it closes (True) or is dropped (False)."""
         reader = client.reader
         while True:
             try:
                 line = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError:
-                return  # closed, possibly in the middle of a line: nothing to answer
+                return True  # closed, possibly in the middle of a line: nothing to answer
             except asyncio.LimitOverrunError:
                 limit = p.MAX_REQUEST_LINE
                 message = f"a request line is at most {limit} bytes; closing"
@@ -190,14 +196,14 @@ class ControlServer:
                 await _close_after(
                     reader, client.writer, p.error_reply(None, "line_too_long", message)
                 )
-                return
+                return False
             if line.strip():
                 client.send(await self._answer(client, line))
             try:
                 await asyncio.wait_for(client.writer.drain(), self.stall_timeout)
             except TimeoutError:
                 self.log(event="control_dropped", pid=client.pid, reason="not reading")
-                return
+                return False
 
     async def _answer(self, client: _Client, line: bytes) -> bytes:
         request_id: int | str | None = None
