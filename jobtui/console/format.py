@@ -1,6 +1,6 @@
 """How job state reads on screen: glyphs, colours, countdowns, progress bars, triggers in words.
 Everything here returns rich Text built from plain strings, so job-supplied text is never read
-as markup."""
+as markup, and passes it through printable(), so its control characters show as escapes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rich.text import Text
 
 from ..control.controller import JobView, RunView, Summary
 from ..engine import JobState, Outcome, format_duration
+from ..engine.printable import printable
 
 STATE_STYLE = {
     JobState.SCHEDULED: ("●", "green"),
@@ -88,11 +89,13 @@ def progress_text(run: RunView | None, tick: int = 0) -> Text:
     return Text.assemble((bar, "cyan"), f" {round(run.progress * 100):>3}%")
 
 
-def summary_text(summary: Summary, now: float, zone: tzinfo) -> str:
+def summary_text(summary: Summary, now: float, zone: tzinfo) -> Text:
+    """The header line. Text, not a str: the file's name is not markup (``[red]x.toml``)."""
     clock = datetime.fromtimestamp(now, zone).strftime("%H:%M:%S %Z")
-    store = f"   store: {summary.store_status}" if summary.store_status else ""
+    store = f"   store: {printable(summary.store_status)}" if summary.store_status else ""
+    name = printable(summary.config_name)
     left = (
-        f"jobtui · {summary.config_name}   {summary.jobs} jobs · {summary.running} running · "
+        f"jobtui · {name}   {summary.jobs} jobs · {summary.running} running · "
         f"{summary.failed_24h} failed (24h) · {summary.paused} paused{store}"
     )
-    return f"{left}   {clock}"
+    return Text(f"{left}   {clock}")
