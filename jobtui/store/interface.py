@@ -28,6 +28,12 @@ class StateStore(DataStore, Protocol):
         """A reload changed the job's definition."""
         ...
 
+    def note_job_event(
+        self, job_id: str, kind: str, detail: str, *, at: float | None = None
+    ) -> None:
+        """Keep something that happened to a job outside its runs (a hook that failed)."""
+        ...
+
     def start(self) -> None:
         """Start writing; called on the scheduler's loop before the scheduler starts."""
         ...
