@@ -196,6 +196,15 @@ async def run_headless(
     store.on_status = lambda status: log.write(event="store", status=status or "writing again")
     host.scheduler.subscribe(log)
     host.reloaded.append(lambda new: log.write(event="reloaded", jobs=len(new.jobs)))
+    host.alerts.failed.append(
+        lambda failure: log.write(
+            event="hook_failed",
+            job=failure.job_id,
+            run=failure.run_id,
+            hook=failure.hook,
+            error=failure.message,
+        )
+    )
 
     def failed(problems: list[Problem]) -> None:
         for problem in problems:
