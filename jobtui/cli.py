@@ -24,6 +24,7 @@ examples:
   jobtui list jobs.toml --next 5           the next five times of every job
   jobtui list jobs.toml --from 2026-10-24T12:00 --json
   jobtui history jobs.toml --job backup --limit 50
+  jobtui why jobs.toml backup              why a job ran, or did not, and when it runs next
 
 exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
 """
@@ -100,6 +101,18 @@ def history_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def why_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtui why",
+        description="A job's recent occurrences (ran, skipped, missed, and why) and its next "
+        "one, in plain words. It only reads, so it can run beside a running jobtui.",
+    )
+    parser.add_argument("file", type=Path)
+    parser.add_argument("job", help="the job's id")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -109,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return list_jobs(list_parser().parse_args(argv[1:]))
         if argv and argv[0] == "history":
             return history(history_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "why":
+            return why(why_parser().parse_args(argv[1:]))
         return run(run_parser().parse_args(argv))
     except KeyboardInterrupt:
         return 1
@@ -214,6 +229,33 @@ def history(args: argparse.Namespace) -> int:
             f"{run['job_id']:<{width}}  {when:<25}  {outcome:<10}  {run['attempt']:>3}  "
             f"{detail.splitlines()[0] if detail else ''}"
         )
+    return 0
+
+
+def why(args: argparse.Namespace) -> int:
+    from .control.why import RECENT, JobFacts, explain
+    from .store import read_context, read_runs
+
+    config = _load_reporting(args.file)
+    if config is None:
+        return 2
+    if args.job not in config.jobs:
+        known = ", ".join(sorted(config.jobs)) or "none"
+        print(f'jobtui why: no job "{args.job}" in {args.file} (jobs: {known})', file=sys.stderr)
+        return 2
+    scheduler = config.make_scheduler()
+    context = read_context(config.state_path, args.job)
+    facts = JobFacts.of(scheduler.get(args.job), kept=context["job"])
+    now = datetime.now(UTC)
+    times = scheduler.next_times(args.job, 1, after=now)
+    answer = explain(
+        facts,
+        read_runs(config.state_path, job=args.job, limit=RECENT * 4),
+        context,
+        now=now.timestamp(),
+        next_ts=times[0].timestamp() if times else None,
+    )
+    print(json.dumps(answer.to_dict(), indent=2) if args.json else answer.text())
     return 0
 
 

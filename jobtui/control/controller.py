@@ -39,6 +39,7 @@ from ..engine import (
 )
 from ..engine.job import DEFAULT_OPTIONS
 from ..host import Host
+from .why import RECENT, JobFacts, Why, explain
 
 DAY = 86400.0
 # The options the detail screen lists when they differ from the default.
@@ -165,6 +166,7 @@ class Controller(Protocol):
     def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]: ...
     def log(self, job_id: str, run_id: str, start: int = 0) -> tuple[str, ...]: ...
     def summary(self) -> Summary: ...
+    def why(self, job_id: str) -> Why | None: ...
     def config_line(self, job_id: str) -> int | None: ...
 
     def run_now(self, job_id: str) -> None: ...
@@ -352,6 +354,19 @@ class LocalController:
             failed_24h=len(self._failures),
             paused=sum(1 for view in views if view.paused),
             store_status=store.status if store is not None else "",
+        )
+
+    def why(self, job_id: str) -> Why | None:
+        """The job's recent occurrences and its next one, in words; blocking like history."""
+        if job_id not in self.scheduler:
+            return None
+        store, times = self.host.store, self.next_times(job_id, 1)
+        return explain(
+            JobFacts.of(self.scheduler.get(job_id)),
+            self.history(job_id, RECENT * 4),
+            store.read_context(job_id) if store is not None else {},
+            now=self.now(),
+            next_ts=times[0].timestamp() if times else None,
         )
 
     def config_line(self, job_id: str) -> int | None:

@@ -34,7 +34,7 @@ from ..engine import (
     SchedulerStopped,
 )
 from ..engine.procfs import process_start
-from .history import read_runs
+from .history import read_context, read_runs
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
 from .writer import BatchWriter, Kind, StoreUnavailable, Write
 
@@ -272,6 +272,11 @@ class Store:
         """The newest runs, newest first, including what was queued a moment ago."""
         self.writer.flush(1.0)
         return read_runs(self.path, job=job, limit=limit)
+
+    def read_context(self, job: str) -> dict[str, Any]:
+        """Sessions, the job's notes and kept state (see history.read_context); blocking."""
+        self.writer.flush(1.0)
+        return read_context(self.path, job)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued so far is committed; False if that took too long.
