@@ -107,7 +107,6 @@ class Alerts:
         """Start delivering (on the loop); ``abandoned`` are runs the last jobtui left
         unfinished, which call on_missed."""
         self._slots = asyncio.Semaphore(self._concurrency)
-        self._client = httpx.AsyncClient(follow_redirects=True)
         now = time.time()
         for found in abandoned or ():
             self.occurred(Occurrence.abandoned(found, now))
@@ -238,7 +237,8 @@ class Alerts:
                     attempt + 1,
                     message,
                 )
-        self._failed(delivery, f"{message} (after {self.attempts} attempts)")
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        self._failed(delivery, f"{message} (after {tries})")
 
     def _failed(self, delivery: _Delivery, message: str) -> None:
         occurrence = delivery.occurrence
@@ -257,7 +257,8 @@ class Alerts:
                 log.exception("a hook-failure listener failed")
 
     async def _post(self, url: str, body: bytes, timeout: float, content_type: str) -> None:
-        assert self._client is not None
+        if self._client is None:  # made on first use: building its TLS context takes a while
+            self._client = httpx.AsyncClient(follow_redirects=True)
         try:
             response = await self._client.post(
                 url, content=body, headers={"Content-Type": content_type}, timeout=timeout

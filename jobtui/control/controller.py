@@ -140,12 +140,18 @@ class RunFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class HookFailed:
+    job_id: str
+    message: str  # which hook (secrets masked) and how it failed, after its retries
+
+
+@dataclass(frozen=True, slots=True)
 class ReloadFinished:
     ok: bool
     problems: tuple[str, ...]
 
 
-Notice = JobsChanged | RunFailed | ReloadFinished
+Notice = JobsChanged | RunFailed | HookFailed | ReloadFinished
 
 
 class Controller(Protocol):
@@ -288,6 +294,11 @@ class LocalController:
         ]
         host.reloaded.append(self._on_reloaded)
         host.reload_failed.append(self._on_reload_failed)
+        host.alerts.failed.append(
+            lambda failure: self._notify(
+                HookFailed(failure.job_id, f"{failure.hook}: {failure.message}")
+            )
+        )
 
     # -- reads ----------------------------------------------------------------------------
     @property
