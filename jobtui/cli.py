@@ -247,13 +247,19 @@ def why(args: argparse.Namespace) -> int:
     context = read_context(config.state_path, args.job)
     facts = JobFacts.of(scheduler.get(args.job), kept=context["job"])
     now = datetime.now(UTC)
+    # A running jobtui keeps its plan in the store (an `every` grid, a returned time); this
+    # process's fresh scheduler would only know the trigger.
+    planned = (context["job"] or {}).get("next_fire")
     times = scheduler.next_times(args.job, 1, after=now)
+    next_ts = times[0].timestamp() if times else None
+    if planned is not None and planned > now.timestamp():
+        next_ts = planned
     answer = explain(
         facts,
         read_runs(config.state_path, job=args.job, limit=RECENT * 4),
         context,
         now=now.timestamp(),
-        next_ts=times[0].timestamp() if times else None,
+        next_ts=next_ts,
     )
     print(json.dumps(answer.to_dict(), indent=2) if args.json else answer.text())
     return 0

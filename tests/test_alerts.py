@@ -396,6 +396,10 @@ webhook_on = ["failure", "crashed"]
 command = "true"
 webhook = "hooks.example.com/x"
 healthcheck = "https://user:secret@hc.example:99999/0f8e7a9c-1234-4bcd-9abc-0123456789ab"
+
+[jobs.b]
+command = "true"
+webhook_on = ["success"]
 """,
     )
     result = subprocess.run(
@@ -411,6 +415,9 @@ healthcheck = "https://user:secret@hc.example:99999/0f8e7a9c-1234-4bcd-9abc-0123
     )
     assert f'{path}:8:1: job "a", key "healthcheck"' in result.stderr
     assert "secret" not in result.stderr and "0f8e7a9c" not in result.stderr
+    assert f'{path}:12:1: warning: job "b", key "webhook_on": has no effect without' in (
+        result.stderr
+    )
 
 
 def test_headless_logs_a_failed_hook_with_its_secrets_masked(

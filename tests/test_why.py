@@ -170,3 +170,32 @@ def test_why_refuses_an_unknown_job(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert 'no job "nightlly"' in result.stderr and "nightly" in result.stderr
+
+
+async def test_the_store_keeps_sessions_and_pauses_for_why(tmp_path: Path) -> None:
+    from jobtui.host import Host, open_store
+
+    path = tmp_path / "jobs.toml"
+    path.write_text('[jobs.tick]\ncommand = "true"\nevery = "1h"\n')
+    path.chmod(0o644)
+    for _ in range(2):  # two sessions: started and stopped twice
+        config = load(path)
+        host = Host(config, store=open_store(config))
+        await host.start(watch=False)
+        if not read_context(config.state_path, "tick")["events"]:
+            host.scheduler.pause("tick", reason="paused from the console")
+            host.scheduler.resume("tick")
+        await host.stop()
+    context = read_context(config.state_path, "tick")
+    sessions = context["sessions"]
+    assert len(sessions) == 2 and all(s["stopped_at"] is not None for s in sessions)
+    assert sessions[0]["started_at"] > sessions[1]["stopped_at"]  # newest first
+    assert [(e["kind"], e["detail"]) for e in context["events"]] == [
+        ("scheduled", "resumed"),
+        ("paused", "paused from the console"),
+    ]
+    # The CLI, reading beside jobtui, takes the running plan's next time (the `every` grid
+    # anchored when the job was first added), not one counted from its own start.
+    planned = context["job"]["next_fire"]
+    data = json.loads(why(path, "tick", "--json"))
+    assert data["next"] == datetime.fromtimestamp(planned, UTC).isoformat()

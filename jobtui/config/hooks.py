@@ -150,6 +150,11 @@ def attach_hooks(
                 values[key] = table[key]
             else:
                 loader.problem(reason, table=("jobs", job_id), key=key, job=job_id)
+        if "webhook_on" in table and "webhook" not in values:
+            loader.problem(
+                'has no effect without webhook = "https://..."',
+                table=("jobs", job_id), key="webhook_on", job=job_id, warning=True,
+            )  # fmt: skip
         spec = specs.get(job_id)
         if spec is not None and values:
             spec.hooks = make_hooks(values)

@@ -47,7 +47,8 @@ def read_context(db: Path, job: str, *, limit: int = 200) -> dict[str, Any]:
     """What `jobtui why` needs besides the runs, as plain values (times in epoch seconds):
     when jobtui was up (``sessions``: started_at, stopped_at or None, last_seen), the job's
     notes (``events``: at, kind, detail; newest first) and its kept state (``job``: paused,
-    pause_reason, disabled_reason, consecutive_failures, last_fired; None if never saved)."""
+    pause_reason, disabled_reason, consecutive_failures, last_fired, next_fire; None if never
+    saved)."""
     empty: dict[str, Any] = {"sessions": [], "events": [], "job": None}
     if not db.exists():
         return empty
@@ -65,8 +66,8 @@ def read_context(db: Path, job: str, *, limit: int = 200) -> dict[str, Any]:
             (job, limit),
         ).fetchall()
         row = conn.execute(
-            "SELECT paused, pause_reason, disabled_reason, consecutive_failures, last_fired "
-            "FROM jobs WHERE job_id = ?",
+            "SELECT paused, pause_reason, disabled_reason, consecutive_failures, last_fired, "
+            "next_fire FROM jobs WHERE job_id = ?",
             (job,),
         ).fetchone()
         # A session that ended without a stop (a crash, SIGKILL) was last seen at its newest
@@ -87,7 +88,10 @@ def read_context(db: Path, job: str, *, limit: int = 200) -> dict[str, Any]:
             later = started
     finally:
         conn.close()
-    names = ("paused", "pause_reason", "disabled_reason", "consecutive_failures", "last_fired")
+    names = (
+        "paused", "pause_reason", "disabled_reason", "consecutive_failures", "last_fired",
+        "next_fire",
+    )  # fmt: skip
     return {
         "sessions": seen,
         "events": [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in events],
