@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jobtui.config import load
-from jobtui.control.why import JobFacts, explain
+from jobtui.control.why import JobFacts, Why, explain
 from jobtui.store import Store, read_context, read_runs
 
 JOBS = """
@@ -158,6 +158,8 @@ def test_why_says_when_the_next_run_is_in_the_jobs_zone(tmp_path: Path) -> None:
         next_ts=next_time.timestamp(),
     )
     assert answer.next_text == "next: tomorrow 02:30 CET (in 14h)"
+    # What a socket client rebuilds from the JSON is the same answer.
+    assert Why.from_dict(json.loads(json.dumps(answer.to_dict()))) == answer
 
 
 def test_why_refuses_an_unknown_job(tmp_path: Path) -> None:

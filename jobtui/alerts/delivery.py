@@ -94,6 +94,7 @@ class Alerts:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._queued = 0
         self._client: httpx.AsyncClient | None = None
+        self._client_lock = asyncio.Lock()
         subscribe = scheduler.subscribe
         self._unsubscribes = [
             subscribe(self._on_started, RunStarted),
@@ -257,10 +258,9 @@ class Alerts:
                 log.exception("a hook-failure listener failed")
 
     async def _post(self, url: str, body: bytes, timeout: float, content_type: str) -> None:
-        if self._client is None:  # made on first use: building its TLS context takes a while
-            self._client = httpx.AsyncClient(follow_redirects=True)
+        client = await self._http_client()
         try:
-            response = await self._client.post(
+            response = await client.post(
                 url, content=body, headers={"Content-Type": content_type}, timeout=timeout
             )
         except httpx.TimeoutException:
@@ -270,6 +270,15 @@ class Alerts:
             raise HookError(type(exc).__name__) from None
         if not response.is_success:
             raise HookError(f"HTTP {response.status_code} {response.reason_phrase}")
+
+    async def _http_client(self) -> httpx.AsyncClient:
+        """Made on first use, in a thread: loading the CA certificates for its TLS context
+        and the modules its first request imports takes tens of milliseconds, which the loop
+        must not spend."""
+        async with self._client_lock:
+            if self._client is None:
+                self._client = await asyncio.to_thread(_make_client)
+        return self._client
 
     async def _run_command(
         self, command: str | tuple[str, ...], occurrence: Occurrence, timeout: float
@@ -307,6 +316,14 @@ class Alerts:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(name)
+
+
+def _make_client() -> httpx.AsyncClient:
+    import anyio._backends._asyncio  # noqa: F401 (what httpx's first request would import)
+    import h11  # noqa: F401
+    import httpcore._async.http11  # noqa: F401
+
+    return httpx.AsyncClient(follow_redirects=True)
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:

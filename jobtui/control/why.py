@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -37,7 +37,6 @@ class Why:
     lines: tuple[WhyLine, ...]  # oldest first
     next_ts: float | None
     next_text: str  # "next: tomorrow 02:30 CET (in 14h)"
-    notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -46,6 +45,19 @@ class Why:
             line["at"] = _iso(line["at"])
         del record["next_ts"]
         return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Why:
+        """The inverse of to_dict (a socket client's side)."""
+        return cls(
+            job_id=record["job_id"],
+            state=record["state"],
+            lines=tuple(
+                WhyLine(_ts(line["at"]), line["kind"], line["text"]) for line in record["lines"]
+            ),
+            next_ts=_ts(record["next"]),
+            next_text=record["next_text"],
+        )
 
     def text(self) -> str:
         return "\n".join([*(line.text for line in self.lines), self.next_text])
@@ -325,6 +337,10 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
     plain.setdefault("attempt", 1)
     plain.setdefault("manual", False)
     return plain
+
+
+def _ts(iso: str | None) -> float | None:
+    return None if iso is None else datetime.fromisoformat(iso).timestamp()
 
 
 def _iso(ts: float | None) -> str | None:
