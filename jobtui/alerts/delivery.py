@@ -246,7 +246,7 @@ class Alerts:
         failure = HookFailure(
             occurrence.job_id, occurrence.run_id, delivery.name, message, time.time()
         )
-        log.warning("%s", failure)
+        log.info("%s", failure)  # the listeners show it: the headless log, the console
         if self.store is not None:
             self.store.note_job_event(
                 occurrence.job_id, "hook_failed", f"{delivery.name}: {message}", at=failure.at
