@@ -19,7 +19,7 @@ import pytest
 
 from jobtui.alerts import HookFailure
 from jobtui.config import load
-from jobtui.engine import Outcome, Run, RunFinished
+from jobtui.engine import JobModified, Outcome, Run, RunFinished
 from jobtui.host import Host
 from jobtui.store import Store
 
@@ -452,3 +452,23 @@ webhook = "{endpoint.url}/hook?token=sekrit"
     assert "sekrit" not in "\n".join(headless.lines)
     [run] = [e for e in events if e["event"] == "run_finished"]
     assert run["outcome"] == "failed"  # the hook's failure is not the run's
+
+
+async def test_an_edited_hook_applies_at_once_and_leaves_the_schedule_alone(
+    tmp_path: Path, endpoint: Endpoint
+) -> None:
+    job = '[jobs.nightly]\ncommand = "exit 1"\ncron = "30 2 * * *"\nwebhook = "{}"\n'
+    path = write_jobs(tmp_path, job.format(f"{endpoint.url}/old"))
+    running = Running(path)
+    modified: list[object] = []
+    running.host.scheduler.subscribe(modified.append, JobModified)
+    await running.host.start(watch=False)
+    try:
+        await running.run_once("nightly")
+        write_jobs(tmp_path, job.format(f"{endpoint.url}/new"))
+        assert await running.host.reload()
+        await running.run_once("nightly")
+    finally:
+        await running.host.stop()
+    assert endpoint.paths() == ["/old", "/new"]
+    assert modified == []  # the job was not redefined: its plan and counters stand
