@@ -99,6 +99,7 @@ class Host:
             if run.pid is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(run.pid, signal.SIGKILL)
+        self.alerts.kill_leftovers()
         if self.store is not None:
             self.scheduler.save_state()  # what the loop had not handed over yet
             self.store.close()

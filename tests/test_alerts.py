@@ -472,3 +472,28 @@ async def test_an_edited_hook_applies_at_once_and_leaves_the_schedule_alone(
         await running.host.stop()
     assert endpoint.paths() == ["/old", "/new"]
     assert modified == []  # the job was not redefined: its plan and counters stand
+
+
+async def test_after_a_crash_no_hook_command_is_left_running(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    path = write_jobs(
+        tmp_path,
+        f'[jobs.j]\ncommand = "exit 1"\non_failure = "sleep 60 & echo $! > {pids}; wait"\n',
+    )
+    running = Running(path)
+    await running.host.start(watch=False)
+    try:
+        running.host.scheduler.run_now("j")
+        await until(lambda: pids.exists() and pids.read_text().strip() != "")
+        child = int(pids.read_text())
+        running.host.kill_leftovers()  # what the CLI calls when the loop died under it
+        await until(lambda: not Path(f"/proc/{child}").exists() or _zombie(child))
+    finally:
+        await running.host.stop()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True

@@ -95,6 +95,7 @@ class Alerts:
         self._queued = 0
         self._client: httpx.AsyncClient | None = None
         self._client_lock = asyncio.Lock()
+        self._commands: set[int] = set()  # process groups of hook commands going
         subscribe = scheduler.subscribe
         self._unsubscribes = [
             subscribe(self._on_started, RunStarted),
@@ -128,6 +129,12 @@ class Alerts:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def kill_leftovers(self) -> None:
+        """The loop is gone (a crash): no hook command may outlive jobtui."""
+        for pgid in list(self._commands):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
 
     @property
     def busy(self) -> bool:
@@ -301,6 +308,7 @@ class Alerts:
                 )
             except OSError as exc:
                 raise HookError(f"cannot start {argv[0]}: {exc.strerror}") from None
+            self._commands.add(process.pid)
             try:
                 output, _ = await asyncio.wait_for(process.communicate(), timeout)
             except TimeoutError:
@@ -309,6 +317,8 @@ class Alerts:
             except asyncio.CancelledError:
                 await _kill_group(process)
                 raise
+            finally:
+                self._commands.discard(process.pid)
             if process.returncode != 0:
                 said = output.decode(errors="replace")[-OUTPUT_KEPT:].strip().splitlines()
                 last = f": {said[-1]}" if said else ""
