@@ -66,6 +66,7 @@ async def test_w_in_the_details_explains_the_runs_and_the_next_one(tmp_path: Pat
         assert isinstance(app.screen, JobDetailScreen)
         await pilot.press("escape")
         held = await open_why(pilot, app, "held")
+        assert "paused: paused = true in jobs.toml" in held
         assert "next: none while paused (resume it to run again)" in held
 
 

@@ -140,6 +140,8 @@ def explain(
         since = _latest(events, "paused")
         when = f" since {words.when(since['at'])}" if since else ""
         by = facts.pause_reason or "paused"
+        if by == "added paused":  # the engine's word for a job declared paused
+            by = "paused = true in jobs.toml"
         lines.append(WhyLine(None, "paused", f"paused{when}: {by}"))
     if state in ("paused", "disabled"):
         next_text = f"next: none while {state} (resume it to run again)"
