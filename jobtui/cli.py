@@ -30,6 +30,7 @@ examples:
   jobtui list jobs.toml --next 5           the next five times of every job
   jobtui list jobs.toml --from 2026-10-24T12:00 --json
   jobtui history jobs.toml --job backup --limit 50
+  jobtui why jobs.toml backup              why a job ran, or did not, and when it runs next
 
 talking to a running jobtui (headless or console) of jobs.toml (default ./jobs.toml):
   jobtui status [jobs.toml] [--json]       each job's state, next run and running runs
@@ -114,6 +115,18 @@ def history_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def why_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtui why",
+        description="A job's recent occurrences (ran, skipped, missed, and why) and its next "
+        "one, in plain words. It only reads, so it can run beside a running jobtui.",
+    )
+    parser.add_argument("file", type=Path)
+    parser.add_argument("job", help="the job's id")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -127,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             from . import remote_cli
 
             return remote_cli.main(argv[0], argv[1:])
+        if argv and argv[0] == "why":
+            return why(why_parser().parse_args(argv[1:]))
         return run(run_parser().parse_args(argv))
     except KeyboardInterrupt:
         return 1
@@ -250,6 +265,43 @@ def history(args: argparse.Namespace) -> int:
             f"{job_id:<{width}}  {when:<25}  {outcome:<10}  {run['attempt']:>3}  "
             f"{printable(detail.splitlines()[0]) if detail else ''}"
         )
+    return 0
+
+
+def why(args: argparse.Namespace) -> int:
+    from .control.why import RECENT, JobFacts, explain
+    from .store import read_context, read_runs
+
+    config = _load_reporting(args.file)
+    if config is None:
+        return 2
+    if args.job not in config.jobs:
+        known = ", ".join(sorted(config.jobs)) or "none"
+        print(
+            f'jobtui why: no job "{printable(args.job)}" in {printable(str(args.file))} '
+            f"(jobs: {printable(known)})",
+            file=sys.stderr,
+        )
+        return 2
+    scheduler = config.make_scheduler()
+    context = read_context(config.state_path, args.job)
+    facts = JobFacts.of(scheduler.get(args.job), kept=context["job"])
+    now = datetime.now(UTC)
+    # A running jobtui keeps its plan in the store (an `every` grid, a returned time); this
+    # process's fresh scheduler would only know the trigger.
+    planned = (context["job"] or {}).get("next_fire")
+    times = scheduler.next_times(args.job, 1, after=now)
+    next_ts = times[0].timestamp() if times else None
+    if planned is not None and planned > now.timestamp():
+        next_ts = planned
+    answer = explain(
+        facts,
+        read_runs(config.state_path, job=args.job, limit=RECENT * 4),
+        context,
+        now=now.timestamp(),
+        next_ts=next_ts,
+    )
+    print(json.dumps(answer.to_dict(), indent=2) if args.json else printable_text(answer.text()))
     return 0
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import stat
 import sys
 from datetime import UTC, datetime
 from functools import singledispatch
@@ -210,6 +212,15 @@ async def run_headless(
     store.on_status = lambda status: log.write(event="store", status=status or "writing again")
     host.scheduler.subscribe(log)
     host.reloaded.append(lambda new: log.write(event="reloaded", jobs=len(new.jobs)))
+    host.alerts.failed.append(
+        lambda failure: log.write(
+            event="hook_failed",
+            job=failure.job_id,
+            run=failure.run_id,
+            hook=failure.hook,
+            error=failure.message,
+        )
+    )
 
     def failed(problems: list[Problem]) -> None:
         for problem in problems:
@@ -223,6 +234,7 @@ async def run_headless(
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     capture = capture_job_output(log, out)
+    watched = watch_for_a_gone_reader(loop, log)
     # Consoles and `jobtui status`/`run`/... reach the scheduler through the control socket.
     server = ControlServer(LocalController(host), host_kind="headless", log=log.write)
     try:
@@ -245,11 +257,31 @@ async def run_headless(
         await host.stop(grace)
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if watched is not None:
+            loop.remove_reader(watched)
         if capture is not None:
             capture.stop()
     if log.broken.is_set():
         raise BrokenPipeError("the log's reader went away")
     return 0
+
+
+def watch_for_a_gone_reader(loop: asyncio.AbstractEventLoop, log: EventLog) -> int | None:
+    """A log piped into `head` must end jobtui when head exits, even if jobtui has nothing more
+    to write for an hour: the write end of a pipe polls as an error once its reader closed."""
+    try:
+        fd = log.out.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+    def gone() -> None:
+        loop.remove_reader(fd)  # level-triggered: once is enough
+        log.broken.set()
+
+    loop.add_reader(fd, gone)
+    return fd
 
 
 def capture_job_output(log: EventLog, out: TextIO) -> DescriptorCapture | None:

@@ -54,7 +54,8 @@ def test_library_import_loads_no_console_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-LAYERS = ["engine", "config", "store", "host", "control", "console", "cli"]  # bottom to top
+# bottom to top
+LAYERS = ["engine", "config", "store", "alerts", "host", "control", "console", "cli"]
 MODULE_LAYER = {
     "headless": "cli",
     "cli": "cli",

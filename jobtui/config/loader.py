@@ -16,6 +16,7 @@ from ..engine import DataStore, InvalidJobOption, Scheduler, format_duration
 from ..engine.job import DEFAULT_OPTIONS, NUL_IN_COMMAND, OPTION_NAMES, check_max_concurrency
 from ..engine.timezones import local_zone, resolve_timezone
 from ..engine.triggers import TRIGGER_KEYS, make_trigger
+from .hooks import HOOK_KEYS, JobHooks, attach_hooks
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
@@ -23,8 +24,8 @@ from .syntax import parse_toml
 from .trust import untrusted, untrusted_module
 
 TARGET_KEYS = ("run", "command")
-JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
-DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES})
+JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES, *HOOK_KEYS})
+DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES, *HOOK_KEYS})
 SCHEDULER_KEYS = frozenset(
     {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days"}
 )
@@ -48,6 +49,7 @@ class JobSpec:
     paused: bool
     line: int | None
     fingerprint: str = ""
+    hooks: JobHooks | None = None  # read at each occurrence's end: editing them resets nothing
 
     def add_to(self, scheduler: Scheduler) -> None:
         scheduler.add_job(
@@ -191,6 +193,7 @@ class _Loader:
                 "declares no jobs: add a [jobs.NAME] table with a command or run key", warning=True
             )
         self.imports(jobs)
+        attach_hooks(self, defaults, jobs_table, jobs)
         if self.problems:
             found = sorted(self.problems + self.warnings, key=lambda p: (p.line or 0, p.col or 0))
             raise ConfigError(found)
@@ -319,7 +322,7 @@ class _Loader:
                 except InvalidJobOption as exc:
                     self.problem(exc.reason, table=where, key=key)
                     self.bad_defaults.add(key)
-            else:
+            elif key not in HOOK_KEYS:  # checked with the jobs' by attach_hooks
                 try:
                     DEFAULT_OPTIONS.with_changes(None, zone, **{key: value})
                 except InvalidJobOption as exc:
@@ -398,7 +401,8 @@ class _Loader:
             )
         if len(self.problems) > before:
             return None
-        fingerprint = json.dumps({**merged, **triggers}, sort_keys=True, default=str)
+        kept = {k: v for k, v in {**merged, **triggers}.items() if k not in HOOK_KEYS}
+        fingerprint = json.dumps(kept, sort_keys=True, default=str)
         return JobSpec(
             id=job_id,
             target=target,

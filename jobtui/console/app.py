@@ -146,6 +146,11 @@ class JobtuiApp(App[int]):
         self.notify(f"{printable(message.job_id)}: {printable(message.error)}", title="Run failed",
                     severity="error", markup=False)  # fmt: skip
 
+    def on_hook_failed(self, message: messages.HookFailed) -> None:
+        # The run's outcome stands; this says an alert about it did not get through.
+        self.notify(f"{printable(message.job_id)}: {printable(message.error)}", title="Hook failed",
+                    severity="warning", markup=False)  # fmt: skip
+
     def on_reload_finished(self, message: messages.ReloadFinished) -> None:
         self.refresh_screen()
 

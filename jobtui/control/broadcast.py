@@ -16,6 +16,7 @@ from ..engine import Run, RunProgress
 from ..engine.timezones import zone_name
 from . import protocol as p
 from .controller import (
+    HookFailed,
     JobsChanged,
     JobView,
     LocalController,
@@ -40,7 +41,7 @@ class Broadcast:
         self._summary_due = True
         self._changed: set[str] = set()  # job ids a notice named since the last flush
         self._progress: dict[str, Run] = {}  # run id -> run that reported since the last flush
-        self._notices: list[RunFailed | ReloadFinished] = []
+        self._notices: list[RunFailed | HookFailed | ReloadFinished] = []
         self._unsubscribes: list[Callable[[], None]] = [
             controller.subscribe(self._on_notice),
             controller.host.scheduler.subscribe(self._on_progress, RunProgress),
@@ -108,6 +109,10 @@ class Broadcast:
             if isinstance(notice, ReloadFinished):
                 message = p.ReloadFinishedEvent(
                     seq=self.seq, ok=notice.ok, problems=list(notice.problems)
+                )
+            elif isinstance(notice, HookFailed):
+                message = p.HookFailedEvent(
+                    seq=self.seq, job_id=notice.job_id, message=notice.message
                 )
             else:
                 message = p.RunFailedEvent(

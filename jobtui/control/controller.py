@@ -39,6 +39,7 @@ from ..engine import (
 )
 from ..engine.job import DEFAULT_OPTIONS
 from ..host import Host
+from .why import RECENT, JobFacts, Why, explain
 
 DAY = 86400.0
 # The options the detail screen lists when they differ from the default.
@@ -140,12 +141,18 @@ class RunFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class HookFailed:
+    job_id: str
+    message: str  # which hook (secrets masked) and how it failed, after its retries
+
+
+@dataclass(frozen=True, slots=True)
 class ReloadFinished:
     ok: bool
     problems: tuple[str, ...]
 
 
-Notice = JobsChanged | RunFailed | ReloadFinished
+Notice = JobsChanged | RunFailed | HookFailed | ReloadFinished
 
 
 class Controller(Protocol):
@@ -168,6 +175,7 @@ class Controller(Protocol):
         self, job_id: str, run_id: str, start: int = 0, limit: int = LOG_LIMIT
     ) -> tuple[tuple[str, ...], int]: ...
     def summary(self) -> Summary: ...
+    def why(self, job_id: str) -> Why | None: ...
     def config_line(self, job_id: str) -> int | None: ...
 
     def run_now(self, job_id: str) -> None: ...
@@ -289,6 +297,11 @@ class LocalController:
         ]
         host.reloaded.append(self._on_reloaded)
         host.reload_failed.append(self._on_reload_failed)
+        host.alerts.failed.append(
+            lambda failure: self._notify(
+                HookFailed(failure.job_id, f"{failure.hook}: {failure.message}")
+            )
+        )
 
     # -- reads ----------------------------------------------------------------------------
     @property
@@ -372,6 +385,19 @@ class LocalController:
             failed_24h=len(self._failures),
             paused=sum(1 for view in views if view.paused),
             store_status=store.status if store is not None else "",
+        )
+
+    def why(self, job_id: str) -> Why | None:
+        """The job's recent occurrences and its next one, in words; blocking like history."""
+        if job_id not in self.scheduler:
+            return None
+        store, times = self.host.store, self.next_times(job_id, 1)
+        return explain(
+            JobFacts.of(self.scheduler.get(job_id)),
+            self.history(job_id, RECENT * 4),
+            store.read_context(job_id) if store is not None else {},
+            now=self.now(),
+            next_ts=times[0].timestamp() if times else None,
         )
 
     def config_line(self, job_id: str) -> int | None:

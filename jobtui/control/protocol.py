@@ -42,6 +42,7 @@ Methods (``METHODS`` below, params → result), mirroring the Controller interfa
     log         {job_id, run_id, start=0, limit=1000}→ [[line, ...], next_start]
     summary     {}                                   → Summary
     config_line {job_id}                             → int | null
+    why         {job_id}                             → Why (as ``jobtui why --json``) | null
     run_now     {job_id, follow=false}               → run_id (str); follow: as ``follow``
                                                        from line 0, with no race on the id
     pause / resume / cancel / remove {job_id}        → null
@@ -60,6 +61,7 @@ one per broadcast event, and a snapshot carries the ``seq`` of the last event it
                                               "progress": 0.4, "status_message": "copying"}]}
     {"type": "summary", "seq": 44, "summary": Summary}
     {"type": "run_failed", "seq": 45, "job_id": "backup", "message": "CalledProcessError: ..."}
+    {"type": "hook_failed", "seq": 45, "job_id": "backup", "message": "webhook https://...: ..."}
     {"type": "reload_finished", "seq": 46, "ok": false, "problems": ["..."]}
     {"type": "log", "job_id": "backup", "run_id": "...", "start": 120,
      "lines": ["...", ...], "next": 130, "done": false}
@@ -91,7 +93,7 @@ from typing import Any
 
 import msgspec
 
-from .controller import JobView, ReloadFinished, RunFailed, Summary
+from .controller import HookFailed, JobView, ReloadFinished, RunFailed, Summary
 
 PROTOCOL_VERSION = 1
 MAX_REQUEST_LINE = 1024 * 1024  # a request longer than this closes the connection
@@ -200,6 +202,15 @@ class RunFailedEvent(msgspec.Struct, tag="run_failed", tag_field="type", kw_only
         return RunFailed(self.job_id, self.message)
 
 
+class HookFailedEvent(msgspec.Struct, tag="hook_failed", tag_field="type", kw_only=True):
+    seq: int
+    job_id: str
+    message: str  # which hook (secrets masked) and how it failed, after its retries
+
+    def notice(self) -> HookFailed:
+        return HookFailed(self.job_id, self.message)
+
+
 class ReloadFinishedEvent(msgspec.Struct, tag="reload_finished", tag_field="type", kw_only=True):
     seq: int
     ok: bool
@@ -224,9 +235,12 @@ class LogEvent(msgspec.Struct, tag="log", tag_field="type", kw_only=True):
 
 ServerMessage = (
     Hello | Reply | Snapshot | JobsEvent | ProgressEvent | SummaryEvent | RunFailedEvent
-    | ReloadFinishedEvent | LogEvent
+    | HookFailedEvent | ReloadFinishedEvent | LogEvent
 )  # fmt: skip
-NumberedEvent = JobsEvent | ProgressEvent | SummaryEvent | RunFailedEvent | ReloadFinishedEvent
+NumberedEvent = (
+    JobsEvent | ProgressEvent | SummaryEvent | RunFailedEvent | HookFailedEvent
+    | ReloadFinishedEvent
+)  # fmt: skip
 
 
 # -- method parameters ----------------------------------------------------------------------
@@ -281,6 +295,7 @@ METHODS: dict[str, tuple[type[msgspec.Struct], Any]] = {
     "log": (LogParams, tuple[list[str], int]),
     "summary": (NoParams, Summary),
     "config_line": (JobParams, int | None),
+    "why": (JobParams, dict[str, Any] | None),
     "run_now": (RunNowParams, str),
     "pause": (JobParams, None),
     "resume": (JobParams, None),

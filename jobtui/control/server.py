@@ -291,6 +291,11 @@ class ControlServer:
     def _do_config_line(self, client: _Client, params: p.JobParams) -> int | None:
         return self.controller.config_line(self._job_id(params.job_id))
 
+    async def _do_why(self, client: _Client, params: p.JobParams) -> dict[str, Any] | None:
+        job_id = self._job_id(params.job_id)
+        why = await asyncio.to_thread(self.controller.why, job_id)  # reads history
+        return None if why is None else why.to_dict()
+
     def _do_run_now(self, client: _Client, params: p.RunNowParams) -> str:
         run = self.scheduler.run_now(self._job_id(params.job_id))
         self._touched()

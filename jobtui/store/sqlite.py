@@ -52,6 +52,9 @@ STATEMENTS: dict[Kind, str] = {
         "fingerprint, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ),
     Kind.DELETE_JOB: "DELETE FROM jobs WHERE job_id = ?",
+    Kind.SESSION_START: "INSERT INTO sessions (started_at, pid) VALUES (?, ?)",
+    Kind.SESSION_STOP: "UPDATE sessions SET stopped_at = ? WHERE started_at = ? AND pid = ?",
+    Kind.JOB_EVENT: "INSERT INTO job_events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
 }
 # Once running, a write waits this long for another process's lock, then the writer buffers and
 # tries again: runs waiting for their claim are let go ahead (journaled) without being late.
@@ -271,7 +274,20 @@ class SQLiteBackend:
                 conn.execute(
                     "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,)
                 )
+                conn.execute("DELETE FROM job_events WHERE at < ?", (cutoff,))
+                conn.execute("DELETE FROM sessions WHERE stopped_at < ?", (cutoff,))
             if self.keep_runs is not None:
+                # Notes and sessions are few next to runs: a generous bound keeps them finite.
+                conn.execute(
+                    "DELETE FROM job_events WHERE rowid IN (SELECT rowid FROM job_events "
+                    "ORDER BY at DESC LIMIT -1 OFFSET ?)",
+                    (self.keep_runs * 10,),
+                )
+                conn.execute(
+                    "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions "
+                    "ORDER BY started_at DESC LIMIT -1 OFFSET ?)",
+                    (self.keep_runs,),
+                )
                 for (job_id,) in conn.execute("SELECT DISTINCT job_id FROM runs").fetchall():
                     conn.execute(
                         "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs "
