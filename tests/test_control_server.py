@@ -22,6 +22,7 @@ from jobtui.control.controller import LocalController
 from jobtui.control.listen import ControlSocketError
 from jobtui.control.paths import candidates
 from jobtui.control.server import ControlServer
+from jobtui.control.why import Why
 from jobtui.engine import Run, RunStarted
 from jobtui.host import Host
 
@@ -429,3 +430,19 @@ async def test_a_client_that_sends_then_shuts_its_side_gets_every_byte(served):
     answer = p.decode_server_message(reply)
     assert isinstance(answer, p.Reply)
     assert len(p.decode_result("jobs", answer.result)) == 602
+
+
+async def test_why_answers_over_the_socket_as_in_process(served):
+    served.host.scheduler.run_now("backup")
+    async with asyncio.timeout(10):
+        while served.host.scheduler.get("backup").last_run is None:
+            await asyncio.sleep(0.02)  # the manual run finishing
+    client = await served.connect()
+    reply = await client.call("why", job_id="backup")
+    answer = p.decode_result("why", reply.result)
+    local = await asyncio.to_thread(served.server.controller.why, "backup")
+    assert local is not None and Why.from_dict(answer) == local
+    assert local.next_text.startswith("next: ") and local.lines[0].kind == "ran"
+    unknown = await client.call("why", job_id="nope")
+    assert unknown.error is not None and unknown.error.code == "unknown_job"
+    await client.close()
