@@ -121,8 +121,11 @@ def why_parser() -> argparse.ArgumentParser:
         description="A job's recent occurrences (ran, skipped, missed, and why) and its next "
         "one, in plain words. It only reads, so it can run beside a running jobtui.",
     )
-    parser.add_argument("file", type=Path)
-    parser.add_argument("job", help="the job's id")
+    parser.add_argument("job", metavar="JOB", help="the job's id")
+    parser.add_argument(
+        "file", type=Path, nargs="?", default=Path("jobs.toml"),
+        help="the jobs.toml (default ./jobs.toml)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     return parser
 

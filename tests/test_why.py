@@ -101,7 +101,7 @@ def make_history(tmp_path: Path) -> Path:
 
 def why(path: Path, job: str, *more: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "jobtui", "why", str(path), job, *more],
+        [sys.executable, "-m", "jobtui", "why", job, str(path), *more],
         capture_output=True,
         text=True,
         timeout=60,
@@ -165,7 +165,7 @@ def test_why_says_when_the_next_run_is_in_the_jobs_zone(tmp_path: Path) -> None:
 def test_why_refuses_an_unknown_job(tmp_path: Path) -> None:
     path = make_history(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "jobtui", "why", str(path), "nightlly"],
+        [sys.executable, "-m", "jobtui", "why", "nightlly", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
