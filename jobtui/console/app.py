@@ -1,9 +1,11 @@
-"""The console: a Textual app that hosts the scheduler on its own event loop.
+"""The console: a Textual app that either hosts the scheduler on its own event loop or is
+attached to a jobtui daemon that runs it (launch.py decides which).
 
 Job bodies never block it: async jobs are awaited on the loop (they must not block), plain
 functions run in threads and commands in subprocesses. Screens talk only to a controller
-(controller.py): they read its plain views, its change notices reach them as Textual messages,
-and a steady tick redraws countdowns and progress, touching only cells that changed.
+(control/controller.py, or control/client.py when attached): they read its plain views, its
+change notices reach them as Textual messages, and a steady tick redraws countdowns and
+progress, touching only cells that changed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
 
 from ..config import Config
-from ..control.controller import LocalController, Notice
+from ..control.client import RemoteController
+from ..control.controller import Controller, LocalController, Notice
 from ..engine import Clock, Scheduler
 from ..host import Host
 from ..store import StateStore
@@ -44,27 +47,51 @@ class JobtuiApp(App[int]):
         refresh_interval: float = 0.5,
         grace: float | None = None,
         watch_file: bool = True,
+        attach: RemoteController | None = None,
     ) -> None:
+        """Host the scheduler for ``config``; or, with ``attach``, show the daemon that
+        client talks to (``config`` then only supplies the key map)."""
         super().__init__()
         self.refresh_interval = refresh_interval
         self.grace = grace
         self.watch_file = watch_file
-        self.host = Host(config, store=store, clock=clock)
-        # For tests and tools that drive the engine directly; screens go through the controller.
-        self.scheduler: Scheduler = self.host.scheduler
-        self.controller = LocalController(self.host)
+        self.remote = attach
+        self.host: Host | None = None
+        self._local: LocalController | None = None
+        self._config = config
+        self.controller: Controller
+        if attach is not None:
+            self.controller = attach
+        else:
+            self.host = Host(config, store=store, clock=clock)
+            self.controller = self._local = LocalController(self.host)
         self.controller.subscribe(self._on_notice)
         self.tick = 0
 
     @property
     def config(self) -> Config:
-        return self.host.config  # the host follows reloads
+        return self.host.config if self.host is not None else self._config  # the host reloads
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """For tests and tools that drive the engine directly; screens go through the
+        controller."""
+        if self.host is None:
+            raise RuntimeError("an attached console has no scheduler of its own")
+        return self.host.scheduler
+
+    @property
+    def attached(self) -> bool:
+        return self.remote is not None
 
     # -- life cycle -----------------------------------------------------------------------
     async def on_mount(self) -> None:
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
-        await self.host.start(watch=self.watch_file)
+        if self.remote is not None:
+            await self.remote.start()
+        elif self.host is not None:
+            await self.host.start(watch=self.watch_file)
         self.set_interval(self.refresh_interval, self.on_tick)
         await self.push_screen(MainScreen())
 
@@ -82,11 +109,18 @@ class JobtuiApp(App[int]):
             screen.refresh_view()
 
     async def shut_down(self) -> None:
-        self.controller.close()
-        await self.host.stop(self.grace)
+        if self.remote is not None:
+            await self.remote.close()  # the daemon and its runs go on
+        elif self.host is not None and self._local is not None:
+            self._local.close()
+            await self.host.stop(self.grace)
 
     def ask_quit(self) -> None:
-        """Quit; with runs going, ask first: they are stopped gracefully."""
+        """Quit. A hosting console with runs going asks first (they are stopped gracefully);
+        an attached one leaves the daemon and its runs as they are, so it has nothing to ask."""
+        if self.attached:
+            self.run_worker(self._quit(), exclusive=True, name="quit")
+            return
         running = [run for job in self.controller.jobs() for run in job.running]
         if not running:
             self.run_worker(self._quit(), exclusive=True, name="quit")
@@ -126,6 +160,9 @@ class JobtuiApp(App[int]):
 
     def on_reload_finished(self, message: messages.ReloadFinished) -> None:
         self.refresh_screen()
+
+    def on_action_failed(self, message: messages.ActionFailed) -> None:
+        self.notify(message.message, title="Not done", severity="error", markup=False)
 
     # -- what screens ask for -------------------------------------------------------------
     def show_details(self, job_id: str, focus: str | None = None) -> None:

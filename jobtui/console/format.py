@@ -88,11 +88,20 @@ def progress_text(run: RunView | None, tick: int = 0) -> Text:
     return Text.assemble((bar, "cyan"), f" {round(run.progress * 100):>3}%")
 
 
-def summary_text(summary: Summary, now: float, zone: tzinfo) -> str:
+def summary_text(summary: Summary, now: float, zone: tzinfo) -> Text:
     clock = datetime.fromtimestamp(now, zone).strftime("%H:%M:%S %Z")
     store = f"   store: {summary.store_status}" if summary.store_status else ""
-    left = (
-        f"jobtui · {summary.config_name}   {summary.jobs} jobs · {summary.running} running · "
-        f"{summary.failed_24h} failed (24h) · {summary.paused} paused{store}"
+    text = Text(f"jobtui · {summary.config_name}")
+    # Where the scheduler is comes right after the file's name: the line is cut at the
+    # terminal's edge, and this must not be what is cut.
+    if summary.disconnected:
+        text.append(" · disconnected, retrying…", style="bold red")
+    elif summary.daemon_pid is not None:
+        since = summary.attached_since if summary.attached_since is not None else now
+        when = datetime.fromtimestamp(since, zone).strftime("%H:%M")
+        text.append(f" · attached to pid {summary.daemon_pid} since {when}", style="bold cyan")
+    text.append(
+        f"   {summary.jobs} jobs · {summary.running} running · "
+        f"{summary.failed_24h} failed (24h) · {summary.paused} paused{store}   {clock}"
     )
-    return f"{left}   {clock}"
+    return text

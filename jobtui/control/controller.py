@@ -122,6 +122,12 @@ class Summary:
     failed_24h: int
     paused: int
     store_status: str  # empty while the store is healthy (or there is none)
+    # Set when the scheduler runs in another process (a daemon this console is attached to):
+    # its pid, since when this console follows it, and whether the link is down (the views
+    # then show the last picture received).
+    daemon_pid: int | None = None
+    attached_since: float | None = None
+    disconnected: bool = False
 
 
 # -- change notices -------------------------------------------------------------------------
@@ -144,7 +150,15 @@ class ReloadFinished:
     problems: tuple[str, ...]
 
 
-Notice = JobsChanged | RunFailed | ReloadFinished
+@dataclass(frozen=True, slots=True)
+class ActionFailed:
+    """An action could not be carried out where the scheduler runs (a daemon refused it or
+    could not be reached); in-process actions raise instead."""
+
+    message: str
+
+
+Notice = JobsChanged | RunFailed | ReloadFinished | ActionFailed
 
 
 class Controller(Protocol):
