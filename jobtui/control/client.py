@@ -1,0 +1,509 @@
+"""The Controller over a control socket: what an attached console uses instead of a scheduler
+of its own.
+
+A background task on the caller's event loop keeps local copies of the daemon's views from
+its snapshot and numbered events, and turns them into the same notices LocalController gives,
+so the screens cannot tell where the scheduler runs. Reads never wait for the daemon: they
+return the local copies (the next times and a run's log are fetched in the background and
+arrive on a later redraw). ``history`` blocks and is called from a thread, as it is locally.
+
+When the daemon goes (stopped, restarted, killed), the views keep the last picture, the
+summary says the link is down, and the task retries with a growing pause until a daemon
+answers again, then starts over from its fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..config.locator import Locator
+from ..engine.timezones import resolve_timezone
+from . import paths
+from .controller import (
+    ActionFailed,
+    JobsChanged,
+    JobView,
+    Notice,
+    Summary,
+)
+from .protocol import (
+    MAX_SERVER_LINE,
+    Hello,
+    JobsEvent,
+    LogEvent,
+    ReloadFinishedEvent,
+    Reply,
+    Request,
+    RunFailedEvent,
+    Snapshot,
+    SummaryEvent,
+    decode_result,
+    decode_server_message,
+    encode,
+)
+
+RETRY_FIRST = 0.1  # seconds before the first reconnect; doubled after each failure
+RETRY_MAX = 2.0  # a restarted daemon is picked up within this long
+FIRST_PICTURE = 3.0  # how long start() waits for the first snapshot
+REQUEST_TIMEOUT = 10.0
+# A run's log is followed while the details screen keeps asking for it (each redraw does);
+# once nobody asked for this long, the daemon is told to stop sending its lines.
+FOLLOW_LEASE = 2.0
+
+
+class DaemonRefused(Exception):
+    """The daemon answered but would not talk to this user; the message is its reason."""
+
+
+class NotConnected(ConnectionError):
+    """No daemon is connected now (it went, and the client is retrying)."""
+
+
+class RequestFailed(Exception):
+    """The daemon answered a request with an error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def probe(socket_paths: list[Path], timeout: float = 2.0) -> tuple[Path, Hello] | None:
+    """The first of these sockets where a jobtui answers, with its hello; None when none
+    does (no socket, or a dead daemon's). Raises DaemonRefused when one answers but refuses
+    this user. Blocking: for deciding, before any event loop runs, whether to attach."""
+    for path in socket_paths:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect(str(path))
+                line = _read_line(sock)
+                message = decode_server_message(line)
+            except (OSError, msgspec.DecodeError):
+                continue
+            if isinstance(message, Hello):
+                return path, message
+            if isinstance(message, Reply) and message.error is not None:
+                raise DaemonRefused(f"{path}: {message.error.message}")
+    return None
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a line")
+        chunks.append(chunk)
+        if b"\n" in chunk:
+            return b"".join(chunks).split(b"\n", 1)[0]
+
+
+@dataclass
+class _Followed:
+    """A run whose log lines this client receives: lines numbered from the run's first."""
+
+    job_id: str
+    first: int = 0  # the number of lines[0]
+    lines: list[str] = field(default_factory=list)
+    asked: float = 0.0  # monotonic time the screen last asked for it
+    sent: bool = False  # a follow request went out on the current connection
+
+    @property
+    def next(self) -> int:
+        return self.first + len(self.lines)
+
+    def take(self, event: LogEvent) -> None:
+        if not self.lines:
+            self.first = event.start
+        skip = self.next - event.start  # lines sent again after a reconnect
+        if skip < 0:  # lines dropped by the run's capped buffer in between
+            skip = 0
+        self.lines.extend(event.lines[skip:])
+
+
+class RemoteController:
+    """A Controller for the jobtui that answers on a control socket.
+
+    ``sockets`` says where to look (asked again before each reconnect, since a restarted
+    daemon may bind another candidate): by default the candidates of ``state_path``.
+    """
+
+    def __init__(
+        self,
+        config_path: Path,
+        timezone: tzinfo,
+        *,
+        state_path: Path | None = None,
+        sockets: Callable[[], list[Path]] | None = None,
+        retry_max: float = RETRY_MAX,
+    ) -> None:
+        if sockets is None:
+            if state_path is None:
+                raise ValueError("RemoteController needs a state_path or sockets")
+            sockets = lambda: paths.existing(state_path)  # noqa: E731
+        self._sockets = sockets
+        self._config_path = config_path
+        self._timezone = timezone
+        self._retry_max = retry_max
+        self._listeners: list[Callable[[Notice], None]] = []
+        self._views: dict[str, JobView] = {}
+        self._summary: Summary | None = None
+        self._problems: tuple[str, ...] = ()
+        self._next_times: dict[str, tuple[float | None, list[datetime]]] = {}
+        self._asking_next: set[str] = set()
+        self._followed: dict[str, _Followed] = {}
+        self.hello: Hello | None = None
+        self.attached_since: float | None = None
+        self.connected = asyncio.Event()
+        self._seq = 0
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[str, asyncio.Future[Any]]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()  # fire-and-forget actions, kept alive
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect in the background; wait (a little) for the first picture."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._keep_connected(), name="jobtui-attached")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), FIRST_PICTURE)
+
+    async def close(self) -> None:
+        """Let go of the daemon; it and its runs go on."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in tuple(self._tasks):
+            task.cancel()
+
+    async def _keep_connected(self) -> None:
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await self._session()
+                delay = RETRY_FIRST  # it was up: the next try comes soon
+            except (OSError, EOFError, msgspec.DecodeError, asyncio.IncompleteReadError,
+                    ValueError, DaemonRefused):  # fmt: skip
+                pass
+            finally:
+                self._lost()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry_max)
+
+    async def _session(self) -> None:
+        reader = writer = None
+        for path in self._sockets():
+            try:
+                reader, writer = await asyncio.open_unix_connection(
+                    str(path), limit=MAX_SERVER_LINE
+                )
+                break
+            except OSError:
+                continue
+        if reader is None or writer is None:
+            raise ConnectionError("no daemon answers")
+        try:
+            hello = decode_server_message(await reader.readuntil(b"\n"))
+            if isinstance(hello, Reply) and hello.error is not None:
+                raise DaemonRefused(hello.error.message)
+            if not isinstance(hello, Hello):
+                raise ConnectionError("the socket did not say hello")
+            if self.hello is None or hello.pid != self.hello.pid or not self.attached_since:
+                self.attached_since = time.time()
+            self.hello = hello
+            self._writer = writer
+            self._send("watch", {})
+            while True:
+                line = await reader.readuntil(b"\n")
+                self._handle(decode_server_message(line))
+        finally:
+            self._writer = None
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _lost(self) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        for _method, future in self._pending.values():
+            if not future.done():
+                future.set_exception(NotConnected("the daemon went away"))
+        self._pending.clear()
+        self._asking_next.clear()
+        for followed in self._followed.values():
+            followed.sent = False  # follows were the old connection's: ask the next one
+        if was_connected:
+            self._notify(JobsChanged(tuple(self._views)))  # the header says so at once
+
+    # -- what the daemon sends --------------------------------------------------------------
+    def _handle(self, message: object) -> None:
+        if isinstance(message, JobsEvent | SummaryEvent | RunFailedEvent | ReloadFinishedEvent):
+            if message.seq != self._seq + 1:  # missed some: start over from a snapshot
+                self._send("watch", {})
+            self._seq = message.seq
+        if isinstance(message, Reply):
+            self._on_reply(message)
+        elif isinstance(message, Snapshot):
+            self._on_snapshot(message)
+        elif isinstance(message, JobsEvent):
+            self._on_jobs(message)
+        elif isinstance(message, SummaryEvent):
+            self._summary = message.summary
+        elif isinstance(message, RunFailedEvent):
+            self._notify(message.notice())
+        elif isinstance(message, ReloadFinishedEvent):
+            self._problems = tuple(message.problems)
+            self._notify(message.notice())
+        elif isinstance(message, LogEvent):
+            followed = self._followed.get(message.run_id)
+            if followed is not None:
+                followed.take(message)
+
+    def _on_reply(self, message: Reply) -> None:
+        if not isinstance(message.id, int):
+            return
+        entry = self._pending.pop(message.id, None)
+        if entry is None:
+            return
+        method, future = entry
+        if future.done():
+            return
+        if message.error is not None:
+            future.set_exception(RequestFailed(message.error.code, message.error.message))
+            return
+        try:
+            future.set_result(decode_result(method, message.result))
+        except msgspec.ValidationError as exc:
+            future.set_exception(RequestFailed("invalid_result", str(exc)))
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        self._seq = snapshot.seq
+        gone = set(self._views)
+        self._views = {view.id: view for view in snapshot.jobs}
+        self._summary = snapshot.summary
+        self._problems = tuple(snapshot.reload_problems)
+        self._config_path = Path(snapshot.config.path)
+        with contextlib.suppress(Exception):
+            self._timezone = resolve_timezone(snapshot.config.timezone)
+        self._next_times.clear()
+        self.connected.set()
+        self._notify(JobsChanged(tuple(gone | set(self._views))))
+
+    def _on_jobs(self, event: JobsEvent) -> None:
+        views = self._views
+        changed = [job_id for job_id in event.removed if job_id in views]
+        for job_id in event.removed:
+            views.pop(job_id, None)
+            self._next_times.pop(job_id, None)
+        for view in event.views:
+            old = views.get(view.id)
+            views[view.id] = view
+            if old is None or _redraw_worthy(old, view):
+                changed.append(view.id)
+        if event.order is not None:
+            self._views = {job_id: views[job_id] for job_id in event.order if job_id in views}
+            self._views.update({k: v for k, v in views.items() if k not in self._views})
+        # Progress alone is drawn by the steady tick, as in-process; everything else now.
+        if changed:
+            self._notify(JobsChanged(tuple(changed)))
+
+    # -- requests ---------------------------------------------------------------------------
+    def _send(self, method: str, params: dict[str, Any]) -> asyncio.Future[Any]:
+        assert self._loop is not None
+        future: asyncio.Future[Any] = self._loop.create_future()
+        if self._writer is None:
+            future.set_exception(NotConnected("not connected to the daemon"))
+            return future
+        request_id = next(self._ids)
+        self._pending[request_id] = (method, future)
+        self._writer.write(encode(Request(id=request_id, method=method, params=params)))
+        return future
+
+    async def request(self, method: str, **params: Any) -> Any:
+        """Ask the daemon; raises NotConnected or RequestFailed."""
+        return await asyncio.wait_for(self._send(method, params), REQUEST_TIMEOUT)
+
+    def call(self, method: str, **params: Any) -> Any:
+        """``request`` from another thread (a screen's thread worker), blocking."""
+        if self._loop is None:
+            raise NotConnected("not started")
+        return asyncio.run_coroutine_threadsafe(self.request(method, **params), self._loop).result(
+            REQUEST_TIMEOUT + 1
+        )
+
+    def _act(self, method: str, job_id: str, what: str) -> None:
+        """An action: sent at once, answered later; a refusal comes back as a notice."""
+
+        async def send() -> None:
+            try:
+                await self.request(method, job_id=job_id)
+            except (NotConnected, TimeoutError):
+                self._notify(ActionFailed(f"{what} {job_id}: the daemon is not connected"))
+            except RequestFailed as exc:
+                self._notify(ActionFailed(f"{what} {job_id}: {exc}"))
+
+        task = asyncio.ensure_future(send(), loop=self._loop)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- Controller: reads ------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self._config_path
+
+    @property
+    def timezone(self) -> tzinfo:
+        return self._timezone
+
+    @property
+    def reload_problems(self) -> tuple[str, ...]:
+        return self._problems
+
+    def now(self) -> float:
+        return time.time()  # the daemon runs on this machine, on the same wall clock
+
+    def jobs(self) -> list[JobView]:
+        return list(self._views.values())
+
+    def job(self, job_id: str) -> JobView | None:
+        return self._views.get(job_id)
+
+    def next_times(self, job_id: str, n: int = 5) -> list[datetime]:
+        """What the daemon last said; asked again (in the background) when the job's next
+        time moved. The screen redraws when the answer comes."""
+        view = self._views.get(job_id)
+        if view is None:
+            return []
+        known = self._next_times.get(job_id)
+        if known is not None and known[0] == view.next_fire and len(known[1]) >= n:
+            return known[1][:n]
+        if job_id not in self._asking_next and self.connected.is_set():
+            self._asking_next.add(job_id)
+            asked_for = view.next_fire
+
+            async def ask() -> None:
+                try:
+                    times = await self.request("next_times", job_id=job_id, n=n)
+                except (NotConnected, RequestFailed, TimeoutError):
+                    return
+                finally:
+                    self._asking_next.discard(job_id)
+                self._next_times[job_id] = (asked_for, times)
+                self._notify(JobsChanged((job_id,)))
+
+            task = asyncio.ensure_future(ask(), loop=self._loop)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return known[1][:n] if known is not None else []
+
+    def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first; blocking: call it from a thread worker. Empty while disconnected."""
+        try:
+            result: list[dict[str, Any]] = self.call("history", job_id=job_id, limit=limit)
+        except (NotConnected, RequestFailed, TimeoutError):
+            return []
+        return result
+
+    def log(self, job_id: str, run_id: str, start: int = 0) -> tuple[str, ...]:
+        """The run's lines received so far, from the ``start``-th on. Asking follows the run:
+        its lines stream in over this connection while a screen keeps asking, and stop when
+        it no longer does (or asks for another run)."""
+        now = time.monotonic()
+        followed = self._followed.get(run_id)
+        if followed is None:
+            followed = self._followed[run_id] = _Followed(job_id)
+        followed.asked = now
+        for other_id, other in tuple(self._followed.items()):
+            if other_id != run_id and now - other.asked > FOLLOW_LEASE:
+                self._unfollow(other_id, other)
+        if not followed.sent and self._writer is not None:
+            followed.sent = True
+            self._send("follow", {"job_id": job_id, "run_id": run_id, "start": followed.next})
+        return tuple(followed.lines[start:])
+
+    def _unfollow(self, run_id: str, followed: _Followed) -> None:
+        del self._followed[run_id]
+        if followed.sent and self._writer is not None:
+            self._send("unfollow", {"job_id": followed.job_id, "run_id": run_id})
+
+    def summary(self) -> Summary:
+        base = self._summary or Summary(self._config_path.name, len(self._views), 0, 0, 0, "")
+        return replace(
+            base,
+            config_name=self._config_path.name,
+            daemon_pid=self.hello.pid if self.hello is not None else None,
+            attached_since=self.attached_since,
+            disconnected=not self.connected.is_set(),
+        )
+
+    def config_line(self, job_id: str) -> int | None:
+        """The job's line in jobs.toml as the file reads now: the daemon reads the same file,
+        and the editor opens this console's copy of it."""
+        try:
+            text = self._config_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        return Locator(text).table("jobs", job_id)[0]
+
+    # -- Controller: actions ----------------------------------------------------------------
+    def run_now(self, job_id: str) -> None:
+        self._act("run_now", job_id, "run")
+
+    def pause(self, job_id: str) -> None:
+        self._act("pause", job_id, "pause")
+
+    def resume(self, job_id: str) -> None:
+        self._act("resume", job_id, "resume")
+
+    def cancel(self, job_id: str) -> None:
+        self._act("cancel", job_id, "cancel")
+
+    def remove(self, job_id: str) -> None:
+        self._act("remove", job_id, "remove")
+
+    async def reload(self) -> bool:
+        try:
+            result: bool = await self.request("reload")
+        except (NotConnected, TimeoutError):
+            self._notify(ActionFailed("reload: the daemon is not connected"))
+            return False
+        except RequestFailed as exc:
+            self._notify(ActionFailed(f"reload: {exc}"))
+            return False
+        return result
+
+    def subscribe(self, callback: Callable[[Notice], None]) -> Callable[[], None]:
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self, notice: Notice) -> None:
+        for listener in tuple(self._listeners):
+            listener(notice)
+
+
+def _redraw_worthy(old: JobView, new: JobView) -> bool:
+    """Whether a changed view is more than moving progress (which the steady tick draws)."""
+    if tuple(run.run_id for run in old.running) != tuple(run.run_id for run in new.running):
+        return True
+    return replace(old, running=()) != replace(new, running=())
