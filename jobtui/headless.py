@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import ConfigError, Problem, load
+from .control.controller import LocalController
+from .control.listen import ControlSocketError
+from .control.server import ControlServer
 from .engine import (
     ClockJumped,
     Event,
@@ -208,11 +211,20 @@ async def run_headless(
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    # Consoles and `jobtui status`/`run`/... reach the scheduler through the control socket.
+    server = ControlServer(LocalController(host), host_kind="headless", log=log.write)
     try:
         await host.start()
+        try:
+            await server.start()
+        except ControlSocketError as exc:  # the jobs matter more than the socket: run anyway
+            log.write(event="control_unavailable", detail=str(exc))
         await stop.wait()
         log.write(event="stopping", grace=grace)
     finally:
+        # The socket goes before the state's lock: a successor that can own the state must
+        # never find this daemon's socket still answering.
+        await server.close()
         await host.stop(grace)
         for sig in signals:
             loop.remove_signal_handler(sig)

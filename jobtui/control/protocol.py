@@ -42,7 +42,8 @@ Methods (``METHODS`` below, params → result), mirroring the Controller interfa
     log         {job_id, run_id, start=0, limit=1000}→ [[line, ...], next_start]
     summary     {}                                   → Summary
     config_line {job_id}                             → int | null
-    run_now     {job_id}                             → run_id (str)
+    run_now     {job_id, follow=false}               → run_id (str); follow: as ``follow``
+                                                       from line 0, with no race on the id
     pause / resume / cancel / remove {job_id}        → null
     reload      {}                                   → bool (false: problems, the old jobs run)
     follow      {job_id, run_id, start=0}            → null, then "log" events for that run
@@ -60,6 +61,7 @@ one per broadcast event, and a snapshot carries the ``seq`` of the last event it
     {"type": "reload_finished", "seq": 45, "ok": false, "problems": ["..."]}
     {"type": "log", "job_id": "backup", "run_id": "...", "start": 120,
      "lines": ["...", ...], "next": 130, "done": false}
+    {"type": "log", ..., "done": true, "outcome": "failed", "exit_code": 3, "error": "..."}
 
 ``jobs`` carries the full views of the jobs that changed since the last event (progress is
 coalesced: one view per job per flush, at most ``FLUSH_INTERVAL`` apart), ``removed`` the ids
@@ -67,7 +69,8 @@ of jobs that went, and ``order`` the whole id order when jobs came, went or move
 A ``jobs`` event is also what the Controller's JobsChanged notice becomes on the client.
 ``log`` events are per client (no ``seq``): the run's lines numbered from its first line ever
 (``start`` .. ``next``), sent only while the client follows the run; ``done`` is true on the
-last one, once the run finished and its output was sent. A client that falls behind (its send
+last one, once the run finished and its output was sent, with the run's outcome, a command's
+exit code and the error line. A client that falls behind (its send
 queue passed a bound) is sent a fresh snapshot instead of the events it missed; a client that
 reads nothing for ``STALL_TIMEOUT`` seconds is dropped.
 
@@ -173,6 +176,10 @@ class LogEvent(msgspec.Struct, tag="log", tag_field="type", kw_only=True):
     lines: list[str]
     next: int
     done: bool = False
+    # On the last event (done): how the run ended, for `jobtui run --wait`'s exit status.
+    outcome: str | None = None
+    exit_code: int | None = None
+    error: str | None = None  # "Type: first line of the message"
 
 
 ServerMessage = (
@@ -199,6 +206,11 @@ class NextTimesParams(msgspec.Struct, forbid_unknown_fields=True):
 class HistoryParams(msgspec.Struct, forbid_unknown_fields=True):
     job_id: str
     limit: int = 100
+
+
+class RunNowParams(msgspec.Struct, forbid_unknown_fields=True):
+    job_id: str
+    follow: bool = False  # stream the new run's output (as ``follow`` does) from its start
 
 
 class LogParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -229,7 +241,7 @@ METHODS: dict[str, tuple[type[msgspec.Struct], Any]] = {
     "log": (LogParams, tuple[list[str], int]),
     "summary": (NoParams, Summary),
     "config_line": (JobParams, int | None),
-    "run_now": (JobParams, str),
+    "run_now": (RunNowParams, str),
     "pause": (JobParams, None),
     "resume": (JobParams, None),
     "cancel": (JobParams, None),

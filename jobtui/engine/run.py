@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import threading
 import traceback as tb
 from collections import deque
@@ -113,6 +114,27 @@ class RunOutput:
     def lines(self) -> list[LogLine]:
         with self._lock:
             return [*self._head, *self._tail]
+
+    def since(self, start: int, limit: int) -> tuple[list[LogLine], int]:
+        """Up to ``limit`` lines from line ``start`` on, numbered from the run's first line
+        ever (the numbers survive the middle being dropped; dropped lines are skipped), and
+        the number to start from next time. A reader that keeps the number sees every kept
+        line once, however the buffer moved meanwhile."""
+        with self._lock:
+            head = self._head
+            lines: list[LogLine] = []
+            position = max(start, 0)
+            if position < len(head):
+                lines = head[position : position + limit]
+                position += len(lines)
+            if len(lines) < limit and self._tail:
+                tail_first = self.total_lines - len(self._tail)
+                position = max(position, tail_first)
+                offset = position - tail_first
+                more = list(itertools.islice(self._tail, offset, offset + limit - len(lines)))
+                lines += more
+                position += len(more)
+            return lines, position
 
     def text(self) -> str:
         """The kept output as text, with a note where lines were dropped."""
