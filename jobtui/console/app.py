@@ -21,6 +21,8 @@ from textual.binding import Binding
 from ..config import Config
 from ..control.client import RemoteController
 from ..control.controller import Controller, LocalController, Notice
+from ..control.listen import ControlSocketError
+from ..control.server import ControlServer
 from ..engine import Clock, Scheduler
 from ..host import Host
 from ..store import StateStore
@@ -48,10 +50,14 @@ class JobtuiApp(App[int]):
         grace: float | None = None,
         watch_file: bool = True,
         attach: RemoteController | None = None,
+        serve: bool = False,
     ) -> None:
-        """Host the scheduler for ``config``; or, with ``attach``, show the daemon that
-        client talks to (``config`` then only supplies the key map)."""
+        """Host the scheduler for ``config`` (with ``serve``, other consoles and the CLI
+        verbs reach it on the state file's control socket); or, with ``attach``, show the
+        jobtui that client talks to (``config`` then only supplies the key map)."""
         super().__init__()
+        self.serve = serve
+        self.server: ControlServer | None = None
         self.refresh_interval = refresh_interval
         self.grace = grace
         self.watch_file = watch_file
@@ -92,8 +98,19 @@ class JobtuiApp(App[int]):
             await self.remote.start()
         elif self.host is not None:
             await self.host.start(watch=self.watch_file)
+            if self.serve and self._local is not None:
+                await self._start_server(self._local)
         self.set_interval(self.refresh_interval, self.on_tick)
         await self.push_screen(MainScreen())
+
+    async def _start_server(self, controller: LocalController) -> None:
+        server = ControlServer(controller, host_kind="console")
+        try:
+            await server.start()
+        except ControlSocketError as exc:  # the jobs matter more than the socket
+            self.notify(f"Other consoles cannot attach: {exc}", severity="warning", markup=False)
+            return
+        self.server = server
 
     def on_tick(self) -> None:
         self.tick += 1
@@ -112,6 +129,8 @@ class JobtuiApp(App[int]):
         if self.remote is not None:
             await self.remote.close()  # the daemon and its runs go on
         elif self.host is not None and self._local is not None:
+            if self.server is not None:  # before the lock goes, as headless mode does
+                await self.server.close()
             self._local.close()
             await self.host.stop(self.grace)
 

@@ -13,15 +13,16 @@ import time
 from pathlib import Path
 
 from ..config import Config, ConfigError, load
-from ..control import paths
-from ..control.client import DaemonRefused, RemoteController, probe
+from ..control.client import RemoteController
 from ..control.protocol import Hello
+from ..control.sync_client import Disconnected, NoDaemon, RemoteError, SyncClient
 from ..host import open_store
 from ..store import StateStore, StoreError
 
 # A daemon takes the state's lock before its socket answers: a console that finds the lock
 # taken waits this long for the socket before it gives up.
 STARTING_DAEMON_WAIT = 3.0
+PROBE_TIMEOUT = 2.0  # a daemon answers its hello at once, even while busy
 
 
 def open_console(path: Path, *, attach_only: bool = False) -> int:
@@ -48,20 +49,24 @@ def open_console(path: Path, *, attach_only: bool = False) -> int:
                     return 1
             else:
                 return host_console(config, store)
-    except DaemonRefused as exc:
-        print(f"{command}: the jobtui running {path} refused this user: {exc}", file=sys.stderr)
+    except RemoteError as exc:  # another user's daemon, or another version's
+        print(f"{command}: the jobtui running {path} will not talk to this one: {exc}",
+              file=sys.stderr)  # fmt: skip
         return 1
     return attached_console(config)
 
 
-def find_daemon(config: Config) -> tuple[Path, Hello] | None:
-    """The socket and hello of the jobtui that runs this config's state, if one answers."""
-    return probe(paths.existing(config.state_path))
+def find_daemon(config: Config) -> Hello | None:
+    """The greeting of the jobtui that runs this config's state, if one answers. Raises
+    RemoteError when it answers but refuses this user or speaks another protocol."""
+    try:
+        with SyncClient.connect(config.state_path, timeout=PROBE_TIMEOUT) as client:
+            return client.hello
+    except (NoDaemon, Disconnected, TimeoutError):
+        return None
 
 
-def wait_for_daemon(
-    config: Config, timeout: float = STARTING_DAEMON_WAIT
-) -> tuple[Path, Hello] | None:
+def wait_for_daemon(config: Config, timeout: float = STARTING_DAEMON_WAIT) -> Hello | None:
     deadline = time.monotonic() + timeout
     while True:
         found = find_daemon(config)
@@ -94,7 +99,7 @@ def host_console(config: Config, store: StateStore) -> int:
 
     # Quitting the console asks first, and the user has then chosen to stop the runs: they are
     # cancelled at once (commands: SIGTERM, then SIGKILL after kill_grace), not waited for.
-    app = JobtuiApp(config, store=store, grace=0)
+    app = JobtuiApp(config, store=store, grace=0, serve=True)
     try:
         app.run()
         # Textual reports a crash (say, a stylesheet it cannot read) and returns normally: the

@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from .controller import (
 )
 from .protocol import (
     MAX_SERVER_LINE,
+    PROTOCOL_VERSION,
     Hello,
     JobsEvent,
     LogEvent,
@@ -52,6 +52,7 @@ from .protocol import (
     decode_server_message,
     encode,
 )
+from .runlog import RunLog
 
 RETRY_FIRST = 0.1  # seconds before the first reconnect; doubled after each failure
 RETRY_MAX = 2.0  # a restarted daemon is picked up within this long
@@ -60,10 +61,6 @@ REQUEST_TIMEOUT = 10.0
 # A run's log is followed while the details screen keeps asking for it (each redraw does);
 # once nobody asked for this long, the daemon is told to stop sending its lines.
 FOLLOW_LEASE = 2.0
-
-
-class DaemonRefused(Exception):
-    """The daemon answered but would not talk to this user; the message is its reason."""
 
 
 class NotConnected(ConnectionError):
@@ -76,60 +73,6 @@ class RequestFailed(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def probe(socket_paths: list[Path], timeout: float = 2.0) -> tuple[Path, Hello] | None:
-    """The first of these sockets where a jobtui answers, with its hello; None when none
-    does (no socket, or a dead daemon's). Raises DaemonRefused when one answers but refuses
-    this user. Blocking: for deciding, before any event loop runs, whether to attach."""
-    for path in socket_paths:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            try:
-                sock.connect(str(path))
-                line = _read_line(sock)
-                message = decode_server_message(line)
-            except (OSError, msgspec.DecodeError):
-                continue
-            if isinstance(message, Hello):
-                return path, message
-            if isinstance(message, Reply) and message.error is not None:
-                raise DaemonRefused(f"{path}: {message.error.message}")
-    return None
-
-
-def _read_line(sock: socket.socket) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before a line")
-        chunks.append(chunk)
-        if b"\n" in chunk:
-            return b"".join(chunks).split(b"\n", 1)[0]
-
-
-@dataclass
-class _Followed:
-    """A run whose log lines this client receives: lines numbered from the run's first."""
-
-    job_id: str
-    first: int = 0  # the number of lines[0]
-    lines: list[str] = field(default_factory=list)
-    asked: float = 0.0  # monotonic time the screen last asked for it
-    sent: bool = False  # a follow request went out on the current connection
-
-    @property
-    def next(self) -> int:
-        return self.first + len(self.lines)
-
-    def take(self, event: LogEvent) -> None:
-        if not self.lines:
-            self.first = event.start
-        skip = self.next - event.start  # lines sent again after a reconnect
-        if skip < 0:  # lines dropped by the run's capped buffer in between
-            skip = 0
-        self.lines.extend(event.lines[skip:])
 
 
 class RemoteController:
@@ -162,16 +105,16 @@ class RemoteController:
         self._problems: tuple[str, ...] = ()
         self._next_times: dict[str, tuple[float | None, list[datetime]]] = {}
         self._asking_next: set[str] = set()
-        self._followed: dict[str, _Followed] = {}
+        self._followed: dict[str, RunLog] = {}
         self.hello: Hello | None = None
         self.attached_since: float | None = None
         self.connected = asyncio.Event()
-        self._seq = 0
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # fire-and-forget actions, kept alive
 
     # -- life cycle -----------------------------------------------------------------------
@@ -179,6 +122,7 @@ class RemoteController:
         """Connect in the background; wait (a little) for the first picture."""
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._keep_connected(), name="jobtui-attached")
+        self._expiry = asyncio.create_task(self._expire_follows(), name="jobtui-follows")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.connected.wait(), FIRST_PICTURE)
 
@@ -189,6 +133,8 @@ class RemoteController:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._expiry is not None:
+            self._expiry.cancel()
         for task in tuple(self._tasks):
             task.cancel()
 
@@ -199,7 +145,7 @@ class RemoteController:
                 await self._session()
                 delay = RETRY_FIRST  # it was up: the next try comes soon
             except (OSError, EOFError, msgspec.DecodeError, asyncio.IncompleteReadError,
-                    ValueError, DaemonRefused):  # fmt: skip
+                    ValueError):  # fmt: skip
                 pass
             finally:
                 self._lost()
@@ -220,15 +166,15 @@ class RemoteController:
             raise ConnectionError("no daemon answers")
         try:
             hello = decode_server_message(await reader.readuntil(b"\n"))
-            if isinstance(hello, Reply) and hello.error is not None:
-                raise DaemonRefused(hello.error.message)
-            if not isinstance(hello, Hello):
-                raise ConnectionError("the socket did not say hello")
+            # A refusal, or a daemon of another protocol (an upgrade half done): the link
+            # stays down, and is tried again, as if nothing answered.
+            if not isinstance(hello, Hello) or hello.protocol != PROTOCOL_VERSION:
+                raise ConnectionError("the socket did not greet as this jobtui's daemon")
             if self.hello is None or hello.pid != self.hello.pid or not self.attached_since:
                 self.attached_since = time.time()
             self.hello = hello
             self._writer = writer
-            self._send("watch", {})
+            self._tell("watch", {})
             while True:
                 line = await reader.readuntil(b"\n")
                 self._handle(decode_server_message(line))
@@ -253,10 +199,8 @@ class RemoteController:
 
     # -- what the daemon sends --------------------------------------------------------------
     def _handle(self, message: object) -> None:
-        if isinstance(message, JobsEvent | SummaryEvent | RunFailedEvent | ReloadFinishedEvent):
-            if message.seq != self._seq + 1:  # missed some: start over from a snapshot
-                self._send("watch", {})
-            self._seq = message.seq
+        # Numbered events need no check of their own here: a server that had to skip some
+        # for this client (it fell behind) sends a fresh snapshot before the next one.
         if isinstance(message, Reply):
             self._on_reply(message)
         elif isinstance(message, Snapshot):
@@ -293,7 +237,6 @@ class RemoteController:
             future.set_exception(RequestFailed("invalid_result", str(exc)))
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        self._seq = snapshot.seq
         gone = set(self._views)
         self._views = {view.id: view for view in snapshot.jobs}
         self._summary = snapshot.summary
@@ -334,6 +277,11 @@ class RemoteController:
         self._pending[request_id] = (method, future)
         self._writer.write(encode(Request(id=request_id, method=method, params=params)))
         return future
+
+    def _tell(self, method: str, params: dict[str, Any]) -> None:
+        """A request whose answer nobody waits for (watch, follow, unfollow): a refusal
+        (the run is gone already) or a lost connection changes nothing."""
+        self._send(method, params).add_done_callback(_ignore_outcome)
 
     async def request(self, method: str, **params: Any) -> Any:
         """Ask the daemon; raises NotConnected or RequestFailed."""
@@ -427,20 +375,29 @@ class RemoteController:
         now = time.monotonic()
         followed = self._followed.get(run_id)
         if followed is None:
-            followed = self._followed[run_id] = _Followed(job_id)
+            followed = self._followed[run_id] = RunLog(job_id)
         followed.asked = now
         for other_id, other in tuple(self._followed.items()):
             if other_id != run_id and now - other.asked > FOLLOW_LEASE:
                 self._unfollow(other_id, other)
         if not followed.sent and self._writer is not None:
             followed.sent = True
-            self._send("follow", {"job_id": job_id, "run_id": run_id, "start": followed.next})
-        return tuple(followed.lines[start:])
+            self._tell("follow", {"job_id": job_id, "run_id": run_id, "start": followed.next})
+        return followed.since(start)
 
-    def _unfollow(self, run_id: str, followed: _Followed) -> None:
+    async def _expire_follows(self) -> None:
+        """Stop the lines of runs no screen looks at any more (the details screen closed)."""
+        while True:
+            await asyncio.sleep(FOLLOW_LEASE / 2)
+            now = time.monotonic()
+            for run_id, followed in tuple(self._followed.items()):
+                if now - followed.asked > FOLLOW_LEASE:
+                    self._unfollow(run_id, followed)
+
+    def _unfollow(self, run_id: str, followed: RunLog) -> None:
         del self._followed[run_id]
         if followed.sent and self._writer is not None:
-            self._send("unfollow", {"job_id": followed.job_id, "run_id": run_id})
+            self._tell("unfollow", {"job_id": followed.job_id, "run_id": run_id})
 
     def summary(self) -> Summary:
         base = self._summary or Summary(self._config_path.name, len(self._views), 0, 0, 0, "")
@@ -500,6 +457,11 @@ class RemoteController:
     def _notify(self, notice: Notice) -> None:
         for listener in tuple(self._listeners):
             listener(notice)
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not report it as lost
 
 
 def _redraw_worthy(old: JobView, new: JobView) -> bool:
