@@ -90,6 +90,7 @@ class RemoteController:
         state_path: Path | None = None,
         sockets: Callable[[], list[Path]] | None = None,
         retry_max: float = RETRY_MAX,
+        follow_lease: float = FOLLOW_LEASE,
     ) -> None:
         if sockets is None:
             if state_path is None:
@@ -99,11 +100,13 @@ class RemoteController:
         self._config_path = config_path
         self._timezone = timezone
         self._retry_max = retry_max
+        self._follow_lease = follow_lease
         self._listeners: list[Callable[[Notice], None]] = []
         self._views: dict[str, JobView] = {}
         self._summary: Summary | None = None
         self._problems: tuple[str, ...] = ()
-        self._next_times: dict[str, tuple[float | None, list[datetime]]] = {}
+        # job id: (its next_fire when asked, how many were asked, the answer)
+        self._next_times: dict[str, tuple[float | None, int, list[datetime]]] = {}
         self._asking_next: set[str] = set()
         self._followed: dict[str, RunLog] = {}
         self.hello: Hello | None = None
@@ -339,8 +342,8 @@ class RemoteController:
         if view is None:
             return []
         known = self._next_times.get(job_id)
-        if known is not None and known[0] == view.next_fire and len(known[1]) >= n:
-            return known[1][:n]
+        if known is not None and known[0] == view.next_fire and known[1] >= n:
+            return known[2][:n]
         if job_id not in self._asking_next and self.connected.is_set():
             self._asking_next.add(job_id)
             asked_for = view.next_fire
@@ -352,13 +355,13 @@ class RemoteController:
                     return
                 finally:
                     self._asking_next.discard(job_id)
-                self._next_times[job_id] = (asked_for, times)
+                self._next_times[job_id] = (asked_for, n, times)
                 self._notify(JobsChanged((job_id,)))
 
             task = asyncio.ensure_future(ask(), loop=self._loop)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return known[1][:n] if known is not None else []
+        return known[2][:n] if known is not None else []
 
     def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first; blocking: call it from a thread worker. Empty while disconnected."""
@@ -378,7 +381,7 @@ class RemoteController:
             followed = self._followed[run_id] = RunLog(job_id)
         followed.asked = now
         for other_id, other in tuple(self._followed.items()):
-            if other_id != run_id and now - other.asked > FOLLOW_LEASE:
+            if other_id != run_id and now - other.asked > self._follow_lease:
                 self._unfollow(other_id, other)
         if not followed.sent and self._writer is not None:
             followed.sent = True
@@ -388,10 +391,10 @@ class RemoteController:
     async def _expire_follows(self) -> None:
         """Stop the lines of runs no screen looks at any more (the details screen closed)."""
         while True:
-            await asyncio.sleep(FOLLOW_LEASE / 2)
+            await asyncio.sleep(self._follow_lease / 2)
             now = time.monotonic()
             for run_id, followed in tuple(self._followed.items()):
-                if now - followed.asked > FOLLOW_LEASE:
+                if now - followed.asked > self._follow_lease:
                     self._unfollow(run_id, followed)
 
     def _unfollow(self, run_id: str, followed: RunLog) -> None:
