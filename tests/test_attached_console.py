@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
+from textual.css.query import NoMatches
 
 from jobtui import JobState, Run, VirtualClock
 from jobtui.config import load
@@ -59,7 +60,17 @@ def attached_app(daemon: Daemon) -> JobtuiApp:
 
 
 def header(app: JobtuiApp) -> str:
-    return app.screen.query_one("#summary").render().plain
+    try:
+        return app.screen.query_one("#summary").render().plain
+    except NoMatches:  # the main screen is not composed yet
+        return ""
+
+
+def rows(app: JobtuiApp) -> dict[str, list[str]]:
+    try:
+        return table_rows(app)
+    except NoMatches:  # the main screen is not composed yet
+        return {}
 
 
 async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -85,14 +96,14 @@ async def crunching(daemon: Daemon) -> asyncio.Event:
 
 async def test_the_attached_console_says_so_and_shows_the_daemons_jobs(daemon):
     app = attached_app(daemon)
-    async with app.run_test(size=(140, 30)) as pilot:
-        await pilot.pause()
+    async with app.run_test(size=(140, 30)):
+        await until(lambda: "attached to pid" in header(app))
         since = time.strftime("%H:%M", time.gmtime())
         assert f"attached to pid {os.getpid()} since {since}" in header(app)
         assert "5 jobs · 0 running · 0 failed (24h) · 1 paused" in header(app)
-        rows = table_rows(app)
-        assert set(rows) == {"backup", "sync", "slow", "broken", "held"}
-        assert rows["held"][2] == "‖ paused"
+        shown = rows(app)
+        assert set(shown) == {"backup", "sync", "slow", "broken", "held"}
+        assert shown["held"][2] == "‖ paused"
 
 
 async def test_progress_moves_and_r_and_p_reach_the_daemon(daemon):
@@ -100,19 +111,19 @@ async def test_progress_moves_and_r_and_p_reach_the_daemon(daemon):
     scheduler = daemon.host.scheduler
     app = attached_app(daemon)
     async with app.run_test(size=(140, 30)) as pilot:
-        await until(lambda: "crunch" in table_rows(app))
+        await until(lambda: "crunch" in rows(app))
         await select(pilot, app, "crunch")
         await pilot.press("r")
         await until(lambda: scheduler.get("crunch").active)
-        await until(lambda: table_rows(app)["crunch"][5].endswith("30%"))
-        assert table_rows(app)["crunch"][2] == "▶ running"
+        await until(lambda: rows(app)["crunch"][5].endswith("30%"))
+        assert rows(app)["crunch"][2] == "▶ running"
         scheduler.get("crunch").active[0].progress = 0.7
-        await until(lambda: table_rows(app)["crunch"][5].endswith("70%"))
+        await until(lambda: rows(app)["crunch"][5].endswith("70%"))
 
         await select(pilot, app, "sync")
         await pilot.press("p")
         await until(lambda: scheduler.get("sync").state is JobState.PAUSED)
-        await until(lambda: table_rows(app)["sync"][2] == "‖ paused")
+        await until(lambda: rows(app)["sync"][2] == "‖ paused")
         assert "resume" in {b.binding.action for b in app.screen.active_bindings.values()
                             if b.enabled}  # fmt: skip
         await pilot.press("p")
@@ -126,7 +137,7 @@ async def test_quitting_an_attached_console_asks_nothing_and_leaves_the_runs(dae
     scheduler.run_now("crunch")
     app = attached_app(daemon)
     async with app.run_test(size=(140, 30)) as pilot:
-        await until(lambda: "▶ running" in table_rows(app).get("crunch", []))
+        await until(lambda: "▶ running" in rows(app).get("crunch", []))
         await pilot.press("q")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
@@ -141,12 +152,12 @@ async def test_a_daemon_that_goes_leaves_the_last_picture_and_is_picked_up_again
     app = attached_app(daemon)
     async with app.run_test(size=(140, 30)) as pilot:
         await until(lambda: "attached to pid" in header(app))
-        before = table_rows(app)
+        before = rows(app)
         await daemon.server.close()
         await until(lambda: "disconnected, retrying…" in header(app))
         assert "attached to pid" not in header(app)
         app.refresh_screen()
-        assert table_rows(app) == before  # the last picture stays
+        assert rows(app) == before  # the last picture stays
 
         await select(pilot, app, "sync")
         await pilot.press("p")  # nowhere to send it: the user is told
@@ -156,9 +167,9 @@ async def test_a_daemon_that_goes_leaves_the_last_picture_and_is_picked_up_again
         scheduler.pause("backup")  # while no console was looking
         await daemon.restart_server()
         await until(lambda: "attached to pid" in header(app), timeout=5.0)
-        await until(lambda: table_rows(app)["backup"][2] == "‖ paused")  # a fresh snapshot
+        await until(lambda: rows(app)["backup"][2] == "‖ paused")  # a fresh snapshot
         scheduler.pause("sync")
-        await until(lambda: table_rows(app)["sync"][2] == "‖ paused")  # and events again
+        await until(lambda: rows(app)["sync"][2] == "‖ paused")  # and events again
 
 
 async def test_the_details_follow_a_runs_log_only_while_shown(daemon):
@@ -175,7 +186,7 @@ async def test_the_details_follow_a_runs_log_only_while_shown(daemon):
     scheduler.run_now("chatty")
     app = attached_app(daemon)
     async with app.run_test(size=(140, 40)) as pilot:
-        await until(lambda: "chatty" in table_rows(app))
+        await until(lambda: "chatty" in rows(app))
         await select(pilot, app, "chatty")
         await pilot.press("enter")
         assert isinstance(app.screen, JobDetailScreen)

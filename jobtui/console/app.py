@@ -117,7 +117,7 @@ class JobtuiApp(App[int]):
         self.refresh_screen()
 
     def refresh_screen(self) -> None:
-        if not self.screen_stack:  # starting up or shutting down
+        if not self.screen_stack or not self.is_running:  # starting up or shutting down
             return
         screen = self.screen
         if isinstance(screen, MainScreen):
