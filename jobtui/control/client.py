@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import operator
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ class RemoteController:
         sockets: Callable[[], list[Path]] | None = None,
         retry_max: float = RETRY_MAX,
         follow_lease: float = FOLLOW_LEASE,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if sockets is None:
             if state_path is None:
@@ -101,6 +103,7 @@ class RemoteController:
         self._timezone = timezone
         self._retry_max = retry_max
         self._follow_lease = follow_lease
+        self._wall = wall  # the daemon runs on this machine: the same wall clock, by default
         self._listeners: list[Callable[[Notice], None]] = []
         self._views: dict[str, JobView] = {}
         self._summary: Summary | None = None
@@ -174,7 +177,7 @@ class RemoteController:
             if not isinstance(hello, Hello) or hello.protocol != PROTOCOL_VERSION:
                 raise ConnectionError("the socket did not greet as this jobtui's daemon")
             if self.hello is None or hello.pid != self.hello.pid or not self.attached_since:
-                self.attached_since = time.time()
+                self.attached_since = self._wall()
             self.hello = hello
             self._writer = writer
             self._tell("watch", {})
@@ -327,7 +330,7 @@ class RemoteController:
         return self._problems
 
     def now(self) -> float:
-        return time.time()  # the daemon runs on this machine, on the same wall clock
+        return self._wall()
 
     def jobs(self) -> list[JobView]:
         return list(self._views.values())
@@ -467,8 +470,15 @@ def _ignore_outcome(future: asyncio.Future[Any]) -> None:
         future.exception()  # retrieved, so asyncio does not report it as lost
 
 
+# What a job's view shows besides its running runs' progress and status: compared as one tuple
+# (building two copies of each view without the runs cost more than all the decoding).
+_SHOWN = operator.attrgetter(*(f.name for f in fields(JobView) if f.name != "running"))
+
+
 def _redraw_worthy(old: JobView, new: JobView) -> bool:
     """Whether a changed view is more than moving progress (which the steady tick draws)."""
-    if tuple(run.run_id for run in old.running) != tuple(run.run_id for run in new.running):
+    if len(old.running) != len(new.running) or any(
+        a.run_id != b.run_id for a, b in zip(old.running, new.running, strict=True)
+    ):
         return True
-    return replace(old, running=()) != replace(new, running=())
+    return bool(_SHOWN(old) != _SHOWN(new))
