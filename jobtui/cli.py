@@ -15,6 +15,9 @@ from . import __version__
 from .config import Config, ConfigError, load
 from .engine.timezones import zone_name
 
+# The verbs that talk to a running jobtui (remote_cli.py, imported only when used).
+REMOTE_VERBS = ("status", "run", "pause", "resume", "cancel", "reload")
+
 EXAMPLES = """\
 examples:
   jobtui jobs.toml                         open the live console on the jobs (attached,
@@ -26,6 +29,14 @@ examples:
   jobtui list jobs.toml --next 5           the next five times of every job
   jobtui list jobs.toml --from 2026-10-24T12:00 --json
   jobtui history jobs.toml --job backup --limit 50
+
+talking to a running jobtui (headless or console) of jobs.toml (default ./jobs.toml):
+  jobtui status [jobs.toml] [--json]       each job's state, next run and running runs
+  jobtui run JOB [jobs.toml] [--wait]      a manual run; --wait prints its output and exits
+                                           with its outcome (0, the command's status, 124
+                                           timed out, 130 cancelled, 75 not run)
+  jobtui pause|resume|cancel JOB [jobs.toml]
+  jobtui reload [jobs.toml]
 
 exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
 """
@@ -113,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
             return history(history_parser().parse_args(argv[1:]))
         if argv and argv[0] == "attach":
             return run_console(attach_parser().parse_args(argv[1:]).file, attach_only=True)
+        if argv and argv[0] in REMOTE_VERBS:
+            from . import remote_cli
+
+            return remote_cli.main(argv[0], argv[1:])
         return run(run_parser().parse_args(argv))
     except KeyboardInterrupt:
         return 1

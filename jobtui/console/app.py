@@ -104,7 +104,7 @@ class JobtuiApp(App[int]):
         await self.push_screen(MainScreen())
 
     async def _start_server(self, controller: LocalController) -> None:
-        server = ControlServer(controller, host_kind="console")
+        server = ControlServer(controller, host_kind="console", log=self._on_control)
         try:
             await server.start()
         except ControlSocketError as exc:  # the jobs matter more than the socket
@@ -133,6 +133,14 @@ class JobtuiApp(App[int]):
                 await self.server.close()
             self._local.close()
             await self.host.stop(self.grace)
+
+    def _on_control(self, *, event: str, **fields: object) -> None:
+        if event == "control_refused":
+            self.notify(
+                f"refused a connection to the control socket from uid {fields.get('uid')} "
+                f"(pid {fields.get('pid')})",
+                severity="warning",
+            )
 
     def ask_quit(self) -> None:
         """Quit. A hosting console with runs going asks first (they are stopped gracefully);

@@ -45,7 +45,7 @@ def bind(state_path: Path, env: dict[str, str] | None) -> tuple[socket.socket, P
                 os.unlink(path)  # a dead daemon's: nothing listens on it
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with private_umask():  # the socket is made 0600: no bind-then-chmod window
+            with private_umask():  # the socket is made 0700: no bind-then-chmod window
                 sock.bind(str(path))
             sock.listen(128)
             sock.setblocking(False)

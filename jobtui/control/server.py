@@ -224,7 +224,8 @@ class ControlServer:
                 result = await result
             return p.reply(request_id, result)
         except p.ProtocolError as exc:
-            return p.error_reply(exc.request_id, exc.code, exc.message)
+            answer_id = exc.request_id if exc.request_id is not None else request_id
+            return p.error_reply(answer_id, exc.code, exc.message)
         except JobNotFound as exc:
             return p.error_reply(request_id, "unknown_job", str(exc))
         except RunNotFound as exc:
@@ -315,7 +316,8 @@ class ControlServer:
         try:
             self.controller.cancel(job_id)
         except RunNotFound:
-            raise RunNotFound(f'"{job_id}" has no running run to cancel') from None
+            message = f'"{job_id}" has no running run to cancel'
+            raise p.ProtocolError("unknown_run", message) from None
 
     def _do_remove(self, client: _Client, params: p.JobParams) -> None:
         self.controller.remove(self._job_id(params.job_id))
@@ -355,20 +357,23 @@ class ControlServer:
         elif not watchers:
             self._notices.clear()
         snapshot: bytes | None = None
-        for client in watchers:
-            if client.needs_snapshot and client.buffered() < self.behind_bytes // 4:
+        for client in list(self._clients):
+            caught_up = client.buffered() < self.behind_bytes // 4
+            if client.needs_snapshot and caught_up:
                 if snapshot is None:
                     snapshot = p.encode(self._snapshot())
                 client.send(snapshot)
                 client.needs_snapshot = False
+            if client.follows:
+                self._pump_logs(client, now)
+            if client.behind_since is None:
+                continue
+            if caught_up and not client.needs_snapshot:
                 client.behind_since = None
-            elif client.behind_since is not None and now - client.behind_since > self.stall_timeout:
+            elif now - client.behind_since > self.stall_timeout:
                 self.log(event="control_dropped", pid=client.pid, reason="not reading")
                 client.writer.transport.abort()
                 self._clients.discard(client)
-        for client in list(self._clients):
-            if client.follows:
-                self._pump_logs(client)
 
     def _broadcast_changes(self, watchers: list[_Client], now: float) -> None:
         self._dirty = False
@@ -435,10 +440,14 @@ class ControlServer:
             reload_problems=list(self.controller.reload_problems),
         )
 
-    def _pump_logs(self, client: _Client) -> None:
+    def _pump_logs(self, client: _Client, now: float) -> None:
         for run_id, follow in list(client.follows.items()):
             if client.buffered() > self.behind_bytes // 2:
-                return  # the rest waits for this client to read; nothing is dropped
+                # The rest waits for this client to read (nothing is dropped), unless it
+                # reads nothing for the stall timeout.
+                if client.behind_since is None:
+                    client.behind_since = now
+                return
             run = follow.run
             finished = run.is_finished  # first: lines written before the end are then read
             lines: list[str] = []
