@@ -165,8 +165,11 @@ async def test_a_daemon_that_goes_leaves_the_last_picture_and_is_picked_up_again
         assert scheduler.get("sync").state is JobState.SCHEDULED
 
         scheduler.pause("backup")  # while no console was looking
+        # also said where the header is not on screen
+        await until(lambda: any(n.title == "Disconnected" for n in app._notifications))
         await daemon.restart_server()
         await until(lambda: "attached to pid" in header(app), timeout=5.0)
+        await until(lambda: any(n.title == "Daemon back" for n in app._notifications))
         await until(lambda: rows(app)["backup"][2] == "‖ paused")  # a fresh snapshot
         scheduler.pause("sync")
         await until(lambda: rows(app)["sync"][2] == "‖ paused")  # and events again

@@ -73,6 +73,7 @@ class JobtuiApp(App[int]):
             self.controller = self._local = LocalController(self.host)
         self.controller.subscribe(self._on_notice)
         self.tick = 0
+        self._link_up: bool | None = None  # attached: whether the daemon answered at last look
 
     @property
     def config(self) -> Config:
@@ -114,7 +115,22 @@ class JobtuiApp(App[int]):
 
     def on_tick(self) -> None:
         self.tick += 1
+        if self.remote is not None:
+            self._notice_link(self.remote)
         self.refresh_screen()
+
+    def _notice_link(self, remote: RemoteController) -> None:
+        """Say when the daemon goes and comes back: only the main screen's header shows the
+        link, and the user may be looking at a job's details."""
+        up = remote.connected.is_set()
+        if up == self._link_up:
+            return
+        if up and self._link_up is False and remote.hello is not None:
+            self.notify(f"Attached again, to pid {remote.hello.pid}", title="Daemon back")
+        elif not up:
+            self.notify("Showing the last picture until a jobtui answers again; retrying…",
+                        title="Disconnected", severity="warning")  # fmt: skip
+        self._link_up = up
 
     def refresh_screen(self) -> None:
         if not self.screen_stack or not self.is_running:  # starting up or shutting down

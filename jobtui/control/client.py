@@ -378,6 +378,17 @@ class RemoteController:
         """The run's lines received so far, from the ``start``-th on. Asking follows the run:
         its lines stream in over this connection while a screen keeps asking, and stop when
         it no longer does (or asks for another run)."""
+        return self._following(job_id, run_id).since(start)
+
+    def log_page(
+        self, job_id: str, run_id: str, start: int = 0, limit: int = 5000
+    ) -> tuple[tuple[str, ...], int]:
+        """``log`` with lines numbered from the run's first and a bounded page: ``(lines,
+        next_start)``, a negative ``start`` counting back from the newest line received (the
+        paging shape the Controller's log takes where runs number their lines)."""
+        return self._following(job_id, run_id).page(start, limit)
+
+    def _following(self, job_id: str, run_id: str) -> RunLog:
         now = time.monotonic()
         followed = self._followed.get(run_id)
         if followed is None:
@@ -389,7 +400,7 @@ class RemoteController:
         if not followed.sent and self._writer is not None:
             followed.sent = True
             self._tell("follow", {"job_id": job_id, "run_id": run_id, "start": followed.next})
-        return followed.since(start)
+        return followed
 
     async def _expire_follows(self) -> None:
         """Stop the lines of runs no screen looks at any more (the details screen closed)."""

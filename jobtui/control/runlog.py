@@ -44,3 +44,18 @@ class RunLog:
         if self.origin is None:
             return ()
         return tuple(self.lines[max(0, self.origin + start - self.first) :])
+
+    def page(self, start: int, limit: int) -> tuple[tuple[str, ...], int]:
+        """Up to ``limit`` lines from line ``start`` on, numbered from the run's first (a
+        negative ``start`` counts back from the newest), and the ``start`` to ask for next:
+        the shape of ``Controller.log`` where lines are numbered from the run's first."""
+        if self.origin is None:
+            return (), max(start, 0)
+        if start < 0:
+            start = max(self.next + start, self.first)
+        begin = max(start, self.first)
+        lines = self.lines[begin - self.first : begin - self.first + limit]
+        texts = tuple(lines)
+        if lines and begin > start:
+            texts = (f"[... {begin - start} lines not kept ...]", *texts)
+        return texts, begin + len(lines)
