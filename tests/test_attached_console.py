@@ -244,3 +244,17 @@ def test_attach_without_a_file_reads_jobs_toml_here(tmp_path):
     done = subprocess.run([sys.executable, "-m", "jobtui", "attach"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=30)  # fmt: skip
     assert done.returncode == 1 and "nothing runs jobs.toml" in done.stderr
+
+
+def test_a_state_whose_owner_never_answers_is_refused_naming_it(tmp_path, monkeypatch, capsys):
+    from jobtui.console import launch
+    from jobtui.host import open_store
+
+    path = write(tmp_path / "jobs.toml", JOBS)
+    store = open_store(load(path))  # a jobtui that owns the state but opened no socket
+    monkeypatch.setattr(launch, "STARTING_DAEMON_WAIT", 0.2)
+    try:
+        assert launch.open_console(path) == 1
+    finally:
+        store.close()
+    assert f"pid {os.getpid()}" in capsys.readouterr().err

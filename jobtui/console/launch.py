@@ -43,7 +43,8 @@ def open_console(path: Path, *, attach_only: bool = False) -> int:
             try:
                 store = open_store(config)
             except StoreError as exc:
-                found = wait_for_daemon(config)  # the owner may be a daemon starting up
+                # The owner may be a daemon starting up: its socket comes after its lock.
+                found = wait_for_daemon(config, STARTING_DAEMON_WAIT)
                 if found is None:
                     print(f"jobtui: {exc}", file=sys.stderr)
                     return 1
@@ -66,7 +67,7 @@ def find_daemon(config: Config) -> Hello | None:
         return None
 
 
-def wait_for_daemon(config: Config, timeout: float = STARTING_DAEMON_WAIT) -> Hello | None:
+def wait_for_daemon(config: Config, timeout: float) -> Hello | None:
     deadline = time.monotonic() + timeout
     while True:
         found = find_daemon(config)
