@@ -12,13 +12,19 @@ from dataclasses import dataclass
 import pytest
 from textual.css.query import NoMatches
 
-from jobtui import JobState, Run, VirtualClock
+from jobtui import JobState, Outcome, Run, VirtualClock
 from jobtui.config import load
 from jobtui.console.app import JobtuiApp
 from jobtui.console.screens.confirm import ConfirmScreen
 from jobtui.console.screens.detail import JobDetailScreen
 from jobtui.control.client import RemoteController
-from jobtui.control.controller import LocalController
+from jobtui.control.controller import (
+    ActionFailed,
+    JobsChanged,
+    LocalController,
+    ReloadFinished,
+    RunFailed,
+)
 from jobtui.control.server import ControlServer
 from jobtui.host import Host
 
@@ -258,3 +264,56 @@ def test_a_state_whose_owner_never_answers_is_refused_naming_it(tmp_path, monkey
     finally:
         store.close()
     assert f"pid {os.getpid()}" in capsys.readouterr().err
+
+
+# -- the Controller over the socket, without the screens ----------------------------------
+async def connected(daemon: Daemon) -> tuple[RemoteController, list]:
+    config = daemon.host.config
+    remote = RemoteController(config.path, config.timezone, state_path=config.state_path)
+    notices: list = []
+    remote.subscribe(notices.append)
+    await remote.start()
+    assert remote.connected.is_set()
+    return remote, notices
+
+
+async def test_failures_history_and_the_next_times_come_across(daemon):
+    remote, notices = await connected(daemon)
+    try:
+        daemon.host.scheduler.run_now("broken")
+        await until(lambda: any(isinstance(n, RunFailed) for n in notices))
+        (failed,) = [n for n in notices if isinstance(n, RunFailed)]
+        assert failed.job_id == "broken" and "3" in failed.message
+        await until(lambda: remote.summary().failed_24h == 1)
+        view = remote.job("broken")
+        assert view is not None and view.last_run is not None
+        assert view.last_run.outcome is Outcome.FAILED
+        # history blocks: the screens call it from a thread worker
+        runs = await asyncio.to_thread(remote.history, "broken", 10)
+        assert [run["outcome"] for run in runs] == ["failed"]
+        assert remote.next_times("sync", 3) == []  # asked in the background...
+        await until(lambda: len(remote.next_times("sync", 3)) == 3)  # ...and answered
+        assert remote.next_times("sync", 3) == daemon.host.scheduler.next_times("sync", 3)
+    finally:
+        await remote.close()
+
+
+async def test_reload_remove_and_a_refused_action(daemon):
+    remote, notices = await connected(daemon)
+    try:
+        assert await remote.reload() is True
+        await until(lambda: any(isinstance(n, ReloadFinished) and n.ok for n in notices))
+        remote.remove("backup")  # the daemon edits jobs.toml, as a hosting console does
+        await until(lambda: remote.job("backup") is None)
+        assert "[jobs.backup]" not in daemon.host.config.path.read_text()
+        assert any(isinstance(n, JobsChanged) and "backup" in n.job_ids for n in notices)
+        remote.cancel("sync")  # nothing runs: the daemon says so, and so does the console
+        await until(lambda: any(isinstance(n, ActionFailed) for n in notices))
+        (refused,) = [n for n in notices if isinstance(n, ActionFailed)]
+        assert refused.message.startswith("cancel sync: ")
+        line = remote.config_line("sync")  # read where the editor will open it: the file now
+        assert line is not None
+        assert daemon.host.config.path.read_text().splitlines()[line - 1] == "[jobs.sync]"
+    finally:
+        await remote.close()
+    await until(lambda: daemon.server.client_count == 0)
