@@ -185,6 +185,13 @@ def run(client: SyncClient, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_DAEMON_LOST
+    except KeyboardInterrupt:  # only the waiting stops: the run belongs to the daemon
+        print(
+            f"\njobtui run: stopped waiting; run {run_id} of {args.job} goes on "
+            f"(`jobtui cancel {args.job}` stops it)",
+            file=sys.stderr,
+        )
+        return EXIT_CANCELLED
 
 
 def _outcome_status(job_id: str, end: p.LogEvent) -> int:

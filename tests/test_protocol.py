@@ -204,3 +204,24 @@ def test_the_socket_folder_is_private(tmp_path: Path) -> None:
     os.chown(folder, 65534, 65534)
     with pytest.raises(SocketFolderError, match="belongs to uid 65534"):
         make_private_folder(folder)
+
+
+def test_clients_ignore_sockets_in_folders_others_control(tmp_path: Path) -> None:
+    import socket
+
+    from jobtui.control.paths import existing
+
+    env = {"XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    path = candidates(tmp_path / "state.db", env)[0]
+    make_private_folder(path.parent)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    try:
+        assert existing(tmp_path / "state.db", env) == [path]
+        path.parent.chmod(0o777)  # anyone could have put it there
+        assert existing(tmp_path / "state.db", env) == []
+        path.parent.chmod(0o700)
+        os.chown(path.parent, 65534, 65534)  # someone else's folder
+        assert existing(tmp_path / "state.db", env) == []
+    finally:
+        listener.close()

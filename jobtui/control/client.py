@@ -43,6 +43,7 @@ from .protocol import (
     Hello,
     JobsEvent,
     LogEvent,
+    ProgressEvent,
     ReloadFinishedEvent,
     Reply,
     Request,
@@ -213,6 +214,8 @@ class RemoteController:
             self._on_snapshot(message)
         elif isinstance(message, JobsEvent):
             self._on_jobs(message)
+        elif isinstance(message, ProgressEvent):
+            message.apply(self._views)  # drawn by the steady tick, as in-process: no notice
         elif isinstance(message, SummaryEvent):
             self._summary = message.summary
         elif isinstance(message, RunFailedEvent):

@@ -323,9 +323,16 @@ class LocalController:
         return list(self._views.values())
 
     def job(self, job_id: str) -> JobView | None:
-        if job_id in self.scheduler:
-            self._notice_moved_times((self.scheduler.get(job_id),))
-        self._bring_up_to_date()
+        """One job's view; only this one is rebuilt (the daemon asks for the few jobs that
+        changed while fifty others report progress)."""
+        job = self.scheduler.get(job_id) if job_id in self.scheduler else None
+        if job is not None:
+            self._notice_moved_times((job,))
+        if job is None or self._order_stale:
+            self._bring_up_to_date()
+        elif job_id in self._dirty and job_id in self._views:
+            self._dirty.discard(job_id)
+            self._views[job_id] = self._build(job)
         return self._views.get(job_id)
 
     def next_times(self, job_id: str, n: int = 5) -> list[datetime]:

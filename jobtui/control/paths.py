@@ -58,8 +58,25 @@ def fits(path: Path) -> bool:
 
 
 def existing(state_path: Path, env: dict[str, str] | None = None) -> list[Path]:
-    """The candidates where a socket file is now (a live daemon's, or a dead one's)."""
-    return [path for path in candidates(state_path, env) if _is_socket(path)]
+    """The candidates where a socket file is now (a live daemon's, or a dead one's), in a
+    folder a client may trust: owned by this user or root and writable by no one else.
+    Whoever could have made the socket there (say, in /tmp before us) could pose as the
+    daemon, read what a client asks and answer what it likes."""
+    return [
+        path for path in candidates(state_path, env) if _is_socket(path) and _trusted(path.parent)
+    ]
+
+
+def _trusted(folder: Path) -> bool:
+    try:
+        info = folder.lstat()
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid in (os.getuid(), 0)
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
 
 
 def _is_socket(path: Path) -> bool:

@@ -56,16 +56,21 @@ one per broadcast event, and a snapshot carries the ``seq`` of the last event it
      "config": {"path": ..., "name": ..., "state_path": ..., "timezone": "Europe/Paris"},
      "reload_problems": ["jobs.toml:3:1: ..."]}
     {"type": "jobs", "seq": 42, "views": [JobView, ...], "removed": ["old"], "order": null}
-    {"type": "summary", "seq": 43, "summary": Summary}
-    {"type": "run_failed", "seq": 44, "job_id": "backup", "message": "CalledProcessError: ..."}
-    {"type": "reload_finished", "seq": 45, "ok": false, "problems": ["..."]}
+    {"type": "progress", "seq": 43, "runs": [{"job_id": "backup", "run_id": "...",
+                                              "progress": 0.4, "status_message": "copying"}]}
+    {"type": "summary", "seq": 44, "summary": Summary}
+    {"type": "run_failed", "seq": 45, "job_id": "backup", "message": "CalledProcessError: ..."}
+    {"type": "reload_finished", "seq": 46, "ok": false, "problems": ["..."]}
     {"type": "log", "job_id": "backup", "run_id": "...", "start": 120,
      "lines": ["...", ...], "next": 130, "done": false}
     {"type": "log", ..., "done": true, "outcome": "failed", "exit_code": 3, "error": "..."}
 
-``jobs`` carries the full views of the jobs that changed since the last event (progress is
-coalesced: one view per job per flush, at most ``FLUSH_INTERVAL`` apart), ``removed`` the ids
-of jobs that went, and ``order`` the whole id order when jobs came, went or moved (else null).
+``jobs`` carries the full views of the jobs that changed since the last event, ``removed`` the
+ids of jobs that went, and ``order`` the whole id order when jobs came, went or moved (else
+null). ``progress`` carries the latest progress and status message of each running run that
+reported since the last flush (coalesced, at most every ``FLUSH_INTERVAL``); a client applies it
+to the run in its view (``ProgressEvent.apply``). Views are re-sent whole at least once a second
+while they change, and ``summary`` at most once a second or after an action or a notice.
 A ``jobs`` event is also what the Controller's JobsChanged notice becomes on the client.
 ``log`` events are per client (no ``seq``): the run's lines numbered from its first line ever
 (``start`` .. ``next``), sent only while the client follows the run; ``done`` is true on the
@@ -80,6 +85,7 @@ field; enums (state, outcome) as their string values; times as seconds since the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -146,6 +152,40 @@ class JobsEvent(msgspec.Struct, tag="jobs", tag_field="type", kw_only=True):
     order: list[str] | None = None
 
 
+class RunProgressItem(msgspec.Struct, kw_only=True):
+    job_id: str
+    run_id: str
+    progress: float | None
+    status_message: str
+
+
+class ProgressEvent(msgspec.Struct, tag="progress", tag_field="type", kw_only=True):
+    """Progress and status of running runs, coalesced: the latest of each run since the last
+    flush. Cheaper than whole views for what moves ten times a second; the views themselves
+    catch up at least once a second."""
+
+    seq: int
+    runs: list[RunProgressItem]
+
+    def apply(self, views: dict[str, JobView]) -> set[str]:
+        """Update the running runs in ``views`` (by job id) in place; the ids of the jobs
+        whose view changed. A run no longer running is left alone."""
+        changed = set()
+        for item in self.runs:
+            view = views.get(item.job_id)
+            if view is None or not any(run.run_id == item.run_id for run in view.running):
+                continue
+            running = tuple(
+                replace(run, progress=item.progress, status_message=item.status_message)
+                if run.run_id == item.run_id
+                else run
+                for run in view.running
+            )
+            views[item.job_id] = replace(view, running=running)
+            changed.add(item.job_id)
+        return changed
+
+
 class SummaryEvent(msgspec.Struct, tag="summary", tag_field="type", kw_only=True):
     seq: int
     summary: Summary
@@ -183,10 +223,10 @@ class LogEvent(msgspec.Struct, tag="log", tag_field="type", kw_only=True):
 
 
 ServerMessage = (
-    Hello | Reply | Snapshot | JobsEvent | SummaryEvent | RunFailedEvent | ReloadFinishedEvent
-    | LogEvent
+    Hello | Reply | Snapshot | JobsEvent | ProgressEvent | SummaryEvent | RunFailedEvent
+    | ReloadFinishedEvent | LogEvent
 )  # fmt: skip
-NumberedEvent = JobsEvent | SummaryEvent | RunFailedEvent | ReloadFinishedEvent
+NumberedEvent = JobsEvent | ProgressEvent | SummaryEvent | RunFailedEvent | ReloadFinishedEvent
 
 
 # -- method parameters ----------------------------------------------------------------------

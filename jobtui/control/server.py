@@ -24,15 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..engine import JobNotFound, Run, RunNotFound, RunProgress, SchedulerNotRunning
-from ..engine.timezones import zone_name
+from ..engine import JobNotFound, Run, RunNotFound, SchedulerNotRunning
 from . import protocol as p
-from .controller import JobView, LocalController, Notice, ReloadFinished, RunFailed, Summary
+from .broadcast import Broadcast
+from .controller import JobView, LocalController, Summary
 from .listen import bind
 
 BEHIND_BYTES = 4 * 1024 * 1024  # unsent bytes after which a client gets a snapshot instead
 LOG_CHUNK = 2000  # lines per log event
-FULL_CHECK = 1.0  # seconds between looks for changes no event announced (a moved next time)
 REFUSAL_DRAIN = 1.0  # seconds a refused client gets to read the refusal before the close
 
 _logger = logging.getLogger("jobtui.control")
@@ -98,15 +97,7 @@ class ControlServer:
         self._flusher: asyncio.Task[None] | None = None
         self._clients: set[_Client] = set()
         self._connections: set[asyncio.Task[Any]] = set()
-        # What every watching client has been told: views by id, their order, the summary.
-        self._seq = 0
-        self._sent: dict[str, JobView] = {}
-        self._order: list[str] = []
-        self._summary: Summary | None = None
-        self._dirty = True
-        self._last_full = 0.0
-        self._notices: list[RunFailed | ReloadFinished] = []
-        self._unsubscribes: list[Callable[[], None]] = []
+        self._broadcast: Broadcast | None = None
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> Path:
@@ -119,10 +110,7 @@ class ControlServer:
         self._server = await asyncio.start_unix_server(
             self._serve, sock=sock, limit=p.MAX_REQUEST_LINE
         )
-        self._unsubscribes = [
-            self.controller.subscribe(self._on_notice),
-            self.scheduler.subscribe(self._on_progress, RunProgress),
-        ]
+        self._broadcast = Broadcast(self.controller)
         self._flusher = asyncio.create_task(self._flush_loop(), name="control-flush")
         self.log(event="control_listening", path=str(path))
         return path
@@ -130,9 +118,8 @@ class ControlServer:
     async def close(self) -> None:
         """Stop accepting, disconnect every client and remove the socket (if it is still
         ours: a successor may already have replaced it)."""
-        for unsubscribe in self._unsubscribes:
-            unsubscribe()
-        self._unsubscribes = []
+        if self._broadcast is not None:
+            self._broadcast.close()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -179,23 +166,29 @@ class ControlServer:
             client = _Client(reader, writer, pid, uid)
             self._clients.add(client)
             client.send(p.encode(self._hello()))
-            await self._read_requests(client)
+            if await self._read_requests(client):
+                # The client is done sending (it may have only shut down its side, as
+                # `socat` does): what is still buffered for it goes out before the close.
+                writer.close()
+                with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+                    await asyncio.wait_for(writer.wait_closed(), self.stall_timeout)
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
             if client is not None:
                 self._clients.discard(client)
-            writer.transport.abort()  # nothing left worth sending; frees the fd at once
+            writer.transport.abort()  # a no-op after a clean close; else frees the fd at once
             if task is not None:
                 self._connections.discard(task)
 
-    async def _read_requests(self, client: _Client) -> None:
+    async def _read_requests(self, client: _Client) -> bool:
+        """Answer the client's requests until it closes (True) or is dropped (False)."""
         reader = client.reader
         while True:
             try:
                 line = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError:
-                return  # closed, possibly in the middle of a line: nothing to answer
+                return True  # closed, possibly in the middle of a line: nothing to answer
             except asyncio.LimitOverrunError:
                 limit = p.MAX_REQUEST_LINE
                 message = f"a request line is at most {limit} bytes; closing"
@@ -203,14 +196,14 @@ class ControlServer:
                 await _close_after(
                     reader, client.writer, p.error_reply(None, "line_too_long", message)
                 )
-                return
+                return False
             if line.strip():
                 client.send(await self._answer(client, line))
             try:
                 await asyncio.wait_for(client.writer.drain(), self.stall_timeout)
             except TimeoutError:
                 self.log(event="control_dropped", pid=client.pid, reason="not reading")
-                return
+                return False
 
     async def _answer(self, client: _Client, line: bytes) -> bytes:
         request_id: int | str | None = None
@@ -268,7 +261,6 @@ class ControlServer:
             # every watcher was told up to date, so the snapshot and the events fit together.
             client.needs_snapshot = True
             client.watching = True
-            self._dirty = True
 
     def _do_jobs(self, client: _Client, params: p.NoParams) -> list[JobView]:
         return self.controller.jobs()
@@ -301,29 +293,40 @@ class ControlServer:
 
     def _do_run_now(self, client: _Client, params: p.RunNowParams) -> str:
         run = self.scheduler.run_now(self._job_id(params.job_id))
+        self._touched()
         if params.follow:  # before any line could be missed, and without a race on the id
             client.follows[run.run_id] = _Follow(run.job_id, run, 0)
         return run.run_id
 
+    def _touched(self) -> None:
+        if self._broadcast is not None:
+            self._broadcast.touched()
+
     def _do_pause(self, client: _Client, params: p.JobParams) -> None:
         self.controller.pause(self._job_id(params.job_id))
+        self._touched()
 
     def _do_resume(self, client: _Client, params: p.JobParams) -> None:
         self.controller.resume(self._job_id(params.job_id))
+        self._touched()
 
     def _do_cancel(self, client: _Client, params: p.JobParams) -> None:
         job_id = self._job_id(params.job_id)
         try:
             self.controller.cancel(job_id)
+            self._touched()
         except RunNotFound:
             message = f'"{job_id}" has no running run to cancel'
             raise p.ProtocolError("unknown_run", message) from None
 
     def _do_remove(self, client: _Client, params: p.JobParams) -> None:
         self.controller.remove(self._job_id(params.job_id))
+        self._touched()
 
     async def _do_reload(self, client: _Client, params: p.NoParams) -> bool:
-        return await self.controller.reload()
+        ok = await self.controller.reload()
+        self._touched()
+        return ok
 
     def _do_follow(self, client: _Client, params: p.FollowParams) -> None:
         run = self._run(params.job_id, params.run_id)
@@ -333,14 +336,6 @@ class ControlServer:
         client.follows.pop(params.run_id, None)
 
     # -- pushing changes ------------------------------------------------------------------
-    def _on_notice(self, notice: Notice) -> None:
-        self._dirty = True
-        if isinstance(notice, RunFailed | ReloadFinished):
-            self._notices.append(notice)
-
-    def _on_progress(self, event: RunProgress) -> None:
-        self._dirty = True
-
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
@@ -351,17 +346,21 @@ class ControlServer:
 
     def _flush_now(self) -> None:
         now = time.monotonic()
+        broadcast = self._broadcast
+        if broadcast is None:
+            return
         watchers = [client for client in self._clients if client.watching]
-        if watchers and (self._dirty or now - self._last_full >= FULL_CHECK):
-            self._broadcast_changes(watchers, now)
-        elif not watchers:
-            self._notices.clear()
+        if watchers:
+            for data in broadcast.events(now):
+                self._push(watchers, data, now)
+        else:
+            broadcast.forget()
         snapshot: bytes | None = None
         for client in list(self._clients):
             caught_up = client.buffered() < self.behind_bytes // 4
             if client.needs_snapshot and caught_up:
                 if snapshot is None:
-                    snapshot = p.encode(self._snapshot())
+                    snapshot = p.encode(broadcast.snapshot())
                 client.send(snapshot)
                 client.needs_snapshot = False
             if client.follows:
@@ -375,45 +374,6 @@ class ControlServer:
                 client.writer.transport.abort()
                 self._clients.discard(client)
 
-    def _broadcast_changes(self, watchers: list[_Client], now: float) -> None:
-        self._dirty = False
-        self._last_full = now
-        views = self.controller.jobs()
-        sent = self._sent
-        changed = [view for view in views if sent.get(view.id) is not view]
-        order = [view.id for view in views]
-        moved = order != self._order
-        removed: list[str] = []
-        if moved:
-            kept = set(order)
-            removed = [job_id for job_id in self._order if job_id not in kept]
-        if changed or moved:
-            self._sent = {view.id: view for view in views}
-            self._order = order
-            self._seq += 1
-            event = p.JobsEvent(
-                seq=self._seq, views=changed, removed=removed, order=order if moved else None
-            )
-            self._push(watchers, p.encode(event), now)
-        summary = self.controller.summary()
-        if summary != self._summary:
-            self._summary = summary
-            self._seq += 1
-            self._push(watchers, p.encode(p.SummaryEvent(seq=self._seq, summary=summary)), now)
-        notices, self._notices = self._notices, []
-        for notice in notices:
-            self._seq += 1
-            message: p.NumberedEvent
-            if isinstance(notice, ReloadFinished):
-                message = p.ReloadFinishedEvent(
-                    seq=self._seq, ok=notice.ok, problems=list(notice.problems)
-                )
-            else:
-                message = p.RunFailedEvent(
-                    seq=self._seq, job_id=notice.job_id, message=notice.message
-                )
-            self._push(watchers, p.encode(message), now)
-
     def _push(self, watchers: list[_Client], data: bytes, now: float) -> None:
         for client in watchers:
             if client.needs_snapshot:
@@ -423,22 +383,6 @@ class ControlServer:
                 client.behind_since = now
                 continue
             client.send(data)
-
-    def _snapshot(self) -> p.Snapshot:
-        """What every watcher has been told (the state at ``seq``)."""
-        config = self.controller.host.config
-        return p.Snapshot(
-            seq=self._seq,
-            jobs=[self._sent[job_id] for job_id in self._order],
-            summary=self._summary or self.controller.summary(),
-            config=p.ConfigInfo(
-                path=str(config.path.resolve()),
-                name=config.path.name,
-                state_path=str(config.state_path),
-                timezone=zone_name(self.controller.timezone),
-            ),
-            reload_problems=list(self.controller.reload_problems),
-        )
 
     def _pump_logs(self, client: _Client, now: float) -> None:
         for run_id, follow in list(client.follows.items()):
