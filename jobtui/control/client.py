@@ -48,6 +48,7 @@ from .protocol import (
     Reply,
     Request,
     RunFailedEvent,
+    RunProgressItem,
     Snapshot,
     SummaryEvent,
     decode_result,
@@ -108,6 +109,7 @@ class RemoteController:
         self._listeners: list[Callable[[Notice], None]] = []
         self._views: dict[str, JobView] = {}
         self._summary: Summary | None = None
+        self._progress: dict[str, RunProgressItem] = {}  # by run id, the latest not yet applied
         self._problems: tuple[str, ...] = ()
         # job id: (its next_fire when asked, how many were asked, the answer)
         self._next_times: dict[str, tuple[float | None, int, list[datetime]]] = {}
@@ -215,7 +217,10 @@ class RemoteController:
         elif isinstance(message, JobsEvent):
             self._on_jobs(message)
         elif isinstance(message, ProgressEvent):
-            message.apply(self._views)  # drawn by the steady tick, as in-process: no notice
+            # Kept, not applied: the tick reads the views two times a second, the progress
+            # comes ten times, and applying copies views. No notice: the tick draws it.
+            for item in message.runs:
+                self._progress[item.run_id] = item
         elif isinstance(message, SummaryEvent):
             self._summary = message.summary
         elif isinstance(message, RunFailedEvent):
@@ -254,6 +259,7 @@ class RemoteController:
         with contextlib.suppress(Exception):
             self._timezone = resolve_timezone(snapshot.config.timezone)
         self._next_times.clear()
+        self._progress.clear()
         self.connected.set()
         self._notify(JobsChanged(tuple(gone | set(self._views))))
 
@@ -263,6 +269,9 @@ class RemoteController:
         for job_id in event.removed:
             views.pop(job_id, None)
             self._next_times.pop(job_id, None)
+        if self._progress and event.views:  # whole views are newer than what came before
+            fresh = {view.id for view in event.views}
+            self._progress = {k: v for k, v in self._progress.items() if v.job_id not in fresh}
         for view in event.views:
             old = views.get(view.id)
             views[view.id] = view
@@ -336,10 +345,17 @@ class RemoteController:
         return self._wall()
 
     def jobs(self) -> list[JobView]:
+        self._apply_progress()
         return list(self._views.values())
 
     def job(self, job_id: str) -> JobView | None:
+        self._apply_progress()
         return self._views.get(job_id)
+
+    def _apply_progress(self) -> None:
+        if self._progress:
+            items, self._progress = list(self._progress.values()), {}
+            ProgressEvent(seq=0, runs=items).apply(self._views)
 
     def next_times(self, job_id: str, n: int = 5) -> list[datetime]:
         """What the daemon last said; asked again (in the background) when the job's next
