@@ -317,3 +317,36 @@ async def test_reload_remove_and_a_refused_action(daemon):
     finally:
         await remote.close()
     await until(lambda: daemon.server.client_count == 0)
+
+
+def test_a_jobtui_that_refuses_this_user_is_named_and_not_hosted_over(tmp_path, capsys):
+    import socket
+    import threading
+
+    from jobtui.console import launch
+    from jobtui.control import paths
+    from jobtui.control import protocol as p
+
+    path = write(tmp_path / "jobs.toml", JOBS)
+    where = paths.candidates(load(path).state_path)[0]
+    paths.make_private_folder(where.parent)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(where))
+    listener.listen(1)
+
+    def refuse() -> None:  # what a daemon of another user answers
+        connection, _ = listener.accept()
+        message = "refused: this jobtui runs as uid 1000; uid 0 may not control it"
+        connection.sendall(p.error_reply(None, "refused", message))
+        connection.close()
+
+    thread = threading.Thread(target=refuse)
+    thread.start()
+    try:
+        assert launch.open_console(path) == 1
+    finally:
+        thread.join(10)
+        listener.close()
+        where.unlink()
+    err = capsys.readouterr().err
+    assert f"the jobtui running {path} will not talk to this one" in err and "uid 1000" in err

@@ -154,7 +154,7 @@ class RemoteController:
                 await self._session()
                 delay = RETRY_FIRST  # it was up: the next try comes soon
             except (OSError, EOFError, msgspec.DecodeError, asyncio.IncompleteReadError,
-                    ValueError):  # fmt: skip
+                    asyncio.LimitOverrunError, ValueError):  # fmt: skip
                 pass
             finally:
                 self._lost()
