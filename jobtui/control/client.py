@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 
 from ..config.locator import Locator
+from ..engine.errors import InvalidJobOption
 from ..engine.timezones import resolve_timezone
 from . import paths
 from .controller import (
@@ -61,6 +62,7 @@ RETRY_FIRST = 0.1  # seconds before the first reconnect; doubled after each fail
 RETRY_MAX = 2.0  # a restarted daemon is picked up within this long
 FIRST_PICTURE = 3.0  # how long start() waits for the first snapshot
 REQUEST_TIMEOUT = 10.0
+HELLO_TIMEOUT = 5.0
 # A run's log is followed while the details screen keeps asking for it (each redraw does);
 # once nobody asked for this long, the daemon is told to stop sending its lines.
 FOLLOW_LEASE = 2.0
@@ -174,7 +176,10 @@ class RemoteController:
         if reader is None or writer is None:
             raise ConnectionError("no daemon answers")
         try:
-            hello = decode_server_message(await reader.readuntil(b"\n"))
+            # A live daemon greets at once; a process that took the socket and says nothing
+            # must not hold the console in a half-open connection.
+            first = await asyncio.wait_for(reader.readuntil(b"\n"), HELLO_TIMEOUT)
+            hello = decode_server_message(first)
             # A refusal, or a daemon of another protocol (an upgrade half done): the link
             # stays down, and is tried again, as if nothing answered.
             if not isinstance(hello, Hello) or hello.protocol != PROTOCOL_VERSION:
@@ -256,7 +261,7 @@ class RemoteController:
         self._summary = snapshot.summary
         self._problems = tuple(snapshot.reload_problems)
         self._config_path = Path(snapshot.config.path)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(InvalidJobOption):  # a zone this machine lacks: keep ours
             self._timezone = resolve_timezone(snapshot.config.timezone)
         self._next_times.clear()
         self._progress.clear()
@@ -319,8 +324,10 @@ class RemoteController:
         async def send() -> None:
             try:
                 await self.request(method, job_id=job_id)
-            except (NotConnected, TimeoutError):
+            except NotConnected:
                 self._notify(ActionFailed(f"{what} {job_id}: the daemon is not connected"))
+            except TimeoutError:
+                self._notify(ActionFailed(f"{what} {job_id}: the daemon did not answer"))
             except RequestFailed as exc:
                 self._notify(ActionFailed(f"{what} {job_id}: {exc}"))
 
