@@ -253,9 +253,12 @@ async def test_a_watcher_that_never_reads_is_dropped_and_others_keep_up(served):
                 seen.append(message.seq)
 
     reading = asyncio.create_task(read_all())
+    most_buffered = 0
     try:
         async with asyncio.timeout(20):
             while served.server.client_count > 1:  # the silent one is still there
+                buffered = [client.buffered() for client in served.server._clients]
+                most_buffered = max(most_buffered, *buffered)
                 for number in range(300):  # every view changes: ~100 kB per flush
                     job_id = f"job{number:03}"
                     if scheduler.get(job_id).paused:
@@ -265,6 +268,8 @@ async def test_a_watcher_that_never_reads_is_dropped_and_others_keep_up(served):
                 await asyncio.sleep(0.05)  # let flushes happen between the bursts
         assert len(seen) > 3
         assert seen == sorted(set(seen))  # in order, none twice
+        # What waits for the silent one stays bounded: the limit plus one flush's events.
+        assert most_buffered < served.server.behind_bytes + 512 * 1024
     finally:
         reading.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -209,7 +209,7 @@ def test_the_socket_folder_is_private(tmp_path: Path) -> None:
 def test_clients_ignore_sockets_in_folders_others_control(tmp_path: Path) -> None:
     import socket
 
-    from jobtui.control.paths import existing
+    from jobtui.control.paths import existing, trusted
 
     env = {"XDG_RUNTIME_DIR": str(tmp_path / "run")}
     path = candidates(tmp_path / "state.db", env)[0]
@@ -221,7 +221,14 @@ def test_clients_ignore_sockets_in_folders_others_control(tmp_path: Path) -> Non
         path.parent.chmod(0o777)  # anyone could have put it there
         assert existing(tmp_path / "state.db", env) == []
         path.parent.chmod(0o700)
-        os.chown(path.parent, 65534, 65534)  # someone else's folder
-        assert existing(tmp_path / "state.db", env) == []
+        os.chown(path.parent, 65534, 65534)  # a service user's folder: root may reach it
+        assert existing(tmp_path / "state.db", env) == [path]
     finally:
         listener.close()
+    # Anyone else trusts only their own folders and root's.
+    os.chown(path.parent, 0, 0)
+    assert trusted(path.parent, me=65534)
+    os.chown(path.parent, 1, 1)  # the daemon user's: not nobody's, not root's
+    assert not trusted(path.parent, me=65534)
+    os.chown(path.parent, 65534, 65534)
+    assert trusted(path.parent, me=65534)

@@ -63,18 +63,22 @@ def existing(state_path: Path, env: dict[str, str] | None = None) -> list[Path]:
     Whoever could have made the socket there (say, in /tmp before us) could pose as the
     daemon, read what a client asks and answer what it likes."""
     return [
-        path for path in candidates(state_path, env) if _is_socket(path) and _trusted(path.parent)
+        path for path in candidates(state_path, env) if _is_socket(path) and trusted(path.parent)
     ]
 
 
-def _trusted(folder: Path) -> bool:
+def trusted(folder: Path, me: int | None = None) -> bool:
+    """Whether user ``me`` (default: this process's) may trust a socket in ``folder``."""
     try:
         info = folder.lstat()
     except OSError:
         return False
+    # Root may reach any user's daemon (a service's, from an admin shell): the folder's owner
+    # is then the only one who could have made the socket, and it is their daemon.
+    me = os.getuid() if me is None else me
     return (
         stat.S_ISDIR(info.st_mode)
-        and info.st_uid in (os.getuid(), 0)
+        and (info.st_uid in (me, 0) or me == 0)
         and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     )
 
