@@ -48,9 +48,10 @@ def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.05)  # polling a file another process writes, with a deadline
 
 
-def console(session: str, jobs: Path, config: Path) -> None:
+def console(session: str, jobs: Path, config: Path, verb: str = "") -> None:
     # COLUMNS/LINES from the test runner would override the pane size the app sees.
-    command = f"env -u COLUMNS -u LINES {sys.executable} -m jobtui {jobs}; echo EXITED $?; sleep 30"
+    jobtui = f"env -u COLUMNS -u LINES {sys.executable} -m jobtui {verb}".rstrip()
+    command = f"{jobtui} {jobs}; echo EXITED $?; sleep 30"
     tmux("-f", str(config), "new-session", "-d", "-s", session, "-x", "120", "-y", "30", command)
 
 
@@ -97,7 +98,7 @@ def test_a_console_attaches_steers_the_daemon_and_survives_its_restart(tmp_path:
         wait_until(lambda: ticks(log) >= quit_at + 2, timeout=5.0)  # still on time: 1 a second
         assert daemon.poll() is None
 
-        console("second", jobs, config)
+        console("second", jobs, config, verb="attach")
         wait_for("second", lambda s: f"attached to pid {daemon.pid}" in s)
         daemon.send_signal(signal.SIGKILL)
         daemon.wait(10)
