@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, load
+from .engine.printable import printable, printable_text
 from .engine.timezones import zone_name
 
 # The verbs that talk to a running jobtui (remote_cli.py, imported only when used).
@@ -131,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         return run(run_parser().parse_args(argv))
     except KeyboardInterrupt:
         return 1
+    except BrokenPipeError:
+        # The reader went away (`jobtui list ... | head`): stop quietly, as tools killed by
+        # SIGPIPE do. stdout goes to /dev/null so that the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 def _load_reporting(path: Path) -> Config | None:
@@ -138,7 +146,7 @@ def _load_reporting(path: Path) -> Config | None:
     try:
         return load(path)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(printable_text(str(exc)), file=sys.stderr)
         return None
 
 
@@ -171,32 +179,39 @@ def check(args: argparse.Namespace) -> int:
     try:
         config = load(args.file)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(printable_text(str(exc)), file=sys.stderr)
         count = len([p for p in exc.problems if not p.warning])
-        print(f"{count} problem{'s' if count != 1 else ''} in {args.file}", file=sys.stderr)
+        file = printable(str(args.file))
+        print(f"{count} problem{'s' if count != 1 else ''} in {file}", file=sys.stderr)
         return 2
     for warning in config.warnings:
-        print(warning, file=sys.stderr)
+        print(printable_text(str(warning)), file=sys.stderr)
     print(
-        f"{args.file}: {len(config.jobs)} job{'s' if len(config.jobs) != 1 else ''}, "
-        f"timezone {zone_name(config.timezone)}, state {config.state_path}"
+        f"{printable(str(args.file))}: {len(config.jobs)} "
+        f"job{'s' if len(config.jobs) != 1 else ''}, timezone {zone_name(config.timezone)}, "
+        f"state {printable(str(config.state_path))}"
     )
-    width = max((len(job_id) for job_id in config.jobs), default=0)
+    # Every cell shown as printable() makes it, and measured so, so the columns line up.
+    ids = {spec.id: printable(spec.id) for spec in config.jobs.values()}
+    width = max((len(job_id) for job_id in ids.values()), default=0)
     jobs = {job.id: job for job in config.make_scheduler().jobs()}
     triggers = {
-        spec.id: jobs[spec.id].describe_trigger()
-        + (f" ({spec.timezone})" if spec.timezone else "")
-        + (" [paused]" if spec.paused else "")
+        spec.id: printable(
+            jobs[spec.id].describe_trigger()
+            + (f" ({spec.timezone})" if spec.timezone else "")
+            + (" [paused]" if spec.paused else "")
+        )
         for spec in config.jobs.values()
     }
     trig = max((len(text) for text in triggers.values()), default=0)
     for spec in config.jobs.values():
-        print(f"  {spec.id:<{width}}  {triggers[spec.id]:<{trig}}  {spec.target_text}")
+        target = printable(spec.target_text)
+        print(f"  {ids[spec.id]:<{width}}  {triggers[spec.id]:<{trig}}  {target}")
     return 0
 
 
 def history(args: argparse.Namespace) -> int:
-    from .store import read_runs
+    from .store import UnusableStatePath, read_runs
 
     config = _load_reporting(args.file)
     if config is None:
@@ -204,26 +219,32 @@ def history(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print("jobtui history: --limit must be at least 1", file=sys.stderr)
         return 2
-    runs = read_runs(config.state_path, job=args.job, limit=args.limit)
+    try:
+        runs = read_runs(config.state_path, job=args.job, limit=args.limit)
+    except UnusableStatePath as exc:
+        print(f"jobtui history: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
     if not runs:
-        print(f"no runs recorded in {config.state_path}")
+        print(f"no runs recorded in {printable(str(config.state_path))}")
         return 0
-    width = max(len(r["job_id"]) for r in runs)
+    # The store keeps what the job said; what is printed shows its control characters as escapes.
+    ids = [printable(r["job_id"]) for r in runs]
+    width = max(len(job_id) for job_id in ids)
     print(f"{'JOB':<{width}}  {'SCHEDULED FOR':<25}  {'OUTCOME':<10}  {'ATT':>3}  DETAIL")
-    for run in runs:
+    for job_id, run in zip(ids, runs, strict=True):
         detail = run["reason"] or (
             f"{run['error_type']}: {run['error_message']}" if run["error_type"] else ""
         )
         if run["manual"]:
             detail = f"(manual) {detail}".strip()
-        outcome = run["outcome"] or "unfinished"  # running now, or found abandoned at next start
-        when = run["scheduled_for"][:19] + "Z"
+        outcome = printable(run["outcome"] or "unfinished")  # running, or abandoned at restart
+        when = printable(run["scheduled_for"][:19]) + "Z"  # the file may not be jobtui's own
         print(
-            f"{run['job_id']:<{width}}  {when:<25}  {outcome:<10}  {run['attempt']:>3}  "
-            f"{detail.splitlines()[0] if detail else ''}"
+            f"{job_id:<{width}}  {when:<25}  {outcome:<10}  {run['attempt']:>3}  "
+            f"{printable(detail.splitlines()[0]) if detail else ''}"
         )
     return 0
 
@@ -265,12 +286,13 @@ def list_jobs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    width = max((len(r["id"]) for r in rows), default=2)
-    trig = max((len(r["trigger"]) for r in rows), default=7)
+    cells = [(printable(r["id"]), printable(r["trigger"]), printable(r["timezone"])) for r in rows]
+    width = max((len(job_id) for job_id, _, _ in cells), default=2)
+    trig = max((len(trigger) for _, trigger, _ in cells), default=7)
     print(f"{'ID':<{width}}  {'TRIGGER':<{trig}}  {'NEXT':<25}  TIMEZONE")
-    for row in rows:
+    for row, (job_id, trigger, zone) in zip(rows, cells, strict=True):
         shown: list[str] = row["next"] or (["(paused)"] if row["paused"] else ["(never)"])
-        print(f"{row['id']:<{width}}  {row['trigger']:<{trig}}  {shown[0]:<25}  {row['timezone']}")
+        print(f"{job_id:<{width}}  {trigger:<{trig}}  {shown[0]:<25}  {zone}")
         for more in shown[1:]:
             print(f"{'':<{width}}  {'':<{trig}}  {more}")
     return 0

@@ -31,6 +31,8 @@ from .engine import (
     SchedulerStarted,
     SchedulerStopped,
 )
+from .engine.printable import printable, printable_text
+from .engine.pyoutput import DescriptorCapture
 from .host import Host, open_store
 from .store import StoreError
 
@@ -41,6 +43,7 @@ class EventLog:
     def __init__(self, out: TextIO, fmt: str = "text") -> None:
         self.out = out
         self.json = fmt == "json"
+        self.broken = asyncio.Event()  # the reader of the log went away
 
     def __call__(self, event: Event) -> None:
         fields = describe(event)
@@ -64,13 +67,21 @@ class EventLog:
         else:
             parts = [f"{k}={_quote(v)}" for k, v in fields.items() if v not in (None, "")]
             line = f"{stamp} {event:<16} {' '.join(parts)}".rstrip()
-        self.out.write(line + "\n")
-        self.out.flush()
+        if self.broken.is_set():
+            return
+        try:
+            self.out.write(line + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken.set()
 
 
 def _quote(value: object) -> str:
+    """The value bare, or as a JSON string when it has spaces, quotes or characters a terminal
+    would act on (a job's name or error can hold escape sequences): json.dumps escapes C0, DEL,
+    C1 and everything else that is not ASCII."""
     text = str(value)
-    if text == "" or any(c.isspace() or c in '"=' for c in text):
+    if text == "" or printable(text) != text or any(c.isspace() or c in '"=' for c in text):
         return json.dumps(text)
     return text
 
@@ -177,7 +188,7 @@ async def run_headless(
     try:
         config = load(path)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(printable_text(str(exc)), file=sys.stderr)
         return 2
     for warning in config.warnings:
         log.write(event="config_warning", problem=str(warning))
@@ -186,7 +197,7 @@ async def run_headless(
     try:
         store = open_store(config)
     except StoreError as exc:
-        print(f"jobtui: {exc}", file=sys.stderr)
+        print(f"jobtui: {printable_text(str(exc))}", file=sys.stderr)
         return 1
     for run in store.abandoned:
         log.write(
@@ -211,6 +222,7 @@ async def run_headless(
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    capture = capture_job_output(log, out)
     # Consoles and `jobtui status`/`run`/... reach the scheduler through the control socket.
     server = ControlServer(LocalController(host), host_kind="headless", log=log.write)
     try:
@@ -219,7 +231,12 @@ async def run_headless(
             await server.start()
         except ControlSocketError as exc:  # the jobs matter more than the socket: run anyway
             log.write(event="control_unavailable", detail=str(exc))
-        await stop.wait()
+        # With no one reading the log (`| head`, a closed pipe), jobtui stops as on SIGTERM,
+        # as a tool killed by SIGPIPE would, and exits with that status.
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(log.broken.wait())]
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in pending:
+            wait.cancel()
         log.write(event="stopping", grace=grace)
     finally:
         # The socket goes before the state's lock: a successor that can own the state must
@@ -228,4 +245,24 @@ async def run_headless(
         await host.stop(grace)
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if capture is not None:
+            capture.stop()
+    if log.broken.is_set():
+        raise BrokenPipeError("the log's reader went away")
     return 0
+
+
+def capture_job_output(log: EventLog, out: TextIO) -> DescriptorCapture | None:
+    """When the log goes to descriptor 1, what Python jobs write there (os.system, C code)
+    must not land between its lines: point 1 and 2 at pipes, and write the log to the real
+    stdout. Output no single run can be credited with becomes an ``output`` log line."""
+    try:
+        if out.fileno() != 1:
+            return None
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return None
+    capture = DescriptorCapture(
+        lambda stream, text: log.write(event="output", stream=stream, text=text)
+    )
+    log.out = capture.stdout
+    return capture

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import Config, Problem, Reloader
-from .engine import Clock, Scheduler
+from .engine import Clock, Outcome, Run, Scheduler
 from .store import StateStore, Store
 
 
@@ -51,6 +51,7 @@ class Host:
             for job_id, snapshot in store.load_snapshots(fingerprints).items():
                 if job_id in self.scheduler:
                     self.scheduler.restore(job_id, snapshot)
+            self._show_abandoned(store.abandoned)
         self.reloader = Reloader(
             self.scheduler,
             config,
@@ -59,6 +60,19 @@ class Host:
             on_job_changed=store.set_fingerprint if store is not None else None,
         )
         self._watcher: asyncio.Task[None] | None = None
+
+    def _show_abandoned(self, abandoned: list[dict[str, Any]]) -> None:
+        """A run the last owner left unfinished is its job's last run until a newer one ends:
+        the table says "abandoned", not whatever the first occurrence after the restart did."""
+        for found in sorted(abandoned, key=lambda run: run["scheduled_for"]):
+            if found["job_id"] not in self.scheduler:
+                continue
+            run = Run(found["job_id"], found["run_id"], found["scheduled_for"])
+            run.outcome = Outcome.ABANDONED
+            run.reason = found["reason"]
+            run._started_ts = found["started_at"]
+            run._finished_ts = found["detected_at"]
+            self.scheduler.get(found["job_id"]).last_run = run
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self, *, watch: bool = True) -> None:

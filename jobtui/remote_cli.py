@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .control import protocol as p
 from .control.controller import JobView, RunView
 from .control.sync_client import Disconnected, NoDaemon, RemoteError, SyncClient
+from .engine.printable import printable, printable_line, printable_text
 
 VERBS = ("status", "run", "pause", "resume", "cancel", "reload")
 DEFAULT_FILE = Path("jobs.toml")
@@ -68,29 +69,30 @@ def main(verb: str, argv: list[str]) -> int:
     path: Path = args.file
     state = state_path_of(path)
     if state is None:
-        print(f"jobtui {verb}: no such file: {path}", file=sys.stderr)
+        print(f"jobtui {verb}: no such file: {printable(str(path))}", file=sys.stderr)
         return EXIT_USAGE
     try:
         client = SyncClient.connect(state)
     except NoDaemon:
+        shown = printable(str(path))
         print(
-            f"jobtui {verb}: no jobtui is running {path} (state {state}); start one with "
-            f"`jobtui {path} --headless` (or open the console: `jobtui {path}`)",
+            f"jobtui {verb}: no jobtui is running {shown} (state {printable(str(state))}); "
+            f"start one with `jobtui {shown} --headless` (or open the console: `jobtui {shown}`)",
             file=sys.stderr,
         )
         return 1
     except (RemoteError, Disconnected, OSError) as exc:
-        print(f"jobtui {verb}: {exc}", file=sys.stderr)
+        print(f"jobtui {verb}: {printable_text(str(exc))}", file=sys.stderr)
         return 1
     action: Callable[[SyncClient, argparse.Namespace], int] = ACTIONS[verb]
     with client:
         try:
             return action(client, args)
         except RemoteError as exc:
-            print(f"jobtui {verb}: {exc.message}", file=sys.stderr)
+            print(f"jobtui {verb}: {printable_text(exc.message)}", file=sys.stderr)
             return EXIT_USAGE if exc.code in ("unknown_job", "invalid_params") else 1
         except Disconnected as exc:
-            print(f"jobtui {verb}: lost the daemon: {exc}", file=sys.stderr)
+            print(f"jobtui {verb}: lost the daemon: {printable_text(str(exc))}", file=sys.stderr)
             return 1
 
 
@@ -141,23 +143,24 @@ def status(client: SyncClient, args: argparse.Namespace) -> int:
         print(json.dumps(record, indent=2))
         return 0
     since = _iso(hello.started_at, UTC)
-    print(f"jobtui pid {hello.pid} ({hello.host}) since {since}: {hello.config_path}")
+    print(f"jobtui pid {hello.pid} ({hello.host}) since {since}: {printable(hello.config_path)}")
     print(
         f"{summary.jobs} jobs, {summary.running} running, {summary.paused} paused, "
         f"{summary.failed_24h} failed in 24 h"
-        + (f"; store: {summary.store_status}" if summary.store_status else "")
+        + (f"; store: {printable(summary.store_status)}" if summary.store_status else "")
     )
-    width = max((len(view.id) for view in jobs), default=3)
+    ids = {view.id: printable(view.id) for view in jobs}
+    width = max((len(shown) for shown in ids.values()), default=3)
     print(f"{'JOB':<{width}}  {'STATE':<9}  {'NEXT RUN':<25}  LAST RUN")
     for view in jobs:
         zone = _zone(view.timezone)
         next_run = _iso(view.next_run_ts, zone) if view.next_run_ts is not None else "-"
-        print(f"{view.id:<{width}}  {view.state.value:<9}  {next_run:<25}  {_last(view, now)}")
+        print(f"{ids[view.id]:<{width}}  {view.state.value:<9}  {next_run:<25}  {_last(view, now)}")
         for run in view.running:
             progress = f"{run.progress:4.0%}" if run.progress is not None else "   -"
-            message = f"  {run.status_message}" if run.status_message else ""
+            message = f"  {printable(run.status_message)}" if run.status_message else ""
             print(
-                f"{'':<{width}}  run {run.run_id} running {_ago(run.elapsed(now))}"
+                f"{'':<{width}}  run {printable(run.run_id)} running {_ago(run.elapsed(now))}"
                 f"{' (manual)' if run.manual else ''}  {progress}{message}"
             )
     return 0
@@ -165,8 +168,9 @@ def status(client: SyncClient, args: argparse.Namespace) -> int:
 
 def run(client: SyncClient, args: argparse.Namespace) -> int:
     run_id: str = client.call("run_now", job_id=args.job, follow=bool(args.wait))
+    job = printable(args.job)
     if not args.wait:
-        print(f"started run {run_id} of {args.job}")
+        print(f"started run {printable(run_id)} of {job}")
         return 0
     out = sys.stdout
     try:
@@ -175,20 +179,20 @@ def run(client: SyncClient, args: argparse.Namespace) -> int:
             if not isinstance(message, p.LogEvent) or message.run_id != run_id:
                 continue
             for line in message.lines:
-                out.write(line + "\n")
+                out.write(printable_line(line) + "\n")
             out.flush()
             if message.done:
                 return _outcome_status(args.job, message)
     except Disconnected:
         print(
-            f"jobtui run: the daemon stopped before run {run_id} of {args.job} finished",
+            f"jobtui run: the daemon stopped before run {printable(run_id)} of {job} finished",
             file=sys.stderr,
         )
         return EXIT_DAEMON_LOST
     except KeyboardInterrupt:  # only the waiting stops: the run belongs to the daemon
         print(
-            f"\njobtui run: stopped waiting; run {run_id} of {args.job} goes on "
-            f"(`jobtui cancel {args.job}` stops it)",
+            f"\njobtui run: stopped waiting; run {printable(run_id)} of {job} goes on "
+            f"(`jobtui cancel {job}` stops it)",
             file=sys.stderr,
         )
         return EXIT_CANCELLED
@@ -196,8 +200,8 @@ def run(client: SyncClient, args: argparse.Namespace) -> int:
 
 def _outcome_status(job_id: str, end: p.LogEvent) -> int:
     outcome = end.outcome or "unknown"
-    detail = f": {end.error}" if end.error and outcome != "succeeded" else ""
-    print(f"{job_id}: {outcome}{detail}", file=sys.stderr)
+    detail = f": {printable(end.error)}" if end.error and outcome != "succeeded" else ""
+    print(f"{printable(job_id)}: {printable(outcome)}{detail}", file=sys.stderr)
     if outcome == "succeeded":
         return 0
     if outcome == "timed_out":
@@ -214,7 +218,7 @@ def _outcome_status(job_id: str, end: p.LogEvent) -> int:
 def _simple(method: str, done: str) -> Callable[[SyncClient, argparse.Namespace], int]:
     def action(client: SyncClient, args: argparse.Namespace) -> int:
         client.call(method, job_id=args.job)
-        print(f"{done} {args.job}")
+        print(f"{done} {printable(args.job)}")
         return 0
 
     return action
@@ -222,7 +226,7 @@ def _simple(method: str, done: str) -> Callable[[SyncClient, argparse.Namespace]
 
 def reload(client: SyncClient, args: argparse.Namespace) -> int:
     if client.call("reload"):
-        print(f"reloaded {client.hello.config_path}")
+        print(f"reloaded {printable(client.hello.config_path)}")
         return 0
     # The problems reach watchers; a snapshot carries the ones of the last reload.
     client.call("watch")
@@ -231,9 +235,9 @@ def reload(client: SyncClient, args: argparse.Namespace) -> int:
         if isinstance(message, p.Snapshot):
             break
     for problem in message.reload_problems:
-        print(problem, file=sys.stderr)
-    print(f"jobtui reload: {client.hello.config_path} has problems; the previous jobs keep running",
-          file=sys.stderr)  # fmt: skip
+        print(printable_text(problem), file=sys.stderr)
+    shown = printable(client.hello.config_path)
+    print(f"jobtui reload: {shown} has problems; the previous jobs keep running", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -275,7 +279,7 @@ def _last(view: JobView, now: float) -> str:
     if run is None or run.outcome is None:
         return "-"
     when = f" {_ago(now - run.finished_ts)} ago" if run.finished_ts is not None else ""
-    error = f": {run.error_line}" if run.error_line else ""
+    error = f": {printable(run.error_line)}" if run.error_line else ""
     return f"{run.outcome.value}{when}{error}"
 
 

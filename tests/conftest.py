@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -20,6 +21,10 @@ from jobtui import (
 )
 
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
+
+# jobtui refuses a jobs.toml or run module its group can write (as cron does): under a 002 umask
+# every file the tests write would be refused, so the suite writes them as at umask 022.
+os.umask(0o022)
 
 
 class Recorder:

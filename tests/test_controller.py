@@ -116,8 +116,10 @@ async def test_progress_rebuilds_only_the_running_jobs_view(host, controller, cl
     assert after["copy"].state is JobState.RUNNING
     assert running.progress == 0.5 and running.status_message == "copying item 2"
     assert running.manual and running.elapsed(controller.now()) == 2
-    assert controller.log("copy", running.run_id) == ("item 0", "item 1", "item 2")
-    assert controller.log("copy", running.run_id, start=2) == ("item 2",)
+    assert controller.log("copy", running.run_id) == (("item 0", "item 1", "item 2"), 3)
+    assert controller.log("copy", running.run_id, start=2) == (("item 2",), 3)
+    assert controller.log("copy", running.run_id, start=3) == ((), 3)  # nothing new yet
+    assert controller.log("copy", running.run_id, start=-1, limit=1) == (("item 2",), 3)
     # Jobs no event touched keep the very same view object: nothing was converted again.
     assert all(after[job_id] is before[job_id] for job_id in before if job_id != "copy")
     await clock.advance(2)

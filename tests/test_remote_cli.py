@@ -44,6 +44,9 @@ command = "echo sleeping; sleep 60"
 [jobs.tick]
 command = "true"
 every = "1h"
+
+[jobs.escapes]
+command = 'printf "a\\033]0;pwned\\007b\\tc\\n"'
 """
 
 
@@ -106,6 +109,9 @@ def test_run_wait_streams_the_output_and_exits_with_the_outcome(daemon):
     assert "exit3: failed" in done.stderr
     assert jobtui("run", "killed", str(config), "--wait").returncode == 1
     assert jobtui("run", "slow", str(config), "--wait").returncode == 124
+    # A job's escape sequences reach the terminal as text (a tab stays a tab).
+    done = jobtui("run", "escapes", str(config), "--wait")
+    assert done.stdout == "a\\x1b]0;pwned\\x07b\tc\n"
     # Without --wait it only starts the run.
     done = jobtui("run", "ok", str(config))
     assert done.returncode == 0 and done.stdout.startswith("started run ")
@@ -235,7 +241,7 @@ def test_another_user_is_refused_and_the_daemon_logs_it():
         assert done.returncode == 1, done.stderr
         assert "refused: this jobtui runs as uid 0; uid 65534 may not control it" in done.stderr
         with SyncClient.connect(load(config).state_path, env=env) as client:
-            assert client.call("summary").jobs == 6  # root still may
+            assert client.call("summary").jobs == 7  # root still may
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
         refused = [json.loads(line) for line in out.splitlines()]

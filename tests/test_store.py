@@ -62,6 +62,12 @@ class RefusingBackend:
             raise self.error
         self.backend.prune()
 
+    def journal(self, claims):
+        self.backend.journal(claims)
+
+    def check(self):
+        return self.backend.check()
+
 
 def runs_of(db, job=None):
     return sorted(read_runs(db, job=job, limit=10_000), key=lambda r: r["scheduled_for"])

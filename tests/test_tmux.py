@@ -79,3 +79,52 @@ def test_table_run_pause_quit(tmp_path: Path):
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert '"manual": true' in history.stdout and '"outcome": "succeeded"' in history.stdout
+
+
+def test_escape_sequences_from_a_job_do_not_reach_the_terminal(tmp_path: Path):
+    # The job's name and its output carry an OSC that sets the pane's title and ESC[2J, which
+    # clears the screen; the console must show both as text and the terminal act on neither.
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(
+        textwrap.dedent(
+            r"""
+            [scheduler]
+            timezone = "UTC"
+            [jobs.hostile]
+            name = "evil\u001b]0;owned-by-name\u0007\u001b[2J"
+            every = "1h"
+            run_immediately = true
+            command = '''
+            printf '::status st \033]0;owned-by-status\007\n'
+            printf 'out \033]0;owned-by-output\007 \033[2J \302\2332J end\n'
+            '''
+            """
+        )
+    )
+    jobs.chmod(0o644)
+    session = f"jobtui-esc-{tmp_path.name}"
+    # The app starts only once the pane's title is set, so the title seen later is its doing.
+    command = (
+        f"{TMUX} -L {SOCKET} wait-for {session}; "
+        f"env -u COLUMNS -u LINES {sys.executable} -m jobtui.cli {jobs}; echo EXITED $?; sleep 30"
+    )
+    config = tmp_path / "tmux.conf"
+    config.write_text("set -g default-size 120x30\nset -g allow-rename on\n")
+    tmux("-f", str(config), "new-session", "-d", "-s", session, "-x", "120", "-y", "30", command)
+    try:
+        tmux("select-pane", "-t", session, "-T", "title-before")
+        tmux("wait-for", "-S", session)
+        wait_for(session, lambda s: "evil\\x1b]0;owned-by-name\\x07\\x1b[2J" in s and "✔" in s)
+        tmux("send-keys", "-t", session, "Enter")
+        shown = wait_for(session, lambda s: "out \\x1b]0;owned-by-output\\x07" in s)
+        assert "\\x1b[2J \\x9b2J end" in shown
+        # Not blanked: what was drawn before the output arrived is still on the screen.
+        assert "Next runs" in shown and "runs: printf" in shown
+        title = tmux("display-message", "-p", "-t", session, "#{pane_title}|#{window_name}")
+        assert "owned" not in title and title.startswith("title-before|")
+        tmux("send-keys", "-t", session, "Escape")
+        wait_for(session, lambda s: "Trigger" in s)
+        tmux("send-keys", "-t", session, "q")
+        wait_for(session, lambda s: "EXITED 0" in s)
+    finally:
+        subprocess.run([TMUX, "-L", SOCKET, "kill-server"], capture_output=True)

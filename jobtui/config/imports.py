@@ -72,7 +72,9 @@ def check_targets(specs: list[str], base_dir: str, timeout: float = 10.0) -> dic
 def _run_check(specs: list[str], base_dir: str, timeout: float) -> tuple[str, int | None]:
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _CHECK, base_dir, *specs],
+            # -P: without it, "-c" puts the current folder first on the import path, and a
+            # json.py there (in /tmp, say) would run, as root perhaps, before the check.
+            [sys.executable, "-P", "-c", _CHECK, base_dir, *specs],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -7,19 +7,20 @@ import json
 import os
 import re
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any
 
 from ..engine import DataStore, InvalidJobOption, Scheduler, format_duration
-from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES, check_max_concurrency
+from ..engine.job import DEFAULT_OPTIONS, NUL_IN_COMMAND, OPTION_NAMES, check_max_concurrency
 from ..engine.timezones import local_zone, resolve_timezone
 from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
+from .syntax import parse_toml
+from .trust import untrusted, untrusted_module
 
 TARGET_KEYS = ("run", "command")
 JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
@@ -28,7 +29,7 @@ SCHEDULER_KEYS = frozenset(
     {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days"}
 )
 TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
-JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MAX_FILE_BYTES = 1024 * 1024
 
@@ -142,16 +143,9 @@ class _Loader:
             raise self.fail_now(f"cannot read it: {exc.strerror}") from None
         if not stat.S_ISREG(info.st_mode):
             raise self.fail_now("is not a regular file")
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            who = (
-                "group and others"
-                if info.st_mode & stat.S_IWOTH and info.st_mode & stat.S_IWGRP
-                else ("others" if info.st_mode & stat.S_IWOTH else "its group")
-            )
-            raise self.fail_now(
-                f"is writable by {who}; jobtui runs the commands in it, so it refuses the file "
-                f"(as cron does): run `chmod go-w {self.shown}`"
-            )
+        distrust = untrusted(self.path)
+        if distrust is not None:
+            raise self.fail_now(distrust)
         if info.st_size > MAX_FILE_BYTES:
             raise self.fail_now(f"is {info.st_size} bytes; a jobs file may be at most 1 MiB")
         data = self.path.read_bytes()
@@ -165,29 +159,10 @@ class _Loader:
             ) from None
         return text.removeprefix("\ufeff")
 
-    def parse(self, text: str) -> dict[str, Any]:
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            message = str(exc)
-            match = re.search(r"\(at line (\d+), column (\d+)\)", message)
-            line, col = (int(match.group(1)), int(match.group(2))) if match else (None, None)
-            reason = re.sub(r"\s*\(at .*\)$", "", message)
-            if match is None and "end of document" in message:
-                line = text.count("\n") + 1
-            hint = ""
-            if "Illegal character '\\n'" in reason or "Unterminated string" in reason:
-                hint = "; a quoted string is not closed on this line"
-            if line is not None and "Expected newline" in reason:
-                source = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
-                if re.search(r"=\s*\d+[smhd]", source):
-                    hint = '; durations are text: write them in quotes, as in every = "5m"'
-            raise self.fail_now(f"TOML syntax: {reason}{hint}", line, col) from None
-
     # -- the tables -----------------------------------------------------------------------
     def load(self) -> Config:
         text = self.read()
-        data = self.parse(text)
+        data = parse_toml(text, self.shown)
         self.locator = Locator(text)
         for key in data:
             if key not in TOP_KEYS:
@@ -299,7 +274,7 @@ class _Loader:
             return {}
         keymap = {}
         for binding_id, value in keys.items():
-            if not isinstance(value, str) or not value.strip():
+            if not isinstance(value, str) or not value.strip() or not value.isprintable():
                 self.problem(
                     f'expected keys as text, such as "R" or "ctrl+r,f5", got {value!r}',
                     table=("console", "keys"),
@@ -398,7 +373,7 @@ class _Loader:
             except InvalidJobOption as exc:
                 self.problem(exc.reason, table=where, key=exc.key, job=job_id)
         options = {k: v for k, v in merged.items() if k in OPTION_NAMES}
-        if isinstance(options.get("cwd"), str):
+        if isinstance(options.get("cwd"), str) and "\0" not in options["cwd"]:
             options["cwd"] = str((self.path.parent / options["cwd"]).resolve())
         for key, value in options.items():
             try:
@@ -411,6 +386,16 @@ class _Loader:
                 f"expected true or false, got {paused!r}", table=where, key="paused", job=job_id
             )
         self.check_at(job_id, triggers.get("at"), zone, where)
+        if table.get("run_immediately") is True and not triggers:
+            self.problem(
+                "a job with no trigger never starts by itself, not even at start-up: add a "
+                "trigger (every, cron or at), or remove run_immediately (the job then runs only "
+                "when started by hand)",
+                table=where,
+                key="run_immediately",
+                job=job_id,
+                warning=True,
+            )
         if len(self.problems) > before:
             return None
         fingerprint = json.dumps({**merged, **triggers}, sort_keys=True, default=str)
@@ -445,6 +430,10 @@ class _Loader:
         key = given[0]
         value = table[key]
         if key == "command":
+            parts = value if isinstance(value, list) else [value]
+            if any(isinstance(part, str) and "\0" in part for part in parts):
+                self.problem(NUL_IN_COMMAND, table=where, key=key, job=job_id)
+                return None, ""
             if isinstance(value, str) and value.strip():
                 return value, value
             if isinstance(value, list) and value and all(isinstance(p, str) for p in value):
@@ -489,11 +478,12 @@ class _Loader:
         if not run_jobs:
             return
         base = str(self.path.parent.resolve())
-        results = check_targets(
-            sorted({s.target_text for s in run_jobs}), base, self.import_timeout
-        )
+        modules = {s.target_text: s.target_text.partition(":")[0] for s in run_jobs}
+        distrust = {text: untrusted_module(name, Path(base)) for text, name in modules.items()}
+        trusted = sorted(text for text, found in distrust.items() if found is None)
+        results = check_targets(trusted, base, self.import_timeout) if trusted else {}
         for spec in run_jobs:
-            error = results.get(spec.target_text)
+            error = distrust[spec.target_text] or results.get(spec.target_text)
             if error is not None:
                 self.problem(error, table=("jobs", spec.id), key="run", job=spec.id)
                 del jobs[spec.id]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engine.printable import printable
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One problem: ``jobs.toml:LINE:COL: job "backup", key "cron": message``."""
+    """One problem: ``jobs.toml:LINE:COL: job "backup", key "cron": message``, on one line: what
+    it quotes from the file (ids, keys, values) shows control characters and newlines as
+    escapes, so a hostile file cannot send sequences to the terminal or fake a second line."""
 
     path: str
     line: int | None
@@ -33,7 +37,7 @@ class Problem:
             about.append(f'key "{self.key}"')
         prefix = "warning: " if self.warning else ""
         subject = f"{', '.join(about)}: " if about else ""
-        return f"{where}: {prefix}{subject}{self.message}"
+        return printable(f"{where}: {prefix}{subject}{self.message}")
 
 
 class ConfigError(Exception):

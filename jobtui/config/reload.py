@@ -4,6 +4,7 @@ nothing; its problems go to ``on_failed`` until the file is fixed."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,14 +14,21 @@ from .loader import Config, load
 from .problems import ConfigError, Problem
 
 POLL = 0.5  # seconds between looks at the file: an edit is picked up within a second
+GONE = (
+    "is gone (deleted, or moved away): the jobs keep running as they were; "
+    "the file is read again as soon as it is back"
+)
+
+log = logging.getLogger("jobtui.config")
 
 
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
+def _stat_key(path: Path) -> tuple[int, ...] | None:
     try:
         info = os.stat(path)
     except OSError:
         return None
-    return info.st_mtime_ns, info.st_size, info.st_ino  # a save by rename changes the inode
+    # A save by rename changes the inode; a chmod changes only the ctime and the mode.
+    return info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino, info.st_mode
 
 
 class Reloader:
@@ -42,28 +50,43 @@ class Reloader:
         self._seen = _stat_key(config.path)
 
     async def watch(self) -> None:
+        """Follow the file until cancelled. Nothing the file, the disk or a listener does
+        ends the watch: later edits must still be applied."""
         while True:
             await asyncio.sleep(POLL)
-            key = _stat_key(self.config.path)
-            if key is None or key == self._seen:
-                continue
-            self._seen = key
-            await self.reload()
+            try:
+                key = _stat_key(self.config.path)
+                if key == self._seen:
+                    continue
+                self._seen = key
+                if key is None:
+                    self._fail([Problem(str(self.config.path), None, None, GONE)])
+                else:
+                    await self.reload()
+            except Exception:
+                log.exception("following %s failed; still following it", self.config.path)
 
     async def reload(self) -> bool:
         self._seen = _stat_key(self.config.path)
         try:
             config = await asyncio.to_thread(load, self.config.path)
         except ConfigError as exc:
-            self.problems = [p for p in exc.problems if not p.warning]
-            if self.on_failed is not None:
-                self.on_failed(exc.problems)
+            self._fail(exc.problems)
+            return False
+        except OSError as exc:  # unreadable now (permissions, I/O): the old jobs go on
+            why = exc.strerror or str(exc)
+            self._fail([Problem(str(self.config.path), None, None, f"cannot read it: {why}")])
             return False
         self.apply(config)
         self.problems = []
         if self.on_reloaded is not None:
             self.on_reloaded(config)
         return True
+
+    def _fail(self, problems: list[Problem]) -> None:
+        self.problems = [p for p in problems if not p.warning]
+        if self.on_failed is not None:
+            self.on_failed(problems)
 
     def apply(self, config: Config) -> None:
         old, new = self.config.jobs, config.jobs

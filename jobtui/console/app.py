@@ -24,6 +24,7 @@ from ..control.controller import Controller, LocalController, Notice
 from ..control.listen import ControlSocketError
 from ..control.server import ControlServer
 from ..engine import Clock, Scheduler
+from ..engine.printable import printable, printable_text
 from ..host import Host
 from ..store import StateStore
 from . import messages
@@ -173,7 +174,7 @@ class JobtuiApp(App[int]):
             if yes:
                 self.run_worker(self._quit(), exclusive=True, name="quit")
 
-        names = sorted({run.job_id for run in running})
+        names = sorted({printable(run.job_id) for run in running})
         self.push_screen(
             ConfirmScreen(
                 f"Quit with {len(running)} run{'s' if len(running) != 1 else ''} going?",
@@ -198,8 +199,8 @@ class JobtuiApp(App[int]):
         self.refresh_screen()
 
     def on_run_failed(self, message: messages.RunFailed) -> None:
-        self.notify(f"{message.job_id}: {message.error}", title="Run failed", severity="error",
-                    markup=False)  # fmt: skip
+        self.notify(f"{printable(message.job_id)}: {printable(message.error)}", title="Run failed",
+                    severity="error", markup=False)  # fmt: skip
 
     def on_reload_finished(self, message: messages.ReloadFinished) -> None:
         self.refresh_screen()
@@ -225,13 +226,14 @@ class JobtuiApp(App[int]):
         """Remove the job and delete its table from jobs.toml, keeping the rest of the file
         as it was (comments, order, formatting)."""
         path = self.controller.config_path
+        shown = printable(job_id)
         try:
             self.controller.remove(job_id)
         except OSError as exc:
-            self.notify(f"Removed {job_id}, but could not edit {path}: {exc}",
-                        severity="warning", markup=False)  # fmt: skip
+            why = f"could not edit {printable(str(path))}: {printable_text(str(exc))}"
+            self.notify(f"Removed {shown}, but {why}", severity="warning", markup=False)
             return
-        self.notify(f"Removed {job_id} (and its table in {path.name})", markup=False)
+        self.notify(f"Removed {shown} (and its table in {printable(path.name)})", markup=False)
         self.run_worker(self.reload(), name="reload-after-remove")
 
     async def edit_config(self, job_id: str | None) -> None:

@@ -1,4 +1,6 @@
-"""The command palette (ctrl+p): every job action, with job names searchable."""
+"""The command palette (ctrl+p): every job action, with job names searchable. A job's name is
+shown as plain text, its control characters as escapes: the palette would read a bare string
+as markup."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.command import Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
+
+from ..engine.printable import printable
 
 if TYPE_CHECKING:
     from .app import JobtuiApp
@@ -18,7 +24,8 @@ class JobCommands(Provider):
         controller = app.controller
         commands: list[tuple[str, str, Callable[[], object]]] = []
         for job in controller.jobs():
-            label = job.name if job.name == job.id else f"{job.name} ({job.id})"
+            name, job_id = printable(job.name), printable(job.id)
+            label = name if job.name == job.id else f"{name} ({job_id})"
             commands.append(
                 (f"Run {label} now", "a manual run", partial(controller.run_now, job.id))
             )
@@ -41,8 +48,18 @@ class JobCommands(Provider):
         for text, help_text, callback in self._commands():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), callback, help=help_text)  # type: ignore[arg-type]
+                yield Hit(score, _highlight(matcher, text), callback, text, help=help_text)  # type: ignore[arg-type]
 
     async def discover(self) -> Hits:
         for text, help_text, callback in self._commands():
-            yield Hit(1.0, text, callback, help=help_text)  # type: ignore[arg-type]
+            yield Hit(1.0, Content(text), callback, text, help=help_text)  # type: ignore[arg-type]
+
+
+def _highlight(matcher: Matcher, text: str) -> Content:
+    """Matcher.highlight, but reading ``text`` as plain text, not as markup."""
+    content = Content(text)
+    _, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for offset in offsets:
+        if not text[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content

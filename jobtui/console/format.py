@@ -1,6 +1,6 @@
 """How job state reads on screen: glyphs, colours, countdowns, progress bars, triggers in words.
 Everything here returns rich Text built from plain strings, so job-supplied text is never read
-as markup."""
+as markup, and passes it through printable(), so its control characters show as escapes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rich.text import Text
 
 from ..control.controller import JobView, RunView, Summary
 from ..engine import JobState, Outcome, format_duration
+from ..engine.printable import printable
 
 STATE_STYLE = {
     JobState.SCHEDULED: ("●", "green"),
@@ -89,9 +90,10 @@ def progress_text(run: RunView | None, tick: int = 0) -> Text:
 
 
 def summary_text(summary: Summary, now: float, zone: tzinfo) -> Text:
+    """The header line. Text, not a str: the file's name is not markup (``[red]x.toml``)."""
     clock = datetime.fromtimestamp(now, zone).strftime("%H:%M:%S %Z")
-    store = f"   store: {summary.store_status}" if summary.store_status else ""
-    text = Text(f"jobtui · {summary.config_name}")
+    store = f"   store: {printable(summary.store_status)}" if summary.store_status else ""
+    text = Text(f"jobtui · {printable(summary.config_name)}")
     # Where the scheduler is comes right after the file's name: the line is cut at the
     # terminal's edge, and this must not be what is cut.
     if summary.disconnected:

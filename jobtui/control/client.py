@@ -32,6 +32,7 @@ from ..engine.errors import InvalidJobOption
 from ..engine.timezones import resolve_timezone
 from . import paths
 from .controller import (
+    LOG_LIMIT,
     ActionFailed,
     JobsChanged,
     JobView,
@@ -400,18 +401,14 @@ class RemoteController:
             return []
         return result
 
-    def log(self, job_id: str, run_id: str, start: int = 0) -> tuple[str, ...]:
-        """The run's lines received so far, from the ``start``-th on. Asking follows the run:
-        its lines stream in over this connection while a screen keeps asking, and stop when
-        it no longer does (or asks for another run)."""
-        return self._following(job_id, run_id).since(start)
-
-    def log_page(
-        self, job_id: str, run_id: str, start: int = 0, limit: int = 5000
+    def log(
+        self, job_id: str, run_id: str, start: int = 0, limit: int = LOG_LIMIT
     ) -> tuple[tuple[str, ...], int]:
-        """``log`` with lines numbered from the run's first and a bounded page: ``(lines,
-        next_start)``, a negative ``start`` counting back from the newest line received (the
-        paging shape the Controller's log takes where runs number their lines)."""
+        """Up to ``limit`` of the run's lines received so far, from line ``start`` on (numbered
+        from the run's first; a negative ``start`` counts back from the newest), and the
+        ``start`` to ask for next. Asking follows the run: its lines stream in over this
+        connection while a screen keeps asking, and stop when it no longer does (or asks for
+        another run)."""
         return self._following(job_id, run_id).page(start, limit)
 
     def _following(self, job_id: str, run_id: str) -> RunLog:

@@ -47,6 +47,7 @@ SHOWN_OPTIONS = (
     "jitter", "kill_grace", "cwd",
 )  # fmt: skip
 RECENT_RUNS = 200  # history kept per job when there is no store
+LOG_LIMIT = 5000  # log lines per call: a screen shows no more, and the call stays cheap
 
 
 # -- views ----------------------------------------------------------------------------------
@@ -177,7 +178,9 @@ class Controller(Protocol):
     def job(self, job_id: str) -> JobView | None: ...
     def next_times(self, job_id: str, n: int = 5) -> list[datetime]: ...
     def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]: ...
-    def log(self, job_id: str, run_id: str, start: int = 0) -> tuple[str, ...]: ...
+    def log(
+        self, job_id: str, run_id: str, start: int = 0, limit: int = LOG_LIMIT
+    ) -> tuple[tuple[str, ...], int]: ...
     def summary(self) -> Summary: ...
     def config_line(self, job_id: str) -> int | None: ...
 
@@ -347,17 +350,27 @@ class LocalController:
         with self._recent_lock:
             return list(self._recent.get(job_id, ()))[:limit]
 
-    def log(self, job_id: str, run_id: str, start: int = 0) -> tuple[str, ...]:
-        """The run's captured output from line ``start`` on (a running or the last run)."""
+    def log(
+        self, job_id: str, run_id: str, start: int = 0, limit: int = LOG_LIMIT
+    ) -> tuple[tuple[str, ...], int]:
+        """Up to ``limit`` lines of the run's captured output (a running or the last run) from
+        line ``start`` on, numbered from its first line (a negative ``start`` counts back from
+        the end), and the ``start`` to ask for next. Lines the output cap dropped are skipped
+        with a note in their place."""
         if job_id not in self.scheduler:
-            return ()
+            return (), max(start, 0)
         job = self.scheduler.get(job_id)
         for run in (*job.active, job.last_run):
             if run is not None and run.run_id == run_id:
                 if not run.has_output:
-                    return ()
-                return tuple(line.text for line in run.output.lines()[start:])
-        return ()
+                    return (), max(start, 0)
+                lines, following = run.output.since(start, limit)
+                texts = tuple(line.text for line in lines)
+                first = following - len(lines)
+                if lines and start >= 0 and first > start:
+                    texts = (f"[... {first - start} lines not kept ...]", *texts)
+                return texts, following
+        return (), max(start, 0)
 
     def summary(self) -> Summary:
         now = self.now()

@@ -16,7 +16,7 @@ class RunLog:
     line ever (as the daemon numbers them); the newest ``KEPT_LOG_LINES`` are held."""
 
     job_id: str
-    origin: int | None = None  # the number of the first line received: the screen's line 0
+    origin: int | None = None  # the number of the first line received
     first: int = 0  # the number of lines[0]
     lines: list[str] = field(default_factory=list)
     asked: float = 0.0  # monotonic time the screen last asked for it
@@ -39,16 +39,10 @@ class RunLog:
             del self.lines[:excess]
             self.first += excess
 
-    def since(self, start: int) -> tuple[str, ...]:
-        """Lines from the screen's ``start``-th on (counted from the first one received)."""
-        if self.origin is None:
-            return ()
-        return tuple(self.lines[max(0, self.origin + start - self.first) :])
-
     def page(self, start: int, limit: int) -> tuple[tuple[str, ...], int]:
         """Up to ``limit`` lines from line ``start`` on, numbered from the run's first (a
         negative ``start`` counts back from the newest), and the ``start`` to ask for next:
-        the shape of ``Controller.log`` where lines are numbered from the run's first."""
+        what ``Controller.log`` returns."""
         if self.origin is None:
             return (), max(start, 0)
         if start < 0:

@@ -160,11 +160,17 @@ class Dispatcher:
         if action is OverlapAction.SKIP:
             parallel = overlap.policy is OverlapPolicy.PARALLEL
             limit = f" ({overlap.limit} at once)" if parallel else ""
+            # A run that has not started yet is not "running": say what it waits for.
+            why = (
+                "waiting for the state store to record its claim"
+                if running.run_id in self.runner.claiming
+                else "still running"
+            )
             self.record(
                 job,
                 ts,
                 Outcome.SKIPPED,
-                f"still running{limit}: run {running.run_id} for {_iso(running._scheduled_ts)}",
+                f"{why}{limit}: run {running.run_id} for {_iso(running._scheduled_ts)}",
             )
             return
         if job._pending is not None:

@@ -14,15 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .capture import LineSplitter
 from .clock import Clock, TimerHandle
 from .job import Job, TargetKind
-from .procfs import group_has_live_member
+from .procfs import group_has_live_member, holds_any, pipe_holders
+from .pyoutput import python_run_ended, python_run_started
 from .run import Outcome, Run, RunError, _current_run
 
 # After a command's main process exits, how long to keep reading output a grandchild may still
 # be writing. Real time on purpose: it bounds I/O, it is not part of any schedule.
 DRAIN_SECONDS = 1.0
-CHUNK = 64 * 1024
+# How often an interrupted command's group is looked for while it winds down (real time too).
+GROUP_POLL_SECONDS = 0.05
 
 
 @dataclass(slots=True)
@@ -86,6 +89,7 @@ class AsyncExecution(Execution):
     async def execute(self) -> AttemptResult:
         self._task = asyncio.current_task()
         token = _current_run.set(self.run)
+        python_run_started(self.run)
         try:
             status, payload = "ok", await self._call()
         except asyncio.CancelledError:
@@ -98,6 +102,7 @@ class AsyncExecution(Execution):
             status, payload = "error", exc
         finally:
             _current_run.reset(token)
+            python_run_ended(self.run)
         return self._from_body(status, payload)
 
     def _stop(self) -> None:
@@ -144,8 +149,12 @@ class ThreadExecution(Execution):
                 loop.call_soon_threadsafe(finished, result)
 
         job._threads_alive += 1
+        python_run_started(self.run)
         threading.Thread(target=body, name=f"jobtui:{job.id}", daemon=True).start()
-        status, payload = await future
+        try:
+            status, payload = await future
+        finally:
+            python_run_ended(self.run)
         return self._from_body(status, payload)
 
     def _stop(self) -> None:
@@ -153,13 +162,55 @@ class ThreadExecution(Execution):
             self._future.set_result(("interrupted", None))
 
 
+class _Pipes(asyncio.SubprocessProtocol):
+    """A command's stdout and stderr, handed to the run chunk by chunk as the loop reads them
+    (no stream buffer in between), and the moments its process exits and its pipes close."""
+
+    def __init__(self, run: Run, wall: Callable[[], float]) -> None:
+        loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.streams = {1: LineSplitter(run, "stdout", wall), 2: LineSplitter(run, "stderr", wall)}
+        self._open = 2
+        self._run = run
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        assert isinstance(data, bytes)
+        self.streams[fd].feed(data)
+        self._run._changed()
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in self.streams:
+            self.streams[fd].finish()
+            self._run._changed()
+            self._open -= 1
+            if self._open == 0 and not self.closed.done():
+                self.closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
 class CommandExecution(Execution):
     """A shell command (``/bin/sh -c``) or an argv list, in its own process group.
 
-    Output is read in chunks and split into lines here, so a 1 MB line cannot break the reader;
-    ``::progress 0.42`` / ``::progress 42%`` and ``::status text`` lines set the run's progress and
-    status instead of being logged. Interrupting sends SIGTERM to the whole group, then SIGKILL
-    after ``kill_grace``, so no grandchild survives.
+    Output is read in chunks and split into lines (see ``capture``), so neither a 1 MB line nor
+    a million short ones can stall the reader; ``::progress 0.42`` / ``::progress 42%`` and
+    ``::status text`` lines set the run's progress and status instead of being logged.
+    Interrupting sends SIGTERM to the whole group, then SIGKILL after ``kill_grace``, so no
+    grandchild survives.
+
+    A process that left the group (``setsid``, a daemon) is out of reach of the group's signals
+    and may hold the output pipes for as long as it lives. The run never waits for it: once the
+    command's own process has exited (and, when interrupted, the group is gone), output is read
+    for ``DRAIN_SECONDS`` more and then no longer. Whoever still holds the pipes is named in the
+    run's output, and in its reason and error when the run was interrupted. Those processes are
+    killed only when the run was interrupted (a timeout, cancel or stop must stop the work), and
+    only while they hold this run's own pipe (checked through a pidfd, so a reused pid is never
+    hit); after a normal exit they are left alone, since a command may start a daemon on
+    purpose. A process that escaped and closed the pipes is not seen at all: run such commands
+    in a cgroup (``systemd-run --scope``) to keep them contained.
     """
 
     def __init__(self, job: Job, run: Run, clock: Clock) -> None:
@@ -167,7 +218,6 @@ class CommandExecution(Execution):
         self._pgid: int | None = None
         self._kill_timer: TimerHandle | None = None
         self._killed: asyncio.Future[None] | None = None
-        self._last_stderr = ""
 
     async def execute(self) -> AttemptResult:
         job, run = self.job, self.run
@@ -179,7 +229,8 @@ class CommandExecution(Execution):
         loop = asyncio.get_running_loop()
         self._killed = loop.create_future()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, pipes = await loop.subprocess_exec(
+                lambda: _Pipes(run, self.clock.wall),
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -191,48 +242,74 @@ class CommandExecution(Execution):
         except OSError as exc:
             run.error = RunError.from_exception(exc)
             return AttemptResult(Outcome.FAILED)
-        self._pgid = proc.pid
-        run.pid = proc.pid
+        pid = transport.get_pid()
+        self._pgid = pid
+        run.pid = pid
         run._changed()  # subscribers (the store) learn the pid while it runs
         if self.interrupted is not None:  # interrupted while it was being started
             self._stop()
-        assert proc.stdout is not None and proc.stderr is not None
-        readers = [
-            loop.create_task(self._pump(proc.stdout, "stdout")),
-            loop.create_task(self._pump(proc.stderr, "stderr")),
-        ]
+        inodes = _pipe_inodes(transport)
+        escaped = ""
         try:
-            returncode = await proc.wait()
-            if self.interrupted is not None and self._group_alive():
-                await self._killed  # wait out kill_grace: the SIGKILL reaches the stragglers
-            _, pending = await asyncio.wait(readers, timeout=DRAIN_SECONDS)
-            for reader in pending:
-                reader.cancel()
+            await pipes.exited
+            # Interrupted: the rest of the group had the same SIGTERM and may still be on its
+            # way out. Wait until it is gone, or out kill_grace (then SIGKILL reaches it).
+            while self.interrupted is not None and self._group_alive():
+                waiters = [self._killed] if pipes.closed.done() else [self._killed, pipes.closed]
+                await asyncio.wait(waiters, timeout=GROUP_POLL_SECONDS)
+                if self._killed.done():
+                    break
+            if not pipes.closed.done():
+                await asyncio.wait([pipes.closed], timeout=DRAIN_SECONDS)
+            if not pipes.closed.done():
+                escaped = await self._escaped(inodes)
         except asyncio.CancelledError:
             self._signal(signal.SIGKILL)
-            for reader in readers:
-                reader.cancel()
             raise
         finally:
             if self._kill_timer is not None:
                 self._kill_timer.cancel()
-            transport = getattr(proc, "_transport", None)
-            if transport is not None:
-                transport.close()  # a grandchild may hold the pipes; stop reading them
+            transport.close()  # stop reading: whoever still holds the pipes gets EPIPE
+        returncode = transport.get_returncode()
+        assert returncode is not None
         if returncode < 0:
             run.signal = signal.Signals(-returncode).name
         else:
             run.exit_code = returncode
         if self.interrupted is not None:
+            if escaped:
+                outcome, reason = self.interrupted
+                self.interrupted = (outcome, f"{reason}; {escaped}")
             return self._interrupted_result()
         if returncode == 0:
             return AttemptResult(Outcome.SUCCEEDED)
-        detail = f": {self._last_stderr}" if self._last_stderr else ""
+        last_error = pipes.streams[2].last_error
+        detail = f": {last_error}" if last_error else ""
         if returncode < 0:
             run.error = RunError("Signal", f"killed by {run.signal}{detail}")
         else:
             run.error = RunError("ExitStatus", f"exited with status {returncode}{detail}")
         return AttemptResult(Outcome.FAILED)
+
+    async def _escaped(self, inodes: set[int]) -> str:
+        """Name (and, for an interrupted run, kill) the processes outside the group that keep
+        the output pipes open; the text goes into the run's record. Looking through /proc
+        takes a while on a busy machine: off the loop."""
+        holders = await asyncio.to_thread(pipe_holders, inodes, os.getpid())
+        outside = {pid: name for pid, name in holders.items() if _pgid_of(pid) != self._pgid}
+        if not outside:
+            return ""
+        names = ", ".join(f"pid {pid} ({name})" for pid, name in sorted(outside.items()))
+        verb = "escapes" if len(outside) == 1 else "escape"
+        text = f"{names} left the command's process group and kept its output open"
+        if self.interrupted is not None:
+            killed = [pid for pid in outside if kill_pipe_holder(pid, inodes)]
+            text += "; killed" if killed else "; not killed (it had exited, or no pidfd)"
+        else:
+            text += f": its output after this is not captured, and it {verb} timeouts"
+        self.run.output.append("log", text, self.clock.wall())
+        self.run._changed()
+        return text
 
     def _stop(self) -> None:
         if self._pgid is None:
@@ -262,55 +339,41 @@ class CommandExecution(Execution):
             return False
         return group_has_live_member(self._pgid)
 
-    async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
-        max_line = self.run.output.max_line
-        pending = bytearray()
-        cut = 0
-        try:
-            while chunk := await stream.read(CHUNK):
-                start = 0
-                while True:
-                    newline = chunk.find(b"\n", start)
-                    end = len(chunk) if newline < 0 else newline
-                    room = max_line - len(pending)
-                    piece = chunk[start:end]
-                    if len(piece) > room:
-                        cut += len(piece) - max(room, 0)
-                        piece = piece[: max(room, 0)]
-                    pending += piece
-                    if newline < 0:
-                        break
-                    self._line(name, bytes(pending), cut)
-                    pending.clear()
-                    cut = 0
-                    start = newline + 1
-        finally:
-            if pending or cut:
-                self._line(name, bytes(pending), cut)
 
-    def _line(self, stream: str, data: bytes, cut: int) -> None:
-        text = data.decode("utf-8", "replace").rstrip("\r")
-        run = self.run
-        if text.startswith("::"):
-            if text.startswith("::progress "):
-                value = text[len("::progress ") :].strip()
-                try:
-                    number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
-                except ValueError:
-                    pass
-                else:
-                    run.progress = number
-                    return
-            elif text.startswith("::status"):
-                run.status_message = text[len("::status") :].strip()
-                return
-        if cut:
-            text += f" [... {cut} bytes cut from this line]"
-            run.output.dropped_bytes += cut
-        if stream == "stderr" and text.strip():
-            self._last_stderr = text.strip()[:300]
-        run.output.append(stream, text, self.clock.wall())
-        run._changed()
+def _pipe_inodes(transport: asyncio.SubprocessTransport) -> set[int]:
+    inodes = set()
+    for fd in (1, 2):
+        pipe = transport.get_pipe_transport(fd)
+        handle = pipe.get_extra_info("pipe") if pipe is not None else None
+        if handle is not None:
+            with contextlib.suppress(OSError, ValueError):
+                inodes.add(os.fstat(handle.fileno()).st_ino)
+    return inodes
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def kill_pipe_holder(pid: int, inodes: set[int]) -> bool:
+    """SIGKILL ``pid`` if it (still) holds one of these pipes. The pidfd pins the process: if
+    it is still alive when signalled, the pid was not reused, and it was the holder."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if not holds_any(pid, {f"pipe:[{inode}]" for inode in inodes}):
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)
 
 
 def make_execution(

@@ -225,10 +225,32 @@ def _mapping(key: str, *, strings: bool) -> Callable[[object, str | None, tzinfo
                     key=key,
                     job_id=job_id,
                 )
-            return {k: str(v) for k, v in value.items()}
+            env = {k: str(v) for k, v in value.items()}
+            _check_environment(env, key, job_id)
+            return env
         return dict(value)
 
     return parse
+
+
+def _check_environment(env: Mapping[str, str], key: str, job_id: str | None) -> None:
+    """The kernel takes each variable as one NAME=value string: a name with "=" or NUL, or a
+    value with NUL, cannot be passed, and every run would fail."""
+    for name, value in env.items():
+        if not name or "=" in name or "\0" in name:
+            raise InvalidJobOption(
+                f"{name!r} cannot be an environment variable's name: a name is not empty and "
+                'has no "=" and no NUL character (such as PGHOST)',
+                key=key,
+                job_id=job_id,
+            )
+        if "\0" in value:
+            raise InvalidJobOption(
+                f"the value of {name} holds a NUL character, which an environment variable "
+                "cannot hold",
+                key=key,
+                job_id=job_id,
+            )
 
 
 def _cwd(value: object, job_id: str | None, zone: tzinfo) -> str | None:
@@ -237,6 +259,12 @@ def _cwd(value: object, job_id: str | None, zone: tzinfo) -> str | None:
     if not isinstance(value, str | os.PathLike):
         raise InvalidJobOption(f"expected a folder path, got {value!r}", key="cwd", job_id=job_id)
     path = os.fspath(value)
+    if "\0" in path:
+        raise InvalidJobOption(
+            f"{path!r} holds a NUL character, which no folder path can hold",
+            key="cwd",
+            job_id=job_id,
+        )
     if not os.path.isdir(path):
         raise InvalidJobOption(
             f'folder "{path}" does not exist (or is not a folder)', key="cwd", job_id=job_id
@@ -298,11 +326,16 @@ class TargetKind(StrEnum):
     COMMAND = "command"  # a shell command (str) or an argv list: runs as a subprocess
 
 
+NUL_IN_COMMAND = "holds a NUL character, which no command can hold: every run would fail"
+
+
 def classify_target(target: object, job_id: str | None) -> tuple[TargetKind, bool]:
     """What kind of job ``target`` is, and whether it takes a Run first."""
     if isinstance(target, str):
         if not target.strip():
             raise InvalidJobOption("the command is empty", key="command", job_id=job_id)
+        if "\0" in target:
+            raise InvalidJobOption(NUL_IN_COMMAND, key="command", job_id=job_id)
         return TargetKind.COMMAND, False
     if isinstance(target, Sequence) and not isinstance(target, bytes):
         if not target or not all(isinstance(part, str | os.PathLike) for part in target):
@@ -312,6 +345,8 @@ def classify_target(target: object, job_id: str | None) -> tuple[TargetKind, boo
                 key="command",
                 job_id=job_id,
             )
+        if any("\0" in os.fspath(part) for part in target):
+            raise InvalidJobOption(NUL_IN_COMMAND, key="command", job_id=job_id)
         return TargetKind.COMMAND, False
     if not callable(target):
         raise InvalidJobOption(

@@ -38,3 +38,43 @@ def group_has_live_member(pgid: int) -> bool:
         if fields is not None and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             return True
     return False
+
+
+def pipe_holders(inodes: set[int], exclude: int) -> dict[int, str]:
+    """The processes (pid: command name) other than ``exclude`` that have one of these pipes
+    open: for a run's output pipes, whoever still writes into them."""
+    wanted = {f"pipe:[{inode}]" for inode in inodes}
+    holders: dict[int, str] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return holders
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == exclude:
+            continue
+        if holds_any(int(entry), wanted):
+            holders[int(entry)] = command_name(int(entry))
+    return holders
+
+
+def holds_any(pid: int, links: set[str]) -> bool:
+    folder = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(folder)
+    except OSError:  # gone, or not ours to look at
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"{folder}/{fd}") in links:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as comm:
+            return comm.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return "?"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextvars
-import itertools
 import threading
 import traceback as tb
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+
+from .output import LogLine, RunOutput
+
+__all__ = ["LogLine", "Outcome", "Run", "RunError", "RunOutput", "current_run"]
 
 
 class Outcome(StrEnum):
@@ -42,113 +44,6 @@ class RunError:
     def first_line(self) -> str:
         line = self.message.strip().splitlines()[0] if self.message.strip() else ""
         return f"{self.type}: {line}" if line else self.type
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    time: float  # wall clock, seconds since the epoch
-    stream: str  # "stdout", "stderr" or "log" (Run.log and notes from the scheduler)
-    text: str
-
-
-class RunOutput:
-    """Captured output, capped: the first ``head_bytes`` and the last ``tail_bytes`` are kept.
-
-    What falls between is counted in ``dropped_bytes`` and ``dropped_lines``, so a job that
-    prints gigabytes costs a bounded amount of memory and the record still says how much it
-    printed. A single line longer than ``max_line`` is cut to that length.
-    """
-
-    __slots__ = (
-        "_head",
-        "_head_size",
-        "_lock",
-        "_tail",
-        "_tail_size",
-        "dropped_bytes",
-        "dropped_lines",
-        "head_bytes",
-        "max_line",
-        "tail_bytes",
-        "total_lines",
-    )
-
-    def __init__(
-        self, head_bytes: int = 64 * 1024, tail_bytes: int = 256 * 1024, max_line: int = 16 * 1024
-    ) -> None:
-        self.head_bytes = head_bytes
-        self.tail_bytes = tail_bytes
-        self.max_line = max_line
-        self._head: list[LogLine] = []
-        self._head_size = 0
-        self._tail: deque[LogLine] = deque()
-        self._tail_size = 0
-        self.dropped_bytes = 0
-        self.dropped_lines = 0
-        self.total_lines = 0
-        self._lock = threading.Lock()  # a thread job and the loop may both write
-
-    def append(self, stream: str, text: str, when: float) -> None:
-        cut = 0
-        if len(text) > self.max_line:
-            cut = len(text.encode("utf-8", "replace")) - self.max_line
-            text = text[: self.max_line] + f" [... {cut} bytes cut from this line]"
-        size = len(text.encode("utf-8", "replace")) + 1
-        line = LogLine(when, stream, text)
-        with self._lock:
-            self.total_lines += 1
-            self.dropped_bytes += max(cut, 0)
-            if self._head_size + size <= self.head_bytes and not self._tail:
-                self._head.append(line)
-                self._head_size += size
-                return
-            self._tail.append(line)
-            self._tail_size += size
-            while self._tail_size > self.tail_bytes and len(self._tail) > 1:
-                old = self._tail.popleft()
-                old_size = len(old.text.encode("utf-8", "replace")) + 1
-                self._tail_size -= old_size
-                self.dropped_bytes += old_size
-                self.dropped_lines += 1
-
-    def lines(self) -> list[LogLine]:
-        with self._lock:
-            return [*self._head, *self._tail]
-
-    def since(self, start: int, limit: int) -> tuple[list[LogLine], int]:
-        """Up to ``limit`` lines from line ``start`` on, numbered from the run's first line
-        ever (the numbers survive the middle being dropped; dropped lines are skipped), and
-        the number to start from next time. A reader that keeps the number sees every kept
-        line once, however the buffer moved meanwhile."""
-        with self._lock:
-            head = self._head
-            lines: list[LogLine] = []
-            position = max(start, 0)
-            if position < len(head):
-                lines = head[position : position + limit]
-                position += len(lines)
-            if len(lines) < limit and self._tail:
-                tail_first = self.total_lines - len(self._tail)
-                position = max(position, tail_first)
-                offset = position - tail_first
-                more = list(itertools.islice(self._tail, offset, offset + limit - len(lines)))
-                lines += more
-                position += len(more)
-            return lines, position
-
-    def text(self) -> str:
-        """The kept output as text, with a note where lines were dropped."""
-        with self._lock:
-            parts = [line.text for line in self._head]
-            if self.dropped_lines:
-                parts.append(
-                    f"[... {self.dropped_lines} lines ({self.dropped_bytes} bytes) dropped ...]"
-                )
-            parts.extend(line.text for line in self._tail)
-        return "\n".join(parts)
-
-    def __len__(self) -> int:
-        return len(self._head) + len(self._tail)
 
 
 _output_lock = threading.Lock()

@@ -56,6 +56,7 @@ class Runner:
         self._on_thread_exited = on_thread_exited
         # Runs under way (run id -> run, job, task), and the attempt each is in right now.
         self.executions: dict[str, tuple[Run, Job, asyncio.Task[None]]] = {}
+        self.claiming: set[str] = set()  # runs waiting for the store to record their claim
         self._current_execution: dict[str, Execution] = {}
         self._slots_used = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
@@ -124,7 +125,11 @@ class Runner:
         # A virtual clock must not move on while the store writes the claim: the run would
         # start late by however far a test advanced meanwhile.
         self.clock.hold(claim)
-        return await claim
+        self.claiming.add(run.run_id)
+        try:
+            return await claim
+        finally:
+            self.claiming.discard(run.run_id)
 
     async def _execute(self, job: Job, run: Run) -> None:
         result_value: Any = None

@@ -2,6 +2,7 @@
 
 from .history import read_runs
 from .interface import StateStore
+from .statefile import UnusableStatePath
 from .store import Store, StoreError
 
-__all__ = ["StateStore", "Store", "StoreError", "read_runs"]
+__all__ = ["StateStore", "Store", "StoreError", "UnusableStatePath", "read_runs"]

@@ -33,6 +33,7 @@ from ..engine import (
 from ..engine.procfs import process_start
 from .history import read_runs
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
+from .statefile import UnusableStatePath
 from .writer import BatchWriter, Kind, StoreUnavailable, Write
 
 CLAIM_WAIT = 2.0  # a claim not written by then lets the run go ahead (the store is degraded)
@@ -84,7 +85,7 @@ class Store:
                 keep_days=keep_days,
                 busy_timeout=busy_timeout,
             )
-        except (OwnedElsewhere, DamagedDatabase) as exc:
+        except (OwnedElsewhere, DamagedDatabase, UnusableStatePath) as exc:
             raise StoreError(str(exc)) from None
         try:
             store = cls(backend, max_buffer=max_buffer)
@@ -115,16 +116,22 @@ class Store:
         differs) keeps its counters and pause state but starts afresh from now."""
         self._fingerprints = dict(fingerprints)
         snapshots = {}
-        for row in self.backend.load_jobs():
+        rows = self.backend.load_jobs()
+        newest = self.backend.newest_occurrences([row["job_id"] for row in rows])
+        for row in rows:
             job_id = row["job_id"]
             same = fingerprints.get(job_id, row["fingerprint"]) == row["fingerprint"]
+            last_fired = max(
+                (ts for ts in (row["last_fired"], newest.get(job_id)) if ts is not None),
+                default=None,
+            )
             snapshots[job_id] = JobSnapshot(
                 paused=bool(row["paused"]),
                 pause_reason=row["pause_reason"],
                 disabled_reason=row["disabled_reason"],
                 consecutive_failures=row["consecutive_failures"],
                 run_count=row["run_count"],
-                last_fired=row["last_fired"],
+                last_fired=last_fired,
                 grid_anchor=row["grid_anchor"],
                 finished=bool(row["finished"]) and same,
                 catch_up=same,
@@ -161,12 +168,13 @@ class Store:
                 Kind.CLAIM,
                 (run.run_id, run.job_id, run.scheduled_ts, time.time()),
                 claim=future,
+                job_id=run.job_id,
             )
         )
-        if self.status:  # degraded: keep scheduling, the row waits in the buffer
-            future.set_result(True)
-        else:  # a timer that finds the future settled does nothing: cheaper than cancelling
-            self._loop.call_later(CLAIM_WAIT, _settle, future, True)
+        # Degraded or not, the writer answers: from the database, or (when it cannot be
+        # written) once the claim is in the backend's journal, within a short busy timeout.
+        # A timer that finds the future settled does nothing: cheaper than cancelling.
+        self._loop.call_later(CLAIM_WAIT, _settle, future, True)
         return future
 
     def record(self, event: Event) -> None:
@@ -193,6 +201,7 @@ class Store:
                     self._fingerprints.get(job_id, ""),
                     time.time(),
                 ),
+                job_id=job_id,
             )
         )
 
@@ -204,6 +213,7 @@ class Store:
                 Write(
                     Kind.MANUAL_RUN,
                     (run.run_id, run.job_id, run.scheduled_ts, run.attempt, run.started_ts),
+                    job_id=run.job_id,
                 )
             )
 
@@ -218,13 +228,14 @@ class Store:
                 Kind.PROGRESS,
                 (run.progress, run.status_message, run.attempt, run.pid, pid_start, run.run_id),
                 droppable=pid_start is None,  # the pid must survive: it is how a crash is undone
+                job_id=run.job_id,
             )
         )
 
     def _run_finished(self, event: RunFinished) -> None:
         run = event.run
         self._pids.pop(run.run_id, None)
-        self.writer.push(Write(Kind.FINISH, _finish_params(run)))
+        self.writer.push(Write(Kind.FINISH, _finish_params(run), job_id=run.job_id))
 
     def _occurrence(self, event: OccurrenceSkipped | OccurrenceMissed) -> None:
         run = event.run
@@ -233,12 +244,13 @@ class Store:
             Write(
                 Kind.OCCURRENCE,
                 (run.run_id, run.job_id, run.scheduled_ts, run.finished_ts, outcome, run.reason),
+                job_id=run.job_id,
             )
         )
 
     def _job_removed(self, event: JobRemoved) -> None:
         self._snapshots.pop(event.job_id, None)
-        self.writer.push(Write(Kind.DELETE_JOB, (event.job_id,)))
+        self.writer.push(Write(Kind.DELETE_JOB, (event.job_id,), job_id=event.job_id))
 
     # -- reading and closing --------------------------------------------------------------
     def read_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -21,6 +21,8 @@ BATCH = 500  # writes per transaction
 PRUNE_EVERY = 60.0  # seconds between applications of the retention limits
 CLOSE_RETRIES_FOR = 10.0  # seconds a closing writer keeps trying a failing backend
 JOIN_FOR = 30.0  # longer than CLOSE_RETRIES_FOR plus one attempt (a 5 s busy timeout)
+CHECK_EVERY = 2.0  # seconds between looks at whether the database file is still there
+NOTICE_FOR = 60.0  # seconds the news that the database was re-created stays in the status
 
 log = logging.getLogger("jobtui.store")
 
@@ -43,10 +45,17 @@ class Write:
     params: tuple[Any, ...]
     claim: asyncio.Future[bool] | None = None
     droppable: bool = False  # progress: the first to go when the buffer is full
+    journaled: bool = False  # a claim noted in the backend's journal, its run let go ahead
+    job_id: str = ""  # whose record it is, to say whose records were lost
 
 
 class StoreUnavailable(Exception):
     """The backend cannot take writes just now; the message says why (from the database)."""
+
+
+class Disowned(Exception):
+    """Another process owns the state now (it took the lock while this one's file was gone):
+    this one must write nothing more, nor start a scheduled run (the other owns them now)."""
 
 
 class Backend(Protocol):
@@ -57,6 +66,18 @@ class Backend(Protocol):
 
     def prune(self) -> None:
         """Apply the retention limits. May raise StoreUnavailable."""
+        ...
+
+    def check(self) -> str:
+        """Cheap, every few seconds: "" while the backend's storage is the one it opened; else
+        what it did about it (deleted, and written again from what it has). Raises
+        StoreUnavailable if that failed, Disowned if another process owns the storage now."""
+        ...
+
+    def journal(self, claims: list[Write]) -> None:
+        """Note ``claims`` durably somewhere other than the database (which cannot be written
+        just now) before their runs go ahead, so that an occurrence still runs at most once
+        if this process dies before the database takes them. Raises OSError if it cannot."""
         ...
 
 
@@ -77,6 +98,11 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_prune = time.monotonic()
+        self._journal_fault = ""  # why claims let go ahead could not be journaled, if so
+        self._next_check = 0.0
+        self._notice = ""  # news kept in the status for a while although writes go through
+        self._notice_until = 0.0
+        self._disowned = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the thread; claims are answered, and status reported, on ``loop``."""
@@ -90,6 +116,11 @@ class BatchWriter:
 
     def push(self, write: Write) -> None:
         with self._cond:
+            if self._disowned:  # another process owns the state: no run may start here
+                self.dropped += 1
+                if write.claim is not None and not write.claim.done():
+                    write.claim.set_result(False)
+                return
             if self._closing:  # nothing will write it: count it, say so once
                 self.dropped += 1
                 if self.dropped == 1:
@@ -145,54 +176,133 @@ class BatchWriter:
         while True:
             with self._cond:
                 while not self._writes and not self._closing:
-                    self._cond.wait(timeout=PRUNE_EVERY)
+                    self._cond.wait(timeout=CHECK_EVERY)
                     if not self._writes and not self._closing:
-                        break  # an idle minute: prune
+                        break  # idle: look at the file, prune if it is time
                 if not self._writes and self._closing:
                     return
                 batch = [self._writes.popleft() for _ in range(min(BATCH, len(self._writes)))]
                 self._writing = bool(batch)
             try:
+                if time.monotonic() >= self._next_check:
+                    self._next_check = time.monotonic() + CHECK_EVERY
+                    self._tell(self.backend.check())
                 results = self.backend.write(batch) if batch else []
                 if time.monotonic() - self._last_prune > PRUNE_EVERY:
                     self._last_prune = time.monotonic()
                     self.backend.prune()
+            except Disowned as exc:
+                self._disown(str(exc), batch)
+                return
             except Exception as exc:
                 # StoreUnavailable is the backend saying "not now"; anything else is a bug, but
                 # the thread must live on: scheduling goes on and the writes wait.
                 if not isinstance(exc, StoreUnavailable):
                     log.exception("the state store's writer failed")
+                self._next_check = 0.0  # a file found gone and not written again: look again
                 with self._cond:
                     self._writes.extendleft(reversed(batch))
                     self._writing = False
                     self._drained.notify_all()
                     waiting = len(self._writes)
-                    # Runs waiting for their claim go ahead meanwhile: scheduling never stops
-                    # for the store.
-                    claims = [(w.claim, True) for w in self._writes if w.claim is not None]
-                self._set_status(
+                if self._closing and time.monotonic() > self._give_up_at:
+                    self._give_up(exc)
+                    return
+                # Runs waiting for their claim go ahead meanwhile: scheduling never stops
+                # for the store. So do the claims that come while it waits to try again.
+                self._let_claims_go_ahead()
+                status = (
                     f"cannot write the state database ({exc}); {waiting} records wait in memory"
                 )
-                self._answer(claims)
-                if self._closing and time.monotonic() > self._give_up_at:
-                    with self._cond:
-                        lost, self.dropped = len(self._writes), self.dropped + len(self._writes)
-                        self._writes.clear()
-                    log.error("closing: %d records could not be written (%s)", lost, exc)
-                    self._set_status(f"closed with {lost} records unwritten ({exc})")
-                    return
-                time.sleep(backoff)
+                if self._journal_fault:
+                    status += (
+                        f"; nor can claims be journaled ({self._journal_fault}): if jobtui "
+                        "dies now, runs let go meanwhile may run again"
+                    )
+                self._set_status(status)
+                self._wait_out(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.05
             with self._cond:
                 self._writing = False
                 self._drained.notify_all()
-            if self.status:
+            if self.status and (
+                self.status != self._notice or time.monotonic() >= self._notice_until
+            ):
                 self._set_status("")
             answers = [(w.claim, claimed) for w, claimed in results if w.claim is not None]
             if answers:
                 self._answer(answers)
+
+    def _let_claims_go_ahead(self) -> None:
+        """Answer the queued claims not answered yet with "run it", once the backend has
+        noted them in its journal (if it cannot, they go ahead all the same, and the status
+        says that a crash now could run them again)."""
+        with self._cond:
+            claims = [w for w in self._writes if w.claim is not None and not w.journaled]
+        if not claims:
+            return
+        try:
+            self.backend.journal(claims)
+            self._journal_fault = ""
+        except Exception as exc:  # the status says so (a full disk refuses both)
+            self._journal_fault = str(exc)
+        for write in claims:
+            write.journaled = True
+        self._answer([(w.claim, True) for w in claims if w.claim is not None])
+
+    def _wait_out(self, backoff: float) -> None:
+        """Sleep before trying the backend again, but answer claims that come meanwhile at
+        once: a job due now must not wait for the backoff."""
+        until = time.monotonic() + backoff
+        while True:
+            with self._cond:
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    return
+                if self._closing or not any(
+                    w.claim is not None and not w.journaled for w in self._writes
+                ):
+                    self._cond.wait(remaining)
+                    continue
+            self._let_claims_go_ahead()
+
+    def _tell(self, notice: str) -> None:
+        """Something the user must hear of although writing goes on (the file was re-created):
+        logged, and kept in the status for a while."""
+        if notice:
+            log.error("%s", notice)
+            self._notice, self._notice_until = notice, time.monotonic() + NOTICE_FOR
+            self._set_status(notice)
+
+    def _disown(self, message: str, batch: list[Write]) -> None:
+        log.error("%s", message)
+        with self._cond:
+            self._disowned = True
+            lost = batch + list(self._writes)
+            self._writes.clear()
+            self._writing = False
+            self.dropped += len(lost)
+            self._drained.notify_all()
+        self._set_status(message)
+        self._answer([(w.claim, False) for w in lost if w.claim is not None])
+
+    def _give_up(self, exc: Exception) -> None:
+        """Closing, and the backend still refuses: what is queued is lost. Say how much,
+        whose, and why; nothing waits in memory any more."""
+        with self._cond:
+            lost = list(self._writes)
+            self._writes.clear()
+            self.dropped += len(lost)
+        jobs = sorted({w.job_id for w in lost if w.job_id})
+        whose = f" (jobs: {', '.join(jobs)})" if jobs else ""
+        message = (
+            f"closed with {len(lost)} records lost{whose}: the state database could not be "
+            f"written ({exc})"
+        )
+        log.error("%s", message)
+        self._set_status(message)
 
     def _answer(self, answers: list[tuple[asyncio.Future[bool], bool]]) -> None:
         """Answer claims with one wake-up of the loop, not one per claim."""
@@ -208,6 +318,8 @@ class BatchWriter:
             self._loop.call_soon_threadsafe(settle)
 
     def _set_status(self, status: str) -> None:
+        if status == self.status:  # each retry finds the same fault: say it once
+            return
         self.status = status
         callback, loop = self.on_status, self._loop
         if callback is not None and loop is not None:

@@ -1,4 +1,6 @@
-"""A yes/no question before anything destructive; No has the focus, so Enter is safe."""
+"""A yes/no question before anything destructive; No has the focus, so Enter is safe. The
+question quotes job ids and file names: they are shown as plain text, control characters as
+escapes."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from ...engine.printable import printable_text
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -18,8 +22,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def __init__(self, question: str, detail: str = "") -> None:
         super().__init__()
-        self.question = question
-        self.detail = detail
+        self.question = printable_text(question)
+        self.detail = printable_text(detail)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):

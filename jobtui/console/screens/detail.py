@@ -15,10 +15,13 @@ from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Stat
 
 from ...control.controller import Controller, JobView, RunView
 from ...engine import format_duration
+from ...engine.printable import printable, printable_line
 from ..format import OUTCOME_STYLE, state_text
 
 if TYPE_CHECKING:
     from ..app import JobtuiApp
+
+LOG_SHOWN = 5000  # lines of a run's log the screen holds
 
 
 class JobDetailScreen(Screen[None]):
@@ -35,7 +38,7 @@ class JobDetailScreen(Screen[None]):
         self.job_id = job_id
         self.initial_focus = focus
         self._log_run: str | None = None
-        self._log_lines = 0
+        self._log_next = 0  # the next line of the run's output to show
         self._history_loaded_for: str | None = None
         self._ready = False  # the app's tick may come before this screen is composed
 
@@ -51,7 +54,7 @@ class JobDetailScreen(Screen[None]):
         with Vertical(id="current"):
             yield Static(id="run-title")
             yield ProgressBar(total=1.0, show_eta=False, id="bar")
-        yield Log(id="log", highlight=False, max_lines=5000)
+        yield Log(id="log", highlight=False, max_lines=LOG_SHOWN)
         with Horizontal(id="bottom"):
             yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
             yield Sparkline([], id="durations")
@@ -73,7 +76,7 @@ class JobDetailScreen(Screen[None]):
     def action_run_now(self) -> None:
         if self.controller.job(self.job_id) is not None:
             self.controller.run_now(self.job_id)
-            self.notify(f"Started {self.job_id} (manual run)", markup=False)
+            self.notify(f"Started {printable(self.job_id)} (manual run)", markup=False)
 
     def refresh_view(self) -> None:
         if not self._ready:
@@ -90,18 +93,18 @@ class JobDetailScreen(Screen[None]):
 
     def _config_text(self, job: JobView) -> Text:
         text = Text()
-        text.append(job.name, style="bold")
+        text.append(printable(job.name), style="bold")
         if job.name != job.id:
-            text.append(f"  ({job.id})", style="dim")
+            text.append(f"  ({printable(job.id)})", style="dim")
         text.append("\n")
         text.append_text(state_text(job.state))
-        text.append(f"    {job.trigger}    {job.timezone}\n")
-        text.append(f"runs: {job.target}\n")
+        text.append(f"    {printable(job.trigger)}    {printable(job.timezone)}\n")
+        text.append(f"runs: {printable(job.target)}\n")
         for name, shown in job.options:
-            text.append(f"{name} = {shown}   ", style="dim")
+            text.append(f"{name} = {printable(shown)}   ", style="dim")
         reason = job.disabled_reason or (job.pause_reason if job.paused else "")
         if reason:
-            text.append(f"\n{job.state.value}: {reason}", style="yellow")
+            text.append(f"\n{job.state.value}: {printable(reason)}", style="yellow")
         return text
 
     def _next_text(self, job: JobView) -> Text:
@@ -141,9 +144,9 @@ class JobDetailScreen(Screen[None]):
             label.append(f"{glyph} {run.outcome.value} ", style=style)
             label.append(f"after {format_duration(run.duration or 0.0)}")
             if run.error_line is not None:
-                label.append(f"   {run.error_line}", style="red")
+                label.append(f"   {printable(run.error_line)}", style="red")
         if run.status_message:
-            label.append(f"   {run.status_message}", style="italic")
+            label.append(f"   {printable(run.status_message)}", style="italic")
         title.update(label)
         if run.progress is None and run.outcome is None:
             bar.update(total=None)
@@ -152,11 +155,16 @@ class JobDetailScreen(Screen[None]):
                 1.0 if run.outcome is not None else 0.0))  # fmt: skip
         if run.run_id != self._log_run:
             log.clear()
-            self._log_run, self._log_lines = run.run_id, 0
-        lines = self.controller.log(run.job_id, run.run_id, self._log_lines)
+            self._log_run, self._log_next = run.run_id, -LOG_SHOWN  # a bounded tail, not all
+        lines, following = self.controller.log(run.job_id, run.run_id, self._log_next, LOG_SHOWN)
+        if len(lines) >= LOG_SHOWN and self._log_next >= 0:
+            # Behind a job that prints faster than the screen refreshes: show its newest lines
+            # instead of paging through what scrolled past.
+            log.clear()
+            lines, following = self.controller.log(run.job_id, run.run_id, -LOG_SHOWN, LOG_SHOWN)
         if lines:
-            log.write_lines(lines)
-            self._log_lines += len(lines)
+            log.write_lines([printable_line(line) for line in lines])
+        self._log_next = following
 
     def _show_history(self, job: JobView) -> None:
         marker = f"{job.last_run.run_id if job.last_run else ''}"
@@ -190,9 +198,11 @@ class JobDetailScreen(Screen[None]):
                 Text(str(run["attempt"])),
                 Text("manual" if run["manual"] else "scheduled"),
                 Text(
-                    f"{error}: {run.get('error_message') or ''}"
-                    if error
-                    else run.get("reason") or ""
+                    printable(
+                        f"{error}: {run.get('error_message') or ''}"
+                        if error
+                        else run.get("reason") or ""
+                    )
                 ),
             )
         durations = [r["duration"] for r in reversed(runs) if r.get("duration") is not None]

@@ -13,6 +13,7 @@ from textual.widgets import Footer, Input, Static
 
 from ...control.controller import Controller, JobView
 from ...engine import JobState, Outcome
+from ...engine.printable import printable, printable_text
 from ..format import summary_text
 from ..widgets.job_table import JobTable
 from .confirm import ConfirmScreen
@@ -86,8 +87,9 @@ class MainScreen(Screen[None]):
         banner = self.query_one("#banner", Static)
         banner.display = bool(problems)
         if problems:
-            lines = [f"{controller.config_path} does not validate; the previous jobs keep running:"]
-            lines += [f"  {problem}" for problem in problems[:5]]
+            path = printable(str(controller.config_path))
+            lines = [f"{path} does not validate; the previous jobs keep running:"]
+            lines += [f"  {printable_text(problem)}" for problem in problems[:5]]
             if len(problems) > 5:
                 lines.append(f"  ... and {len(problems) - 5} more (jobtui check shows them all)")
             banner.update(Text("\n".join(lines)))
@@ -131,7 +133,7 @@ class MainScreen(Screen[None]):
     def action_run_now(self) -> None:
         if (job_id := self._job()) is not None:
             self.controller.run_now(job_id)
-            self.notify(f"Started {job_id} (manual run)", markup=False)
+            self.notify(f"Started {printable(job_id)} (manual run)", markup=False)
             self.refresh_jobs()
 
     def action_pause(self) -> None:
@@ -154,10 +156,12 @@ class MainScreen(Screen[None]):
                 self.jobtui.remove_job(job_id)
                 self.refresh_jobs()
 
+        shown = printable(job_id)
         self.app.push_screen(
             ConfirmScreen(
-                f'Remove job "{job_id}"?',
-                f"Its [jobs.{job_id}] table is deleted from {self.controller.config_path.name} "
+                f'Remove job "{shown}"?',
+                f"Its [jobs.{shown}] table is deleted from "
+                f"{printable(self.controller.config_path.name)} "
                 "(comments and all), so it does not come back on restart. A running run "
                 "finishes.",
             ),
@@ -170,7 +174,7 @@ class MainScreen(Screen[None]):
             self.notify("No job selected", severity="warning")
             return
         if not job.running:
-            self.notify(f"{job.id} is not running", markup=False)
+            self.notify(f"{printable(job.id)} is not running", markup=False)
             return
         job_id = job.id
 
@@ -180,7 +184,8 @@ class MainScreen(Screen[None]):
                 self.controller.cancel(job_id)
                 self.refresh_jobs()
 
-        self.app.push_screen(ConfirmScreen(f'Cancel the running run of "{job_id}"?'), answered)
+        question = f'Cancel the running run of "{printable(job_id)}"?'
+        self.app.push_screen(ConfirmScreen(question), answered)
 
     def action_details(self) -> None:
         if (job_id := self._job()) is not None:
@@ -222,7 +227,8 @@ class MainScreen(Screen[None]):
 
     async def action_reload(self) -> None:
         if await self.controller.reload():
-            self.notify(f"Reloaded {self.controller.config_path.name}")
+            name = printable(self.controller.config_path.name)
+            self.notify(f"Reloaded {name}", markup=False)  # a file may be named [red]x.toml
         self.refresh_jobs()
 
     async def action_edit(self) -> None:

@@ -23,6 +23,7 @@ from textual.strip import Strip
 
 from ...control.controller import JobView
 from ...engine import JobState
+from ...engine.printable import printable
 from ..format import coarse, next_text, outcome_text, progress_text, state_text
 
 COLUMNS = (  # key, label, the least it is given, the most its content may claim
@@ -92,9 +93,9 @@ def fit_widths(total: int, content: dict[str, int] | None = None) -> dict[str, i
 
 def job_cell(job: JobView) -> Text:
     """The name, and the id a user types (`jobtui history --job ID`) when the name hides it."""
-    cell = Text(job.name)  # plain Text: a job's name is never markup
+    cell = Text(printable(job.name))  # plain Text: a job's name is never markup
     if job.name != job.id:
-        cell.append(f"  {job.id}", style="dim")
+        cell.append(f"  {printable(job.id)}", style="dim")
     return cell
 
 
@@ -128,12 +129,12 @@ def row_for(job: JobView, now: float, zone: tzinfo, tick: int) -> tuple[Text, ..
         status = job.pause_reason
     return (
         job_cell(job),
-        Text(job.trigger),
+        Text(printable(job.trigger)),
         state_text(job.state),
         next_text(job, now, zone),
         outcome_text(job.last_run, now),
         progress_text(running, tick),
-        Text(status.replace("\n", " "), style="dim" if not running else ""),
+        Text(printable(status.replace("\n", " ")), style="dim" if not running else ""),
     )
 
 

@@ -1,0 +1,214 @@
+"""What a Python job prints goes into its run's output, as a command's does.
+
+Two levels:
+
+- ``sys.stdout`` / ``sys.stderr`` writes (``print``, ``logging`` to a stream) are routed by the
+  ``current_run`` context variable: a write from inside a job body (its task, its thread, and
+  what they start with a copied context) lands in that run's output; any other write passes
+  through. Exact, however many Python jobs run at once.
+- Writes to file descriptors 1 and 2 (``os.system``, a subprocess that inherits them, C code)
+  carry no context. ``DescriptorCapture`` (headless mode) points the two descriptors at pipes
+  that a thread reads: while exactly one Python run is going, what arrives goes into it;
+  otherwise nobody can tell whose it is, and it is handed to ``on_stray`` (headless logs it as
+  an ``output`` line), never written raw beside jobtui's own log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import select
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from .run import Run, _current_run
+
+_active_lock = threading.Lock()
+_active: dict[str, Run] = {}  # the Python runs going now, by run id
+_capture: DescriptorCapture | None = None
+
+
+def python_run_started(run: Run) -> None:
+    _install()
+    with _active_lock:
+        _active[run.run_id] = run
+
+
+def python_run_ended(run: Run) -> None:
+    """Before the run is reported finished: what it wrote is in its output by then."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, _RoutedStream):
+            stream.flush_run(run)
+    capture = _capture
+    if capture is not None:
+        capture.drain()
+    with _active_lock:
+        _active.pop(run.run_id, None)
+
+
+def _only_run() -> Run | None:
+    with _active_lock:
+        if len(_active) == 1:
+            return next(iter(_active.values()))
+    return None
+
+
+def _append(run: Run, stream: str, text: str) -> None:
+    run.output.append(stream, text.rstrip("\r"), run._wall() if run._wall else 0.0)
+    run._changed()
+
+
+class _RoutedStream(io.TextIOBase):
+    """Stands in for ``sys.stdout`` or ``sys.stderr``: a job's writes go to its run."""
+
+    def __init__(self, name: str, fallback: TextIO) -> None:
+        super().__init__()
+        self.name_ = name
+        self.fallback = fallback
+        self._partial: dict[str, str] = {}  # run id -> the start of a line not yet ended
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        run = _current_run.get()
+        if run is None or run.is_finished:
+            return self.fallback.write(text)
+        with self._lock:
+            pending = self._partial.pop(run.run_id, "") + text
+            *lines, rest = pending.split("\n")
+            if rest:
+                self._partial[run.run_id] = rest
+        for line in lines:
+            _append(run, self.name_, line)
+        return len(text)
+
+    def flush_run(self, run: Run) -> None:
+        with self._lock:
+            rest = self._partial.pop(run.run_id, "")
+        if rest:
+            _append(run, self.name_, rest)
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.fallback.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fallback.fileno()
+
+    def isatty(self) -> bool:
+        return self.fallback.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.fallback, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fallback, name)
+
+
+def _install() -> None:
+    """Route sys.stdout and sys.stderr, again if someone (a test runner, Textual) swapped
+    them meanwhile; writes outside a run still reach whatever was there."""
+    if not isinstance(sys.stdout, _RoutedStream):
+        sys.stdout = _RoutedStream("stdout", sys.stdout)
+    if not isinstance(sys.stderr, _RoutedStream):
+        sys.stderr = _RoutedStream("stderr", sys.stderr)
+
+
+class DescriptorCapture:
+    """File descriptors 1 and 2 into pipes, read by a thread (so a job that writes a lot while
+    it blocks the loop cannot dead-lock on a full pipe). ``stdout`` and ``stderr`` are streams
+    on the real ones, for jobtui's own log and messages."""
+
+    def __init__(self, on_stray: Callable[[str, str], None]) -> None:
+        self._on_stray = on_stray
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self._pipes: dict[int, str] = {}  # read end -> stream name
+        self._pending: dict[str, bytes] = {}
+        self._saved: dict[int, int] = {}  # 1 and 2 -> a copy of what they were
+        self._stopping = False
+        self._old_streams = (sys.stdout, sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            self._saved[fd] = os.dup(fd)
+            read, write = os.pipe()
+            os.dup2(write, fd)
+            os.close(write)
+            os.set_blocking(read, False)
+            self._pipes[read] = name
+        self.stdout = open(os.dup(self._saved[1]), "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self.stderr = open(os.dup(self._saved[2]), "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        # jobtui's own messages and tracebacks are not a job's output. sys.stdout stays on
+        # descriptor 1: a stray print there is wrapped into the log, not written beside it.
+        sys.stderr = self.stderr
+        self._thread = threading.Thread(target=self._read, name="jobtui:fd-output", daemon=True)
+        self._thread.start()
+        global _capture
+        _capture = self
+
+    def _read(self) -> None:
+        poller = select.poll()
+        for fd in self._pipes:
+            poller.register(fd, select.POLLIN)
+        while not self._stopping:
+            if poller.poll(200):
+                self.drain()
+
+    def drain(self) -> None:
+        """Read whatever the pipes hold now and hand it out."""
+        with self._lock:
+            for fd, name in self._pipes.items():
+                while True:
+                    try:
+                        data = os.read(fd, 65536)
+                    except (BlockingIOError, OSError):
+                        break
+                    if not data:
+                        break
+                    self._lines(name, data)
+
+    def _lines(self, name: str, data: bytes) -> None:
+        *lines, rest = (self._pending.pop(name, b"") + data).split(b"\n")
+        if rest:
+            self._pending[name] = rest
+        run = _only_run()
+        for line in lines:
+            text = line.decode("utf-8", "replace").rstrip("\r")
+            if run is not None:
+                _append(run, name, text)
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    self._loop.call_soon_threadsafe(self._on_stray, name, text)
+
+    def stop(self) -> None:
+        """Descriptors 1 and 2 back as they were; what is left in the pipes is handed out."""
+        global _capture
+        _capture = None
+        self._stopping = True
+        self._thread.join(timeout=2)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(ValueError, OSError):
+                stream.flush()
+        for fd, saved in self._saved.items():
+            os.dup2(saved, fd)
+            os.close(saved)
+        self.drain()
+        with self._lock:
+            for name, rest in self._pending.items():
+                if rest:
+                    self._on_stray(name, rest.decode("utf-8", "replace"))
+            self._pending.clear()
+            for fd in self._pipes:
+                os.close(fd)
+            self._pipes.clear()
+        sys.stdout, sys.stderr = self._old_streams
+        self.stdout.close()
+        self.stderr.close()

@@ -1,0 +1,80 @@
+"""A state database deleted or replaced under a running jobtui. SQLite goes on writing into the
+file it has open, deleted or not, so everything after the deletion would be lost without a word.
+The backend compares the file at its path with the one it has open, and when they differ it
+writes what it has (the open copy: all the history, and the jobs' state) to a new file at the
+path, under the same lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from .writer import Disowned
+
+Identity = tuple[int, int]  # (st_dev, st_ino)
+
+
+def identity(path: Path) -> Identity | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def fd_identity(fd: int) -> Identity:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def relock(db: Path, lock_fd: int) -> int:
+    """The lock file this process holds, or a new one if it went too (rm -r of the folder).
+    Raises Disowned if another process holds the one now at the path."""
+    lock_path = db.with_name(db.name + ".lock")
+    if identity(lock_path) == fd_identity(lock_fd):
+        return lock_fd
+    db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise Disowned(
+            f"the state database {db} was deleted while jobtui ran, and another jobtui "
+            f"(pid {owner}) owns it now: this jobtui records nothing more and starts no "
+            "scheduled run; stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.close(lock_fd)
+    return fd
+
+
+def write_copy(conn: sqlite3.Connection, db: Path) -> Path | None:
+    """Put what ``conn`` has open at ``db`` again. A different file found at the path (someone
+    put one there) is moved aside first, not overwritten; its new name is returned."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    rebuilt = db.with_name(db.name + ".rebuilding")
+    rebuilt.unlink(missing_ok=True)
+    copy = sqlite3.connect(rebuilt)
+    try:
+        conn.backup(copy)
+    finally:
+        copy.close()
+    os.chmod(rebuilt, 0o600)  # run output can hold secrets
+    moved = None
+    if db.exists():
+        moved = db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(db, moved)
+    # What is left of the old file's write-ahead log at the path belongs to the old file:
+    # SQLite would apply it to the new one.
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            db.with_name(db.name + suffix).unlink()
+    os.replace(rebuilt, db)
+    return moved
