@@ -206,7 +206,8 @@ class JobtuiApp(App[int]):
         self.refresh_screen()
 
     def on_action_failed(self, message: messages.ActionFailed) -> None:
-        self.notify(message.message, title="Not done", severity="error", markup=False)
+        # The daemon's words quote the job's id, which may hold control characters.
+        self.notify(printable(message.message), title="Not done", severity="error", markup=False)
 
     # -- what screens ask for -------------------------------------------------------------
     def show_details(self, job_id: str, focus: str | None = None) -> None:

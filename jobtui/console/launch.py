@@ -16,6 +16,7 @@ from ..config import Config, ConfigError, load
 from ..control.client import RemoteController
 from ..control.protocol import Hello
 from ..control.sync_client import Disconnected, NoDaemon, RemoteError, SyncClient
+from ..engine.printable import printable, printable_text
 from ..host import open_store
 from ..store import StateStore, StoreError
 
@@ -32,7 +33,7 @@ def open_console(path: Path, *, attach_only: bool = False) -> int:
     try:
         config = load(path)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(printable_text(str(exc)), file=sys.stderr)
         return 2
     try:
         found = find_daemon(config)
@@ -46,13 +47,13 @@ def open_console(path: Path, *, attach_only: bool = False) -> int:
                 # The owner may be a daemon starting up: its socket comes after its lock.
                 found = wait_for_daemon(config, STARTING_DAEMON_WAIT)
                 if found is None:
-                    print(f"jobtui: {exc}", file=sys.stderr)
+                    print(f"jobtui: {printable_text(str(exc))}", file=sys.stderr)
                     return 1
             else:
                 return host_console(config, store)
     except RemoteError as exc:  # another user's daemon, or another version's
-        print(f"{command}: the jobtui running {path} will not talk to this one: {exc}",
-              file=sys.stderr)  # fmt: skip
+        print(f"{command}: the jobtui running {printable(str(path))} will not talk to this one: "
+              f"{printable(str(exc))}", file=sys.stderr)  # fmt: skip
         return 1
     return attached_console(config)
 
@@ -77,10 +78,10 @@ def wait_for_daemon(config: Config, timeout: float) -> Hello | None:
 
 
 def nothing_runs(config: Config, command: str) -> str:
-    path = config.path
+    path = printable(str(config.path))
     return (
         f"{command}: nothing runs {path}: no jobtui answers for its state "
-        f"{config.state_path}.\n"
+        f"{printable(str(config.state_path))}.\n"
         f"Start one with `jobtui {path} --headless` (or a systemd unit running that), "
         f"or open `jobtui {path}` to run the jobs in a console."
     )
