@@ -57,16 +57,14 @@ from .protocol import (
     decode_server_message,
     encode,
 )
-from .runlog import RunLog
+from .runlog import Follows
 
 RETRY_FIRST = 0.1  # seconds before the first reconnect; doubled after each failure
 RETRY_MAX = 2.0  # a restarted daemon is picked up within this long
 FIRST_PICTURE = 3.0  # how long start() waits for the first snapshot
 REQUEST_TIMEOUT = 10.0
 HELLO_TIMEOUT = 5.0
-# A run's log is followed while the details screen keeps asking for it (each redraw does);
-# once nobody asked for this long, the daemon is told to stop sending its lines.
-FOLLOW_LEASE = 2.0
+FOLLOW_LEASE = 2.0  # a run's log is followed until a screen did not ask for it this long
 
 
 class NotConnected(ConnectionError):
@@ -107,7 +105,6 @@ class RemoteController:
         self._config_path = config_path
         self._timezone = timezone
         self._retry_max = retry_max
-        self._follow_lease = follow_lease
         self._wall = wall  # the daemon runs on this machine: the same wall clock, by default
         self._listeners: list[Callable[[Notice], None]] = []
         self._views: dict[str, JobView] = {}
@@ -117,7 +114,7 @@ class RemoteController:
         # job id: (its next_fire when asked, how many were asked, the answer)
         self._next_times: dict[str, tuple[float | None, int, list[datetime]]] = {}
         self._asking_next: set[str] = set()
-        self._followed: dict[str, RunLog] = {}
+        self._follows = Follows(follow_lease, self._tell, lambda: self._writer is not None)
         self.hello: Hello | None = None
         self.attached_since: float | None = None
         self.connected = asyncio.Event()
@@ -207,8 +204,7 @@ class RemoteController:
                 future.set_exception(NotConnected("the daemon went away"))
         self._pending.clear()
         self._asking_next.clear()
-        for followed in self._followed.values():
-            followed.sent = False  # follows were the old connection's: ask the next one
+        self._follows.connection_lost()
         if was_connected:
             self._notify(JobsChanged(tuple(self._views)))  # the header says so at once
 
@@ -235,9 +231,7 @@ class RemoteController:
             self._problems = tuple(message.problems)
             self._notify(message.notice())
         elif isinstance(message, LogEvent):
-            followed = self._followed.get(message.run_id)
-            if followed is not None:
-                followed.take(message)
+            self._follows.take(message)
 
     def _on_reply(self, message: Reply) -> None:
         if not isinstance(message.id, int):
@@ -409,35 +403,12 @@ class RemoteController:
         ``start`` to ask for next. Asking follows the run: its lines stream in over this
         connection while a screen keeps asking, and stop when it no longer does (or asks for
         another run)."""
-        return self._following(job_id, run_id).page(start, limit)
-
-    def _following(self, job_id: str, run_id: str) -> RunLog:
-        now = time.monotonic()
-        followed = self._followed.get(run_id)
-        if followed is None:
-            followed = self._followed[run_id] = RunLog(job_id)
-        followed.asked = now
-        for other_id, other in tuple(self._followed.items()):
-            if other_id != run_id and now - other.asked > self._follow_lease:
-                self._unfollow(other_id, other)
-        if not followed.sent and self._writer is not None:
-            followed.sent = True
-            self._tell("follow", {"job_id": job_id, "run_id": run_id, "start": followed.next})
-        return followed
+        return self._follows.ask(job_id, run_id).page(start, limit)
 
     async def _expire_follows(self) -> None:
-        """Stop the lines of runs no screen looks at any more (the details screen closed)."""
         while True:
-            await asyncio.sleep(self._follow_lease / 2)
-            now = time.monotonic()
-            for run_id, followed in tuple(self._followed.items()):
-                if now - followed.asked > self._follow_lease:
-                    self._unfollow(run_id, followed)
-
-    def _unfollow(self, run_id: str, followed: RunLog) -> None:
-        del self._followed[run_id]
-        if followed.sent and self._writer is not None:
-            self._tell("unfollow", {"job_id": followed.job_id, "run_id": run_id})
+            await asyncio.sleep(self._follows.lease / 2)
+            self._follows.expire()
 
     def summary(self) -> Summary:
         base = self._summary or Summary(self._config_path.name, len(self._views), 0, 0, 0, "")

@@ -1,9 +1,12 @@
-"""The lines of one run that a client follows over the control socket, numbered as the daemon
+"""The runs a client follows over the control socket, and their lines, numbered as the daemon
 numbers them (from the run's first line ever), so a reconnect never shows a line twice."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .protocol import LogEvent
 
@@ -53,3 +56,55 @@ class RunLog:
         if lines and begin > start:
             texts = (f"[... {begin - start} lines not kept ...]", *texts)
         return texts, begin + len(lines)
+
+
+class Follows:
+    """The runs whose lines a client receives. Each is followed while a screen keeps asking
+    for it (every redraw of the details screen does): once nobody asked for ``lease``
+    seconds, or another run is asked for, the daemon is told to stop sending its lines."""
+
+    def __init__(
+        self,
+        lease: float,
+        tell: Callable[[str, dict[str, Any]], None],
+        connected: Callable[[], bool],
+    ) -> None:
+        self.lease = lease
+        self._tell = tell  # sends a request whose answer nobody waits for
+        self._connected = connected
+        self._runs: dict[str, RunLog] = {}
+
+    def ask(self, job_id: str, run_id: str) -> RunLog:
+        """The run's lines so far; follows it from now on (again, after a reconnect)."""
+        now = time.monotonic()
+        followed = self._runs.get(run_id)
+        if followed is None:
+            followed = self._runs[run_id] = RunLog(job_id)
+        followed.asked = now
+        for other_id, other in tuple(self._runs.items()):
+            if other_id != run_id and now - other.asked > self.lease:
+                self._unfollow(other_id, other)
+        if not followed.sent and self._connected():
+            followed.sent = True
+            self._tell("follow", {"job_id": job_id, "run_id": run_id, "start": followed.next})
+        return followed
+
+    def take(self, event: LogEvent) -> None:
+        followed = self._runs.get(event.run_id)
+        if followed is not None:
+            followed.take(event)
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for run_id, followed in tuple(self._runs.items()):
+            if now - followed.asked > self.lease:
+                self._unfollow(run_id, followed)
+
+    def connection_lost(self) -> None:
+        for followed in self._runs.values():
+            followed.sent = False  # the follows were that connection's: ask the next one
+
+    def _unfollow(self, run_id: str, followed: RunLog) -> None:
+        del self._runs[run_id]
+        if followed.sent and self._connected():
+            self._tell("unfollow", {"job_id": followed.job_id, "run_id": run_id})
