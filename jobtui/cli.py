@@ -23,7 +23,9 @@ REMOTE_VERBS = ("status", "run", "pause", "resume", "cancel", "reload")
 
 EXAMPLES = """\
 examples:
-  jobtui jobs.toml                         open the live console on the jobs
+  jobtui jobs.toml                         open the live console on the jobs (attached,
+                                           if a jobtui already runs them)
+  jobtui attach jobs.toml                  the console on the jobtui that runs jobs.toml
   jobtui jobs.toml --headless              run the jobs, one log line per event (Ctrl-C stops)
   jobtui jobs.toml --headless --log-format json
   jobtui check jobs.toml                   report every problem in the file, or summarise it
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             return list_jobs(list_parser().parse_args(argv[1:]))
         if argv and argv[0] == "history":
             return history(history_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "attach":
+            return run_console(attach_parser().parse_args(argv[1:]).file, attach_only=True)
         if argv and argv[0] in REMOTE_VERBS:
             from . import remote_cli
 
@@ -172,29 +176,21 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(run_headless(args.file, log_format=args.log_format, grace=args.grace))
 
 
-def run_console(path: Path) -> int:
-    from .console.app import JobtuiApp
-    from .host import open_store
-    from .store import StoreError
+def run_console(path: Path, *, attach_only: bool = False) -> int:
+    from .console.launch import open_console
 
-    config = _load_reporting(path)
-    if config is None:
-        return 2
-    try:
-        store = open_store(config)
-    except StoreError as exc:
-        print(f"jobtui: {printable_text(str(exc))}", file=sys.stderr)
-        return 1
-    # Quitting the console asks first, and the user has then chosen to stop the runs: they are
-    # cancelled at once (commands: SIGTERM, then SIGKILL after kill_grace), not waited for.
-    app = JobtuiApp(config, store=store, grace=0, serve=True)
-    try:
-        app.run()
-        # Textual reports a crash (say, a stylesheet it cannot read) and returns normally: the
-        # exit status must still say it failed, for systemd, scripts and CI.
-        return app.return_code or 0
-    finally:
-        app.host.kill_leftovers()
+    return open_console(path, attach_only=attach_only)
+
+
+def attach_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtui attach",
+        description="Open the console on the jobtui that runs this jobs.toml (a daemon started "
+        "with --headless, or another console); fail if none does. Quitting leaves it running.",
+    )
+    parser.add_argument("file", type=Path, nargs="?", default=Path("jobs.toml"),
+                        help="the jobs.toml it runs (default: ./jobs.toml)")  # fmt: skip
+    return parser
 
 
 def check(args: argparse.Namespace) -> int:

@@ -41,11 +41,18 @@ class ReloadFinished(Message):
         self.problems = problems
 
 
+class ActionFailed(Message):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+
 _FROM_NOTICE: dict[type, Callable[[Any], Message]] = {
     controller.JobsChanged: lambda notice: JobsChanged(),
     controller.RunFailed: lambda notice: RunFailed(notice.job_id, notice.message),
     controller.HookFailed: lambda notice: HookFailed(notice.job_id, notice.message),
     controller.ReloadFinished: lambda notice: ReloadFinished(notice.ok, notice.problems),
+    controller.ActionFailed: lambda notice: ActionFailed(notice.message),
 }
 
 

@@ -56,7 +56,7 @@ class Broadcast:
     def _on_notice(self, notice: Notice) -> None:
         if isinstance(notice, JobsChanged):
             self._changed.update(notice.job_ids)
-        else:
+        elif isinstance(notice, RunFailed | HookFailed | ReloadFinished):  # not ActionFailed
             self._notices.append(notice)
             self._summary_due = True
 
