@@ -16,9 +16,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from jobtui.alerts.delivery import HookFailure
 from jobtui.config import load
 from jobtui.control import protocol as p
-from jobtui.control.controller import LocalController
+from jobtui.control.controller import HookFailed, LocalController
 from jobtui.control.listen import ControlSocketError
 from jobtui.control.paths import candidates
 from jobtui.control.server import ControlServer
@@ -445,4 +446,17 @@ async def test_why_answers_over_the_socket_as_in_process(served):
     assert local.next_text.startswith("next: ") and local.lines[0].kind == "ran"
     unknown = await client.call("why", job_id="nope")
     assert unknown.error is not None and unknown.error.code == "unknown_job"
+    await client.close()
+
+
+async def test_a_failed_hook_reaches_watchers_as_a_hook_failed_event(served):
+    client = await served.connect()
+    await client.call("watch")
+    assert isinstance(await client.read(), p.Snapshot)
+    failure = HookFailure("backup", "r1", "webhook https://hooks.example/***", "HTTP 500", 0.0)
+    for listener in served.host.alerts.failed:  # as the alerts' delivery task tells them
+        listener(failure)
+    while not isinstance(message := await client.read(), p.HookFailedEvent):
+        pass
+    assert message.notice() == HookFailed("backup", "webhook https://hooks.example/***: HTTP 500")
     await client.close()
