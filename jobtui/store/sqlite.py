@@ -7,7 +7,6 @@ per kind of write: far less Python per row than a statement each)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from typing import Any
 
 from ..engine.procfs import process_start
 from .schema import NewerSchema, migrate
-from .statefile import create_private
+from .statefile import LockHeld, create_private, take_lock
 from .vanished import identity, relock, write_copy
 from .writer import Kind, StoreUnavailable, Write
 
@@ -304,20 +303,13 @@ def _segments(batch: list[Write]) -> list[list[Write]]:
 
 
 def _lock(db: Path) -> int:
-    lock_path = db.with_name(db.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
+        return take_lock(db)
+    except LockHeld as held:
         raise OwnedElsewhere(
-            f"another jobtui (pid {owner}) owns {db}; stop it first (jobtui history and "
+            f"another jobtui (pid {held.owner}) owns {db}; stop it first (jobtui history and "
             "jobtui list only read, and can run beside it)"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def _connect(db: Path, busy_timeout: float) -> sqlite3.Connection:
