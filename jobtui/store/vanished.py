@@ -56,12 +56,14 @@ def write_copy(conn: sqlite3.Connection, db: Path) -> Path | None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     rebuilt = db.with_name(db.name + ".rebuilding")
     rebuilt.unlink(missing_ok=True)
+    # Made 0600 before a byte of history is in it (run output can hold secrets), and made new:
+    # a symlink someone put there meanwhile is refused, not written through.
+    os.close(os.open(rebuilt, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     copy = sqlite3.connect(rebuilt)
     try:
         conn.backup(copy)
     finally:
         copy.close()
-    os.chmod(rebuilt, 0o600)  # run output can hold secrets
     moved = None
     if db.exists():
         moved = db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
