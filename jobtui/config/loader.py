@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import DataStore, InvalidJobOption, Scheduler, format_duration
-from ..engine.job import DEFAULT_OPTIONS, NUL_IN_COMMAND, OPTION_NAMES, check_max_concurrency
+from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES, check_max_concurrency
+from ..engine.process_inputs import NUL_IN_COMMAND
 from ..engine.timezones import local_zone, resolve_timezone
 from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
