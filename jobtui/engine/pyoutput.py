@@ -27,6 +27,8 @@ from typing import Any, TextIO
 
 from .run import Run, _current_run
 
+# Of output that no single run can be credited with, the bytes handed on per read (64 KiB).
+STRAY_BYTES = 4096
 _active_lock = threading.Lock()
 _active: dict[str, Run] = {}  # the Python runs going now, by run id
 _capture: DescriptorCapture | None = None
@@ -180,13 +182,19 @@ class DescriptorCapture:
         if rest:
             self._pending[name] = rest
         run = _only_run()
-        for line in lines:
-            text = line.decode("utf-8", "replace").rstrip("\r")
-            if run is not None:
-                _append(run, name, text)
-            else:
-                with contextlib.suppress(RuntimeError):  # the loop is closed
-                    self._loop.call_soon_threadsafe(self._on_stray, name, text)
+        if run is not None:
+            for line in lines:
+                _append(run, name, line.decode("utf-8", "replace").rstrip("\r"))
+        elif lines:
+            # One hand-over per read, and a bounded one: a line each would queue millions of
+            # callbacks on the loop (and log lines) for a chatty os.system, and SIGTERM would
+            # wait behind them.
+            block = b"\n".join(lines)
+            text = block[:STRAY_BYTES].decode("utf-8", "replace")
+            if len(block) > STRAY_BYTES:
+                text += f"\n[... {len(block) - STRAY_BYTES} bytes not logged]"
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self._on_stray, name, text)
 
     def stop(self) -> None:
         """Descriptors 1 and 2 back as they were; what is left in the pipes is handed out."""
