@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import os
 import select
 import sys
@@ -47,7 +48,9 @@ def python_run_ended(run: Run) -> None:
             stream.flush_run(run)
     capture = _capture
     if capture is not None:
-        capture.drain()
+        # What the run wrote is at most a pipe's worth; a few reads take it. Reading on until
+        # the pipe is empty could hold the loop for as long as another job keeps writing.
+        capture.drain(reads=4)
     with _active_lock:
         _active.pop(run.run_id, None)
 
@@ -164,11 +167,11 @@ class DescriptorCapture:
             if poller.poll(200):
                 self.drain()
 
-    def drain(self) -> None:
-        """Read whatever the pipes hold now and hand it out."""
+    def drain(self, reads: int | None = None) -> None:
+        """Read whatever the pipes hold now (at most ``reads`` reads of each) and hand it out."""
         with self._lock:
             for fd, name in self._pipes.items():
-                while True:
+                for _ in itertools.repeat(None) if reads is None else range(reads):
                     try:
                         data = os.read(fd, 65536)
                     except (BlockingIOError, OSError):
