@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import chatty  # bench/chatty.py: this script's folder is first on the import path
+from baseline import extract
 
 SYSTEMS = ["jobtui", "apscheduler", "floor"]
 LABELS = {"jobtui": "jobtui", "apscheduler": "APScheduler 3", "floor": "asyncio floor"}
@@ -385,15 +386,6 @@ def main() -> None:
             report(args)
         return
     report(args)
-
-
-def extract(rev: str, folder: Path) -> None:
-    """The jobtui package as it was at ``rev``, unpacked into ``folder``."""
-    root = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(
-        ["git", "-C", str(root), "archive", rev, "jobtui"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
 
 
 def report(args: argparse.Namespace) -> None:
