@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import DataStore, InvalidJobOption, Scheduler, format_duration
-from ..engine.job import DEFAULT_OPTIONS, NUL_IN_COMMAND, OPTION_NAMES, check_max_concurrency
+from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES, check_max_concurrency
+from ..engine.process_inputs import NUL_IN_COMMAND
 from ..engine.timezones import local_zone, resolve_timezone
 from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .hooks import HOOK_KEYS, JobHooks, attach_hooks
@@ -33,6 +34,10 @@ TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MAX_FILE_BYTES = 1024 * 1024
+# What is said when the file cannot be read, or is not there (the console's banner tells
+# these apart from a file that does not validate).
+UNREADABLE = "cannot read it"
+NO_FILE = "no such file"
 
 
 @dataclass(slots=True)
@@ -140,9 +145,9 @@ class _Loader:
         try:
             info = self.path.stat()
         except FileNotFoundError:
-            raise self.fail_now("no such file") from None
+            raise self.fail_now(NO_FILE) from None
         except OSError as exc:
-            raise self.fail_now(f"cannot read it: {exc.strerror}") from None
+            raise self.fail_now(f"{UNREADABLE}: {exc.strerror}") from None
         if not stat.S_ISREG(info.st_mode):
             raise self.fail_now("is not a regular file")
         distrust = untrusted(self.path)
@@ -150,7 +155,10 @@ class _Loader:
             raise self.fail_now(distrust)
         if info.st_size > MAX_FILE_BYTES:
             raise self.fail_now(f"is {info.st_size} bytes; a jobs file may be at most 1 MiB")
-        data = self.path.read_bytes()
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:  # a 0600 file of another user, an I/O error
+            raise self.fail_now(f"{UNREADABLE}: {exc.strerror}") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -16,6 +16,7 @@ from typing import Any
 from .durations import parse_duration
 from .errors import InvalidJobOption
 from .plans import Plan
+from .process_inputs import NUL_IN_COMMAND, check_environment
 from .run import Run
 from .triggers import Trigger, plan_for
 
@@ -226,31 +227,11 @@ def _mapping(key: str, *, strings: bool) -> Callable[[object, str | None, tzinfo
                     job_id=job_id,
                 )
             env = {k: str(v) for k, v in value.items()}
-            _check_environment(env, key, job_id)
+            check_environment(env, key, job_id)
             return env
         return dict(value)
 
     return parse
-
-
-def _check_environment(env: Mapping[str, str], key: str, job_id: str | None) -> None:
-    """The kernel takes each variable as one NAME=value string: a name with "=" or NUL, or a
-    value with NUL, cannot be passed, and every run would fail."""
-    for name, value in env.items():
-        if not name or "=" in name or "\0" in name:
-            raise InvalidJobOption(
-                f"{name!r} cannot be an environment variable's name: a name is not empty and "
-                'has no "=" and no NUL character (such as PGHOST)',
-                key=key,
-                job_id=job_id,
-            )
-        if "\0" in value:
-            raise InvalidJobOption(
-                f"the value of {name} holds a NUL character, which an environment variable "
-                "cannot hold",
-                key=key,
-                job_id=job_id,
-            )
 
 
 def _cwd(value: object, job_id: str | None, zone: tzinfo) -> str | None:
@@ -324,9 +305,6 @@ class TargetKind(StrEnum):
     ASYNC = "async"  # a coroutine function: runs on the event loop
     SYNC = "sync"  # a plain function: runs in a worker thread, never on the loop
     COMMAND = "command"  # a shell command (str) or an argv list: runs as a subprocess
-
-
-NUL_IN_COMMAND = "holds a NUL character, which no command can hold: every run would fail"
 
 
 def classify_target(target: object, job_id: str | None) -> tuple[TargetKind, bool]:
