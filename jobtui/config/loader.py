@@ -19,6 +19,7 @@ from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
+from .pyjobs import fit_run_mode, load_middleware, middleware_specs
 from .syntax import parse_toml
 from .trust import untrusted, untrusted_module
 
@@ -26,7 +27,7 @@ TARGET_KEYS = ("run", "command")
 JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
 DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES})
 SCHEDULER_KEYS = frozenset(
-    {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days"}
+    {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days", "middleware"}
 )
 TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
@@ -81,6 +82,7 @@ class Config:
     keep_runs: int | None = 1000  # run history kept per job
     keep_days: float | None = None  # and/or for this many days
     keymap: dict[str, str] = field(default_factory=dict)  # [console.keys]: binding id -> keys
+    middleware: list[Any] = field(default_factory=list)  # read at start, not on reload
     warnings: list[Problem] = field(default_factory=list)
 
     def make_scheduler(self, *, store: DataStore | None = None, **kwargs: Any) -> Scheduler:
@@ -89,6 +91,7 @@ class Config:
             "max_concurrency": self.max_concurrency,
             "stop_grace": self.stop_grace,
             "store": store,
+            "middleware": self.middleware,
         }
         scheduler = Scheduler(**(params | kwargs))
         for spec in self.jobs.values():
@@ -172,6 +175,9 @@ class _Loader:
         zone, state_path, max_concurrency, stop_grace = self.scheduler(scheduler)
         keep_runs, keep_days = self.retention(scheduler)
         keymap = self.console(self.table(data, "console"))
+        middleware_text, error = middleware_specs(scheduler.get("middleware", []))
+        if error:
+            self.problem(error, table=("scheduler",), key="middleware")
         self.defaults(defaults, zone)
         jobs_table = self.table(data, "jobs")
         jobs: dict[str, JobSpec] = {}
@@ -191,6 +197,12 @@ class _Loader:
                 "declares no jobs: add a [jobs.NAME] table with a command or run key", warning=True
             )
         self.imports(jobs)
+        base = str(self.path.parent.resolve())
+        middleware, errors = load_middleware(
+            middleware_text, base, self.import_timeout, lambda t: untrusted_module(t, Path(base))
+        )
+        for error in errors:
+            self.problem(error, table=("scheduler",), key="middleware")
         if self.problems:
             found = sorted(self.problems + self.warnings, key=lambda p: (p.line or 0, p.col or 0))
             raise ConfigError(found)
@@ -205,6 +217,7 @@ class _Loader:
             keep_runs=keep_runs,
             keep_days=keep_days,
             keymap=keymap,
+            middleware=middleware,
         )
 
     def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -380,6 +393,10 @@ class _Loader:
                 DEFAULT_OPTIONS.with_changes(job_id, zone, **{key: value})
             except InvalidJobOption as exc:
                 self.problem(exc.reason, table=origin(key), key=key, job=job_id)
+        if "command" in table and target is not None:
+            mode_problem = fit_run_mode(target, options, "run_mode" in table, job_id)
+            if mode_problem:
+                self.problem(mode_problem, table=origin("run_mode"), key="run_mode", job=job_id)
         paused = merged.get("paused", False)
         if not isinstance(paused, bool):
             self.problem(
@@ -489,3 +506,9 @@ class _Loader:
                 del jobs[spec.id]
             else:
                 spec.target = load_target(spec.target_text, base)
+                own = (("jobs", spec.id), "run_mode") in self.locator.keys
+                mode_problem = fit_run_mode(spec.target, spec.options, own, spec.id)
+                if mode_problem:
+                    where = ("jobs", spec.id) if own else ("defaults",)
+                    self.problem(mode_problem, table=where, key="run_mode", job=spec.id)
+                    del jobs[spec.id]
