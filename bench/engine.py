@@ -13,6 +13,7 @@ garbage collector. Printed: a table per case and the ratios the targets are stat
     instant to the last body.
 (c) idle: 100,000 jobs scheduled an hour out; cost to add one, memory per job (tracemalloc),
     and CPU used while idle over 5 s.
+(d) with the state store attached; (e) Python jobs in thread and process mode (runmodes.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import runmodes  # bench/ is the script's folder, first on the import path
 
 SYSTEMS = ["jobtui", "apscheduler", "floor"]
 LABELS = {"jobtui": "jobtui", "apscheduler": "APScheduler 3", "floor": "asyncio floor"}
@@ -329,6 +332,10 @@ def measure(case: str, system: str, quick: bool) -> dict[str, float]:
 
 
 def child(case: str, system: str, quick: bool) -> None:
+    if case in runmodes.CASES:  # system is the run mode here
+        result = asyncio.run(runmodes.CASES[case](system, *runmodes.SIZES[case](quick)))
+        print(json.dumps(result))
+        return
     sizes = {
         "lateness": (200, 3) if quick else (1000, 10),
         "throughput": (2000,) if quick else (20_000,),
@@ -437,6 +444,7 @@ def report(args: argparse.Namespace) -> None:
     ]  # fmt: skip
     for label, value, fmt in rows:
         print(f"  {label:<48}" + "".join(f"{format(value(s), fmt):>16}" for s in mine))
+    mode_checks = runmodes.report(measure, args.quick)
     j, a, f = "jobtui", "apscheduler", "floor"
     p99 = {s: late[s]["p99"] for s in SYSTEMS}
     rate = {s: thr[s]["runs_per_s"] for s in SYSTEMS}
@@ -452,6 +460,7 @@ def report(args: argparse.Namespace) -> None:
         ("runs/s recorded with the store", stored["runs_per_s"], "min", 10_000.0),
         ("loop stall with the store, ms", stall["store"]["worst_stall_ms"], "max", 5.0),
     ]
+    checks += mode_checks
     if BASELINE:  # no worse than the design before: ratios to it, within the machine's noise
         b = "before"
         checks += [

@@ -274,11 +274,10 @@ def _cwd(value: object, job_id: str | None, zone: tzinfo) -> str | None:
 
 
 def _run_mode(value: object, job_id: str | None) -> str | None:
-    if value is None or value in ("thread", "async", "process"):
+    if value in (None, "thread", "async", "process"):
         return value  # type: ignore[return-value]
-    raise InvalidJobOption(
-        f'expected "thread", "async" or "process", got {value!r}', key="run_mode", job_id=job_id
-    )
+    expected = f'expected "thread", "async" or "process", got {value!r}'
+    raise InvalidJobOption(expected, key="run_mode", job_id=job_id)
 
 
 _PARSERS: dict[str, Callable[[object, str | None, tzinfo], Any]] = {

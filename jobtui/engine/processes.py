@@ -244,7 +244,8 @@ class ProcessExecution(CommandExecution):
         detail = f": {last_error}" if last_error else ""
         if returncode < 0:
             run.signal = signal.Signals(-returncode).name
-            text = f"the child process was killed by {run.signal}{detail}"
+            # Its last stderr line is the bottom of faulthandler's dump, not the cause.
+            text = f"the child process was killed by {run.signal} (its output may show where)"
             run.error = RunError("Signal", text)
         else:
             run.exit_code = returncode

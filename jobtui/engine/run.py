@@ -248,6 +248,7 @@ class Run:
         return self
 
     def _finished(self) -> None:
+        self._cancel_with_waiter = None
         done = self._done
         if done is not None and not done.done():
             done.set_result(None)

@@ -316,8 +316,8 @@ class Runner:
         else:
             run.output.append(
                 "log",
-                f"the return value {value!r} was ignored: return None, a datetime, a timedelta "
-                'or "never" to reschedule',
+                f"the return value {value!r} is kept in run.result but does not reschedule the "
+                'job: return None, a datetime, a timedelta or "never" to reschedule',
                 wall,
             )
             return

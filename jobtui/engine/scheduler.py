@@ -20,6 +20,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -328,24 +329,17 @@ class Scheduler:
         return job
 
     def run_now(self, job_id: str, *, wait: bool = True) -> Run:
-        """Start a manual run now. It does not move the schedule; history marks it manual.
-
-        The run is returned at once, and it can be awaited: ``run = await
-        scheduler.run_now("job")`` gives it back finished, its return value in ``run.result``.
-        With ``wait=True`` the run belongs to whoever awaits it: if that await is cancelled,
-        the run is cancelled too. ``wait=False`` gives a handle to await later (or never), and
-        giving up on it leaves the run going."""
+        """Start a manual run now (the schedule does not move) and return it. ``await`` it for
+        the finished run; with ``wait=True`` cancelling that await cancels the run, a
+        ``wait=False`` handle can be given up on and the run goes on."""
         if not self._running or self._stopping:
             raise SchedulerNotRunning("run a job")
         job = self.get(job_id)
         run = self._runner.start(job, self.clock.wall(), manual=True)
         if wait:
-            runner = self._runner
-
-            def cancel() -> None:
-                runner.interrupt(run, Outcome.CANCELLED, "whoever awaited the run gave up")
-
-            run._cancel_with_waiter = cancel
+            run._cancel_with_waiter = partial(
+                self._runner.interrupt, run, Outcome.CANCELLED, "whoever awaited the run gave up"
+            )
         return run
 
     def cancel(self, target: str) -> list[Run]:
