@@ -75,3 +75,9 @@ def exits_hard() -> None:
 
 async def async_double(value: int) -> int:
     return value * 2
+
+
+def returns_a_lock() -> object:
+    import threading
+
+    return threading.Lock()

@@ -138,6 +138,30 @@ async def test_a_timeout_reaches_a_middleware_still_waiting_for_its_lock(clock):
         assert started == []  # it never got the lock, so it never ran
 
 
+async def test_a_timed_out_job_stays_timed_out_whatever_the_middleware_does(clock):
+    seen: list[BaseException] = []
+
+    async def forgiving(run: Run, call_next: Any) -> Any:
+        try:
+            return await call_next()
+        except Exception as exc:  # swallows everything, even the timeout
+            seen.append(exc)
+            return "fine"
+
+    async def hangs() -> None:
+        await clock.sleep(3600)
+
+    scheduler = Scheduler(timezone="UTC", clock=clock, middleware=[forgiving])
+    scheduler.add_job(hangs, id="hangs", timeout="1m")
+    async with scheduler:
+        run = scheduler.run_now("hangs")
+        await clock.advance(60)
+        await run
+    assert run.outcome is Outcome.TIMED_OUT
+    assert len(seen) == 1 and isinstance(seen[0], RunNotSucceeded)
+    assert seen[0].outcome == "timed_out"
+
+
 def test_middleware_must_be_an_async_function():
     def sync(run: Run, call_next: Any) -> Any: ...
 

@@ -87,6 +87,10 @@ async def test_the_return_value_comes_back_and_reschedules(scheduler, clock):
         assert (await scheduler.run_now("async")).result == 42
         assert (await scheduler.run_now("later")).result == timedelta(minutes=10)
         assert later.next_fire == clock.wall() + 600
+        scheduler.add_job(jobs.returns_a_lock, id="lock", run_mode="process")
+        run = await scheduler.run_now("lock")
+    assert run.outcome is Outcome.FAILED and run.error is not None
+    assert "cannot be sent back from the child process" in run.error.message
 
 
 async def test_the_exception_comes_back_with_its_type_and_traceback(scheduler):
