@@ -14,19 +14,7 @@ import os
 import time
 from typing import Any
 
-
-def noop() -> None:
-    return None
-
-
-def burn(seconds: float) -> int:
-    """Pure Python: holds the GIL except when the interpreter hands it over (every 5 ms)."""
-    end = time.perf_counter() + seconds
-    count = 0
-    while time.perf_counter() < end:
-        for i in range(1000):
-            count += i
-    return count
+from modejobs import burn, noop
 
 
 async def overhead(mode: str, sequential: int, batch: int) -> dict[str, float]:
