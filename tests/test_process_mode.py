@@ -4,6 +4,8 @@ output, return value and exception come back to the scheduler."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -238,3 +240,44 @@ def test_a_lambda_in_process_mode_in_jobs_toml_names_the_line(tmp_path: Path):
     # The default does not apply to the command; the lambda cannot be imported by a child.
     assert "backup" not in text
     assert f"{config}:2" in text and "a lambda cannot be imported" in text
+
+
+SCRIPT = """
+import asyncio
+
+from jobtui import Run, Scheduler
+
+scheduler = Scheduler(timezone="UTC")
+print("script top level ran as", __name__, flush=True)
+
+
+def crunch(run: Run, n: int) -> int:
+    run.status_message = "crunching"
+    return sum(range(n))
+
+
+scheduler.add_job(crunch, id="crunch", args=[10], run_mode="process")
+
+
+async def main() -> None:
+    async with scheduler:
+        run = await scheduler.run_now("crunch")
+        print("result", run.result, "output", [line.text for line in run.output.lines()])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_function_in_the_script_that_starts_the_scheduler_runs_in_process_mode(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # The child ran the script's top level (as __mp_main__, so not its main block) and
+    # printed into the run's output; the parent printed the result.
+    assert done.stdout.splitlines() == [
+        "script top level ran as __main__",
+        "result 45 output ['script top level ran as __mp_main__']",
+    ]
