@@ -301,8 +301,9 @@ class Runner:
             job.consecutive_failures += 1
         try:
             self._on_finished(job, run, outcome)
-        finally:
-            run._finished()  # whoever awaits the run sees the job's state after it
+        finally:  # whoever awaits the run sees the job's state after it
+            if run._done is not None or run._cancel_with_waiter is not None:
+                run._finished()
 
     def _apply_return_value(self, job: Job, run: Run, value: Any) -> None:
         wall = self.clock.wall()
