@@ -8,10 +8,11 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jobtui import InvalidJobOption, Outcome, RemoteError, Scheduler, VirtualClock
+from jobtui import InvalidJobOption, Outcome, RemoteError, Run, Scheduler, VirtualClock
 from jobtui.config import ConfigError, load
 from jobtui.control.controller import LocalController
 from jobtui.host import Host
@@ -281,3 +282,35 @@ def test_a_function_in_the_script_that_starts_the_scheduler_runs_in_process_mode
         "script top level ran as __main__",
         "result 45 output ['script top level ran as __mp_main__']",
     ]
+
+
+async def test_middleware_and_retries_see_a_process_runs_value_and_exception(scheduler, clock):
+    seen: list[object] = []
+
+    async def records(run: Run, call_next: Any) -> Any:
+        try:
+            value = await call_next()
+        except ValueError as exc:
+            seen.append(type(exc))
+            raise
+        seen.append(value)
+        return value
+
+    scheduler.add_middleware(records)
+    scheduler.add_job(jobs.returns, id="value", args=[7], run_mode="process")
+    scheduler.add_job(
+        jobs.raises_value_error, id="flaky", run_mode="process", retries=1, retry_on=[ValueError]
+    )
+    async with scheduler:
+        assert (await scheduler.run_now("value")).result == 7
+        failing = scheduler.run_now("flaky")
+        await asyncio.wait_for(_first_attempt_done(failing), 30)
+        await clock.advance(1)  # the retry's backoff (at most retry_backoff, 1 s)
+        await failing
+    assert failing.attempt == 2 and failing.outcome is Outcome.FAILED
+    assert seen == [7, ValueError, ValueError]
+
+
+async def _first_attempt_done(run: Run) -> None:
+    while not run.status_message.startswith("retrying"):
+        await asyncio.sleep(0.01)  # polls a real child process, bounded by the caller

@@ -19,7 +19,7 @@ from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
-from .pyjobs import fit_run_mode, load_middleware, middleware_specs
+from .pyjobs import fit_run_mode, read_middleware
 from .syntax import parse_toml
 from .trust import untrusted, untrusted_module
 
@@ -175,9 +175,6 @@ class _Loader:
         zone, state_path, max_concurrency, stop_grace = self.scheduler(scheduler)
         keep_runs, keep_days = self.retention(scheduler)
         keymap = self.console(self.table(data, "console"))
-        middleware_text, error = middleware_specs(scheduler.get("middleware", []))
-        if error:
-            self.problem(error, table=("scheduler",), key="middleware")
         self.defaults(defaults, zone)
         jobs_table = self.table(data, "jobs")
         jobs: dict[str, JobSpec] = {}
@@ -197,12 +194,10 @@ class _Loader:
                 "declares no jobs: add a [jobs.NAME] table with a command or run key", warning=True
             )
         self.imports(jobs)
-        base = str(self.path.parent.resolve())
-        middleware, errors = load_middleware(
-            middleware_text, base, self.import_timeout, lambda t: untrusted_module(t, Path(base))
-        )
-        for error in errors:
-            self.problem(error, table=("scheduler",), key="middleware")
+        middleware = read_middleware(
+            scheduler.get("middleware", []), self.path.parent.resolve(), self.import_timeout,
+            lambda text: self.problem(text, table=("scheduler",), key="middleware"),
+        )  # fmt: skip
         if self.problems:
             found = sorted(self.problems + self.warnings, key=lambda p: (p.line or 0, p.col or 0))
             raise ConfigError(found)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..engine import InvalidJobOption
@@ -12,6 +13,7 @@ from ..engine.job import classify_target
 from ..engine.middleware import Middleware, check_middleware
 from ..engine.processes import RUN_MODES, check_run_mode
 from .imports import check_targets, load_target
+from .trust import untrusted_module
 
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -33,34 +35,29 @@ def fit_run_mode(target: Any, options: dict[str, Any], own: bool, job_id: str) -
     return None
 
 
-def middleware_specs(value: object) -> tuple[list[str], str | None]:
-    """[scheduler] middleware = ["module:function", ...]: the specs, or what is wrong."""
-    if isinstance(value, list) and all(
+def read_middleware(
+    value: object, base: Path, timeout: float, report: Callable[[str], None]
+) -> list[Middleware]:
+    """[scheduler] middleware = ["module:function", ...]: each imported in a child process
+    first (as job targets are), then here; what is wrong goes to ``report``."""
+    if not isinstance(value, list) or not all(
         isinstance(item, str) and TARGET_SPEC.match(item.strip()) for item in value
     ):
-        return [item.strip() for item in value], None
-    return [], (
-        'expected a list of "module:function" async functions, such as '
-        f'["myapp.middleware:timing"], got {value!r}'
-    )
-
-
-def load_middleware(
-    specs: list[str], base_dir: str, timeout: float, distrust: Callable[[str], str | None]
-) -> tuple[list[Middleware], list[str]]:
-    """Import the middleware (each checked in a child process first, as job targets are)."""
-    if not specs:
-        return [], []
-    errors = [found for spec in specs if (found := distrust(spec.partition(":")[0]))]
-    if errors:
-        return [], errors
-    results = check_targets(specs, base_dir, timeout)
-    errors = [error for error in results.values() if error]
+        report(
+            'expected a list of "module:function" async functions, such as '
+            f'["myapp.middleware:timing"], got {value!r}'
+        )
+        return []
+    specs = [item.strip() for item in value]
+    errors = [found for spec in specs if (found := untrusted_module(spec.partition(":")[0], base))]
+    if not errors and specs:
+        errors = [error for error in check_targets(specs, str(base), timeout).values() if error]
     loaded: list[Middleware] = []
-    if not errors:
-        for spec in specs:
-            try:
-                loaded.append(check_middleware(load_target(spec, base_dir)))
-            except InvalidJobOption:
-                errors.append(f"{spec} is not an async function taking (run, call_next)")
-    return loaded, errors
+    for spec in specs if not errors else ():
+        try:
+            loaded.append(check_middleware(load_target(spec, str(base))))
+        except InvalidJobOption:
+            errors.append(f"{spec} is not an async function taking (run, call_next)")
+    for error in errors:
+        report(error)
+    return loaded if not errors else []
