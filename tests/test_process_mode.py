@@ -4,8 +4,10 @@ output, return value and exception come back to the scheduler."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from jobtui.host import Host
 
 from . import processjobs as jobs
 from .conftest import START, Recorder
+from .test_cli import Headless, _running, finished
 from .test_console import write
 from .test_policies import pid_alive
 
@@ -314,3 +317,49 @@ async def test_middleware_and_retries_see_a_process_runs_value_and_exception(sch
 async def _first_attempt_done(run: Run) -> None:
     while not run.status_message.startswith("retrying"):
         await asyncio.sleep(0.01)  # polls a real child process, bounded by the caller
+
+
+SPINNER = """
+import os
+
+def spin(run, pidfile):
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
+    while True:
+        pass
+"""
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_no_child_is_left_when_jobtui_stops_or_is_killed(tmp_path: Path, how: signal.Signals):
+    pidfile = tmp_path / "child.pid"
+    write(tmp_path / "spinner.py", SPINNER)
+    config = write(
+        tmp_path / "jobs.toml",
+        f"""
+        [jobs.spin]
+        run = "spinner:spin"
+        run_mode = "process"
+        args = ["{pidfile}"]
+        every = "1h"
+        run_immediately = true
+        """,
+    )
+    headless = Headless(config)
+    try:
+        headless.wait_for(lambda ev: pidfile.exists() and pidfile.read_text() != "")
+        child = int(pidfile.read_text())
+        headless.proc.send_signal(how)
+        headless.proc.wait(timeout=30)
+        if how is signal.SIGTERM:  # a stop: the run is cancelled and its process group killed
+            assert headless.proc.returncode == 0
+            (run,) = finished(headless.events(), "spin")
+            assert run["outcome"] == "cancelled"
+        # Killed outright, jobtui cannot clean up: the kernel kills the child (PDEATHSIG).
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polls the kernel's process table, bounded by the deadline
+        assert not _running(child)
+    finally:
+        if headless.proc.poll() is None:
+            headless.proc.kill()
