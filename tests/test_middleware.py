@@ -162,6 +162,22 @@ async def test_a_timed_out_job_stays_timed_out_whatever_the_middleware_does(cloc
     assert seen[0].outcome == "timed_out"
 
 
+async def test_a_middleware_that_does_not_call_next_skips_the_job(clock):
+    ran: list[str] = []
+
+    async def maintenance_window(run: Run, call_next: Any) -> Any:
+        return "not now"
+
+    async def job() -> None:
+        ran.append("job")
+
+    scheduler = Scheduler(timezone="UTC", clock=clock, middleware=[maintenance_window])
+    scheduler.add_job(job, id="job")
+    async with scheduler:
+        run = await scheduler.run_now("job")
+    assert run.outcome is Outcome.SUCCEEDED and run.result == "not now" and ran == []
+
+
 def test_middleware_must_be_an_async_function():
     def sync(run: Run, call_next: Any) -> Any: ...
 
