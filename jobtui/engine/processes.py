@@ -189,6 +189,9 @@ class ProcessExecution(CommandExecution):
             os.close(read_fd)
             run.error = RunError.from_exception(exc)
             return AttemptResult(Outcome.FAILED)
+        except BaseException:  # cancelled while starting: asyncio kills what it started
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         messages = _Messages(run)
