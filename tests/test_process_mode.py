@@ -47,7 +47,7 @@ async def test_a_cpu_bound_job_is_killed_at_its_timeout_and_the_next_occurrence_
     assert first.status_message == "spinning" and first.pid is not None
     await clock.advance(30)
     await recorder.wait_for(lambda: recorder.finished("spin"))
-    assert first.outcome is Outcome.TIMED_OUT
+    assert first.outcome is Outcome.TIMED_OUT and first.signal == "SIGTERM"
     assert first.error is not None and first.error.first_line == "Timeout: timed out after 30s"
     assert await gone([first.pid])
     # Unlike a thread, nothing of the killed run lives on: the next occurrence runs.

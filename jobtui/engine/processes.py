@@ -227,6 +227,8 @@ class ProcessExecution(CommandExecution):
         returncode = transport.get_returncode()
         assert returncode is not None
         if self.interrupted is not None:
+            if returncode < 0:  # as for a command: which signal ended it
+                run.signal = signal.Signals(-returncode).name
             return self._interrupted_result()
         return self._outcome(messages.final, returncode, pipes.streams[2].last_error)
 
