@@ -16,6 +16,7 @@ garbage collector. Printed: a table per case and the ratios the targets are stat
 (d) the state store attached: runs recorded per second, and the worst stall of the loop.
 (e) one chatty job (`yes`) beside a `true` job due every second: output throughput, and the
     1 s job's lateness and skips (bench/chatty.py, which also runs alone).
+(f) Python jobs in thread and process mode (runmodes.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import chatty  # bench/chatty.py: this script's folder is first on the import path
+import runmodes
 from baseline import extract
 
 SYSTEMS = ["jobtui", "apscheduler", "floor"]
@@ -335,6 +337,10 @@ def measure(case: str, system: str, quick: bool) -> dict[str, float]:
 
 
 def child(case: str, system: str, quick: bool) -> None:
+    if case in runmodes.CASES:  # system is the run mode here
+        result = asyncio.run(runmodes.CASES[case](system, *runmodes.SIZES[case](quick)))
+        print(json.dumps(result))
+        return
     sizes = {
         "lateness": (200, 3) if quick else (1000, 10),
         "throughput": (2000,) if quick else (20_000,),
@@ -441,6 +447,7 @@ def report(args: argparse.Namespace) -> None:
     print(f"  {'':<48}" + "".join(f"{LABELS[s]:>16}" for s in mine))
     for label, key, fmt in chatty.ROWS:
         print(f"  {label:<48}" + "".join(f"{format(noisy[s][key], fmt):>16}" for s in mine))
+    mode_checks = runmodes.report(measure, args.quick)
     j, a, f = "jobtui", "apscheduler", "floor"
     p99 = {s: late[s]["p99"] for s in SYSTEMS}
     rate = {s: thr[s]["runs_per_s"] for s in SYSTEMS}
@@ -459,6 +466,7 @@ def report(args: argparse.Namespace) -> None:
         ("1 s job beside it: late, ms", noisy[j]["late_max_ms"], "max", 100.0),
         ("1 s job beside it: skipped", noisy[j]["skipped"], "max", 0.0),
     ]
+    checks += mode_checks
     if BASELINE:  # no worse than the design before: ratios to it, within the machine's noise
         b = "before"
         checks += [

@@ -21,6 +21,7 @@ from .hooks import HOOK_KEYS, JobHooks, attach_hooks
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
+from .pyjobs import fit_run_mode, read_middleware
 from .syntax import parse_toml
 from .trust import untrusted, untrusted_module
 
@@ -28,7 +29,7 @@ TARGET_KEYS = ("run", "command")
 JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES, *HOOK_KEYS})
 DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES, *HOOK_KEYS})
 SCHEDULER_KEYS = frozenset(
-    {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days"}
+    {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days", "middleware"}
 )
 TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
@@ -88,6 +89,7 @@ class Config:
     keep_runs: int | None = 1000  # run history kept per job
     keep_days: float | None = None  # and/or for this many days
     keymap: dict[str, str] = field(default_factory=dict)  # [console.keys]: binding id -> keys
+    middleware: list[Any] = field(default_factory=list)  # read at start, not on reload
     warnings: list[Problem] = field(default_factory=list)
 
     def make_scheduler(self, *, store: DataStore | None = None, **kwargs: Any) -> Scheduler:
@@ -96,6 +98,7 @@ class Config:
             "max_concurrency": self.max_concurrency,
             "stop_grace": self.stop_grace,
             "store": store,
+            "middleware": self.middleware,
         }
         scheduler = Scheduler(**(params | kwargs))
         for spec in self.jobs.values():
@@ -202,6 +205,10 @@ class _Loader:
             )
         self.imports(jobs)
         attach_hooks(self, defaults, jobs_table, jobs)
+        middleware = read_middleware(
+            scheduler.get("middleware", []), self.path.parent.resolve(), self.import_timeout,
+            lambda text: self.problem(text, table=("scheduler",), key="middleware"),
+        )  # fmt: skip
         if self.problems:
             found = sorted(self.problems + self.warnings, key=lambda p: (p.line or 0, p.col or 0))
             raise ConfigError(found)
@@ -216,6 +223,7 @@ class _Loader:
             keep_runs=keep_runs,
             keep_days=keep_days,
             keymap=keymap,
+            middleware=middleware,
         )
 
     def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -391,6 +399,10 @@ class _Loader:
                 DEFAULT_OPTIONS.with_changes(job_id, zone, **{key: value})
             except InvalidJobOption as exc:
                 self.problem(exc.reason, table=origin(key), key=key, job=job_id)
+        if "command" in table and target is not None:
+            mode_problem = fit_run_mode(target, options, "run_mode" in table, job_id)
+            if mode_problem:
+                self.problem(mode_problem, table=origin("run_mode"), key="run_mode", job=job_id)
         paused = merged.get("paused", False)
         if not isinstance(paused, bool):
             self.problem(
@@ -501,3 +513,9 @@ class _Loader:
                 del jobs[spec.id]
             else:
                 spec.target = load_target(spec.target_text, base)
+                own = (("jobs", spec.id), "run_mode") in self.locator.keys
+                mode_problem = fit_run_mode(spec.target, spec.options, own, spec.id)
+                if mode_problem:
+                    where = ("jobs", spec.id) if own else ("defaults",)
+                    self.problem(mode_problem, table=where, key="run_mode", job=spec.id)
+                    del jobs[spec.id]

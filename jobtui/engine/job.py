@@ -139,6 +139,7 @@ class JobOptions:
     kwargs: Mapping[str, Any] | None = None
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    run_mode: str | None = None  # None: the kind of function decides (see processes.py)
 
     def with_changes(self, job_id: str | None, zone: tzinfo, **changes: Any) -> JobOptions:
         """A copy with ``changes`` validated; raises InvalidJobOption naming the bad key."""
@@ -253,6 +254,13 @@ def _cwd(value: object, job_id: str | None, zone: tzinfo) -> str | None:
     return path
 
 
+def _run_mode(value: object, job_id: str | None) -> str | None:
+    if value in (None, "thread", "async", "process"):
+        return value  # type: ignore[return-value]
+    expected = f'expected "thread", "async" or "process", got {value!r}'
+    raise InvalidJobOption(expected, key="run_mode", job_id=job_id)
+
+
 _PARSERS: dict[str, Callable[[object, str | None, tzinfo], Any]] = {
     "name": _text("name"),
     "description": _text("description"),
@@ -279,6 +287,7 @@ _PARSERS: dict[str, Callable[[object, str | None, tzinfo], Any]] = {
     "kwargs": _mapping("kwargs", strings=False),
     "env": _mapping("env", strings=True),
     "cwd": _cwd,
+    "run_mode": lambda v, j, z: _run_mode(v, j),
 }
 OPTION_NAMES = frozenset(_PARSERS)
 DEFAULT_OPTIONS = JobOptions()
