@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from baseline import extract  # bench/baseline.py, beside this script
+
 TARGET_MB_S = 50.0
 
 
@@ -86,14 +88,6 @@ def measure(seconds: float, baseline: Path | None) -> dict[str, float]:
     if out.returncode != 0:
         raise SystemExit(f"chatty failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def extract(rev: str, folder: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(
-        ["git", "-C", str(root), "archive", rev, "jobtui"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
 
 
 ROWS = [

@@ -5,7 +5,9 @@
     python bench/console.py --baseline 8dec20f   # and the console at that commit, alternating
 
 The app runs headless (Textual's run_test) at 160x50 with the real clock. Targets: under 15% of
-one core, and a keypress answered within 50 ms.
+one core, and a keypress answered within 50 ms. Each round also measures a console attached to
+a headless daemon (another process) running the same jobs: its CPU must stay within that of a
+console hosting the scheduler, measured in the same run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ async def progress(run):
 """
 
 
+ATTACHED = "attached"
+
+
 def write_jobs(folder: Path, jobs: int, running: int) -> Path:
     (folder / "benchjobs.py").write_text(PROGRESS_JOB)
     parts = ['[scheduler]\ntimezone = "UTC"\n']
@@ -49,17 +54,28 @@ def write_jobs(folder: Path, jobs: int, running: int) -> Path:
     return path
 
 
-async def measure(jobs: int, running: int, seconds: float, presses: int) -> dict[str, float]:
+async def measure(
+    jobs: int, running: int, seconds: float, presses: int, attach: Path | None = None
+) -> dict[str, float]:
+    """The console on ``jobs`` jobs: hosting them (in a temporary folder), or attached to
+    the daemon that runs the jobs.toml at ``attach``."""
     from jobtui.config import load
     from jobtui.console.app import JobtuiApp
     from jobtui.console.widgets.job_table import JobTable
+    from jobtui.control.client import RemoteController
 
     with tempfile.TemporaryDirectory() as folder:
-        path = write_jobs(Path(folder), jobs, running)
-        app = JobtuiApp(load(path), watch_file=False, grace=0)
+        if attach is None:
+            app = JobtuiApp(
+                load(write_jobs(Path(folder), jobs, running)), watch_file=False, grace=0
+            )
+        else:
+            config = load(attach)
+            remote = RemoteController(config.path, config.timezone, state_path=config.state_path)
+            app = JobtuiApp(config, attach=remote)
         async with app.run_test(size=(160, 50)):
             await asyncio.sleep(2.0)  # let the table fill and the runs start
-            busy = len(app.scheduler.running_runs())
+            busy = sum(len(job.running) for job in app.controller.jobs())
             cpu0, wall0 = time.process_time(), time.perf_counter()
             await asyncio.sleep(seconds)
             cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
@@ -88,22 +104,52 @@ async def measure(jobs: int, running: int, seconds: float, presses: int) -> dict
     }
 
 
-def child(quick: bool) -> None:
-    jobs, running, seconds, presses = (200, 10, 2.0, 5) if quick else (1000, 50, 5.0, 20)
-    result = asyncio.run(measure(jobs, running, seconds, presses))
+def sizes(quick: bool) -> tuple[int, int, float, int]:
+    """jobs, running, seconds measured, key presses"""
+    return (200, 10, 2.0, 5) if quick else (1000, 50, 5.0, 20)
+
+
+def child(quick: bool, attach: Path | None) -> None:
+    jobs, running, seconds, presses = sizes(quick)
+    result = asyncio.run(measure(jobs, running, seconds, presses, attach))
     print(json.dumps({**result, "jobs": jobs}))
 
 
-def run_child(quick: bool, baseline: Path | None) -> dict[str, float]:
-    """One measurement in a fresh process; with ``baseline``, of the jobtui unpacked there."""
+def run_child(quick: bool, baseline: Path | None, attach: Path | None = None) -> dict[str, float]:
+    """One measurement in a fresh process; with ``baseline``, of the jobtui unpacked there;
+    with ``attach``, of a console attached to the daemon running that jobs.toml."""
     env = dict(os.environ)
     if baseline is not None:
         env["PYTHONPATH"] = str(baseline)
     cmd = [sys.executable, __file__, "--child", *(["--quick"] if quick else [])]
+    if attach is not None:
+        cmd += ["--attach", str(attach)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     if out.returncode != 0:
         raise SystemExit(f"the console benchmark failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_attached(quick: bool, folder: Path) -> dict[str, float]:
+    """A headless daemon on the same jobs in its own process, and a console attached to it."""
+    jobs, running, _, _ = sizes(quick)
+    path = write_jobs(folder, jobs, running)
+    log = folder / "daemon.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "jobtui", str(path), "--headless", "--grace", "0"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "control_listening" not in log.read_text():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the daemon did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        return run_child(quick, None, attach=path)
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
 
 
 def extract(rev: str, folder: Path) -> None:
@@ -120,19 +166,23 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="also measure the console at REV")
     parser.add_argument("--rounds", type=int, default=2, help="measurements of each, alternating")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--attach", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.quick)
+        child(args.quick, args.attach)
         return
     with tempfile.TemporaryDirectory() as folder:
         systems: dict[str, Path | None] = {"jobtui": None}
         if args.baseline:
             extract(args.baseline, Path(folder))
             systems[f"jobtui {args.baseline[:10]}"] = Path(folder)
-        samples: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
-        for _ in range(args.rounds):  # alternating, so a noisy minute hits both alike
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in [*systems, ATTACHED]}
+        for round_number in range(args.rounds):  # alternating, so a noisy minute hits all alike
             for name, tree in systems.items():
                 samples[name].append(run_child(args.quick, tree))
+            daemon_folder = Path(folder) / f"daemon{round_number}"
+            daemon_folder.mkdir()
+            samples[ATTACHED].append(run_attached(args.quick, daemon_folder))
     results = {
         name: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         for name, runs in samples.items()
@@ -151,6 +201,10 @@ def main() -> None:
         verdict = "" if bound is None else ("ok" if first[key] <= bound else "MISSED")
         target = "(info)" if bound is None else f"<= {bound:g}"
         print(f"  {label:<30}{cells}   target {target:<8} {verdict}")
+    attached = results[ATTACHED]
+    ratio = attached["cpu_pct"] / first["cpu_pct"] if first["cpu_pct"] else float("inf")
+    verdict = "ok" if ratio <= 1.0 else "MISSED"
+    print(f"  {'CPU, attached vs hosting':<44}{ratio:>6.2f}   target <= 1.00  {verdict}")
     if args.baseline:
         before = results[f"jobtui {args.baseline[:10]}"]
         for label, key, _ in rows[:2]:

@@ -13,6 +13,10 @@ garbage collector. Printed: a table per case and the ratios the targets are stat
     instant to the last body.
 (c) idle: 100,000 jobs scheduled an hour out; cost to add one, memory per job (tracemalloc),
     and CPU used while idle over 5 s.
+(d) the state store attached: runs recorded per second, and the worst stall of the loop.
+(e) one chatty job (`yes`) beside a `true` job due every second: output throughput, and the
+    1 s job's lateness and skips (bench/chatty.py, which also runs alone).
+(f) Python jobs in thread and process mode (runmodes.py).
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import chatty  # bench/chatty.py: this script's folder is first on the import path
+import runmodes
+from baseline import extract
 
 SYSTEMS = ["jobtui", "apscheduler", "floor"]
 LABELS = {"jobtui": "jobtui", "apscheduler": "APScheduler 3", "floor": "asyncio floor"}
@@ -329,6 +337,10 @@ def measure(case: str, system: str, quick: bool) -> dict[str, float]:
 
 
 def child(case: str, system: str, quick: bool) -> None:
+    if case in runmodes.CASES:  # system is the run mode here
+        result = asyncio.run(runmodes.CASES[case](system, *runmodes.SIZES[case](quick)))
+        print(json.dumps(result))
+        return
     sizes = {
         "lateness": (200, 3) if quick else (1000, 10),
         "throughput": (2000,) if quick else (20_000,),
@@ -382,15 +394,6 @@ def main() -> None:
     report(args)
 
 
-def extract(rev: str, folder: Path) -> None:
-    """The jobtui package as it was at ``rev``, unpacked into ``folder``."""
-    root = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(
-        ["git", "-C", str(root), "archive", rev, "jobtui"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-
-
 def report(args: argparse.Namespace) -> None:
     print(f"jobtui engine benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -437,6 +440,14 @@ def report(args: argparse.Namespace) -> None:
     ]  # fmt: skip
     for label, value, fmt in rows:
         print(f"  {label:<48}" + "".join(f"{format(value(s), fmt):>16}" for s in mine))
+    # One chatty job must not make the others late: measured in the same run (issue 15, item 9).
+    seconds = 2.0 if args.quick else 5.0
+    noisy = {s: chatty.measure(seconds, BASELINE if s == "before" else None) for s in mine}
+    print(f"\n(e) `yes` for {seconds:g} s beside a `true` command every second")
+    print(f"  {'':<48}" + "".join(f"{LABELS[s]:>16}" for s in mine))
+    for label, key, fmt in chatty.ROWS:
+        print(f"  {label:<48}" + "".join(f"{format(noisy[s][key], fmt):>16}" for s in mine))
+    mode_checks = runmodes.report(measure, args.quick)
     j, a, f = "jobtui", "apscheduler", "floor"
     p99 = {s: late[s]["p99"] for s in SYSTEMS}
     rate = {s: thr[s]["runs_per_s"] for s in SYSTEMS}
@@ -451,7 +462,11 @@ def report(args: argparse.Namespace) -> None:
         ("idle CPU, % of a core", idl[j]["idle_cpu_pct"], "max", 1.0),
         ("runs/s recorded with the store", stored["runs_per_s"], "min", 10_000.0),
         ("loop stall with the store, ms", stall["store"]["worst_stall_ms"], "max", 5.0),
+        ("chatty job's output, MB/s", noisy[j]["mb_s"], "min", chatty.TARGET_MB_S),
+        ("1 s job beside it: late, ms", noisy[j]["late_max_ms"], "max", 100.0),
+        ("1 s job beside it: skipped", noisy[j]["skipped"], "max", 0.0),
     ]
+    checks += mode_checks
     if BASELINE:  # no worse than the design before: ratios to it, within the machine's noise
         b = "before"
         checks += [
@@ -462,6 +477,7 @@ def report(args: argparse.Namespace) -> None:
              "max", 1.15),
             ("recorded runs/s vs before", stored["runs_per_s"] / stored_by[b]["runs_per_s"],
              "min", 0.85),
+            ("chatty output vs before", noisy[j]["mb_s"] / noisy[b]["mb_s"], "info", None),
         ]  # fmt: skip
     print("\nratios and targets")
     for label, value, kind, bound in checks:

@@ -18,15 +18,29 @@ from .config import Config, ConfigError, load
 from .engine.printable import printable, printable_text
 from .engine.timezones import zone_name
 
+# The verbs that talk to a running jobtui (remote_cli.py, imported only when used).
+REMOTE_VERBS = ("status", "run", "pause", "resume", "cancel", "reload")
+
 EXAMPLES = """\
 examples:
-  jobtui jobs.toml                         open the live console on the jobs
+  jobtui jobs.toml                         open the live console on the jobs (attached,
+                                           if a jobtui already runs them)
+  jobtui attach jobs.toml                  the console on the jobtui that runs jobs.toml
   jobtui jobs.toml --headless              run the jobs, one log line per event (Ctrl-C stops)
   jobtui jobs.toml --headless --log-format json
   jobtui check jobs.toml                   report every problem in the file, or summarise it
   jobtui list jobs.toml --next 5           the next five times of every job
   jobtui list jobs.toml --from 2026-10-24T12:00 --json
   jobtui history jobs.toml --job backup --limit 50
+  jobtui why jobs.toml backup              why a job ran, or did not, and when it runs next
+
+talking to a running jobtui (headless or console) of jobs.toml (default ./jobs.toml):
+  jobtui status [jobs.toml] [--json]       each job's state, next run and running runs
+  jobtui run JOB [jobs.toml] [--wait]      a manual run; --wait prints its output and exits
+                                           with its outcome (0, the command's status, 124
+                                           timed out, 130 cancelled, 75 not run)
+  jobtui pause|resume|cancel JOB [jobs.toml]
+  jobtui reload [jobs.toml]
 
 exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error
 """
@@ -103,6 +117,21 @@ def history_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def why_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtui why",
+        description="A job's recent occurrences (ran, skipped, missed, and why) and its next "
+        "one, in plain words. It only reads, so it can run beside a running jobtui.",
+    )
+    parser.add_argument("job", metavar="JOB", help="the job's id")
+    parser.add_argument(
+        "file", type=Path, nargs="?", default=Path("jobs.toml"),
+        help="the jobs.toml (default ./jobs.toml)",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -112,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
             return list_jobs(list_parser().parse_args(argv[1:]))
         if argv and argv[0] == "history":
             return history(history_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "attach":
+            return run_console(attach_parser().parse_args(argv[1:]).file, attach_only=True)
+        if argv and argv[0] in REMOTE_VERBS:
+            from . import remote_cli
+
+            return remote_cli.main(argv[0], argv[1:])
+        if argv and argv[0] == "why":
+            return why(why_parser().parse_args(argv[1:]))
         return run(run_parser().parse_args(argv))
     except KeyboardInterrupt:
         return 1
@@ -139,29 +176,21 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(run_headless(args.file, log_format=args.log_format, grace=args.grace))
 
 
-def run_console(path: Path) -> int:
-    from .console.app import JobtuiApp
-    from .host import open_store
-    from .store import StoreError
+def run_console(path: Path, *, attach_only: bool = False) -> int:
+    from .console.launch import open_console
 
-    config = _load_reporting(path)
-    if config is None:
-        return 2
-    try:
-        store = open_store(config)
-    except StoreError as exc:
-        print(f"jobtui: {printable_text(str(exc))}", file=sys.stderr)
-        return 1
-    # Quitting the console asks first, and the user has then chosen to stop the runs: they are
-    # cancelled at once (commands: SIGTERM, then SIGKILL after kill_grace), not waited for.
-    app = JobtuiApp(config, store=store, grace=0)
-    try:
-        app.run()
-        # Textual reports a crash (say, a stylesheet it cannot read) and returns normally: the
-        # exit status must still say it failed, for systemd, scripts and CI.
-        return app.return_code or 0
-    finally:
-        app.host.kill_leftovers()
+    return open_console(path, attach_only=attach_only)
+
+
+def attach_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobtui attach",
+        description="Open the console on the jobtui that runs this jobs.toml (a daemon started "
+        "with --headless, or another console); fail if none does. Quitting leaves it running.",
+    )
+    parser.add_argument("file", type=Path, nargs="?", default=Path("jobs.toml"),
+                        help="the jobs.toml it runs (default: ./jobs.toml)")  # fmt: skip
+    return parser
 
 
 def check(args: argparse.Namespace) -> int:
@@ -248,6 +277,58 @@ def _read_history(config: Config, job: str | None, limit: int) -> list[dict[str,
     from .store.pgstore import read_runs as read_shared_runs
 
     return read_shared_runs(config.state_url, job=job, limit=limit)
+
+
+def _read_context(config: Config, job: str) -> dict[str, Any]:
+    from .store import read_context
+
+    if config.state_url is None:
+        return read_context(config.state_path, job)
+    from .store.pgstore import read_context as read_shared_context
+
+    return read_shared_context(config.state_url, job)
+
+
+def why(args: argparse.Namespace) -> int:
+    from .control.why import RECENT, JobFacts, explain
+    from .store import StoreError, UnusableStatePath
+
+    config = _load_reporting(args.file)
+    if config is None:
+        return 2
+    if args.job not in config.jobs:
+        known = ", ".join(sorted(config.jobs)) or "none"
+        print(
+            f'jobtui why: no job "{printable(args.job)}" in {printable(str(args.file))} '
+            f"(jobs: {printable(known)})",
+            file=sys.stderr,
+        )
+        return 2
+    scheduler = config.make_scheduler()
+    try:
+        context = _read_context(config, args.job)
+        runs = _read_history(config, args.job, RECENT * 4)
+    except (UnusableStatePath, StoreError) as exc:
+        print(f"jobtui why: {printable_text(str(exc))}", file=sys.stderr)
+        return 1
+    facts = JobFacts.of(scheduler.get(args.job), kept=context["job"])
+    now = datetime.now(UTC)
+    # A running jobtui keeps its plan in the store (an `every` grid, a returned time); this
+    # process's fresh scheduler would only know the trigger.
+    planned = (context["job"] or {}).get("next_fire")
+    times = scheduler.next_times(args.job, 1, after=now)
+    next_ts = times[0].timestamp() if times else None
+    if planned is not None and planned > now.timestamp():
+        next_ts = planned
+    answer = explain(
+        facts,
+        runs,
+        context,
+        now=now.timestamp(),
+        next_ts=next_ts,
+    )
+    print(json.dumps(answer.to_dict(), indent=2) if args.json else printable_text(answer.text()))
+    return 0
 
 
 def list_jobs(args: argparse.Namespace) -> int:

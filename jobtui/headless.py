@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import stat
 import sys
 from datetime import UTC, datetime
 from functools import singledispatch
@@ -13,6 +15,9 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import ConfigError, Problem, load
+from .control.controller import LocalController
+from .control.listen import ControlSocketError
+from .control.server import ControlServer
 from .engine import (
     ClockJumped,
     Event,
@@ -207,6 +212,15 @@ async def run_headless(
     store.on_status = lambda status: log.write(event="store", status=status or "writing again")
     host.scheduler.subscribe(log)
     host.reloaded.append(lambda new: log.write(event="reloaded", jobs=len(new.jobs)))
+    host.alerts.failed.append(
+        lambda failure: log.write(
+            event="hook_failed",
+            job=failure.job_id,
+            run=failure.run_id,
+            hook=failure.hook,
+            error=failure.message,
+        )
+    )
 
     def failed(problems: list[Problem]) -> None:
         for problem in problems:
@@ -220,8 +234,15 @@ async def run_headless(
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     capture = capture_job_output(log, out)
+    watched = watch_for_a_gone_reader(loop, log)
+    # Consoles and `jobtui status`/`run`/... reach the scheduler through the control socket.
+    server = ControlServer(LocalController(host), host_kind="headless", log=log.write)
     try:
         await host.start()
+        try:
+            await server.start()
+        except ControlSocketError as exc:  # the jobs matter more than the socket: run anyway
+            log.write(event="control_unavailable", detail=str(exc))
         # With no one reading the log (`| head`, a closed pipe), jobtui stops as on SIGTERM,
         # as a tool killed by SIGPIPE would, and exits with that status.
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(log.broken.wait())]
@@ -230,14 +251,37 @@ async def run_headless(
             wait.cancel()
         log.write(event="stopping", grace=grace)
     finally:
+        # The socket goes before the state's lock: a successor that can own the state must
+        # never find this daemon's socket still answering.
+        await server.close()
         await host.stop(grace)
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if watched is not None:
+            loop.remove_reader(watched)
         if capture is not None:
             capture.stop()
     if log.broken.is_set():
         raise BrokenPipeError("the log's reader went away")
     return 0
+
+
+def watch_for_a_gone_reader(loop: asyncio.AbstractEventLoop, log: EventLog) -> int | None:
+    """A log piped into `head` must end jobtui when head exits, even if jobtui has nothing more
+    to write for an hour: the write end of a pipe polls as an error once its reader closed."""
+    try:
+        fd = log.out.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+    def gone() -> None:
+        loop.remove_reader(fd)  # level-triggered: once is enough
+        log.broken.set()
+
+    loop.add_reader(fd, gone)
+    return fd
 
 
 def capture_job_output(log: EventLog, out: TextIO) -> DescriptorCapture | None:

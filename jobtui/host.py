@@ -12,10 +12,14 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from .alerts import Alerts
 from .config import Config, Problem, Reloader
+from .config.hooks import JobHooks
 from .engine import Clock, Outcome, Run, Scheduler
 from .store import StateStore, Store, StoreError
 from .store.interface import SharedStateStore
+
+ALERTS_DRAIN = 5.0  # seconds a stopping jobtui waits for hook deliveries still going
 
 
 def open_store(config: Config) -> StateStore:
@@ -79,6 +83,7 @@ class Host:
             on_job_changed=store.set_fingerprint if store is not None else None,
         )
         self._watcher: asyncio.Task[None] | None = None
+        self.alerts = Alerts(self.scheduler, self._hooks_for, store=store, cwd=config.path.parent)
 
     def _plan_shared_jobs(self, store: SharedStateStore, config: Config) -> None:
         options = {job.id: job.options for job in self.scheduler.jobs()}
@@ -111,6 +116,7 @@ class Host:
         """Start the store's writer and the scheduler, then follow edits of jobs.toml."""
         if self.store is not None:
             self.store.start()
+        self.alerts.start(self.store.abandoned if self.store is not None else [])
         await self.scheduler.start()
         if watch:
             self._watcher = asyncio.create_task(self.reloader.watch(), name="watch-jobs-toml")
@@ -126,6 +132,8 @@ class Host:
         try:
             if self.scheduler.running:
                 await self.scheduler.stop(grace)
+            # What the last runs' ends called goes out (bounded), and its failures are noted.
+            await self.alerts.stop(drain=ALERTS_DRAIN)
         finally:  # even when the stop is cancelled: the lock goes, queued writes are written
             if self.store is not None:
                 await asyncio.to_thread(self.store.close)
@@ -137,6 +145,7 @@ class Host:
             if run.pid is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(run.pid, signal.SIGKILL)
+        self.alerts.kill_leftovers()
         if self.store is not None:
             self.scheduler.save_state()  # what the loop had not handed over yet
             self.store.close()
@@ -154,6 +163,10 @@ class Host:
         if self.store is None:
             return []
         return self.store.read_runs(job_id, limit)
+
+    def _hooks_for(self, job_id: str) -> JobHooks | None:
+        spec = self.config.jobs.get(job_id)  # the newest config: an edited hook applies at once
+        return spec.hooks if spec is not None else None
 
     def _on_reloaded(self, config: Config) -> None:
         self.config = config

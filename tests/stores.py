@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from jobtui.store import Store, read_runs
+from jobtui.store import Store, read_context, read_runs
 
 
 class SQLiteStores:
@@ -21,6 +21,9 @@ class SQLiteStores:
 
     def runs(self, job: str | None = None) -> list[dict[str, Any]]:
         return sorted(read_runs(self.db, job=job, limit=10_000), key=lambda r: r["scheduled_for"])
+
+    def context(self, job: str) -> dict[str, Any]:
+        return read_context(self.db, job)
 
     def insert_finished(self, run_id: str, job_id: str, scheduled_for: float, outcome: str) -> None:
         """A record as another process would have written it."""
@@ -51,6 +54,11 @@ class PostgresStores:
 
         found = read_shared_runs(self.url, job=job, limit=10_000)
         return sorted(found, key=lambda r: r["scheduled_for"])
+
+    def context(self, job: str) -> dict[str, Any]:
+        from jobtui.store.pgstore import read_context as read_shared_context
+
+        return read_shared_context(self.url, job)
 
     def insert_finished(self, run_id: str, job_id: str, scheduled_for: float, outcome: str) -> None:
         import psycopg

@@ -175,6 +175,12 @@ def test_a_reader_that_goes_away_ends_jobtui_quietly_with_status_141(tmp_path):
     assert done.returncode == 141, done.stderr
     assert done.stdout.count("\n") == 2 and done.stderr == ""
 
+    # ... even when it has nothing more to write for an hour after head went away.
+    quiet = write(tmp_path / "quiet.toml", '[jobs.later]\ncommand = "true"\nevery = "1h"\n')
+    done = piped_into_head(f"{quiet} --headless", 1)
+    assert done.returncode == 141, done.stderr
+    assert done.stdout.count("\n") == 1 and done.stderr == ""
+
 
 def piped_into_head(args: str, lines: int) -> subprocess.CompletedProcess[str]:
     """`jobtui ARGS | head -LINES`, with jobtui's exit status."""

@@ -54,8 +54,15 @@ def test_library_import_loads_no_console_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-LAYERS = ["engine", "config", "store", "host", "control", "console", "cli"]  # bottom to top
-MODULE_LAYER = {"headless": "cli", "cli": "cli", "__main__": "cli", "demo": "engine"}
+# bottom to top
+LAYERS = ["engine", "config", "store", "alerts", "host", "control", "console", "cli"]
+MODULE_LAYER = {
+    "headless": "cli",
+    "cli": "cli",
+    "remote_cli": "cli",
+    "__main__": "cli",
+    "demo": "engine",
+}
 
 
 def _layer_of(module: str) -> str | None:

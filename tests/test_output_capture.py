@@ -208,3 +208,35 @@ def test_python_jobs_output_goes_into_their_runs_not_into_the_json_log(tmp_path)
     strays = [e["text"] for e in headless.events() if e["event"] == "output"]
     assert "written by a shell" in system or "written by a shell" in strays
     assert "and to stderr" in system or "and to stderr" in strays
+
+
+def test_a_chatty_os_system_beside_another_python_job_neither_floods_the_log_nor_stalls(tmp_path):
+    # With two Python jobs going, what reaches descriptor 1 is no one run's: it is logged.
+    # One log line (and one loop callback) per output line made 2 MB take minutes, and
+    # SIGTERM waited behind them.
+    config = write(
+        tmp_path / "jobs.toml",
+        """
+        [jobs.noisy]
+        run = "os:system"
+        args = ["yes | head -c 2M"]
+        every = "1h"
+        run_immediately = true
+
+        [jobs.nap]
+        run = "time:sleep"
+        args = [3]
+        every = "1h"
+        run_immediately = true
+        """,
+    )
+    headless = Headless(config)
+    try:
+        headless.wait_for(lambda ev: finished(ev, "noisy"), timeout=20)
+        took = headless.stop()
+    finally:
+        headless.kill()
+    assert took < 10, f"SIGTERM took {took:.1f} s"
+    strays = [e for e in headless.events() if e["event"] == "output"]
+    assert 0 < len(strays) < 1000
+    assert sum(len(e["text"]) for e in strays) < 1_000_000

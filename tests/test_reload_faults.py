@@ -75,15 +75,28 @@ async def test_the_console_survives_an_unreadable_deleted_and_restored_jobs_toml
             await pilot.press("ctrl+r")  # a reload by hand must not end the console either
             await pilot.pause()
         assert app.is_running and "tick" in app.scheduler
-        assert str(config) in shown()
+        # Said as what happened: the file is fine, jobtui cannot read it.
+        assert f"{config} cannot be read; the previous jobs keep running" in shown()
+        assert "does not validate" not in shown()
 
         config.unlink()
-        await until(pilot, lambda: "is gone" in shown())
-        assert "tick" in app.scheduler
+        await until(pilot, lambda: f"{config} is gone; the previous jobs" in shown())
+        assert "tick" in app.scheduler and "does not validate" not in shown()
 
         write(config, ADDED)
         await until(pilot, lambda: "added" in app.scheduler)
         assert not banner.display
+
+
+def test_check_says_an_unreadable_jobs_toml_cannot_be_read(folder):
+    config = write(folder / "jobs.toml", BASE)
+    config.chmod(0o000)
+    done = subprocess.run(
+        [*NO_OVERRIDE, *JOBTUI, "check", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert f"{config}: cannot read it: Permission denied" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 class HeadlessWithout(Headless):

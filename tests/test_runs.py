@@ -238,4 +238,4 @@ async def test_unusable_return_value_is_noted_in_the_log(scheduler, clock, recor
         await clock.advance(60)
     (run,) = recorder.finished("answers")
     assert run.outcome is Outcome.SUCCEEDED
-    assert "the return value 42 was ignored" in run.output.text()
+    assert "the return value 42 is kept in run.result" in run.output.text()

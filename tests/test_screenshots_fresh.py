@@ -15,5 +15,5 @@ def test_screenshots_match_the_console_sources():
     assert f"console sources: sha256 {sources_digest()}" in recorded, (
         "the console changed since screenshots/ was made: run python -m jobtui.console.screenshots"
     )
-    for name in ("main.svg", "detail.svg", "confirm.svg", "help.svg"):
+    for name in ("main.svg", "detail.svg", "confirm.svg", "help.svg", "attached.svg"):
         assert (MANIFEST.parent / name).stat().st_size > 1000

@@ -196,6 +196,38 @@ async def test_a_changed_job_keeps_history_but_does_not_catch_up(stores):
     assert len(stores.runs("hourly")) == 1
 
 
+async def test_sessions_and_job_notes_are_kept_for_why(stores, clock):
+    """What `jobtui why` reads besides the runs: when jobtui was up, the job's notes (pauses,
+    a failed hook) newest first, and its kept state."""
+
+    def setup(scheduler):
+        scheduler.add_job(noop, every="10m", id="tick")
+
+    async def pause_and_note(scheduler, store):
+        scheduler.pause("tick", reason="paused from the console")
+        store.note_job_event("tick", "hook_failed", "on_failure: webhook answered 500")
+        await asyncio.to_thread(store.flush)
+
+    await session(stores, clock, setup, seconds=60, before_stop=pause_and_note)
+    first_stop = clock.now().timestamp()
+    await clock.advance(3600)  # down for an hour
+    await session(stores, clock, setup, seconds=60)
+
+    context = stores.context("tick")
+    sessions = context["sessions"]
+    assert [(s["started_at"], s["stopped_at"]) for s in sessions] == [
+        (first_stop + 3600, first_stop + 3660),
+        (first_stop - 60, first_stop),
+    ]
+    assert all(s["last_seen"] == s["stopped_at"] for s in sessions)
+    assert [(e["kind"], e["detail"]) for e in context["events"]] == [
+        ("hook_failed", "on_failure: webhook answered 500"),
+        ("paused", "paused from the console"),
+    ]
+    assert context["job"]["paused"] and context["job"]["pause_reason"] == "paused from the console"
+    assert stores.context("never-saved") == {**context, "events": [], "job": None}
+
+
 def test_one_owner_per_state_file(tmp_path):
     db = tmp_path / "state.db"
     first = Store.open(db)

@@ -327,3 +327,22 @@ def test_headless_writes_a_deleted_database_again_and_history_has_the_runs_after
     recorded = {r["run_id"] for r in json.loads(done.stdout)}
     assert after <= recorded
     assert db.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("planted", ["another user's file", "a symlink"])
+def test_a_claims_journal_someone_else_put_beside_the_database_is_not_read(tmp_path, planted):
+    # In a shared folder (state = "/tmp/..."), anyone can put a journal there: its claims
+    # would mark occurrences as run, and they would never run.
+    db = tmp_path / "state.db"
+    Store.open(db).close()
+    journal = tmp_path / "state.db.claims"
+    claim = json.dumps(["r-planted", "tick", 1_000_000.0, 1_000_000.0]) + "\n"
+    if planted == "a symlink":
+        (tmp_path / "elsewhere").write_text(claim)
+        journal.symlink_to(tmp_path / "elsewhere")
+    else:
+        journal.write_text(claim)
+        os.chown(journal, 65534, 65534)
+    with pytest.raises(StoreError, match=r"claims journal .*state\.db\.claims.*not this user"):
+        Store.open(db)
+    assert read_runs(db) == [] and journal.is_symlink() == (planted == "a symlink")

@@ -233,3 +233,19 @@ def test_the_import_check_runs_nothing_from_the_current_folder(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=here)
     assert done.returncode == 0, done.stderr
     assert not marker.exists()
+
+
+def test_a_pycache_folder_others_can_write_is_refused_before_a_pyc_is_there(tmp_path):
+    # Whoever can write __pycache__ can put a .pyc there later, and Python runs it in place of
+    # the source: an empty one others can write is as bad as a planted file.
+    module = write(tmp_path / "tasks.py", "def sync():\n    pass\n")
+    path = write(tmp_path / "jobs.toml", '[jobs.sync]\nrun = "tasks:sync"\nevery = "1h"\n')
+    cache = Path(importlib.util.cache_from_source(str(module))).parent
+    cache.mkdir()
+    cache.chmod(0o777)
+    done = jobtui("check", path)
+    assert done.returncode == 2
+    assert f"module tasks: {cache}/" in done.stderr
+    assert f"is in {cache}, a folder writable by group and others" in done.stderr
+    cache.chmod(0o755)
+    assert jobtui("check", path).returncode == 0

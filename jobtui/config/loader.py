@@ -13,26 +13,42 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import DataStore, InvalidJobOption, Scheduler, format_duration
-from ..engine.job import DEFAULT_OPTIONS, NUL_IN_COMMAND, OPTION_NAMES, check_max_concurrency
+from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES, check_max_concurrency
+from ..engine.process_inputs import NUL_IN_COMMAND
 from ..engine.timezones import local_zone, resolve_timezone
 from ..engine.triggers import TRIGGER_KEYS, make_trigger
+from .hooks import HOOK_KEYS, JobHooks, attach_hooks
 from .imports import check_targets, load_target
 from .locator import Locator
 from .problems import ConfigError, Problem
+from .pyjobs import fit_run_mode, read_middleware
 from .statedb import LEASE, state_location
 from .syntax import parse_toml
 from .trust import untrusted, untrusted_module
 
 TARGET_KEYS = ("run", "command")
-JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES})
-DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES})
+JOB_KEYS = frozenset({*TARGET_KEYS, *TRIGGER_KEYS, "timezone", "paused", *OPTION_NAMES, *HOOK_KEYS})
+DEFAULT_KEYS = frozenset({"timezone", *OPTION_NAMES, *HOOK_KEYS})
 SCHEDULER_KEYS = frozenset(
-    {"timezone", "state", "max_concurrency", "stop_grace", "keep_runs", "keep_days", "lease"}
+    {
+        "timezone",
+        "state",
+        "max_concurrency",
+        "stop_grace",
+        "keep_runs",
+        "keep_days",
+        "lease",
+        "middleware",
+    }
 )
 TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MAX_FILE_BYTES = 1024 * 1024
+# What is said when the file cannot be read, or is not there (the console's banner tells
+# these apart from a file that does not validate).
+UNREADABLE = "cannot read it"
+NO_FILE = "no such file"
 
 
 @dataclass(slots=True)
@@ -49,6 +65,7 @@ class JobSpec:
     paused: bool
     line: int | None
     fingerprint: str = ""
+    hooks: JobHooks | None = None  # read at each occurrence's end: editing them resets nothing
 
     def add_to(self, scheduler: Scheduler) -> None:
         scheduler.add_job(
@@ -84,6 +101,7 @@ class Config:
     keymap: dict[str, str] = field(default_factory=dict)  # [console.keys]: binding id -> keys
     state_url: str | None = None  # a PostgreSQL connection string instead of state_path
     lease: float = LEASE  # with state_url: how long a host's runs stay its own unrenewed
+    middleware: list[Any] = field(default_factory=list)  # read at start, not on reload
     warnings: list[Problem] = field(default_factory=list)
 
     def make_scheduler(self, *, store: DataStore | None = None, **kwargs: Any) -> Scheduler:
@@ -92,6 +110,7 @@ class Config:
             "max_concurrency": self.max_concurrency,
             "stop_grace": self.stop_grace,
             "store": store,
+            "middleware": self.middleware,
         }
         scheduler = Scheduler(**(params | kwargs))
         for spec in self.jobs.values():
@@ -143,9 +162,9 @@ class _Loader:
         try:
             info = self.path.stat()
         except FileNotFoundError:
-            raise self.fail_now("no such file") from None
+            raise self.fail_now(NO_FILE) from None
         except OSError as exc:
-            raise self.fail_now(f"cannot read it: {exc.strerror}") from None
+            raise self.fail_now(f"{UNREADABLE}: {exc.strerror}") from None
         if not stat.S_ISREG(info.st_mode):
             raise self.fail_now("is not a regular file")
         distrust = untrusted(self.path)
@@ -153,7 +172,10 @@ class _Loader:
             raise self.fail_now(distrust)
         if info.st_size > MAX_FILE_BYTES:
             raise self.fail_now(f"is {info.st_size} bytes; a jobs file may be at most 1 MiB")
-        data = self.path.read_bytes()
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:  # a 0600 file of another user, an I/O error
+            raise self.fail_now(f"{UNREADABLE}: {exc.strerror}") from None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -196,6 +218,11 @@ class _Loader:
                 "declares no jobs: add a [jobs.NAME] table with a command or run key", warning=True
             )
         self.imports(jobs)
+        attach_hooks(self, defaults, jobs_table, jobs)
+        middleware = read_middleware(
+            scheduler.get("middleware", []), self.path.parent.resolve(), self.import_timeout,
+            lambda text: self.problem(text, table=("scheduler",), key="middleware"),
+        )  # fmt: skip
         if self.problems:
             found = sorted(self.problems + self.warnings, key=lambda p: (p.line or 0, p.col or 0))
             raise ConfigError(found)
@@ -212,6 +239,7 @@ class _Loader:
             keymap=keymap,
             state_url=self.state_url,
             lease=self.lease,
+            middleware=middleware,
         )
 
     def table(self, data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -326,7 +354,7 @@ class _Loader:
                 except InvalidJobOption as exc:
                     self.problem(exc.reason, table=where, key=key)
                     self.bad_defaults.add(key)
-            else:
+            elif key not in HOOK_KEYS:  # checked with the jobs' by attach_hooks
                 try:
                     DEFAULT_OPTIONS.with_changes(None, zone, **{key: value})
                 except InvalidJobOption as exc:
@@ -387,6 +415,10 @@ class _Loader:
                 DEFAULT_OPTIONS.with_changes(job_id, zone, **{key: value})
             except InvalidJobOption as exc:
                 self.problem(exc.reason, table=origin(key), key=key, job=job_id)
+        if "command" in table and target is not None:
+            mode_problem = fit_run_mode(target, options, "run_mode" in table, job_id)
+            if mode_problem:
+                self.problem(mode_problem, table=origin("run_mode"), key="run_mode", job=job_id)
         paused = merged.get("paused", False)
         if not isinstance(paused, bool):
             self.problem(
@@ -405,7 +437,8 @@ class _Loader:
             )
         if len(self.problems) > before:
             return None
-        fingerprint = json.dumps({**merged, **triggers}, sort_keys=True, default=str)
+        kept = {k: v for k, v in {**merged, **triggers}.items() if k not in HOOK_KEYS}
+        fingerprint = json.dumps(kept, sort_keys=True, default=str)
         return JobSpec(
             id=job_id,
             target=target,
@@ -496,3 +529,9 @@ class _Loader:
                 del jobs[spec.id]
             else:
                 spec.target = load_target(spec.target_text, base)
+                own = (("jobs", spec.id), "run_mode") in self.locator.keys
+                mode_problem = fit_run_mode(spec.target, spec.options, own, spec.id)
+                if mode_problem:
+                    where = ("jobs", spec.id) if own else ("defaults",)
+                    self.problem(mode_problem, table=where, key="run_mode", job=spec.id)
+                    del jobs[spec.id]

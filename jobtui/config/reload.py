@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..engine import Scheduler
-from .loader import Config, load
+from ..engine.printable import printable
+from .loader import NO_FILE, UNREADABLE, Config, load
 from .problems import ConfigError, Problem
 
 POLL = 0.5  # seconds between looks at the file: an edit is picked up within a second
@@ -75,7 +76,8 @@ class Reloader:
             return False
         except OSError as exc:  # unreadable now (permissions, I/O): the old jobs go on
             why = exc.strerror or str(exc)
-            self._fail([Problem(str(self.config.path), None, None, f"cannot read it: {why}")])
+            message = f"{UNREADABLE}: {why}"
+            self._fail([Problem(str(self.config.path), None, None, message)])
             return False
         self.apply(config)
         self.problems = []
@@ -103,3 +105,16 @@ class Reloader:
             if self.on_job_changed is not None:
                 self.on_job_changed(job_id, spec.fingerprint)
         self.config = config
+
+
+def failure_headline(path: Path, problems: tuple[str, ...]) -> str:
+    """What happened to jobs.toml, as a banner over ``problems`` (as they are shown) says it:
+    a file that cannot be read or is gone has not failed to validate, and saying so would send
+    the user looking for a mistake in it."""
+    shown = printable(str(path))
+    said = {problem.removeprefix(f"{shown}: ") for problem in problems}
+    if said & {printable(GONE), NO_FILE}:
+        return f"{shown} is gone"
+    if any(message.startswith(f"{UNREADABLE}: ") for message in said):
+        return f"{shown} cannot be read"
+    return f"{shown} does not validate"

@@ -111,6 +111,15 @@ def untrusted(path: Path) -> str | None:
     return found
 
 
+def untrusted_folder(folder: Path) -> str | None:
+    """Why someone other than the user running jobtui (and root) could put a file into
+    ``folder``; None when no one else can."""
+    try:
+        return _Check().folders(Path(os.path.realpath(folder)))
+    except OSError as exc:
+        return f"cannot check who can change {exc.filename}: {exc.strerror}"
+
+
 def untrusted_module(name: str, base: Path) -> str | None:
     """Why someone else could change module ``name`` as it is imported from ``base`` (the
     folder of jobs.toml, first on the import path). Modules found elsewhere (the standard
@@ -128,7 +137,13 @@ def untrusted_module(name: str, base: Path) -> str | None:
         for file in files:
             if os.path.exists(file):
                 found = untrusted(Path(file))
-                if found is not None:
-                    return f"module {name}: {file} {found}"
+            elif os.path.isdir(os.path.dirname(file)):
+                # No cached .pyc yet, but whoever can write __pycache__ can put one there
+                # that Python then runs instead of the source.
+                found = untrusted_folder(Path(os.path.dirname(file)))
+            else:
+                continue
+            if found is not None:
+                return f"module {name}: {file} {found}"
         search = list(spec.submodule_search_locations or [])
     return None

@@ -1,9 +1,11 @@
-"""The console: a Textual app that hosts the scheduler on its own event loop.
+"""The console: a Textual app that either hosts the scheduler on its own event loop or is
+attached to a jobtui daemon that runs it (launch.py decides which).
 
 Job bodies never block it: async jobs are awaited on the loop (they must not block), plain
 functions run in threads and commands in subprocesses. Screens talk only to a controller
-(controller.py): they read its plain views, its change notices reach them as Textual messages,
-and a steady tick redraws countdowns and progress, touching only cells that changed.
+(control/controller.py, or control/client.py when attached): they read its plain views, its
+change notices reach them as Textual messages, and a steady tick redraws countdowns and
+progress, touching only cells that changed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from textual.app import App, SuspendNotSupported
 from textual.binding import Binding
 
 from ..config import Config
-from ..control.controller import LocalController, Notice
+from ..control.client import RemoteController
+from ..control.controller import Controller, LocalController, Notice
+from ..control.listen import ControlSocketError
+from ..control.server import ControlServer
 from ..engine import Clock, Scheduler
 from ..engine.printable import printable, printable_text
 from ..host import Host
@@ -45,36 +50,91 @@ class JobtuiApp(App[int]):
         refresh_interval: float = 0.5,
         grace: float | None = None,
         watch_file: bool = True,
+        attach: RemoteController | None = None,
+        serve: bool = False,
     ) -> None:
+        """Host the scheduler for ``config`` (with ``serve``, other consoles and the CLI
+        verbs reach it on the state file's control socket); or, with ``attach``, show the
+        jobtui that client talks to (``config`` then only supplies the key map)."""
         super().__init__()
+        self.serve = serve
+        self.server: ControlServer | None = None
         self.refresh_interval = refresh_interval
         self.grace = grace
         self.watch_file = watch_file
-        self.host = Host(config, store=store, clock=clock)
-        # For tests and tools that drive the engine directly; screens go through the controller.
-        self.scheduler: Scheduler = self.host.scheduler
-        self.controller = LocalController(self.host)
+        self.remote = attach
+        self.host: Host | None = None
+        self._local: LocalController | None = None
+        self._config = config
+        self.controller: Controller
+        if attach is not None:
+            self.controller = attach
+        else:
+            self.host = Host(config, store=store, clock=clock)
+            self.controller = self._local = LocalController(self.host)
         self.controller.subscribe(self._on_notice)
         self.tick = 0
+        self._link_up: bool | None = None  # attached: whether the daemon answered at last look
 
     @property
     def config(self) -> Config:
-        return self.host.config  # the host follows reloads
+        return self.host.config if self.host is not None else self._config  # the host reloads
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """For tests and tools that drive the engine directly; screens go through the
+        controller."""
+        if self.host is None:
+            raise RuntimeError("an attached console has no scheduler of its own")
+        return self.host.scheduler
+
+    @property
+    def attached(self) -> bool:
+        return self.remote is not None
 
     # -- life cycle -----------------------------------------------------------------------
     async def on_mount(self) -> None:
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
-        await self.host.start(watch=self.watch_file)
+        if self.remote is not None:
+            await self.remote.start()
+        elif self.host is not None:
+            await self.host.start(watch=self.watch_file)
+            if self.serve and self._local is not None:
+                await self._start_server(self._local)
         self.set_interval(self.refresh_interval, self.on_tick)
         await self.push_screen(MainScreen())
 
+    async def _start_server(self, controller: LocalController) -> None:
+        server = ControlServer(controller, host_kind="console", log=self._on_control)
+        try:
+            await server.start()
+        except ControlSocketError as exc:  # the jobs matter more than the socket
+            self.notify(f"Other consoles cannot attach: {exc}", severity="warning", markup=False)
+            return
+        self.server = server
+
     def on_tick(self) -> None:
         self.tick += 1
+        if self.remote is not None:
+            self._notice_link(self.remote)
         self.refresh_screen()
 
+    def _notice_link(self, remote: RemoteController) -> None:
+        """Say when the daemon goes and comes back: only the main screen's header shows the
+        link, and the user may be looking at a job's details."""
+        up = remote.connected.is_set()
+        if up == self._link_up:
+            return
+        if up and self._link_up is False and remote.hello is not None:
+            self.notify(f"Attached again, to pid {remote.hello.pid}", title="Daemon back")
+        elif not up:
+            self.notify("Showing the last picture until a jobtui answers again; retrying…",
+                        title="Disconnected", severity="warning")  # fmt: skip
+        self._link_up = up
+
     def refresh_screen(self) -> None:
-        if not self.screen_stack:  # starting up or shutting down
+        if not self.screen_stack or not self.is_running:  # starting up or shutting down
             return
         screen = self.screen
         if isinstance(screen, MainScreen):
@@ -83,11 +143,28 @@ class JobtuiApp(App[int]):
             screen.refresh_view()
 
     async def shut_down(self) -> None:
-        self.controller.close()
-        await self.host.stop(self.grace)
+        if self.remote is not None:
+            await self.remote.close()  # the daemon and its runs go on
+        elif self.host is not None and self._local is not None:
+            if self.server is not None:  # before the lock goes, as headless mode does
+                await self.server.close()
+            self._local.close()
+            await self.host.stop(self.grace)
+
+    def _on_control(self, *, event: str, **fields: object) -> None:
+        if event == "control_refused":
+            self.notify(
+                f"refused a connection to the control socket from uid {fields.get('uid')} "
+                f"(pid {fields.get('pid')})",
+                severity="warning",
+            )
 
     def ask_quit(self) -> None:
-        """Quit; with runs going, ask first: they are stopped gracefully."""
+        """Quit. A hosting console with runs going asks first (they are stopped gracefully);
+        an attached one leaves the daemon and its runs as they are, so it has nothing to ask."""
+        if self.attached:
+            self.run_worker(self._quit(), exclusive=True, name="quit")
+            return
         running = [run for job in self.controller.jobs() for run in job.running]
         if not running:
             self.run_worker(self._quit(), exclusive=True, name="quit")
@@ -125,8 +202,17 @@ class JobtuiApp(App[int]):
         self.notify(f"{printable(message.job_id)}: {printable(message.error)}", title="Run failed",
                     severity="error", markup=False)  # fmt: skip
 
+    def on_hook_failed(self, message: messages.HookFailed) -> None:
+        # The run's outcome stands; this says an alert about it did not get through.
+        self.notify(f"{printable(message.job_id)}: {printable(message.error)}", title="Hook failed",
+                    severity="warning", markup=False)  # fmt: skip
+
     def on_reload_finished(self, message: messages.ReloadFinished) -> None:
         self.refresh_screen()
+
+    def on_action_failed(self, message: messages.ActionFailed) -> None:
+        # The daemon's words quote the job's id, which may hold control characters.
+        self.notify(printable(message.message), title="Not done", severity="error", markup=False)
 
     # -- what screens ask for -------------------------------------------------------------
     def show_details(self, job_id: str, focus: str | None = None) -> None:

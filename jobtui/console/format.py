@@ -93,9 +93,17 @@ def summary_text(summary: Summary, now: float, zone: tzinfo) -> Text:
     """The header line. Text, not a str: the file's name is not markup (``[red]x.toml``)."""
     clock = datetime.fromtimestamp(now, zone).strftime("%H:%M:%S %Z")
     store = f"   store: {printable(summary.store_status)}" if summary.store_status else ""
-    name = printable(summary.config_name)
-    left = (
-        f"jobtui · {name}   {summary.jobs} jobs · {summary.running} running · "
-        f"{summary.failed_24h} failed (24h) · {summary.paused} paused{store}"
+    text = Text(f"jobtui · {printable(summary.config_name)}")
+    # Where the scheduler is comes right after the file's name: the line is cut at the
+    # terminal's edge, and this must not be what is cut.
+    if summary.disconnected:
+        text.append(" · disconnected, retrying…", style="bold red")
+    elif summary.daemon_pid is not None:
+        since = summary.attached_since if summary.attached_since is not None else now
+        when = datetime.fromtimestamp(since, zone).strftime("%H:%M")
+        text.append(f" · attached to pid {summary.daemon_pid} since {when}", style="bold cyan")
+    text.append(
+        f"   {summary.jobs} jobs · {summary.running} running · "
+        f"{summary.failed_24h} failed (24h) · {summary.paused} paused{store}   {clock}"
     )
-    return Text(f"{left}   {clock}")
+    return text

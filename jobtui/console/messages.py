@@ -27,6 +27,13 @@ class RunFailed(Message):
         self.error = error
 
 
+class HookFailed(Message):
+    def __init__(self, job_id: str, error: str) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.error = error
+
+
 class ReloadFinished(Message):
     def __init__(self, ok: bool, problems: tuple[str, ...]) -> None:
         super().__init__()
@@ -34,10 +41,18 @@ class ReloadFinished(Message):
         self.problems = problems
 
 
+class ActionFailed(Message):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+
 _FROM_NOTICE: dict[type, Callable[[Any], Message]] = {
     controller.JobsChanged: lambda notice: JobsChanged(),
     controller.RunFailed: lambda notice: RunFailed(notice.job_id, notice.message),
+    controller.HookFailed: lambda notice: HookFailed(notice.job_id, notice.message),
     controller.ReloadFinished: lambda notice: ReloadFinished(notice.ok, notice.problems),
+    controller.ActionFailed: lambda notice: ActionFailed(notice.message),
 }
 
 

@@ -8,11 +8,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import load
+from ..control.client import RemoteController
+from ..control.controller import LocalController
+from ..control.server import ControlServer
 from ..engine import VirtualClock
+from ..host import Host
 from .app import JobtuiApp
 from .widgets.job_table import JobTable
 
@@ -45,8 +50,39 @@ async def shoot(jobs: Path, out: Path) -> list[Path]:
     await session("detail", ["enter"], select="nightly")
     await session("confirm", ["d"], select="heartbeat")
     await session("help", ["question_mark"])
+    written.append(await attached(jobs, out))
     written.append(write_manifest(out, written))
     return written
+
+
+async def attached(jobs: Path, out: Path) -> Path:
+    """The console attached to a daemon: here, a host and its control server in this process,
+    on the same frozen clock, with its socket in a folder of its own."""
+    config = load(jobs)
+    config.timezone = UTC
+    clock = VirtualClock(FROZEN)
+    host = Host(config, clock=clock)
+    local = LocalController(host)
+    with tempfile.TemporaryDirectory() as runtime:
+        server = ControlServer(local, env={"XDG_RUNTIME_DIR": runtime})
+        await host.start(watch=False)
+        socket = await server.start()
+        try:
+            remote = RemoteController(config.path, UTC, sockets=lambda: [socket], wall=clock.wall)
+            app = JobtuiApp(config, attach=remote)
+            async with app.run_test(size=SIZE) as pilot:
+                await pilot.pause(0.3)
+                if remote.hello is not None:
+                    remote.hello.pid = 4242  # the same picture from every run of this script
+                app.refresh_screen()
+                await pilot.pause()
+                shot = Path(app.save_screenshot("attached.svg", str(out)))
+                await app.shut_down()
+        finally:
+            await server.close()
+            local.close()
+            await host.stop(0)
+    return shot
 
 
 def sources_digest() -> str:

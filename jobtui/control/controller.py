@@ -1,10 +1,5 @@
-"""What the console talks to instead of the scheduler: plain views of what is on screen, the
-actions a user can take, and small change notices.
-
-The views are frozen dataclasses of plain values (no live Job or Run), so the same screens can
-later be fed from the other end of a socket by a daemon. This module imports neither Textual
-nor rich (a test keeps it so): the Textual side turns notices into messages in app.py.
-"""
+"""``LocalController``: the Controller interface (interface.py) over a scheduler hosted in this
+process, keeping the views current incrementally from the engine's events."""
 
 from __future__ import annotations
 
@@ -12,9 +7,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..config import Config, Problem, remove_job_table
 from ..engine import (
@@ -24,7 +19,6 @@ from ..engine import (
     JobAdded,
     JobModified,
     JobRemoved,
-    JobState,
     JobStateChanged,
     OccurrenceMissed,
     OccurrenceSkipped,
@@ -39,6 +33,36 @@ from ..engine import (
 )
 from ..engine.job import DEFAULT_OPTIONS
 from ..host import Host
+from .interface import (
+    LOG_LIMIT,
+    ActionFailed,
+    Controller,
+    HookFailed,
+    JobsChanged,
+    JobView,
+    Notice,
+    ReloadFinished,
+    RunFailed,
+    RunView,
+    Summary,
+)
+from .why import RECENT, JobFacts, Why, explain
+
+# The console and the control socket import these from here too.
+__all__ = [
+    "LOG_LIMIT",
+    "ActionFailed",
+    "Controller",
+    "HookFailed",
+    "JobView",
+    "JobsChanged",
+    "LocalController",
+    "Notice",
+    "ReloadFinished",
+    "RunFailed",
+    "RunView",
+    "Summary",
+]  # fmt: skip
 
 DAY = 86400.0
 # The options the detail screen lists when they differ from the default.
@@ -47,137 +71,6 @@ SHOWN_OPTIONS = (
     "jitter", "kill_grace", "cwd",
 )  # fmt: skip
 RECENT_RUNS = 200  # history kept per job when there is no store
-LOG_LIMIT = 5000  # log lines per call: a screen shows no more, and the call stays cheap
-
-
-# -- views ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class RunView:
-    """One run as the screens show it. Times are wall-clock seconds since the epoch."""
-
-    run_id: str
-    job_id: str
-    manual: bool
-    attempt: int
-    scheduled_ts: float
-    started_ts: float | None
-    finished_ts: float | None
-    outcome: Outcome | None
-    progress: float | None
-    status_message: str
-    error_type: str | None
-    error_message: str | None
-    error_line: str | None  # "Type: first line of the message", as notifications show it
-    reason: str
-    pid: int | None
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to finish; None until it started or while it runs (use elapsed)."""
-        if self.started_ts is None or self.finished_ts is None:
-            return None
-        return max(0.0, self.finished_ts - self.started_ts)
-
-    def elapsed(self, now: float) -> float:
-        """Seconds it ran (or has been running, at ``now``)."""
-        if self.started_ts is None:
-            return 0.0
-        return max(0.0, (self.finished_ts or now) - self.started_ts)
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """One job as the screens show it."""
-
-    id: str
-    name: str
-    description: str
-    trigger: str  # in words: "every 10m", "at 02:30 every day"
-    timezone: str
-    target: str  # what it runs, in words
-    options: tuple[tuple[str, str], ...]  # (name, value) of options that are not the default
-    state: JobState
-    paused: bool
-    pause_reason: str
-    disabled_reason: str
-    next_fire: float | None  # as planned, even while paused (the table sorts by it)
-    next_run_ts: float | None  # None when no run is planned (paused, disabled, finished)
-    last_run: RunView | None
-    running: tuple[RunView, ...]
-
-    @property
-    def current_run(self) -> RunView | None:
-        """The newest running run, else the last finished one."""
-        return self.running[-1] if self.running else self.last_run
-
-    @property
-    def next_run_time(self) -> datetime | None:
-        return None if self.next_run_ts is None else datetime.fromtimestamp(self.next_run_ts, UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    config_name: str
-    jobs: int
-    running: int
-    failed_24h: int
-    paused: int
-    store_status: str  # empty while the store is healthy (or there is none)
-
-
-# -- change notices -------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class JobsChanged:
-    """These jobs' views changed in a way worth redrawing now (not merely progress)."""
-
-    job_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RunFailed:
-    job_id: str
-    message: str  # "Type: first line", or the outcome ("timed_out")
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadFinished:
-    ok: bool
-    problems: tuple[str, ...]
-
-
-Notice = JobsChanged | RunFailed | ReloadFinished
-
-
-class Controller(Protocol):
-    """Everything the console asks of jobtui. Reads are cheap and never block, except
-    ``history`` (call it from a thread worker)."""
-
-    @property
-    def config_path(self) -> Path: ...
-    @property
-    def timezone(self) -> tzinfo: ...
-    @property
-    def reload_problems(self) -> tuple[str, ...]: ...
-
-    def now(self) -> float: ...
-    def jobs(self) -> list[JobView]: ...
-    def job(self, job_id: str) -> JobView | None: ...
-    def next_times(self, job_id: str, n: int = 5) -> list[datetime]: ...
-    def history(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]: ...
-    def log(
-        self, job_id: str, run_id: str, start: int = 0, limit: int = LOG_LIMIT
-    ) -> tuple[tuple[str, ...], int]: ...
-    def summary(self) -> Summary: ...
-    def config_line(self, job_id: str) -> int | None: ...
-
-    def run_now(self, job_id: str) -> None: ...
-    def pause(self, job_id: str) -> None: ...
-    def resume(self, job_id: str) -> None: ...
-    def cancel(self, job_id: str) -> None: ...
-    def remove(self, job_id: str) -> None: ...
-    async def reload(self) -> bool: ...
-
-    def subscribe(self, callback: Callable[[Notice], None]) -> Callable[[], None]: ...
 
 
 # -- building views -------------------------------------------------------------------------
@@ -289,6 +182,11 @@ class LocalController:
         ]
         host.reloaded.append(self._on_reloaded)
         host.reload_failed.append(self._on_reload_failed)
+        host.alerts.failed.append(
+            lambda failure: self._notify(
+                HookFailed(failure.job_id, f"{failure.hook}: {failure.message}")
+            )
+        )
 
     # -- reads ----------------------------------------------------------------------------
     @property
@@ -312,9 +210,16 @@ class LocalController:
         return list(self._views.values())
 
     def job(self, job_id: str) -> JobView | None:
-        if job_id in self.scheduler:
-            self._notice_moved_times((self.scheduler.get(job_id),))
-        self._bring_up_to_date()
+        """One job's view; only this one is rebuilt (the daemon asks for the few jobs that
+        changed while fifty others report progress)."""
+        job = self.scheduler.get(job_id) if job_id in self.scheduler else None
+        if job is not None:
+            self._notice_moved_times((job,))
+        if job is None or self._order_stale:
+            self._bring_up_to_date()
+        elif job_id in self._dirty and job_id in self._views:
+            self._dirty.discard(job_id)
+            self._views[job_id] = self._build(job)
         return self._views.get(job_id)
 
     def next_times(self, job_id: str, n: int = 5) -> list[datetime]:
@@ -365,6 +270,19 @@ class LocalController:
             failed_24h=len(self._failures),
             paused=sum(1 for view in views if view.paused),
             store_status=store.status if store is not None else "",
+        )
+
+    def why(self, job_id: str) -> Why | None:
+        """The job's recent occurrences and its next one, in words; blocking like history."""
+        if job_id not in self.scheduler:
+            return None
+        store, times = self.host.store, self.next_times(job_id, 1)
+        return explain(
+            JobFacts.of(self.scheduler.get(job_id)),
+            self.history(job_id, RECENT * 4),
+            store.read_context(job_id) if store is not None else {},
+            now=self.now(),
+            next_ts=times[0].timestamp() if times else None,
         )
 
     def config_line(self, job_id: str) -> int | None:

@@ -10,7 +10,9 @@ from .errors import (
     InvalidTrigger,
     JobNotFound,
     JobtuiError,
+    RemoteError,
     RunNotFound,
+    RunNotSucceeded,
     SchedulerNotRunning,
 )
 from .events import (
@@ -75,10 +77,12 @@ __all__ = [
     "Overlap",
     "OverlapPolicy",
     "RealClock",
+    "RemoteError",
     "Run",
     "RunError",
     "RunFinished",
     "RunNotFound",
+    "RunNotSucceeded",
     "RunOutput",
     "RunProgress",
     "RunRetrying",

@@ -268,6 +268,20 @@ class CronExpression:
             return [_gap_end(match, zone)]
         return instants[:1]
 
+    def gap_shifted(self, instant: datetime, zone: tzinfo) -> datetime | None:
+        """The wall time (naive) that a DST gap swallowed if this fixed-time expression ran at
+        ``instant`` only because of it (02:30 on a night that jumps from 02:00 to 03:00 runs at
+        03:00); None if ``instant`` is an ordinary match."""
+        if not self.specific_time:
+            return None
+        instant = instant.astimezone(UTC)
+        local = instant.astimezone(zone).replace(tzinfo=None, fold=0)
+        iterator = self._naive_iter(local.replace(microsecond=0) - _SHIFT_WINDOW)
+        while (match := iterator.get_next(datetime)) <= local:
+            if not _instants(match, zone) and _gap_end(match, zone) == instant:
+                return match
+        return None
+
     def describe(self) -> str:
         return cron_words(self.text)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import DuplicateJob, InvalidJobOption
 from .job import DEFAULT_OPTIONS, Job, JobSnapshot, classify_target
+from .processes import check_run_mode
 from .timezones import resolve_timezone
 from .triggers import TRIGGER_KEYS, make_trigger, plan_for
 
@@ -41,6 +42,7 @@ def new_job(
     kind, takes_run = classify_target(target, job_id)
     trigger = make_trigger(every=every, cron=cron, at=at, zone=zone, job_id=job_id)
     job_options = DEFAULT_OPTIONS.with_changes(job_id, zone, **options)
+    check_run_mode(kind, target, job_options.run_mode, job_id)
     job = Job(job_id, target, kind, takes_run, trigger, job_options, zone)
     if paused:
         job.paused = True
@@ -66,6 +68,7 @@ def reconfigure(job: Job, changes: dict[str, Any], default_zone: tzinfo) -> obje
         else job.trigger
     )
     options = job.options.with_changes(job_id, zone, **changes)
+    check_run_mode(kind, target, options.run_mode, job_id)
     trigger_changed = (
         trigger != job.trigger or zone != job.zone or (options.start != job.options.start)
     )

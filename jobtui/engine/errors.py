@@ -56,3 +56,29 @@ class SchedulerNotRunning(JobtuiError, RuntimeError):
             f"cannot {action} before the scheduler has started: use `async with scheduler:` "
             "or `await scheduler.start()` first"
         )
+
+
+class RemoteError(JobtuiError):
+    """An exception raised in a process-mode run's child that could not be rebuilt in the
+    scheduler's process (it does not pickle, or its class cannot be imported here), or the
+    child's death. ``type_name`` and ``remote_traceback`` are what the child reported."""
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+
+    def __reduce__(self) -> tuple[type[RemoteError], tuple[str, str, str]]:
+        return (type(self), (self.type_name, self.message, self.remote_traceback))
+
+
+class RunNotSucceeded(JobtuiError):
+    """Raised by ``Run.result`` for a run that ended without a value or an exception of its own:
+    timed out, cancelled, skipped, missed or abandoned; or not finished yet."""
+
+    def __init__(self, run_id: str, outcome: str, reason: str) -> None:
+        self.run_id = run_id
+        self.outcome = outcome
+        self.reason = reason
+        super().__init__(f"run {run_id} {outcome}" + (f": {reason}" if reason else ""))

@@ -42,6 +42,8 @@ class Execution:
         self.run = run
         self.clock = clock
         self.interrupted: tuple[Outcome, str] | None = None
+        # Set while middleware runs before the job starts (see middleware.py).
+        self.before_start: Callable[[], None] | None = None
 
     async def execute(self) -> AttemptResult:
         raise NotImplementedError
@@ -50,6 +52,8 @@ class Execution:
         """Stop the attempt; it ends with ``outcome`` (timed_out or cancelled)."""
         if self.interrupted is None:
             self.interrupted = (outcome, reason)
+            if self.before_start is not None:
+                self.before_start()
             self._stop()
 
     def _stop(self) -> None:
@@ -74,6 +78,7 @@ class Execution:
         if status == "ok":
             return AttemptResult(Outcome.SUCCEEDED, payload)
         self.run.error = RunError.from_exception(payload)
+        self.run._exception = payload
         return AttemptResult(Outcome.FAILED)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .durations import parse_duration
 from .errors import InvalidJobOption
 from .plans import Plan
+from .process_inputs import NUL_IN_COMMAND, check_environment
 from .run import Run
 from .triggers import Trigger, plan_for
 
@@ -138,6 +139,7 @@ class JobOptions:
     kwargs: Mapping[str, Any] | None = None
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    run_mode: str | None = None  # None: the kind of function decides (see processes.py)
 
     def with_changes(self, job_id: str | None, zone: tzinfo, **changes: Any) -> JobOptions:
         """A copy with ``changes`` validated; raises InvalidJobOption naming the bad key."""
@@ -226,31 +228,11 @@ def _mapping(key: str, *, strings: bool) -> Callable[[object, str | None, tzinfo
                     job_id=job_id,
                 )
             env = {k: str(v) for k, v in value.items()}
-            _check_environment(env, key, job_id)
+            check_environment(env, key, job_id)
             return env
         return dict(value)
 
     return parse
-
-
-def _check_environment(env: Mapping[str, str], key: str, job_id: str | None) -> None:
-    """The kernel takes each variable as one NAME=value string: a name with "=" or NUL, or a
-    value with NUL, cannot be passed, and every run would fail."""
-    for name, value in env.items():
-        if not name or "=" in name or "\0" in name:
-            raise InvalidJobOption(
-                f"{name!r} cannot be an environment variable's name: a name is not empty and "
-                'has no "=" and no NUL character (such as PGHOST)',
-                key=key,
-                job_id=job_id,
-            )
-        if "\0" in value:
-            raise InvalidJobOption(
-                f"the value of {name} holds a NUL character, which an environment variable "
-                "cannot hold",
-                key=key,
-                job_id=job_id,
-            )
 
 
 def _cwd(value: object, job_id: str | None, zone: tzinfo) -> str | None:
@@ -270,6 +252,13 @@ def _cwd(value: object, job_id: str | None, zone: tzinfo) -> str | None:
             f'folder "{path}" does not exist (or is not a folder)', key="cwd", job_id=job_id
         )
     return path
+
+
+def _run_mode(value: object, job_id: str | None) -> str | None:
+    if value in (None, "thread", "async", "process"):
+        return value  # type: ignore[return-value]
+    expected = f'expected "thread", "async" or "process", got {value!r}'
+    raise InvalidJobOption(expected, key="run_mode", job_id=job_id)
 
 
 _PARSERS: dict[str, Callable[[object, str | None, tzinfo], Any]] = {
@@ -298,6 +287,7 @@ _PARSERS: dict[str, Callable[[object, str | None, tzinfo], Any]] = {
     "kwargs": _mapping("kwargs", strings=False),
     "env": _mapping("env", strings=True),
     "cwd": _cwd,
+    "run_mode": lambda v, j, z: _run_mode(v, j),
 }
 OPTION_NAMES = frozenset(_PARSERS)
 DEFAULT_OPTIONS = JobOptions()
@@ -324,9 +314,6 @@ class TargetKind(StrEnum):
     ASYNC = "async"  # a coroutine function: runs on the event loop
     SYNC = "sync"  # a plain function: runs in a worker thread, never on the loop
     COMMAND = "command"  # a shell command (str) or an argv list: runs as a subprocess
-
-
-NUL_IN_COMMAND = "holds a NUL character, which no command can hold: every run would fail"
 
 
 def classify_target(target: object, job_id: str | None) -> tuple[TargetKind, bool]:

@@ -144,32 +144,28 @@ class RunOutput:
             block = tail[self._tail_from]
             excess = self._tail_size - self.tail_bytes
             last = self._tail_from == len(tail) - 1
-            if block.size <= excess and not last:
+            newest_left = False
+            end = -1
+            if not (block.size <= excess and not last):
+                end = block.data.find(b"\n", max(excess - 1, 0))
+                if end < 0 and last:
+                    # The newest line is always kept, however long: only the lines before go.
+                    end = block.data.rfind(b"\n")
+                    if end < 0:
+                        break
+                    newest_left = True
+            if end < 0:  # the whole block goes
                 self._tail_from += 1
                 lines, size = block.count, block.size
             else:
-                end = block.data.find(b"\n", max(excess - 1, 0))
-                if end < 0:
-                    if last:  # the newest line is always kept, however long
-                        end = block.data.rfind(b"\n")
-                        if end >= 0:
-                            lines, size = block.data.count(b"\n", 0, end) + 1, end + 1
-                            block.drop_front(lines, end)
-                            self._tail_size -= size
-                            self._kept_lines -= lines
-                            self.dropped_bytes += size
-                            self.dropped_lines += lines
-                        break
-                    end = len(block.data)  # the whole block goes
-                    self._tail_from += 1
-                    lines, size = block.count, block.size
-                else:
-                    lines, size = block.data.count(b"\n", 0, end) + 1, end + 1
-                    block.drop_front(lines, end)
+                lines, size = block.data.count(b"\n", 0, end) + 1, end + 1
+                block.drop_front(lines, end)
             self._tail_size -= size
             self._kept_lines -= lines
             self.dropped_bytes += size
             self.dropped_lines += lines
+            if newest_left:
+                break
         if self._tail_from > 64 and self._tail_from * 2 > len(tail):
             del tail[: self._tail_from]
             self._tail_from = 0

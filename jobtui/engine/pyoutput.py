@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import os
 import select
 import sys
@@ -27,6 +28,8 @@ from typing import Any, TextIO
 
 from .run import Run, _current_run
 
+# Of output that no single run can be credited with, the bytes handed on per read (64 KiB).
+STRAY_BYTES = 4096
 _active_lock = threading.Lock()
 _active: dict[str, Run] = {}  # the Python runs going now, by run id
 _capture: DescriptorCapture | None = None
@@ -45,7 +48,9 @@ def python_run_ended(run: Run) -> None:
             stream.flush_run(run)
     capture = _capture
     if capture is not None:
-        capture.drain()
+        # What the run wrote is at most a pipe's worth; a few reads take it. Reading on until
+        # the pipe is empty could hold the loop for as long as another job keeps writing.
+        capture.drain(reads=4)
     with _active_lock:
         _active.pop(run.run_id, None)
 
@@ -162,11 +167,11 @@ class DescriptorCapture:
             if poller.poll(200):
                 self.drain()
 
-    def drain(self) -> None:
-        """Read whatever the pipes hold now and hand it out."""
+    def drain(self, reads: int | None = None) -> None:
+        """Read whatever the pipes hold now (at most ``reads`` reads of each) and hand it out."""
         with self._lock:
             for fd, name in self._pipes.items():
-                while True:
+                for _ in itertools.repeat(None) if reads is None else range(reads):
                     try:
                         data = os.read(fd, 65536)
                     except (BlockingIOError, OSError):
@@ -180,13 +185,19 @@ class DescriptorCapture:
         if rest:
             self._pending[name] = rest
         run = _only_run()
-        for line in lines:
-            text = line.decode("utf-8", "replace").rstrip("\r")
-            if run is not None:
-                _append(run, name, text)
-            else:
-                with contextlib.suppress(RuntimeError):  # the loop is closed
-                    self._loop.call_soon_threadsafe(self._on_stray, name, text)
+        if run is not None:
+            for line in lines:
+                _append(run, name, line.decode("utf-8", "replace").rstrip("\r"))
+        elif lines:
+            # One hand-over per read, and a bounded one: a line each would queue millions of
+            # callbacks on the loop (and log lines) for a chatty os.system, and SIGTERM would
+            # wait behind them.
+            block = b"\n".join(lines)
+            text = block[:STRAY_BYTES].decode("utf-8", "replace")
+            if len(block) > STRAY_BYTES:
+                text += f"\n[... {len(block) - STRAY_BYTES} bytes not logged]"
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self._on_stray, name, text)
 
     def stop(self) -> None:
         """Descriptors 1 and 2 back as they were; what is left in the pipes is handed out."""

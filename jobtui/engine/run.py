@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 import traceback as tb
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from .errors import RunNotSucceeded
 from .output import LogLine, RunOutput
 
 __all__ = ["LogLine", "Outcome", "Run", "RunError", "RunOutput", "current_run"]
@@ -66,6 +68,9 @@ class Run:
     """
 
     __slots__ = (
+        "_cancel_with_waiter",
+        "_done",
+        "_exception",
         "_finished_ts",
         "_notify",
         "_output",
@@ -74,6 +79,7 @@ class Run:
         "_scheduled_ts",
         "_started_ts",
         "_status_message",
+        "_value",
         "_wall",
         "attempt",
         "error",
@@ -116,6 +122,10 @@ class Run:
         self._output_limits = output_limits
         self._wall = wall
         self._notify: Callable[[Run], None] | None = None
+        self._value: object = None  # what the function returned
+        self._exception: BaseException | None = None  # what it raised (the last attempt)
+        self._done: asyncio.Future[None] | None = None  # made when someone awaits the run
+        self._cancel_with_waiter: Callable[[], None] | None = None  # run_now(wait=True)
 
     @property
     def output(self) -> RunOutput:
@@ -207,6 +217,41 @@ class Run:
         for line in str(message).splitlines() or [""]:
             self.output.append("log", line, now)
         self._changed()
+
+    # -- awaiting it --------------------------------------------------------------------
+    @property
+    def result(self) -> object:
+        """What the function returned. A failed run raises what the function raised (for a
+        process-mode run: the same exception type when it could be rebuilt, else a
+        RemoteError with the child's traceback); a run that timed out, was cancelled, or has
+        not finished raises RunNotSucceeded."""
+        if self.outcome is None:
+            raise RunNotSucceeded(self.run_id, "has not finished", "await it first")
+        if self._exception is not None and self.outcome is Outcome.FAILED:
+            raise self._exception
+        if self.outcome is not Outcome.SUCCEEDED:
+            raise RunNotSucceeded(self.run_id, self.outcome.value, self.reason)
+        return self._value
+
+    def __await__(self) -> Generator[object, None, Run]:
+        """``await run`` waits until it has finished and gives the run back."""
+        if self.outcome is None:
+            if self._done is None:
+                self._done = asyncio.get_running_loop().create_future()
+            try:
+                # Shielded: one awaiter giving up must not end the wait of the others.
+                yield from asyncio.shield(self._done).__await__()
+            except asyncio.CancelledError:
+                if self._cancel_with_waiter is not None and self.outcome is None:
+                    self._cancel_with_waiter()
+                raise
+        return self
+
+    def _finished(self) -> None:
+        self._cancel_with_waiter = None
+        done = self._done
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def _changed(self) -> None:
         notify = self._notify

@@ -20,7 +20,9 @@ from .durations import format_duration
 from .events import EventBroker, RunProgress, RunRetrying, RunStarted
 from .executors import Execution, make_execution
 from .job import Job
+from .middleware import Middleware, run_through
 from .policies import retry_allowed, retry_delay
+from .processes import ProcessExecution
 from .progress import Coalescer
 from .run import Outcome, Run, RunError
 
@@ -54,6 +56,7 @@ class Runner:
         self._on_returned = on_returned
         self._on_finished = on_finished
         self._on_thread_exited = on_thread_exited
+        self.middleware: list[Middleware] = []
         # Runs under way (run id -> run, job, task), and the attempt each is in right now.
         self.executions: dict[str, tuple[Run, Job, asyncio.Task[None]]] = {}
         self.claiming: set[str] = set()  # runs waiting for the store to record their claim
@@ -149,7 +152,11 @@ class Runner:
                         outcome = run.outcome
                         break
                     run.attempt += 1
-                    execution = make_execution(job, run, self.clock, self._on_thread_exited)
+                    execution = (
+                        ProcessExecution(job, run, self.clock)
+                        if opts.run_mode == "process"
+                        else make_execution(job, run, self.clock, self._on_thread_exited)
+                    )
                     self._current_execution[run.run_id] = execution
                     if run.attempt == 1:
                         run._started_ts = self.clock.wall()
@@ -169,7 +176,11 @@ class Runner:
 
                         timer = self.clock.call_later(opts.timeout, time_out)
                     try:
-                        result = await execution.execute()
+                        result = await (
+                            run_through(self.middleware, run, execution)
+                            if self.middleware
+                            else execution.execute()
+                        )
                     finally:
                         if timer is not None:
                             timer.cancel()
@@ -186,6 +197,7 @@ class Runner:
                 if not await self._retry_wait(job, run):
                     break
                 run.error = None
+                run._exception = None
         except asyncio.CancelledError:
             outcome = Outcome.CANCELLED
             run.reason = run.reason or "the scheduler was shut down"
@@ -275,6 +287,7 @@ class Runner:
         run.outcome = outcome
         run._finished_ts = self.clock.wall()
         run._notify = None
+        run._value = value
         self.progress.discard(run)
         self.executions.pop(run.run_id, None)
         if run in job.active:
@@ -286,7 +299,11 @@ class Runner:
                 self._apply_return_value(job, run, value)
         elif outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
             job.consecutive_failures += 1
-        self._on_finished(job, run, outcome)
+        try:
+            self._on_finished(job, run, outcome)
+        finally:  # whoever awaits the run sees the job's state after it
+            if run._done is not None or run._cancel_with_waiter is not None:
+                run._finished()
 
     def _apply_return_value(self, job: Job, run: Run, value: Any) -> None:
         wall = self.clock.wall()
@@ -297,11 +314,13 @@ class Runner:
             ts = value.timestamp() if value.tzinfo else value.replace(tzinfo=job.zone).timestamp()
         elif isinstance(value, timedelta):
             ts = wall + value.total_seconds()
+        elif run.manual:
+            return  # whoever started it by hand may read run.result: no note needed
         else:
             run.output.append(
                 "log",
-                f"the return value {value!r} was ignored: return None, a datetime, a timedelta "
-                'or "never" to reschedule',
+                f"the return value {value!r} is kept in run.result but does not reschedule the "
+                'job: return None, a datetime, a timedelta or "never" to reschedule',
                 wall,
             )
             return

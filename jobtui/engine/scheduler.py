@@ -18,8 +18,9 @@ import heapq
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -41,6 +42,7 @@ from .events import (
     SchedulerStopped,
 )
 from .job import Job, JobSnapshot, check_max_concurrency
+from .middleware import Middleware, check_middleware
 from .plans import Returned, Step
 from .policies import on_time
 from .run import Outcome, Run
@@ -76,6 +78,7 @@ class Scheduler:
         output_head_bytes: int = 64 * 1024,
         output_tail_bytes: int = 256 * 1024,
         store: DataStore | None = None,
+        middleware: Iterable[Middleware] = (),
     ) -> None:
         self.max_concurrency = check_max_concurrency(max_concurrency)
         self.clock: Clock = clock or RealClock()
@@ -112,6 +115,8 @@ class Scheduler:
             on_finished=self._dispatch.run_finished,
             on_thread_exited=self._dispatch.thread_exited,
         )
+        for wrapper in middleware:
+            self.add_middleware(wrapper)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main_task: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
@@ -233,6 +238,11 @@ class Scheduler:
             self.events.publish(JobAdded(self.clock.wall(), job_id))
         return job
 
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Wrap ``async def middleware(run, call_next)`` around every run from now on, inside
+        the ones added before (see jobtui.engine.middleware)."""
+        self._runner.middleware.append(check_middleware(middleware))
+
     def job(self, **kwargs: Any) -> Callable[[F], F]:
         """Decorator form of `add_job`: ``@scheduler.job(every="10m")``."""
 
@@ -318,12 +328,19 @@ class Scheduler:
         restore_state(job, snapshot)
         return job
 
-    def run_now(self, job_id: str) -> Run:
-        """Start a manual run now. It does not move the schedule; history marks it manual."""
+    def run_now(self, job_id: str, *, wait: bool = True) -> Run:
+        """Start a manual run now (the schedule does not move) and return it. ``await`` it for
+        the finished run; with ``wait=True`` cancelling that await cancels the run, a
+        ``wait=False`` handle can be given up on and the run goes on."""
         if not self._running or self._stopping:
             raise SchedulerNotRunning("run a job")
         job = self.get(job_id)
-        return self._runner.start(job, self.clock.wall(), manual=True)
+        run = self._runner.start(job, self.clock.wall(), manual=True)
+        if wait:
+            run._cancel_with_waiter = partial(
+                self._runner.interrupt, run, Outcome.CANCELLED, "whoever awaited the run gave up"
+            )
+        return run
 
     def cancel(self, target: str) -> list[Run]:
         """Cancel the running run(s) of a job (by job id) or one run (by run id)."""

@@ -47,3 +47,59 @@ def read_runs(db: Path, *, job: str | None = None, limit: int = 50) -> list[dict
         record["manual"] = bool(record["manual"])
         result.append(record)
     return result
+
+
+def read_context(db: Path, job: str, *, limit: int = 200) -> dict[str, Any]:
+    """What `jobtui why` needs besides the runs, as plain values (times in epoch seconds):
+    when jobtui was up (``sessions``: started_at, stopped_at or None, last_seen), the job's
+    notes (``events``: at, kind, detail; newest first) and its kept state (``job``: paused,
+    pause_reason, disabled_reason, consecutive_failures, last_fired, next_fire; None if never
+    saved)."""
+    empty: dict[str, Any] = {"sessions": [], "events": [], "job": None}
+    if not db.exists():
+        return empty
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < 2:
+            return empty  # written by a jobtui from before sessions were kept
+        sessions = conn.execute(
+            "SELECT started_at, stopped_at FROM sessions ORDER BY started_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        events = conn.execute(
+            "SELECT at, kind, detail FROM job_events WHERE job_id = ? "
+            "ORDER BY at DESC, rowid DESC LIMIT ?",
+            (job, limit),
+        ).fetchall()
+        row = conn.execute(
+            "SELECT paused, pause_reason, disabled_reason, consecutive_failures, last_fired, "
+            "next_fire FROM jobs WHERE job_id = ?",
+            (job,),
+        ).fetchone()
+        # A session that ended without a stop (a crash, SIGKILL) was last seen at its newest
+        # record: the newest run it started or finished before the next session began.
+        seen = []
+        later: float | None = None
+        for started, stopped in sessions:
+            last = stopped
+            if last is None:
+                bound = later if later is not None else float("inf")
+                found = conn.execute(
+                    "SELECT max(max(coalesce(started_at, 0), coalesce(finished_at, 0))) "
+                    "FROM runs WHERE coalesce(finished_at, started_at) BETWEEN ? AND ?",
+                    (started, bound),
+                ).fetchone()[0]
+                last = max(started, found or started)
+            seen.append({"started_at": started, "stopped_at": stopped, "last_seen": last})
+            later = started
+    finally:
+        conn.close()
+    names = (
+        "paused", "pause_reason", "disabled_reason", "consecutive_failures", "last_fired",
+        "next_fire",
+    )  # fmt: skip
+    return {
+        "sessions": seen,
+        "events": [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in events],
+        "job": None if row is None else dict(zip(names, row, strict=True)),
+    }

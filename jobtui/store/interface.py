@@ -29,12 +29,22 @@ class StateStore(DataStore, Protocol):
         """A reload changed the job's definition."""
         ...
 
+    def note_job_event(
+        self, job_id: str, kind: str, detail: str, *, at: float | None = None
+    ) -> None:
+        """Keep something that happened to a job outside its runs (a hook that failed)."""
+        ...
+
     def start(self) -> None:
         """Start writing; called on the scheduler's loop before the scheduler starts."""
         ...
 
     def read_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The newest runs, newest first, with what is queued already written. Blocking."""
+        ...
+
+    def read_context(self, job: str) -> dict[str, Any]:
+        """When jobtui was up, the job's notes and kept state, for `jobtui why`. Blocking."""
         ...
 
     def flush(self, timeout: float = 10.0) -> bool: ...

@@ -9,8 +9,6 @@ import psycopg
 MIGRATION_LOCK = 0x6A6F6274  # pg_advisory_xact_lock key: "jobt"
 
 # Each entry moves the schema from version N to N+1; never edit a released step, add one.
-# (The alerts work adds sessions/job_events and runs.hooks as step 2 in SQLite; the same step
-# goes here as a second entry.)
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE jobtui_schema (version integer NOT NULL);
@@ -65,6 +63,28 @@ MIGRATIONS: list[str] = [
         started_at timestamptz NOT NULL DEFAULT now(),
         seen_at timestamptz NOT NULL DEFAULT now()
     );
+    """,
+    # As SQLite's step 2, for `jobtui why`: when jobtui was up (here per host; a host that died
+    # was last seen at its last lease beat), and a job's notes (pauses, disabling, failed
+    # hooks), each with the host it happened on.
+    """
+    CREATE TABLE sessions (
+        host text NOT NULL,
+        started_at timestamptz NOT NULL,
+        stopped_at timestamptz,
+        seen_at timestamptz NOT NULL DEFAULT now(),
+        pid integer NOT NULL
+    );
+    CREATE INDEX sessions_by_start ON sessions (started_at DESC);
+    CREATE TABLE job_events (
+        id bigserial PRIMARY KEY,
+        job_id text NOT NULL,
+        at timestamptz NOT NULL,
+        kind text NOT NULL,
+        detail text NOT NULL DEFAULT '',
+        host text NOT NULL
+    );
+    CREATE INDEX job_events_by_job ON job_events (job_id, at DESC);
     """,
 ]
 VERSION = len(MIGRATIONS)

@@ -113,6 +113,10 @@ class PostgresStore(Store):
         # The lease thread tells the other hosts at its next beat.
         self.backend.config_fingerprint = _config_fingerprint(self._fingerprints)
 
+    def _job_state_changed(self, event: JobStateChanged) -> None:
+        if not self._applying_remote:  # the host where the user acted noted it already
+            super()._job_state_changed(event)
+
     def _job_removed(self, event: JobRemoved) -> None:
         super()._job_removed(event)
         self._fingerprints.pop(event.job_id, None)
@@ -227,6 +231,10 @@ class PostgresStore(Store):
         self.writer.flush(1.0)
         return read_runs(self.backend.conninfo, job=job, limit=limit)
 
+    def read_context(self, job: str) -> dict[str, Any]:
+        self.writer.flush(1.0)
+        return read_context(self.backend.conninfo, job)
+
 
 def _config_fingerprint(fingerprints: Mapping[str, str]) -> str:
     """One host's jobs.toml, as the other hosts compare it: its jobs and their definitions."""
@@ -272,3 +280,61 @@ def read_runs(conninfo: str, *, job: str | None = None, limit: int = 50) -> list
         record["manual"] = bool(record["manual"])
         result.append(record)
     return result
+
+
+def read_context(conninfo: str, job: str, *, limit: int = 200) -> dict[str, Any]:
+    """As history.read_context, over all hosts: ``sessions`` are the spans when at least one
+    host was up (each host's sessions merged; a host that died was last seen at its last lease
+    beat), ``events`` the job's notes on every host, ``job`` its shared state. Raises
+    StoreError when the database cannot be read."""
+    shown = shown_as(conninfo)
+    try:
+        conn = connect(conninfo, shown)
+        with conn:
+            sessions = conn.execute(
+                "SELECT extract(epoch FROM started_at)::float8, "
+                "extract(epoch FROM stopped_at)::float8, "
+                "extract(epoch FROM coalesce(stopped_at, seen_at))::float8 "
+                "FROM sessions ORDER BY started_at DESC LIMIT %s",
+                (limit,),
+            ).fetchall()
+            events = conn.execute(
+                "SELECT extract(epoch FROM at)::float8, kind, detail, host FROM job_events "
+                "WHERE job_id = %s ORDER BY at DESC, id DESC LIMIT %s",
+                (job, limit),
+            ).fetchall()
+            row = conn.execute(
+                "SELECT paused::int, pause_reason, disabled_reason, consecutive_failures, "
+                "extract(epoch FROM last_fired)::float8, extract(epoch FROM next_fire)::float8 "
+                "FROM jobs WHERE job_id = %s",
+                (job,),
+            ).fetchone()
+    except (StoreUnavailable, psycopg.Error) as exc:
+        raise StoreError(f"cannot read the job's history in {shown}: {exc}") from None
+    names = (
+        "paused", "pause_reason", "disabled_reason", "consecutive_failures", "last_fired",
+        "next_fire",
+    )  # fmt: skip
+    return {
+        "sessions": _merged(sessions),
+        "events": [
+            {"at": at, "kind": kind, "detail": detail, "host": host}
+            for at, kind, detail, host in events
+        ],
+        "job": None if row is None else dict(zip(names, row, strict=True)),
+    }
+
+
+def _merged(sessions: list[tuple[float, float | None, float]]) -> list[dict[str, Any]]:
+    """Hosts' sessions (started, stopped, last seen) as the spans when any host was up,
+    newest first: jobtui was down only when every host was."""
+    spans: list[dict[str, Any]] = []
+    for started, stopped, seen in sorted(sessions):
+        last = max(started, seen)
+        if spans and started <= spans[-1]["last_seen"]:
+            span = spans[-1]
+            if last >= span["last_seen"]:
+                span["last_seen"], span["stopped_at"] = last, stopped
+            continue
+        spans.append({"started_at": started, "stopped_at": stopped, "last_seen": last})
+    return spans[::-1]

@@ -74,7 +74,17 @@ STATEMENTS: dict[Kind, str] = {
         "updated_at = excluded.updated_at"
     ),
     Kind.DELETE_JOB: "DELETE FROM jobs WHERE job_id = %s",
+    Kind.SESSION_START: f"INSERT INTO sessions (started_at, pid, host) VALUES ({_TS}, %s, %s)",
+    Kind.SESSION_STOP: (
+        f"UPDATE sessions SET stopped_at = {_TS}, seen_at = now() "
+        f"WHERE started_at = {_TS} AND pid = %s AND host = %s"
+    ),
+    Kind.JOB_EVENT: (
+        f"INSERT INTO job_events (job_id, at, kind, detail, host) VALUES (%s, {_TS}, %s, %s, %s)"
+    ),
 }
+# Kinds whose rows say which host wrote them: the host goes last among their parameters.
+HOSTED = frozenset({Kind.OCCURRENCE, Kind.SESSION_START, Kind.SESSION_STOP, Kind.JOB_EVENT})
 CLAIM = (
     "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
     f"lease_until) VALUES (%s, %s, {_TS}, false, 1, {_TS}, %s, now() + %s * interval '1s') "
@@ -297,7 +307,7 @@ class PostgresBackend:
     def _params(self, write: Write) -> tuple[Any, ...]:
         if write.kind is Kind.MANUAL_RUN:
             return (*write.params, self.host, self.lease)
-        if write.kind is Kind.OCCURRENCE:
+        if write.kind in HOSTED:
             return (*write.params, self.host)
         return write.params
 
@@ -324,11 +334,30 @@ class PostgresBackend:
                     "DELETE FROM runs WHERE finished_at < now() - %s * interval '1 day'",
                     (self.keep_days,),
                 )
+                conn.execute(
+                    "DELETE FROM job_events WHERE at < now() - %s * interval '1 day'",
+                    (self.keep_days,),
+                )
+                conn.execute(
+                    "DELETE FROM sessions WHERE stopped_at < now() - %s * interval '1 day'",
+                    (self.keep_days,),
+                )
             if self.keep_runs is not None:
                 conn.execute(
                     "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM (SELECT run_id, "
                     "row_number() OVER (PARTITION BY job_id ORDER BY scheduled_for DESC) AS n "
                     "FROM runs WHERE outcome IS NOT NULL) AS ranked WHERE n > %s)",
+                    (self.keep_runs,),
+                )
+                # Notes and sessions are few next to runs: a generous bound keeps them finite.
+                conn.execute(
+                    "DELETE FROM job_events WHERE id IN (SELECT id FROM job_events "
+                    "ORDER BY at DESC OFFSET %s)",
+                    (self.keep_runs * 10,),
+                )
+                conn.execute(
+                    "DELETE FROM sessions WHERE ctid IN (SELECT ctid FROM sessions "
+                    "ORDER BY started_at DESC OFFSET %s)",
                     (self.keep_runs,),
                 )
 
@@ -356,6 +385,11 @@ class PostgresBackend:
                 conn.execute(
                     "UPDATE hosts SET seen_at = now(), config_fingerprint = %s WHERE host = %s",
                     (self.config_fingerprint, self.host),
+                )
+                # Its session too: `jobtui why` reads a host that died as down from here.
+                conn.execute(
+                    "UPDATE sessions SET seen_at = now() WHERE host = %s AND stopped_at IS NULL",
+                    (self.host,),
                 )
                 self.live_hosts = _live_hosts(conn, self.lease)
                 self.reaped.extend(self._reap(conn))

@@ -49,6 +49,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX runs_by_job ON runs (job_id, scheduled_for DESC);
     CREATE INDEX runs_unfinished ON runs (outcome) WHERE outcome IS NULL;
     """,
+    # `jobtui why` explains occurrences missed while jobtui was down (it needs to know when it
+    # was up), when and by whom a job was paused or disabled, and hooks that failed.
+    """
+    CREATE TABLE sessions (
+        started_at REAL NOT NULL,
+        stopped_at REAL,
+        pid INTEGER NOT NULL
+    );
+    CREATE TABLE job_events (
+        job_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX job_events_by_job ON job_events (job_id, at DESC);
+    """,
 ]
 VERSION = len(MIGRATIONS)
 

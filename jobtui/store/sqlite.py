@@ -7,11 +7,12 @@ per kind of write: far less Python per row than a statement each)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import json
 import os
 import signal
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..engine.procfs import process_start
 from .schema import NewerSchema, migrate
-from .statefile import create_private
+from .statefile import LockHeld, create_private, take_lock
 from .vanished import identity, relock, write_copy
 from .writer import Kind, StoreUnavailable, Write
 
@@ -52,6 +53,9 @@ STATEMENTS: dict[Kind, str] = {
         "fingerprint, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ),
     Kind.DELETE_JOB: "DELETE FROM jobs WHERE job_id = ?",
+    Kind.SESSION_START: "INSERT INTO sessions (started_at, pid) VALUES (?, ?)",
+    Kind.SESSION_STOP: "UPDATE sessions SET stopped_at = ? WHERE started_at = ? AND pid = ?",
+    Kind.JOB_EVENT: "INSERT INTO job_events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
 }
 # Once running, a write waits this long for another process's lock, then the writer buffers and
 # tries again: runs waiting for their claim are let go ahead (journaled) without being late.
@@ -202,11 +206,7 @@ class SQLiteBackend:
     # -- claims that went ahead while the database could not be written ------------------
     def journal(self, claims: list[Write]) -> None:
         lines = "".join(json.dumps(list(w.params)) + "\n" for w in claims)
-        fd = os.open(
-            self.journal_path,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-            0o600,
-        )
+        fd = _open_own(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, lines.encode())
             os.fdatasync(fd)
@@ -215,21 +215,34 @@ class SQLiteBackend:
         self._journaled = True
 
     def _journal_rows(self) -> list[tuple[Any, ...]]:
+        """The journaled claims. Raises StoreUnavailable if the journal is not this user's own
+        file: its rows would mark occurrences as run (so they never run)."""
         try:
-            text = self.journal_path.read_text()
+            fd = _open_own(self.journal_path, os.O_RDONLY)
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise StoreUnavailable(f"{exc.strerror}: {self.journal_path}") from None
+        with open(fd, encoding="utf-8", errors="replace") as journal:
+            text = journal.read()
         rows = []
         for line in text.splitlines():
             # A line cut short by a crash while it was written: its run had not been let go.
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, TypeError):
                 rows.append(tuple(json.loads(line)))
         return rows
 
     def _recover_journal(self) -> None:
         """At open: claims a dead owner journaled become rows before anything reads the runs
         (they are then found abandoned, and their occurrences do not come round again)."""
-        rows = self._journal_rows()
+        try:
+            rows = self._journal_rows()
+        except StoreUnavailable as exc:
+            raise DamagedDatabase(
+                f"jobtui will not read the claims journal {self.journal_path} ({exc}): it is "
+                "not this user's own file, so someone else put it there; look at it, remove "
+                "it, and start again"
+            ) from None
         if rows:
             try:
                 with self._transaction() as conn:
@@ -273,7 +286,20 @@ class SQLiteBackend:
                 conn.execute(
                     "DELETE FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,)
                 )
+                conn.execute("DELETE FROM job_events WHERE at < ?", (cutoff,))
+                conn.execute("DELETE FROM sessions WHERE stopped_at < ?", (cutoff,))
             if self.keep_runs is not None:
+                # Notes and sessions are few next to runs: a generous bound keeps them finite.
+                conn.execute(
+                    "DELETE FROM job_events WHERE rowid IN (SELECT rowid FROM job_events "
+                    "ORDER BY at DESC LIMIT -1 OFFSET ?)",
+                    (self.keep_runs * 10,),
+                )
+                conn.execute(
+                    "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions "
+                    "ORDER BY started_at DESC LIMIT -1 OFFSET ?)",
+                    (self.keep_runs,),
+                )
                 for (job_id,) in conn.execute("SELECT DISTINCT job_id FROM runs").fetchall():
                     conn.execute(
                         "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs "
@@ -305,21 +331,25 @@ def _segments(batch: list[Write]) -> list[list[Write]]:
     return [segment for segment in segments if segment]
 
 
-def _lock(db: Path) -> int:
-    lock_path = db.with_name(db.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+def _open_own(path: Path, flags: int) -> int:
+    """``path`` opened (created 0600 with O_CREAT) if it is this user's own regular file, not a
+    symlink: beside a state database in a shared folder (/tmp), anyone can put one there."""
+    fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode):
         os.close(fd)
+        raise PermissionError(errno.EPERM, f"not a file of uid {os.geteuid()}", str(path))
+    return fd
+
+
+def _lock(db: Path) -> int:
+    try:
+        return take_lock(db)
+    except LockHeld as held:
         raise OwnedElsewhere(
-            f"another jobtui (pid {owner}) owns {db}; stop it first (jobtui history and "
+            f"another jobtui (pid {held.owner}) owns {db}; stop it first (jobtui history and "
             "jobtui list only read, and can run beside it)"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def _connect(db: Path, busy_timeout: float) -> sqlite3.Connection:

@@ -5,6 +5,7 @@ its -wal, -shm and -journal files the database file's mode)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -63,3 +64,27 @@ def create_private(db: Path) -> None:
     except OSError as exc:
         raise UnusableStatePath(f"cannot create the state database {db}: {exc.strerror}") from None
     os.close(fd)
+
+
+class LockHeld(Exception):
+    """Another process holds the state's lock; ``owner`` is the pid it wrote there."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(owner)
+        self.owner = owner
+
+
+def take_lock(db: Path) -> int:
+    """Lock the state at ``db`` for this process (the lock file beside it, never through a
+    symlink, with this pid in it); the descriptor holds the lock. Raises LockHeld."""
+    lock_path = db.with_name(db.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise LockHeld(owner) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -22,6 +22,7 @@ from ..engine import (
     Event,
     JobRemoved,
     JobSnapshot,
+    JobStateChanged,
     OccurrenceMissed,
     OccurrenceSkipped,
     Run,
@@ -29,9 +30,11 @@ from ..engine import (
     RunProgress,
     RunStarted,
     Scheduler,
+    SchedulerStarted,
+    SchedulerStopped,
 )
 from ..engine.procfs import process_start
-from .history import read_runs
+from .history import read_context, read_runs
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
 from .statefile import UnusableStatePath
 from .writer import Backend, BatchWriter, Kind, StoreUnavailable, Write
@@ -81,7 +84,11 @@ class Store:
             OccurrenceSkipped: self._occurrence,
             OccurrenceMissed: self._occurrence,
             JobRemoved: self._job_removed,
+            JobStateChanged: self._job_state_changed,
+            SchedulerStarted: self._session_started,
+            SchedulerStopped: self._session_stopped,
         }
+        self._session: float | None = None  # when this process's scheduler started
 
     @classmethod
     def open(
@@ -265,6 +272,26 @@ class Store:
             )
         )
 
+    def _job_state_changed(self, event: JobStateChanged) -> None:
+        self.note_job_event(event.job_id, event.state, event.reason, at=event.time)
+
+    def _session_started(self, event: SchedulerStarted) -> None:
+        self._session = event.time
+        self.writer.push(Write(Kind.SESSION_START, (event.time, os.getpid())))
+
+    def _session_stopped(self, event: SchedulerStopped) -> None:
+        if self._session is not None:
+            self.writer.push(Write(Kind.SESSION_STOP, (event.time, self._session, os.getpid())))
+            self._session = None
+
+    def note_job_event(
+        self, job_id: str, kind: str, detail: str, *, at: float | None = None
+    ) -> None:
+        """Keep something that happened to a job outside its runs (paused, disabled, a hook
+        that failed), for `jobtui why`."""
+        when = time.time() if at is None else at
+        self.writer.push(Write(Kind.JOB_EVENT, (job_id, when, kind, detail)))
+
     def _job_removed(self, event: JobRemoved) -> None:
         self._snapshots.pop(event.job_id, None)
         self.writer.push(Write(Kind.DELETE_JOB, (event.job_id,), job_id=event.job_id))
@@ -274,6 +301,11 @@ class Store:
         """The newest runs, newest first, including what was queued a moment ago."""
         self.writer.flush(1.0)
         return read_runs(self.path, job=job, limit=limit)
+
+    def read_context(self, job: str) -> dict[str, Any]:
+        """Sessions, the job's notes and kept state (see history.read_context); blocking."""
+        self.writer.flush(1.0)
+        return read_context(self.path, job)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued so far is committed; False if that took too long.

@@ -7,12 +7,12 @@ path, under the same lock."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
 import time
 from pathlib import Path
 
+from .statefile import LockHeld, take_lock
 from .writer import Disowned
 
 Identity = tuple[int, int]  # (st_dev, st_ino)
@@ -38,19 +38,14 @@ def relock(db: Path, lock_fd: int) -> int:
     if identity(lock_path) == fd_identity(lock_fd):
         return lock_fd
     db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
+        fd = take_lock(db)
+    except LockHeld as held:
         raise Disowned(
             f"the state database {db} was deleted while jobtui ran, and another jobtui "
-            f"(pid {owner}) owns it now: this jobtui records nothing more and starts no "
+            f"(pid {held.owner}) owns it now: this jobtui records nothing more and starts no "
             "scheduled run; stop it"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     os.close(lock_fd)
     return fd
 
@@ -61,12 +56,14 @@ def write_copy(conn: sqlite3.Connection, db: Path) -> Path | None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     rebuilt = db.with_name(db.name + ".rebuilding")
     rebuilt.unlink(missing_ok=True)
+    # Made 0600 before a byte of history is in it (run output can hold secrets), and made new:
+    # a symlink someone put there meanwhile is refused, not written through.
+    os.close(os.open(rebuilt, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     copy = sqlite3.connect(rebuilt)
     try:
         conn.backup(copy)
     finally:
         copy.close()
-    os.chmod(rebuilt, 0o600)  # run output can hold secrets
     moved = None
     if db.exists():
         moved = db.with_name(f"{db.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")

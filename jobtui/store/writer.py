@@ -38,6 +38,9 @@ class Kind(Enum):
     OCCURRENCE = "occurrence"  # an occurrence that did not run: skipped or missed
     SAVE_JOB = "save_job"
     DELETE_JOB = "delete_job"
+    SESSION_START = "session_start"  # this process started scheduling
+    SESSION_STOP = "session_stop"
+    JOB_EVENT = "job_event"  # paused, resumed, disabled, finished; a hook that failed
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from ...control.controller import Controller, JobView, RunView
 from ...engine import format_duration
 from ...engine.printable import printable, printable_line
 from ..format import OUTCOME_STYLE, state_text
+from .why import WhyScreen
 
 if TYPE_CHECKING:
     from ..app import JobtuiApp
@@ -31,6 +32,7 @@ class JobDetailScreen(Screen[None]):
         Binding("r", "run_now", "Run now", id="detail.run"),
         Binding("l", "focus_widget('log')", "Log", id="detail.log"),
         Binding("h", "focus_widget('history')", "History", id="detail.history"),
+        Binding("w", "why", "Why", id="detail.why"),
     ]
 
     def __init__(self, job_id: str, focus: str | None = None) -> None:
@@ -72,6 +74,9 @@ class JobDetailScreen(Screen[None]):
     # Not action_focus: Screen has its own, with another signature.
     def action_focus_widget(self, widget_id: str) -> None:
         self.query_one(f"#{widget_id}").focus()
+
+    def action_why(self) -> None:
+        self.app.push_screen(WhyScreen(self.job_id))
 
     def action_run_now(self) -> None:
         if self.controller.job(self.job_id) is not None:

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from ...config.reload import failure_headline
 from ...control.controller import Controller, JobView
 from ...engine import JobState, Outcome
 from ...engine.printable import printable, printable_text
@@ -87,8 +88,8 @@ class MainScreen(Screen[None]):
         banner = self.query_one("#banner", Static)
         banner.display = bool(problems)
         if problems:
-            path = printable(str(controller.config_path))
-            lines = [f"{path} does not validate; the previous jobs keep running:"]
+            headline = failure_headline(controller.config_path, problems)
+            lines = [f"{headline}; the previous jobs keep running:"]
             lines += [f"  {printable_text(problem)}" for problem in problems[:5]]
             if len(problems) > 5:
                 lines.append(f"  ... and {len(problems) - 5} more (jobtui check shows them all)")
