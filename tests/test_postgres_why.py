@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -68,3 +69,31 @@ def test_why_names_an_unreachable_database(tmp_path):
     )
     assert result.returncode == 1
     assert "jobtui why: cannot" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_a_version_1_database_migrates_forward_keeping_its_runs(pg_cluster, pg_database):
+    """A database written before sessions and job notes were kept (schema 1) gains them at
+    the next start; the runs it holds stay."""
+    import psycopg
+
+    from jobtui.store.pgschema import MIGRATIONS
+    from jobtui.store.pgstore import read_runs
+
+    url = pg_cluster.url(pg_database)
+    with psycopg.connect(pg_cluster.conninfo(pg_database)) as conn:
+        conn.execute(MIGRATIONS[0].encode())
+        conn.execute("UPDATE jobtui_schema SET version = 1")
+        conn.execute(
+            "INSERT INTO runs (run_id, job_id, scheduled_for, outcome, host) "
+            "VALUES ('old', 'report', to_timestamp(1000), 'succeeded', 'a')"
+        )
+    store = PostgresStore.open_database(url, host="b")
+    store.start()
+    store.note_job_event("report", "hook_failed", "on_failure: exit status 2", at=2000.0)
+    await asyncio.to_thread(store.close)
+    with psycopg.connect(pg_cluster.conninfo(pg_database)) as conn:
+        assert conn.execute("SELECT version FROM jobtui_schema").fetchone() == (len(MIGRATIONS),)
+    assert [r["run_id"] for r in read_runs(url, job="report")] == ["old"]
+    assert [(e["kind"], e["host"]) for e in read_context(url, "report")["events"]] == [
+        ("hook_failed", "b")
+    ]
