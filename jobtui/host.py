@@ -15,7 +15,7 @@ from typing import Any
 from .alerts import Alerts
 from .config import Config, Problem, Reloader
 from .config.hooks import JobHooks
-from .engine import Clock, Outcome, Run, Scheduler
+from .engine import Clock, Outcome, Run, RunNotFound, Scheduler
 from .store import StateStore, Store, StoreError
 from .store.interface import SharedStateStore
 
@@ -89,14 +89,36 @@ class Host:
         options = {job.id: job.options for job in self.scheduler.jobs()}
         store.plan_jobs(options, str(config.path))
 
+    @property
+    def shared(self) -> bool:
+        """Whether other hosts share this host's state (and so run its jobs too)."""
+        return isinstance(self.store, SharedStateStore)
+
+    def tell_other_hosts(self, action: str, target: str, reason: str = "") -> None:
+        """What a user did here ("cancel" a job or run, "remove" a job) for the hosts sharing
+        the state; nothing without them."""
+        if isinstance(self.store, SharedStateStore):
+            self.store.announce(action, target, reason)
+
     def _apply_remote(self, action: str, job_id: str, reason: str) -> None:
-        """Another host's user paused or resumed a job: so does this host."""
+        """Another host's user paused, resumed or cancelled a job (or a run), or removed it:
+        so does this host. A job removed there is paused here, not removed: this host's
+        jobs.toml still has it, and a restart would bring it back unannounced."""
+        if action == "cancel":
+            with contextlib.suppress(RunNotFound):  # none of its runs going here
+                self.scheduler.cancel(job_id)
+            return
         if job_id not in self.scheduler:
             return
         if action == "pause":
             self.scheduler.pause(job_id, reason=reason or "paused on another host")
         elif action == "resume":
             self.scheduler.resume(job_id)
+        elif action == "remove":
+            said = reason or "removed on another host"
+            self.scheduler.pause(
+                job_id, reason=f"{said}; remove it from this host's jobs.toml too, or resume it"
+            )
 
     def _show_abandoned(self, abandoned: list[dict[str, Any]]) -> None:
         """A run the last owner left unfinished is its job's last run until a newer one ends:

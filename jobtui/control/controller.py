@@ -25,6 +25,7 @@ from ..engine import (
     Outcome,
     Run,
     RunFinished,
+    RunNotFound,
     RunProgress,
     RunRetrying,
     RunStarted,
@@ -300,7 +301,15 @@ class LocalController:
         self.scheduler.resume(job_id)
 
     def cancel(self, job_id: str) -> None:
-        self.scheduler.cancel(job_id)
+        """Cancel the job's running runs (or one run by its id) here and, when hosts share the
+        state, on whichever host runs them. Raises RunNotFound if none runs here and no other
+        host could run it."""
+        try:
+            self.scheduler.cancel(job_id)
+        except RunNotFound:
+            if not self.host.shared:
+                raise
+        self.host.tell_other_hosts("cancel", job_id)
 
     def remove(self, job_id: str) -> None:
         """Remove the job and delete its table from jobs.toml, keeping the rest of the file
@@ -308,6 +317,8 @@ class LocalController:
         until the next start)."""
         if job_id in self.scheduler:
             self.scheduler.remove(job_id)
+        # Other hosts pause it (their jobs.toml is theirs to edit) whether or not ours edits.
+        self.host.tell_other_hosts("remove", job_id, "removed from its jobs.toml")
         remove_job_table(self.config_path, job_id)
 
     async def reload(self) -> bool:

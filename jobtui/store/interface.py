@@ -58,8 +58,13 @@ class SharedStateStore(StateStore, Protocol):
     its grids a shared anchor, so the host tells it the jobs' options before it loads their
     state, and again after each reload."""
 
-    # Set by the host: apply what a user did on another host (action "pause" or "resume",
-    # the job's id, the reason to show).
+    # Set by the host: apply what a user did on another host (action "pause", "resume",
+    # "cancel" or "remove", the job's id or a run's, the reason to show).
     on_remote: Callable[[str, str, str], None] | None
 
     def plan_jobs(self, options: Mapping[str, JobOptions], config_path: str = "") -> None: ...
+
+    def announce(self, action: str, target: str, reason: str = "") -> None:
+        """Tell the other hosts what a user did here ("cancel", "remove"); pause and resume
+        the store sends by itself, from the scheduler's events."""
+        ...

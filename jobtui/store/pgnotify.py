@@ -1,7 +1,7 @@
-"""Pause and resume on one host take effect on every host sharing the database, within a second:
-each host LISTENs on one channel and NOTIFYs what its users did. A thread with its own
-connection does both, so neither the loop nor the writer waits on it; a lost connection is
-made again (what was said meanwhile is not replayed: the shared jobs table has the pause for
+"""Pause, resume, cancel and remove on one host take effect on every host sharing the database,
+within a second: each host LISTENs on one channel and NOTIFYs what its users did. A thread with
+its own connection does both, so neither the loop nor the writer waits on it; a lost connection
+is made again (what was said meanwhile is not replayed: the shared jobs table has the pause for
 the next start)."""
 
 from __future__ import annotations

@@ -166,6 +166,9 @@ class PostgresStore(Store):
             elif event.reason == "resumed":
                 self._notify("resume", event.job_id)
 
+    def announce(self, action: str, target: str, reason: str = "") -> None:
+        self._notify(action, target, reason)
+
     def _notify(self, action: str, job_id: str, reason: str = "") -> None:
         if self._notifier is not None:
             self._notifier.send(action, job_id, reason)

@@ -1,0 +1,94 @@
+"""Cancel, remove and run-now given on one host of several sharing a PostgreSQL state."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jobtui import Outcome, VirtualClock
+from jobtui.config import load
+from jobtui.control.controller import LocalController
+from jobtui.host import Host
+from jobtui.store.pgstore import PostgresStore, read_runs
+
+from .conftest import START, Recorder
+
+JOBS = """[scheduler]
+state = "{url}"
+
+[jobs.slow]
+command = "sleep 30"
+every = "1h"
+
+[jobs.report]
+command = "true"
+every = "1h"
+"""
+
+
+async def start_hosts(url, tmp_path, names=("a", "b", "c")):
+    """Hosts with a jobs.toml each (as on separate machines), the same jobs in each."""
+    hosts = []
+    for name in names:
+        folder = tmp_path / name
+        folder.mkdir()
+        path = folder / "jobs.toml"
+        path.write_text(JOBS.format(url=url))
+        path.chmod(0o644)
+        store = PostgresStore.open_database(url, host=name)
+        host = Host(load(path), store=store, clock=VirtualClock(START))
+        await host.start(watch=False)
+        hosts.append(host)
+    return hosts
+
+
+async def stop_hosts(hosts):
+    for host in hosts:
+        await host.stop(0)
+
+
+async def test_cancel_on_one_host_stops_the_run_on_the_host_that_runs_it(
+    pg_cluster, pg_database, tmp_path
+):
+    a, b, c = await start_hosts(pg_cluster.url(pg_database), tmp_path)
+    try:
+        run = b.scheduler.run_now("slow", wait=False)
+        recorder = Recorder(b.scheduler)
+        await recorder.wait_for(lambda: run.pid is not None, 10)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        LocalController(a).cancel("slow")  # nothing of it runs on a
+        await recorder.wait_for(lambda: run.outcome is not None, 10)
+        assert run.outcome is Outcome.CANCELLED
+        assert loop.time() - began < 1.5
+    finally:
+        await stop_hosts([a, b, c])
+
+
+async def test_remove_on_one_host_pauses_the_job_on_the_others(pg_cluster, pg_database, tmp_path):
+    a, b, c = await start_hosts(pg_cluster.url(pg_database), tmp_path)
+    try:
+        LocalController(a).remove("report")
+        assert "report" not in a.scheduler
+        assert "[jobs.report]" not in a.config.path.read_text()
+        await Recorder(b.scheduler).wait_for(
+            lambda: b.scheduler.get("report").paused and c.scheduler.get("report").paused, 5
+        )
+        reason = c.scheduler.get("report").pause_reason
+        assert "removed from its jobs.toml (on host a)" in reason
+        assert "remove it from this host's jobs.toml too" in reason
+        assert "[jobs.report]" in b.config.path.read_text()  # each host's file is its own
+    finally:
+        await stop_hosts([a, b, c])
+
+
+async def test_run_now_on_one_host_runs_once_there(pg_cluster, pg_database, tmp_path):
+    url = pg_cluster.url(pg_database)
+    a, b, c = await start_hosts(url, tmp_path)
+    try:
+        run = await a.scheduler.run_now("report")
+        assert run.outcome is Outcome.SUCCEEDED
+        await asyncio.to_thread(a.store.flush)
+        manual = [r for r in read_runs(url, job="report") if r["manual"]]
+        assert [(r["run_id"], r["host"]) for r in manual] == [(run.run_id, "a")]
+    finally:
+        await stop_hosts([a, b, c])
