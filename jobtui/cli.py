@@ -240,7 +240,7 @@ def history(args: argparse.Namespace) -> int:
     try:
         runs = read_runs(config.state_path, job=args.job, limit=args.limit)
     except UnusableStatePath as exc:
-        print(f"jobtui history: {exc}", file=sys.stderr)
+        print(f"jobtui history: {printable_text(str(exc))}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(runs, indent=2))
@@ -269,7 +269,7 @@ def history(args: argparse.Namespace) -> int:
 
 def why(args: argparse.Namespace) -> int:
     from .control.why import RECENT, JobFacts, explain
-    from .store import read_context, read_runs
+    from .store import UnusableStatePath, read_context, read_runs
 
     config = _load_reporting(args.file)
     if config is None:
@@ -283,7 +283,12 @@ def why(args: argparse.Namespace) -> int:
         )
         return 2
     scheduler = config.make_scheduler()
-    context = read_context(config.state_path, args.job)
+    try:
+        context = read_context(config.state_path, args.job)
+        runs = read_runs(config.state_path, job=args.job, limit=RECENT * 4)
+    except UnusableStatePath as exc:
+        print(f"jobtui why: {printable_text(str(exc))}", file=sys.stderr)
+        return 1
     facts = JobFacts.of(scheduler.get(args.job), kept=context["job"])
     now = datetime.now(UTC)
     # A running jobtui keeps its plan in the store (an `every` grid, a returned time); this
@@ -295,7 +300,7 @@ def why(args: argparse.Namespace) -> int:
         next_ts = planned
     answer = explain(
         facts,
-        read_runs(config.state_path, job=args.job, limit=RECENT * 4),
+        runs,
         context,
         now=now.timestamp(),
         next_ts=next_ts,
