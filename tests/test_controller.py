@@ -3,6 +3,7 @@ progress and pauses on the virtual clock, change notices arrive, and views are p
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import json
@@ -209,3 +210,24 @@ async def test_a_queued_occurrence_moves_the_countdown_without_an_event(tmp_path
         assert view.next_fire is not None and view.next_fire > clock.wall()
     finally:
         await host.stop(0)
+
+
+async def test_giving_up_on_awaiting_a_console_run_leaves_it_running(host, controller, clock):
+    """A run started from the console (or a daemon's socket) has no owner awaiting it: code
+    that awaits it from running_runs() with a timeout must not cancel the user's run."""
+
+    async def copy(run: Run) -> None:
+        await clock.sleep(10)
+
+    host.scheduler.add_job(copy, id="copy", every="1h")
+    await host.start(watch=False)
+    controller.run_now("copy")
+    await clock.advance(1)
+    (run,) = host.scheduler.running_runs()
+    waiter = asyncio.ensure_future(run)
+    await clock.advance(1)
+    waiter.cancel()
+    await clock.advance(1)
+    assert run.outcome is None and run in host.scheduler.running_runs()
+    await clock.advance(10)
+    assert run.outcome is Outcome.SUCCEEDED

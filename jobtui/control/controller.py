@@ -291,7 +291,8 @@ class LocalController:
 
     # -- actions --------------------------------------------------------------------------
     def run_now(self, job_id: str) -> None:
-        self.scheduler.run_now(job_id)
+        # No one here awaits it: code awaiting it later must not own (and so cancel) it.
+        self.scheduler.run_now(job_id, wait=False)
 
     def pause(self, job_id: str) -> None:
         self.scheduler.pause(job_id, reason="paused from the console")
