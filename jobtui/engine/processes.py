@@ -20,7 +20,14 @@ import sys
 from typing import Any
 
 from .errors import InvalidJobOption, RemoteError
-from .executors import DRAIN_SECONDS, GROUP_POLL_SECONDS, AttemptResult, CommandExecution, _Pipes
+from .executors import (
+    DRAIN_SECONDS,
+    GROUP_POLL_SECONDS,
+    AttemptResult,
+    CommandExecution,
+    _Pipes,
+    signal_name,
+)
 from .job import Job, TargetKind
 from .run import Outcome, Run, RunError
 
@@ -228,7 +235,7 @@ class ProcessExecution(CommandExecution):
         assert returncode is not None
         if self.interrupted is not None:
             if returncode < 0:  # as for a command: which signal ended it
-                run.signal = signal.Signals(-returncode).name
+                run.signal = signal_name(-returncode)
             return self._interrupted_result()
         return self._outcome(messages.final, returncode, pipes.streams[2].last_error)
 
@@ -248,7 +255,7 @@ class ProcessExecution(CommandExecution):
             return AttemptResult(Outcome.FAILED)
         detail = f": {last_error}" if last_error else ""
         if returncode < 0:
-            run.signal = signal.Signals(-returncode).name
+            run.signal = signal_name(-returncode)
             # Its last stderr line is the bottom of faulthandler's dump, not the cause.
             text = f"the child process was killed by {run.signal} (its output may show where)"
             run.error = RunError("Signal", text)
