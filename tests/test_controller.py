@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -231,3 +232,17 @@ async def test_giving_up_on_awaiting_a_console_run_leaves_it_running(host, contr
     assert run.outcome is None and run in host.scheduler.running_runs()
     await clock.advance(10)
     assert run.outcome is Outcome.SUCCEEDED
+
+
+async def test_why_of_a_job_removed_while_it_is_asked_is_none(host, controller, monkeypatch):
+    """why() runs in a thread worker: the loop may remove the job between its look-ups, and
+    an exception there would end the console."""
+    await host.start(watch=False)
+    next_times = host.scheduler.next_times
+
+    def removed_meanwhile(job_id: str, n: int = 5) -> list[Any]:
+        host.scheduler.remove(job_id)
+        return next_times(job_id, n)
+
+    monkeypatch.setattr(host.scheduler, "next_times", removed_meanwhile)
+    assert controller.why("sync") is None
