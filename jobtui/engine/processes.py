@@ -201,10 +201,15 @@ class ProcessExecution(CommandExecution):
             raise
         finally:
             os.close(write_fd)
-        messages = _Messages(run)
-        reader, _ = await loop.connect_read_pipe(lambda: messages, open(read_fd, "rb", 0))  # noqa: SIM115
         pid = transport.get_pid()
         self._pgid = pid
+        messages = _Messages(run)
+        try:
+            reader, _ = await loop.connect_read_pipe(lambda: messages, open(read_fd, "rb", 0))  # noqa: SIM115
+        except BaseException:  # cancelled: the child, waiting on stdin for its call, would stay
+            self._signal(signal.SIGKILL)
+            transport.close()
+            raise
         run.pid = pid
         run._changed()
         stdin = transport.get_pipe_transport(0)
