@@ -3,12 +3,14 @@ progress and pauses on the virtual clock, change notices arrive, and views are p
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,8 +206,47 @@ async def test_a_queued_occurrence_moves_the_countdown_without_an_event(tmp_path
         await recorder.wait_for(lambda: recorder.started("q"))
         controller.jobs()  # a view is built while the run goes
         await clock.advance(10)  # the next occurrence comes while it runs: it is queued
+        job = host.scheduler.get("q")
+        # The loop handles the occurrence in its own time (a loaded machine may be slower than
+        # the advance); what matters is that the view then follows without an event.
+        await recorder.wait_for(lambda: job.next_fire is not None and job.next_fire > clock.wall())
         (view,) = controller.jobs()
         assert view.next_fire == host.scheduler.get("q").next_fire
         assert view.next_fire is not None and view.next_fire > clock.wall()
     finally:
         await host.stop(0)
+
+
+async def test_giving_up_on_awaiting_a_console_run_leaves_it_running(host, controller, clock):
+    """A run started from the console (or a daemon's socket) has no owner awaiting it: code
+    that awaits it from running_runs() with a timeout must not cancel the user's run."""
+
+    async def copy(run: Run) -> None:
+        await clock.sleep(10)
+
+    host.scheduler.add_job(copy, id="copy", every="1h")
+    await host.start(watch=False)
+    controller.run_now("copy")
+    await clock.advance(1)
+    (run,) = host.scheduler.running_runs()
+    waiter = asyncio.ensure_future(run)
+    await clock.advance(1)
+    waiter.cancel()
+    await clock.advance(1)
+    assert run.outcome is None and run in host.scheduler.running_runs()
+    await clock.advance(10)
+    assert run.outcome is Outcome.SUCCEEDED
+
+
+async def test_why_of_a_job_removed_while_it_is_asked_is_none(host, controller, monkeypatch):
+    """why() runs in a thread worker: the loop may remove the job between its look-ups, and
+    an exception there would end the console."""
+    await host.start(watch=False)
+    next_times = host.scheduler.next_times
+
+    def removed_meanwhile(job_id: str, n: int = 5) -> list[Any]:
+        host.scheduler.remove(job_id)
+        return next_times(job_id, n)
+
+    monkeypatch.setattr(host.scheduler, "next_times", removed_meanwhile)
+    assert controller.why("sync") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 from datetime import timedelta
 
@@ -355,3 +356,14 @@ async def test_cancelling_a_command_kills_its_process_group(scheduler, clock, re
             break
         await asyncio.sleep(0.05)  # the kernel reaps asynchronously; this only polls
     assert not pid_alive(grandchild)
+
+
+async def test_a_command_killed_by_a_realtime_signal_says_which(scheduler, clock, recorder):
+    number = signal.SIGRTMIN + 3  # not in signal.Signals
+    scheduler.add_job(f"kill -{int(number)} $$", every="1h", id="rt")
+    async with scheduler:
+        await clock.advance(3600)
+        await recorder.wait_for(lambda: recorder.finished("rt"))
+    (run,) = recorder.finished("rt")
+    assert run.outcome is Outcome.FAILED and run.signal == "SIGRTMIN+3"
+    assert run.error is not None and run.error.message == "killed by SIGRTMIN+3"

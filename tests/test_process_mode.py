@@ -363,3 +363,38 @@ def test_no_child_is_left_when_jobtui_stops_or_is_killed(tmp_path: Path, how: si
     finally:
         if headless.proc.poll() is None:
             headless.proc.kill()
+
+
+async def test_a_run_cancelled_while_its_child_starts_leaves_no_child_behind(
+    scheduler, recorder, monkeypatch
+):
+    """Cancelled between starting the child and hearing from it (an outer stop cancelling the
+    scheduler's tasks): the child, still waiting for what to call, is killed, not left."""
+    loop = asyncio.get_running_loop()
+    started: list[int] = []
+    reached = asyncio.Event()
+    subprocess_exec, connect_read_pipe = loop.subprocess_exec, loop.connect_read_pipe
+
+    async def recording_exec(*args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await subprocess_exec(*args, **kwargs)
+        started.append(transport.get_pid())
+        return transport, protocol
+
+    async def never_connects(*args: Any, **kwargs: Any) -> Any:
+        if not started:  # asyncio's own, for the child's stdout and stderr
+            return await connect_read_pipe(*args, **kwargs)
+        reached.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(loop, "subprocess_exec", recording_exec)
+    monkeypatch.setattr(loop, "connect_read_pipe", never_connects)
+    scheduler.add_job(jobs.returns, id="r", args=[1], run_mode="process")
+    await scheduler.start()
+    run = scheduler.run_now("r", wait=False)
+    await asyncio.wait_for(reached.wait(), 30)
+    [task] = [task for got, _, task in scheduler._runner.executions.values() if got is run]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    monkeypatch.undo()
+    await scheduler.stop(0)
+    assert await gone(started)

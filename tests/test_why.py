@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -201,3 +202,29 @@ async def test_the_store_keeps_sessions_and_pauses_for_why(tmp_path: Path) -> No
     planned = context["job"]["next_fire"]
     data = json.loads(why(path, "tick", "--json"))
     assert data["next"] == datetime.fromtimestamp(planned, UTC).isoformat()
+
+
+def test_why_says_what_is_wrong_with_a_state_path_that_is_no_database(tmp_path: Path) -> None:
+    path = make_history(tmp_path)
+    state = load(path).state_path
+    state.unlink()
+    state.write_text("not a database\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "jobtui", "why", "nightly", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "file is not a database" in result.stderr and "Traceback" not in result.stderr
+
+    state.unlink()
+    os.mkfifo(state)  # opening it would wait for a writer that never comes
+    result = subprocess.run(
+        [sys.executable, "-m", "jobtui", "why", "nightly", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "named pipe" in result.stderr

@@ -13,7 +13,8 @@ from ..engine import InvalidJobOption
 from ..engine.durations import parse_duration
 
 if TYPE_CHECKING:
-    from .loader import JobSpec, _Loader
+    from .loader import _Loader
+    from .spec import JobSpec
 
 COMMAND_KEYS = ("on_failure", "on_success", "on_missed")
 URL_KEYS = ("webhook", "healthcheck")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ..engine import Scheduler
 from ..engine.printable import printable
-from .loader import NO_FILE, UNREADABLE, Config, load
+from .loader import NO_FILE, UNREADABLE, load
 from .problems import ConfigError, Problem
+from .spec import Config
 
 POLL = 0.5  # seconds between looks at the file: an edit is picked up within a second
 GONE = (

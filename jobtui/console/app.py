@@ -110,7 +110,11 @@ class JobtuiApp(App[int]):
         try:
             await server.start()
         except ControlSocketError as exc:  # the jobs matter more than the socket
-            self.notify(f"Other consoles cannot attach: {exc}", severity="warning", markup=False)
+            self.notify(
+                f"Other consoles cannot attach: {printable_text(str(exc))}",
+                severity="warning",
+                markup=False,
+            )
             return
         self.server = server
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import operator
 import time
 from collections.abc import Callable
@@ -67,6 +68,9 @@ FIRST_PICTURE = 3.0  # how long start() waits for the first snapshot
 REQUEST_TIMEOUT = 10.0
 HELLO_TIMEOUT = 5.0
 FOLLOW_LEASE = 2.0  # a run's log is followed until a screen did not ask for it this long
+
+
+log = logging.getLogger(__name__)
 
 
 class NotConnected(ConnectionError):
@@ -158,6 +162,8 @@ class RemoteController:
             except (OSError, EOFError, msgspec.DecodeError, asyncio.IncompleteReadError,
                     asyncio.LimitOverrunError, ValueError):  # fmt: skip
                 pass
+            except Exception:  # a bug in reading one message must not end reconnecting for good
+                log.exception("the link to the running jobtui failed; connecting again")
             finally:
                 self._lost()
             await asyncio.sleep(delay)

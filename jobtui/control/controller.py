@@ -18,6 +18,7 @@ from ..engine import (
     Job,
     JobAdded,
     JobModified,
+    JobNotFound,
     JobRemoved,
     JobStateChanged,
     OccurrenceMissed,
@@ -275,11 +276,14 @@ class LocalController:
 
     def why(self, job_id: str) -> Why | None:
         """The job's recent occurrences and its next one, in words; blocking like history."""
-        if job_id not in self.scheduler:
+        try:
+            job = self.scheduler.get(job_id)
+            times = self.scheduler.next_times(job_id, 1)
+        except JobNotFound:  # also when removed meanwhile: this runs in a thread worker
             return None
-        store, times = self.host.store, self.next_times(job_id, 1)
+        store = self.host.store
         return explain(
-            JobFacts.of(self.scheduler.get(job_id)),
+            JobFacts.of(job),
             self.history(job_id, RECENT * 4),
             store.read_context(job_id) if store is not None else {},
             now=self.now(),
@@ -292,7 +296,8 @@ class LocalController:
 
     # -- actions --------------------------------------------------------------------------
     def run_now(self, job_id: str) -> None:
-        self.scheduler.run_now(job_id)
+        # No one here awaits it: code awaiting it later must not own (and so cancel) it.
+        self.scheduler.run_now(job_id, wait=False)
 
     def pause(self, job_id: str) -> None:
         self.scheduler.pause(job_id, reason="paused from the console")

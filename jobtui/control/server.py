@@ -297,7 +297,7 @@ class ControlServer:
         return None if why is None else why.to_dict()
 
     def _do_run_now(self, client: _Client, params: p.RunNowParams) -> str:
-        run = self.scheduler.run_now(self._job_id(params.job_id))
+        run = self.scheduler.run_now(self._job_id(params.job_id), wait=False)  # as the console's
         self._touched()
         if params.follow:  # before any line could be missed, and without a race on the id
             client.follows[run.run_id] = _Follow(run.job_id, run, 0)

@@ -28,6 +28,16 @@ DRAIN_SECONDS = 1.0
 GROUP_POLL_SECONDS = 0.05
 
 
+def signal_name(number: int) -> str:
+    """ "SIGTERM" for 15; realtime signals, which Signals does not list, as "SIGRTMIN+3"."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        if signal.SIGRTMIN < number < signal.SIGRTMAX:
+            return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+        return f"signal {number}"
+
+
 @dataclass(slots=True)
 class AttemptResult:
     outcome: Outcome
@@ -278,7 +288,7 @@ class CommandExecution(Execution):
         returncode = transport.get_returncode()
         assert returncode is not None
         if returncode < 0:
-            run.signal = signal.Signals(-returncode).name
+            run.signal = signal_name(-returncode)
         else:
             run.exit_code = returncode
         if self.interrupted is not None:

@@ -20,7 +20,14 @@ import sys
 from typing import Any
 
 from .errors import InvalidJobOption, RemoteError
-from .executors import DRAIN_SECONDS, GROUP_POLL_SECONDS, AttemptResult, CommandExecution, _Pipes
+from .executors import (
+    DRAIN_SECONDS,
+    GROUP_POLL_SECONDS,
+    AttemptResult,
+    CommandExecution,
+    _Pipes,
+    signal_name,
+)
 from .job import Job, TargetKind
 from .run import Outcome, Run, RunError
 
@@ -194,10 +201,15 @@ class ProcessExecution(CommandExecution):
             raise
         finally:
             os.close(write_fd)
-        messages = _Messages(run)
-        reader, _ = await loop.connect_read_pipe(lambda: messages, open(read_fd, "rb", 0))  # noqa: SIM115
         pid = transport.get_pid()
         self._pgid = pid
+        messages = _Messages(run)
+        try:
+            reader, _ = await loop.connect_read_pipe(lambda: messages, open(read_fd, "rb", 0))  # noqa: SIM115
+        except BaseException:  # cancelled: the child, waiting on stdin for its call, would stay
+            self._signal(signal.SIGKILL)
+            transport.close()
+            raise
         run.pid = pid
         run._changed()
         stdin = transport.get_pipe_transport(0)
@@ -228,7 +240,7 @@ class ProcessExecution(CommandExecution):
         assert returncode is not None
         if self.interrupted is not None:
             if returncode < 0:  # as for a command: which signal ended it
-                run.signal = signal.Signals(-returncode).name
+                run.signal = signal_name(-returncode)
             return self._interrupted_result()
         return self._outcome(messages.final, returncode, pipes.streams[2].last_error)
 
@@ -248,7 +260,7 @@ class ProcessExecution(CommandExecution):
             return AttemptResult(Outcome.FAILED)
         detail = f": {last_error}" if last_error else ""
         if returncode < 0:
-            run.signal = signal.Signals(-returncode).name
+            run.signal = signal_name(-returncode)
             # Its last stderr line is the bottom of faulthandler's dump, not the cause.
             text = f"the child process was killed by {run.signal} (its output may show where)"
             run.error = RunError("Signal", text)

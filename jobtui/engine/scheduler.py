@@ -2,8 +2,8 @@
 
 Occurrences are planned on two heaps, one per clock: ``every`` jobs on elapsed time (a steady
 count that includes suspend, so their grid never drifts and ignores wall-clock steps), cron and
-``at`` jobs on the wall clock. Where each job's next occurrence falls is its plan's business
-(plans.py); what becomes of the due ones is the dispatcher's (dispatch.py, applying
+``at`` jobs on the wall clock (heaps.py). Where each job's next occurrence falls is its plan's
+business (plans.py); what becomes of the due ones is the dispatcher's (dispatch.py, applying
 policies.py); running them is the runner's (runner.py). The loop sleeps until the earliest
 deadline, never more than ``MAX_SLEEP`` seconds, and on each wake compares the two clocks to
 notice a stepped clock or a suspended machine. An occurrence is identified by its job and
@@ -14,8 +14,6 @@ no clock step or restart can make one run twice.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -41,6 +39,7 @@ from .events import (
     SchedulerStarted,
     SchedulerStopped,
 )
+from .heaps import DueHeaps
 from .job import Job, JobSnapshot, check_max_concurrency
 from .middleware import Middleware, check_middleware
 from .plans import Returned, Step
@@ -89,9 +88,9 @@ class Scheduler:
         self.events = EventBroker()
         self._random = random.Random(seed)
         self._jobs: dict[str, Job] = {}
-        self._wall_heap: list[tuple[float, int, Job, int]] = []
-        self._elapsed_heap: list[tuple[float, int, Job, int]] = []
-        self._seq = itertools.count()
+        self._heaps = DueHeaps(self._wake_up)
+        self._push = self._heaps.push
+        self._push_wall = self._heaps.push_wall
         self._dispatch = Dispatcher(
             clock=self.clock,
             events=self.events,
@@ -405,27 +404,6 @@ class Scheduler:
         else:
             self._finish(job, step.reason)
 
-    def _push(self, job: Job, label: float) -> None:
-        """Plan the occurrence labelled ``label`` on the heap of the job's plan's clock."""
-        plan = job.plan
-        if not plan.steady:
-            self._push_wall(job, label)
-            return
-        job.next_fire = label
-        job._heap_version += 1
-        entry = (plan.deadline(label), next(self._seq), job, job._heap_version)
-        heapq.heappush(self._elapsed_heap, entry)
-        if self._elapsed_heap[0] is entry:
-            self._wake_up()
-
-    def _push_wall(self, job: Job, ts: float) -> None:
-        job.next_fire = ts
-        job._heap_version += 1
-        entry = (ts, next(self._seq), job, job._heap_version)
-        heapq.heappush(self._wall_heap, entry)
-        if self._wall_heap[0] is entry:
-            self._wake_up()
-
     def _finish(self, job: Job, reason: str) -> None:
         job.finished = True
         job.finish_reason = reason
@@ -448,11 +426,7 @@ class Scheduler:
                 log.exception("scheduling pass failed")
             # Read the clocks again: the pass above may have taken a while.
             wall, elapsed = self.clock.wall(), self.clock.elapsed()
-            delay = MAX_SLEEP
-            if self._elapsed_heap:
-                delay = min(delay, self._elapsed_heap[0][0] - elapsed)
-            if self._wall_heap:
-                delay = min(delay, self._wall_heap[0][0] - wall)
+            delay = self._heaps.delay(wall, elapsed, MAX_SLEEP)
             if delay <= 0:
                 await asyncio.sleep(0)
                 continue
@@ -483,13 +457,7 @@ class Scheduler:
             self.events.publish(ClockJumped(wall, "forward" if step > 0 else "backward", step))
 
     def _process_due(self, wall: float, elapsed: float) -> None:
-        due: list[Job] = []
-        for heap, now in ((self._elapsed_heap, elapsed), (self._wall_heap, wall)):
-            while heap and heap[0][0] <= now:
-                _, _, job, version = heapq.heappop(heap)
-                if version == job._heap_version and self._jobs.get(job.id) is job:
-                    due.append(job)
-        for job in due:
+        for job in self._heaps.pop_due(wall, elapsed, self._jobs):
             self._handle_due(job, wall, elapsed)
 
     def _handle_due(self, job: Job, wall: float, elapsed: float) -> None:

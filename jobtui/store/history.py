@@ -56,44 +56,47 @@ def read_context(db: Path, job: str, *, limit: int = 200) -> dict[str, Any]:
     pause_reason, disabled_reason, consecutive_failures, last_fired, next_fire; None if never
     saved)."""
     empty: dict[str, Any] = {"sessions": [], "events": [], "job": None}
-    if not db.exists():
+    if not check_kind(db):  # a named pipe would hang the open, as in read_runs
         return empty
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
-    try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] < 2:
-            return empty  # written by a jobtui from before sessions were kept
-        sessions = conn.execute(
-            "SELECT started_at, stopped_at FROM sessions ORDER BY started_at DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        events = conn.execute(
-            "SELECT at, kind, detail FROM job_events WHERE job_id = ? "
-            "ORDER BY at DESC, rowid DESC LIMIT ?",
-            (job, limit),
-        ).fetchall()
-        row = conn.execute(
-            "SELECT paused, pause_reason, disabled_reason, consecutive_failures, last_fired, "
-            "next_fire FROM jobs WHERE job_id = ?",
-            (job,),
-        ).fetchone()
-        # A session that ended without a stop (a crash, SIGKILL) was last seen at its newest
-        # record: the newest run it started or finished before the next session began.
-        seen = []
-        later: float | None = None
-        for started, stopped in sessions:
-            last = stopped
-            if last is None:
-                bound = later if later is not None else float("inf")
-                found = conn.execute(
-                    "SELECT max(max(coalesce(started_at, 0), coalesce(finished_at, 0))) "
-                    "FROM runs WHERE coalesce(finished_at, started_at) BETWEEN ? AND ?",
-                    (started, bound),
-                ).fetchone()[0]
-                last = max(started, found or started)
-            seen.append({"started_at": started, "stopped_at": stopped, "last_seen": last})
-            later = started
-    finally:
-        conn.close()
+    try:  # not a database, or not jobtui's: said as for read_runs, without a traceback
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < 2:
+                return empty  # written by a jobtui from before sessions were kept
+            sessions = conn.execute(
+                "SELECT started_at, stopped_at FROM sessions ORDER BY started_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            events = conn.execute(
+                "SELECT at, kind, detail FROM job_events WHERE job_id = ? "
+                "ORDER BY at DESC, rowid DESC LIMIT ?",
+                (job, limit),
+            ).fetchall()
+            row = conn.execute(
+                "SELECT paused, pause_reason, disabled_reason, consecutive_failures, last_fired, "
+                "next_fire FROM jobs WHERE job_id = ?",
+                (job,),
+            ).fetchone()
+            # A session that ended without a stop (a crash, SIGKILL) was last seen at its newest
+            # record: the newest run it started or finished before the next session began.
+            seen = []
+            later: float | None = None
+            for started, stopped in sessions:
+                last = stopped
+                if last is None:
+                    bound = later if later is not None else float("inf")
+                    found = conn.execute(
+                        "SELECT max(max(coalesce(started_at, 0), coalesce(finished_at, 0))) "
+                        "FROM runs WHERE coalesce(finished_at, started_at) BETWEEN ? AND ?",
+                        (started, bound),
+                    ).fetchone()[0]
+                    last = max(started, found or started)
+                seen.append({"started_at": started, "stopped_at": stopped, "last_seen": last})
+                later = started
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise UnusableStatePath(f"cannot read the history in {db}: {exc}") from None
     names = (
         "paused", "pause_reason", "disabled_reason", "consecutive_failures", "last_fired",
         "next_fire",

@@ -41,7 +41,9 @@ class WhyScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="why"):
-            yield Static(Text(f"Why: {self.job_id}\n\nreading the history…", style="dim"))
+            yield Static(
+                Text(f"Why: {printable(self.job_id)}\n\nreading the history…", style="dim")
+            )
 
     def on_mount(self) -> None:
         self.load()
