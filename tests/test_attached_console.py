@@ -350,3 +350,23 @@ def test_a_jobtui_that_refuses_this_user_is_named_and_not_hosted_over(tmp_path, 
         where.unlink()
     err = capsys.readouterr().err
     assert f"the jobtui running {path} will not talk to this one" in err and "uid 1000" in err
+
+
+async def test_why_while_disconnected_says_it_could_not_be_read_not_removed(daemon):
+    app = attached_app(daemon)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await until(lambda: "attached to pid" in header(app))
+        await select(pilot, app, "sync")
+        await pilot.press("enter")
+        await daemon.server.close()
+        await until(lambda: app.controller.summary().disconnected)
+        await pilot.press("w")
+
+        def why_text() -> str:
+            try:
+                return str(app.screen.query_one("#why Static").render())
+            except NoMatches:
+                return ""
+
+        await until(lambda: "could not be read" in why_text())
+        assert "removed" not in why_text() and app.is_running

@@ -404,11 +404,14 @@ class RemoteController:
         return result
 
     def why(self, job_id: str) -> Why | None:
-        """As ``history``: blocking, from a thread worker; None while disconnected."""
+        """As ``history``: blocking, from a thread worker. None for a job the daemon does not
+        have; raises NotConnected while disconnected (the screen says so, not "removed")."""
         try:
             answer: dict[str, Any] | None = self.call("why", job_id=job_id)
-        except (NotConnected, RequestFailed, TimeoutError):
-            return None
+        except RequestFailed as exc:
+            if exc.code == "unknown_job":
+                return None
+            raise
         return None if answer is None else Why.from_dict(answer)
 
     def log(

@@ -52,14 +52,19 @@ class WhyScreen(ModalScreen[None]):
     def load(self) -> None:
         """Off the UI thread: reading the history may wait for the store's writer."""
         app: JobtuiApp = self.app  # type: ignore[assignment]
-        answer = app.controller.why(self.job_id)
+        try:
+            answer: Why | Exception | None = app.controller.why(self.job_id)
+        except Exception as exc:  # a daemon gone, a state file unreadable: said, not fatal
+            answer = exc
         self.app.call_from_thread(self._show, answer)
 
-    def _show(self, answer: Why | None) -> None:
+    def _show(self, answer: Why | Exception | None) -> None:
         if not self.is_attached:
             return
         text = Text(f"Why: {printable(self.job_id)}\n\n", style="bold")
-        if answer is None:
+        if isinstance(answer, Exception):
+            text.append(f"The answer could not be read: {printable_text(str(answer))}", style="red")
+        elif answer is None:
             text.append("This job was removed.", style="dim")
         else:
             if not answer.lines:
