@@ -15,6 +15,7 @@ from jobtui.console.screens.confirm import ConfirmScreen
 from jobtui.console.screens.detail import JobDetailScreen
 from jobtui.console.screens.help import HelpScreen
 from jobtui.console.widgets.job_table import JobTable
+from jobtui.store import UnusableStatePath
 
 from .conftest import START, Recorder
 
@@ -390,3 +391,23 @@ async def test_e_opens_the_editor_at_the_job_and_reloads(jobs_file, tmp_path, mo
         await pilot.pause()
         assert seen.read_text().split() == ["+10", str(jobs_file)]  # [jobs.sync] is line 10
         assert app.scheduler.get("sync").trigger.period == 1200
+
+
+async def test_a_history_that_cannot_be_read_is_said_and_the_details_stay(jobs_file, monkeypatch):
+    app = make_app(jobs_file)
+    async with app.run_test(size=(140, 40)) as pilot:
+
+        def unreadable(job_id: str, limit: int = 100) -> list[dict]:
+            raise UnusableStatePath("/srv/.jobtui/state.db is a named pipe (FIFO)")
+
+        monkeypatch.setattr(app.controller, "history", unreadable)
+        await select(pilot, app, "sync")
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, JobDetailScreen)
+        await screen.workers.wait_for_complete()
+        await pilot.pause()
+        messages = [n.message for n in app._notifications]
+        assert any("The run history could not be read: /srv" in m for m in messages), messages
+        assert app.is_running and app.screen is screen

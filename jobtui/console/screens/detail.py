@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Stat
 
 from ...control.controller import Controller, JobView, RunView
 from ...engine import format_duration
-from ...engine.printable import printable, printable_line
+from ...engine.printable import printable, printable_line, printable_text
 from ..format import OUTCOME_STYLE, state_text
 from .why import WhyScreen
 
@@ -181,7 +181,14 @@ class JobDetailScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="history")
     def load_history(self) -> None:
         """Read the history off the UI thread: it may wait for the store's writer."""
-        runs = self.controller.history(self.job_id)
+        try:
+            runs = self.controller.history(self.job_id)
+        except Exception as exc:  # a store that cannot be read: said, and the screen stays
+            self.app.call_from_thread(
+                self.notify, f"The run history could not be read: {printable_text(str(exc))}",
+                severity="error", markup=False,
+            )  # fmt: skip
+            return
         self.app.call_from_thread(self._fill_history, runs)
 
     def _fill_history(self, runs: list[dict[str, Any]]) -> None:
