@@ -169,6 +169,24 @@ async def test_a_dead_hosts_runs_are_abandoned_once_by_one_survivor(url, pg_clus
     assert "host dead stopped renewing its lease" in run["reason"]
 
 
+def test_a_host_started_again_under_its_name_abandons_its_last_lifes_runs(
+    url, pg_cluster, pg_database
+):
+    # JOBTUI_HOST names a host across restarts; its last life was killed within its lease.
+    with psycopg.connect(pg_cluster.conninfo(pg_database)) as conn:
+        PostgresStore.open_database(url, host="setup").close()  # the schema
+        conn.execute(
+            "INSERT INTO runs (run_id, job_id, scheduled_for, started_at, host, lease_until) "
+            "VALUES ('r1', 'dump', now(), now(), 'h1', now() + interval '30s')"
+        )
+    store = PostgresStore.open_database(url, host="h1")
+    store.close()
+    assert [r["run_id"] for r in store.abandoned] == ["r1"]
+    (run,) = runs(url, "dump")
+    assert run["outcome"] == "abandoned"
+    assert "host h1 started again while this run was going on" in run["reason"]
+
+
 async def test_a_living_hosts_leases_are_renewed(url):
     release = threading.Event()
 

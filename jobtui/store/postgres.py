@@ -103,6 +103,18 @@ REAP = (
     "RETURNING run_id, job_id, extract(epoch FROM scheduled_for)::float8, "
     "extract(epoch FROM started_at)::float8, host, reason, extract(epoch FROM now())::float8"
 )
+# At start this process runs nothing yet: a run still open under its own host name is from
+# its last life (JOBTUI_HOST names a host across restarts), which died with it. Left open, the
+# lease thread would renew it for ever and its job's overlap limit would never free up.
+REAP_AT_START = (
+    "UPDATE runs SET outcome = 'abandoned', finished_at = now(), detected_at = now(), "
+    "lease_until = NULL, reason = CASE WHEN host = %s THEN 'host ' || host || ' started again "
+    "while this run was going on (it died or was killed)' ELSE 'host ' || host || ' stopped "
+    "renewing its lease (it died or lost the database); found by host ' || %s END "
+    "WHERE outcome IS NULL AND (host = %s OR lease_until < now()) "
+    "RETURNING run_id, job_id, extract(epoch FROM scheduled_for)::float8, "
+    "extract(epoch FROM started_at)::float8, host, reason, extract(epoch FROM now())::float8"
+)
 JOB_NAMES = (
     "job_id", "paused", "pause_reason", "disabled_reason", "consecutive_failures", "run_count",
     "last_fired", "grid_anchor", "finished", "fingerprint",
@@ -208,7 +220,9 @@ class PostgresBackend:
 
     def mark_abandoned(self) -> list[dict[str, Any]]:
         """Runs of hosts whose leases ran out (a host that died, this one's last life too)."""
-        return self._reap()
+        with self._transaction() as conn:
+            rows = conn.execute(REAP_AT_START, (self.host, self.host, self.host)).fetchall()
+        return self._found(rows)
 
     def newest_occurrences(self, job_ids: list[str]) -> dict[str, float]:
         with self._transaction() as conn:
@@ -403,12 +417,10 @@ class PostgresBackend:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
 
-    def _reap(self, conn: psycopg.Connection | None = None) -> list[dict[str, Any]]:
-        if conn is None:
-            with self._transaction() as own:
-                rows = own.execute(REAP, (self.host, self.host)).fetchall()
-        else:
-            rows = conn.execute(REAP, (self.host, self.host)).fetchall()
+    def _reap(self, conn: psycopg.Connection) -> list[dict[str, Any]]:
+        return self._found(conn.execute(REAP, (self.host, self.host)).fetchall())
+
+    def _found(self, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
         found = [
             {
                 "run_id": run_id,
