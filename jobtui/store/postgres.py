@@ -182,7 +182,6 @@ class PostgresBackend:
         self.limits: dict[str, int] = {}  # job -> runs at once on all hosts (skip, parallel:N)
         self.config_fingerprint = ""
         self.config_path = ""
-        self.reaped: list[dict[str, Any]] = []  # runs of dead hosts this host found
         self.live_hosts: list[str] = []  # hosts seen within a lease, this one among them
         self._lock = threading.Lock()  # the writer thread and the lease thread share state
         self._next_notice = 0.0
@@ -406,7 +405,7 @@ class PostgresBackend:
                     (self.host,),
                 )
                 self.live_hosts = _live_hosts(conn, self.lease)
-                self.reaped.extend(self._reap(conn))
+                self._reap(conn)  # logged; the rows say what happened
             except (psycopg.Error, StoreUnavailable) as exc:
                 log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
                 if conn is not None:
