@@ -405,3 +405,13 @@ async def test_a_host_whose_jobs_toml_changes_while_it_runs_is_reported_by_the_o
     assert "b (b, " in statuses[-1]
     await a.stop()
     await b.stop()
+
+
+def test_a_connection_string_in_messages_never_shows_its_password():
+    from jobtui.store.pgstore import shown_as
+
+    # One libpq refuses to parse (an unknown query parameter), one in key=value form.
+    assert shown_as("postgresql://jobs:s3cret@db.internal/jobs?bogus=1") == "db.internal/jobs"
+    assert shown_as("host=db.internal dbname=jobs password='s3 cret'") == (
+        "host=db.internal dbname=jobs password=***"
+    )

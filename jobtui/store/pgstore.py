@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from urllib.parse import unquote
 
 import psycopg
 
+from ..config.statedb import describe
 from ..engine import Event, JobRemoved, JobSnapshot, JobStateChanged, Run
 from ..engine.job import JobOptions, OverlapPolicy
 from .history import COLUMNS
@@ -32,16 +34,21 @@ SHARED_ANCHOR = 0.0
 HANDOFF = 0.2
 
 
+# A password given as key=value, quoted or not (libpq's syntax).
+_PASSWORD_VALUE = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)")
+
+
 def shown_as(conninfo: str) -> str:
-    """The database as messages name it: host and database, never the whole string."""
+    """The database as messages name it: host and database, never the whole string (nor a
+    password, even in a string libpq would refuse)."""
     if conninfo.startswith(("postgresql://", "postgres://")):
         try:
             info = psycopg.conninfo.conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError:
-            return conninfo
+            return describe(conninfo)
         host = unquote(str(info.get("host") or "localhost"))
         return f"{host}/{info.get('dbname') or ''}".rstrip("/")
-    return conninfo
+    return _PASSWORD_VALUE.sub(r"\1***", conninfo)
 
 
 class PostgresStore(Store):
