@@ -54,3 +54,26 @@ def test_a_pause_sent_while_the_connection_breaks_is_sent_again(
         listener.close()
     assert broken.is_set()
     assert heard == [("pause", "backup", "a")]
+
+
+def test_a_notice_the_server_refuses_does_not_hold_back_the_next(pg_cluster, pg_database):
+    conninfo = pg_cluster.conninfo(pg_database)
+    heard: list[tuple[str, str]] = []
+    got = threading.Event()
+
+    def on_remote(action: str, job_id: str, reason: str, host: str) -> None:
+        heard.append((action, job_id))
+        got.set()
+
+    listener = Notifier(conninfo, "db", "b", on_remote)
+    listener.start()
+    sender = Notifier(conninfo, "db", "a", lambda *_: None)
+    sender.start()
+    try:
+        sender.send("pause", "backup", "x" * 9000)  # over NOTIFY's 8000-byte payload limit
+        sender.send("pause", "report")
+        assert got.wait(10), "the second pause never reached the other host"
+    finally:
+        sender.close()
+        listener.close()
+    assert heard == [("pause", "report")]

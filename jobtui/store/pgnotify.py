@@ -71,6 +71,11 @@ class Notifier:
             except Exception as exc:  # psycopg's, or a connect refused: try again shortly
                 log.warning("cannot follow other hosts' pauses on %s: %s", self.shown, exc)
                 self._ready.set()
+                if pending is not None and not isinstance(exc, psycopg.OperationalError):
+                    # Refused by the server itself (a payload too long): sent again it would
+                    # be refused for ever and hold back every notice after it.
+                    log.warning("not sent to the other hosts: %s", pending)
+                    pending = None
                 if conn is not None:
                     with contextlib.suppress(psycopg.Error):
                         conn.close()
