@@ -81,6 +81,23 @@ def pg_rows(conninfo: str, since: float) -> list[tuple]:
         ).fetchall()
 
 
+def running(conninfo: str, host: str) -> int:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM runs WHERE host = %s AND outcome IS NULL", (host,)
+        ).fetchone()
+    return row[0] if row else 0
+
+
+def wait_for_runs(conninfo: str, host: str, timeout: float) -> None:
+    """Until the host has several runs going (polled from the database), or fail loudly."""
+    deadline = time.monotonic() + timeout
+    while running(conninfo, host) < 5:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"host {host} had no runs going after {timeout:g} s; not killing it")
+        time.sleep(0.05)  # polling the database other processes write
+
+
 def summarise(name: str, rows: list[tuple], since: float, until: float) -> dict[str, object]:
     ran = [r for r in rows if r[3] in ("succeeded", "failed") and since <= r[1] < until]
     late = [r[2] - r[1] for r in ran if r[2] is not None]
@@ -120,9 +137,12 @@ def run_postgres(cluster, hosts: int, jobs: int, seconds: float, kill: bool) -> 
         time.sleep(2 + seconds / 2)
         killed_at = None
         if kill:
+            # Runs start in waves (every job is on the same grid): a kill in the gap between
+            # two waves finds no run of the victim to abandon, and failover reads nothing.
+            wait_for_runs(cluster.conninfo(database), "h2", timeout=10 + seconds)
             procs[1].kill()
             killed_at = time.time()
-        time.sleep(seconds / 2)
+        time.sleep(max(0.0, began + 2 + seconds - time.time()))
         stop([p for n, p in enumerate(procs) if not (kill and n == 1)])
         since, until = began + 2, began + 2 + seconds
         rows = pg_rows(cluster.conninfo(database), since)

@@ -169,6 +169,24 @@ async def test_a_dead_hosts_runs_are_abandoned_once_by_one_survivor(url, pg_clus
     assert "host dead stopped renewing its lease" in run["reason"]
 
 
+def test_a_host_started_again_under_its_name_abandons_its_last_lifes_runs(
+    url, pg_cluster, pg_database
+):
+    # JOBTUI_HOST names a host across restarts; its last life was killed within its lease.
+    with psycopg.connect(pg_cluster.conninfo(pg_database)) as conn:
+        PostgresStore.open_database(url, host="setup").close()  # the schema
+        conn.execute(
+            "INSERT INTO runs (run_id, job_id, scheduled_for, started_at, host, lease_until) "
+            "VALUES ('r1', 'dump', now(), now(), 'h1', now() + interval '30s')"
+        )
+    store = PostgresStore.open_database(url, host="h1")
+    store.close()
+    assert [r["run_id"] for r in store.abandoned] == ["r1"]
+    (run,) = runs(url, "dump")
+    assert run["outcome"] == "abandoned"
+    assert "host h1 started again while this run was going on" in run["reason"]
+
+
 async def test_a_living_hosts_leases_are_renewed(url):
     release = threading.Event()
 
@@ -387,3 +405,13 @@ async def test_a_host_whose_jobs_toml_changes_while_it_runs_is_reported_by_the_o
     assert "b (b, " in statuses[-1]
     await a.stop()
     await b.stop()
+
+
+def test_a_connection_string_in_messages_never_shows_its_password():
+    from jobtui.store.pgstore import shown_as
+
+    # One libpq refuses to parse (an unknown query parameter), one in key=value form.
+    assert shown_as("postgresql://jobs:s3cret@db.internal/jobs?bogus=1") == "db.internal/jobs"
+    assert shown_as("host=db.internal dbname=jobs password='s3 cret'") == (
+        "host=db.internal dbname=jobs password=***"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ COLUMNS = (
     "outcome", "reason", "progress", "status_message", "error_type", "error_message",
     "exit_code", "signal", "output_dropped_bytes", "detected_at",
 )  # fmt: skip
+TIMES = ("scheduled_for", "started_at", "finished_at", "detected_at")  # epoch in the database
 
 
 def read_runs(db: Path, *, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -34,19 +36,22 @@ def read_runs(db: Path, *, job: str | None = None, limit: int = 50) -> list[dict
             conn.close()
     except sqlite3.Error as exc:
         raise UnusableStatePath(f"cannot read the run history in {db}: {exc}") from None
-    result = []
-    for row in rows:
-        record = dict(zip(COLUMNS, row, strict=True))
-        started, finished = record["started_at"], record["finished_at"]
-        record["duration"] = (
-            max(0.0, finished - started) if started is not None and finished is not None else None
-        )
-        for key in ("scheduled_for", "started_at", "finished_at", "detected_at"):
-            if record[key] is not None:
-                record[key] = datetime.fromtimestamp(record[key], UTC).isoformat()
-        record["manual"] = bool(record["manual"])
-        result.append(record)
-    return result
+    return [as_record(COLUMNS, row) for row in rows]
+
+
+def as_record(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    """One run as `jobtui history` shows it, from its columns (times in epoch seconds) on
+    either backend: times in ISO 8601 UTC, its duration, manual as a bool."""
+    record = dict(zip(names, row, strict=True))
+    started, finished = record["started_at"], record["finished_at"]
+    record["duration"] = (
+        max(0.0, finished - started) if started is not None and finished is not None else None
+    )
+    for key in TIMES:
+        if record[key] is not None:
+            record[key] = datetime.fromtimestamp(record[key], UTC).isoformat()
+    record["manual"] = bool(record["manual"])
+    return record
 
 
 def read_context(db: Path, job: str, *, limit: int = 200) -> dict[str, Any]:

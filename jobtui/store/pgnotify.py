@@ -53,6 +53,7 @@ class Notifier:
 
     def _run(self) -> None:
         conn: psycopg.Connection | None = None
+        pending: str | None = None
         while not self._stop.is_set():
             try:
                 if conn is None:
@@ -60,13 +61,21 @@ class Notifier:
                     conn.autocommit = True
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._ready.set()
-                while not self._outgoing.empty():
-                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._outgoing.get()))
+                while pending is not None or not self._outgoing.empty():
+                    # Kept until sent: a connection lost mid-send sends it again once made anew.
+                    pending = pending if pending is not None else self._outgoing.get()
+                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, pending))
+                    pending = None
                 for notice in conn.notifies(timeout=POLL):
                     self._received(notice.payload)
             except Exception as exc:  # psycopg's, or a connect refused: try again shortly
                 log.warning("cannot follow other hosts' pauses on %s: %s", self.shown, exc)
                 self._ready.set()
+                if pending is not None and not isinstance(exc, psycopg.OperationalError):
+                    # Refused by the server itself (a payload too long): sent again it would
+                    # be refused for ever and hold back every notice after it.
+                    log.warning("not sent to the other hosts: %s", pending)
+                    pending = None
                 if conn is not None:
                     with contextlib.suppress(psycopg.Error):
                         conn.close()

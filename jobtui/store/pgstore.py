@@ -8,17 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 import psycopg
 
+from ..config.statedb import describe
 from ..engine import Event, JobRemoved, JobSnapshot, JobStateChanged, Run
 from ..engine.job import JobOptions, OverlapPolicy
-from .history import COLUMNS
+from .history import COLUMNS, TIMES, as_record
 from .pgnotify import Notifier
 from .postgres import LEASE, DatabaseUnavailable, PostgresBackend, connect
 from .store import Store, StoreError
@@ -32,16 +33,21 @@ SHARED_ANCHOR = 0.0
 HANDOFF = 0.2
 
 
+# A password given as key=value, quoted or not (libpq's syntax).
+_PASSWORD_VALUE = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)")
+
+
 def shown_as(conninfo: str) -> str:
-    """The database as messages name it: host and database, never the whole string."""
+    """The database as messages name it: host and database, never the whole string (nor a
+    password, even in a string libpq would refuse)."""
     if conninfo.startswith(("postgresql://", "postgres://")):
         try:
             info = psycopg.conninfo.conninfo_to_dict(conninfo)
         except psycopg.ProgrammingError:
-            return conninfo
+            return describe(conninfo)
         host = unquote(str(info.get("host") or "localhost"))
         return f"{host}/{info.get('dbname') or ''}".rstrip("/")
-    return conninfo
+    return _PASSWORD_VALUE.sub(r"\1***", conninfo)
 
 
 class PostgresStore(Store):
@@ -247,9 +253,6 @@ def _config_fingerprint(fingerprints: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-TIMES = ("scheduled_for", "started_at", "finished_at", "detected_at")
-
-
 def read_runs(conninfo: str, *, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """The newest ``limit`` runs of all hosts (of one job, or all), newest first, each with the
     host that ran it. Raises StoreError when the database cannot be read."""
@@ -270,19 +273,7 @@ def read_runs(conninfo: str, *, job: str | None = None, limit: int = 50) -> list
             ).fetchall()
     except (StoreUnavailable, psycopg.Error) as exc:
         raise StoreError(f"cannot read the run history in {shown}: {exc}") from None
-    result = []
-    for row in rows:
-        record = dict(zip(names, row, strict=True))
-        started, finished = record["started_at"], record["finished_at"]
-        record["duration"] = (
-            max(0.0, finished - started) if started is not None and finished is not None else None
-        )
-        for key in TIMES:
-            if record[key] is not None:
-                record[key] = datetime.fromtimestamp(record[key], UTC).isoformat()
-        record["manual"] = bool(record["manual"])
-        result.append(record)
-    return result
+    return [as_record(names, row) for row in rows]
 
 
 def read_context(conninfo: str, job: str, *, limit: int = 200) -> dict[str, Any]:

@@ -103,6 +103,18 @@ REAP = (
     "RETURNING run_id, job_id, extract(epoch FROM scheduled_for)::float8, "
     "extract(epoch FROM started_at)::float8, host, reason, extract(epoch FROM now())::float8"
 )
+# At start this process runs nothing yet: a run still open under its own host name is from
+# its last life (JOBTUI_HOST names a host across restarts), which died with it. Left open, the
+# lease thread would renew it for ever and its job's overlap limit would never free up.
+REAP_AT_START = (
+    "UPDATE runs SET outcome = 'abandoned', finished_at = now(), detected_at = now(), "
+    "lease_until = NULL, reason = CASE WHEN host = %s THEN 'host ' || host || ' started again "
+    "while this run was going on (it died or was killed)' ELSE 'host ' || host || ' stopped "
+    "renewing its lease (it died or lost the database); found by host ' || %s END "
+    "WHERE outcome IS NULL AND (host = %s OR lease_until < now()) "
+    "RETURNING run_id, job_id, extract(epoch FROM scheduled_for)::float8, "
+    "extract(epoch FROM started_at)::float8, host, reason, extract(epoch FROM now())::float8"
+)
 JOB_NAMES = (
     "job_id", "paused", "pause_reason", "disabled_reason", "consecutive_failures", "run_count",
     "last_fired", "grid_anchor", "finished", "fingerprint",
@@ -170,7 +182,6 @@ class PostgresBackend:
         self.limits: dict[str, int] = {}  # job -> runs at once on all hosts (skip, parallel:N)
         self.config_fingerprint = ""
         self.config_path = ""
-        self.reaped: list[dict[str, Any]] = []  # runs of dead hosts this host found
         self.live_hosts: list[str] = []  # hosts seen within a lease, this one among them
         self._lock = threading.Lock()  # the writer thread and the lease thread share state
         self._next_notice = 0.0
@@ -208,7 +219,9 @@ class PostgresBackend:
 
     def mark_abandoned(self) -> list[dict[str, Any]]:
         """Runs of hosts whose leases ran out (a host that died, this one's last life too)."""
-        return self._reap()
+        with self._transaction() as conn:
+            rows = conn.execute(REAP_AT_START, (self.host, self.host, self.host)).fetchall()
+        return self._found(rows)
 
     def newest_occurrences(self, job_ids: list[str]) -> dict[str, float]:
         with self._transaction() as conn:
@@ -392,7 +405,7 @@ class PostgresBackend:
                     (self.host,),
                 )
                 self.live_hosts = _live_hosts(conn, self.lease)
-                self.reaped.extend(self._reap(conn))
+                self._reap(conn)  # logged; the rows say what happened
             except (psycopg.Error, StoreUnavailable) as exc:
                 log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
                 if conn is not None:
@@ -403,12 +416,10 @@ class PostgresBackend:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
 
-    def _reap(self, conn: psycopg.Connection | None = None) -> list[dict[str, Any]]:
-        if conn is None:
-            with self._transaction() as own:
-                rows = own.execute(REAP, (self.host, self.host)).fetchall()
-        else:
-            rows = conn.execute(REAP, (self.host, self.host)).fetchall()
+    def _reap(self, conn: psycopg.Connection) -> list[dict[str, Any]]:
+        return self._found(conn.execute(REAP, (self.host, self.host)).fetchall())
+
+    def _found(self, rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
         found = [
             {
                 "run_id": run_id,
