@@ -84,7 +84,7 @@ async def test_the_console_survives_an_unreadable_deleted_and_restored_jobs_toml
 
         write(config, ADDED)
         await until(pilot, lambda: "added" in app.scheduler)
-        assert not banner.display
+        await until(pilot, lambda: not banner.display)  # the redraw after the reload
 
 
 def test_check_says_an_unreadable_jobs_toml_cannot_be_read(folder):
