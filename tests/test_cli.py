@@ -102,12 +102,12 @@ def test_list_next_times_across_a_dst_transition(tmp_path):
 
 
 class Headless:
-    """A `jobtui FILE --headless` process whose log lines a test can wait for."""
+    """A `jobtui FILE --headless --log-format json` process whose log lines a test can wait for."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, grace: float = 1) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [*JOBTUI, str(path), "--headless", "--grace", "1", "--log-format", "json"],
+            [*JOBTUI, str(path), "--headless", "--grace", str(grace), "--log-format", "json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -130,6 +130,20 @@ class Headless:
                 return events
             time.sleep(0.05)  # polling a pipe for what the process wrote; not a timing wait
         raise AssertionError("timed out; log so far:\n" + "\n".join(self.lines))
+
+    def stop(self) -> float:
+        """SIGTERM; returns how long it took to exit."""
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=60) == 0
+        took = time.monotonic() - began
+        self.reader.join(timeout=10)
+        return took
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def finished(events: list[dict], job: str) -> list[dict]:

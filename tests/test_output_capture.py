@@ -4,60 +4,11 @@ Python jobs writing to stdout."""
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
-import threading
 import time
 from pathlib import Path
 
-from .test_cli import JOBTUI, _running, finished, jobtui, write
-
-
-class Headless:
-    """A `jobtui FILE --headless --log-format json` process and every line it printed."""
-
-    def __init__(self, path: Path, grace: float = 1) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [*JOBTUI, str(path), "--headless", "--grace", str(grace), "--log-format", "json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def events(self) -> list[dict]:
-        return [json.loads(line) for line in list(self.lines)]
-
-    def wait_for(self, predicate, timeout: float = 20.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            events = self.events()
-            if predicate(events):
-                return events
-            time.sleep(0.05)  # polling a pipe for what the process wrote; not a timing wait
-        raise AssertionError("timed out; log so far:\n" + "\n".join(self.lines))
-
-    def stop(self) -> float:
-        """SIGTERM; returns how long it took to exit."""
-        began = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=60) == 0
-        took = time.monotonic() - began
-        self.reader.join(timeout=10)
-        return took
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+from .test_cli import Headless, _running, finished, jobtui, write
 
 
 def history(config: Path, job: str) -> list[dict]:
