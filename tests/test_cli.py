@@ -20,8 +20,8 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def jobtui(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*JOBTUI, *args], capture_output=True, text=True, timeout=60)
+def jobtui(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*JOBTUI, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_version_and_help():

@@ -7,27 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
 
 from .pg import PASSWORD_ROLE
-
-JOBTUI = [sys.executable, "-m", "jobtui.cli"]
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(textwrap.dedent(text).lstrip())
-    path.chmod(0o644)
-    return path
-
-
-def run_jobtui(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*JOBTUI, *args], capture_output=True, text=True, timeout=60, env=env or os.environ.copy()
-    )
+from .test_cli import JOBTUI, jobtui, write
 
 
 def test_a_password_in_jobs_toml_is_refused_naming_the_key(tmp_path):
@@ -42,7 +27,7 @@ def test_a_password_in_jobs_toml_is_refused_naming_the_key(tmp_path):
         every = "1m"
         """,
     )
-    done = run_jobtui("check", str(config))
+    done = jobtui("check", str(config))
     assert done.returncode == 2
     assert "jobs.toml:2" in done.stderr and "state" in done.stderr
     assert "holds a password" in done.stderr and "PGPASSWORD" in done.stderr
@@ -63,7 +48,7 @@ def test_an_unreachable_database_at_start_exits_1_naming_the_host_and_runs_nothi
         run_immediately = true
         """,
     )
-    done = run_jobtui(str(config), "--headless")
+    done = jobtui(str(config), "--headless")
     assert done.returncode == 1
     assert "cannot connect to 127.0.0.1/jobs" in done.stderr
     assert not marker.exists()
@@ -81,7 +66,7 @@ def test_a_wrong_password_exits_1_saying_so(tmp_path, pg_cluster, pg_database):
         every = "1s"
         """,
     )
-    done = run_jobtui(str(config), "--headless", env={**os.environ, "PGPASSWORD": "wrong"})
+    done = jobtui(str(config), "--headless", env={**os.environ, "PGPASSWORD": "wrong"})
     assert done.returncode == 1
     assert "password authentication failed" in done.stderr and pg_database in done.stderr
 
@@ -167,7 +152,7 @@ def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, p
         for proc in hosts.values():
             if proc.poll() is None:
                 proc.kill()
-    done = run_jobtui("history", str(config), "--json", "--limit", "100000")
+    done = jobtui("history", str(config), "--json", "--limit", "100000")
     assert done.returncode == 0, done.stderr
     runs = json.loads(done.stdout)
     ran = [r for r in runs if r["outcome"] in ("succeeded", "failed", "abandoned")]
@@ -208,7 +193,7 @@ def test_a_conninfo_password_and_a_bad_lease_are_refused_a_lease_without_databas
         every = "1m"
         """,
     )
-    done = run_jobtui("check", str(config))
+    done = jobtui("check", str(config))
     assert done.returncode == 2
     assert "holds a password" in done.stderr
     assert "jobs.toml:3" in done.stderr and "cannot be renewed in time" in done.stderr
@@ -223,6 +208,6 @@ def test_a_conninfo_password_and_a_bad_lease_are_refused_a_lease_without_databas
         every = "1m"
         """,
     )
-    done = run_jobtui("check", str(config))
+    done = jobtui("check", str(config))
     assert done.returncode == 0
     assert "lease applies only when state is a PostgreSQL database" in done.stderr
