@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -78,6 +79,15 @@ async def stop_within(scheduler: Scheduler, clock: VirtualClock, grace: float) -
     stopping = asyncio.create_task(scheduler.stop(grace))
     await clock.advance(grace)
     await stopping
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "it") -> None:
+    """Poll, with a deadline, for what another process writes (a file, a database, a socket)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)  # polling another process; not a timing assumption
 
 
 @pytest.fixture

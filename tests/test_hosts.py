@@ -7,10 +7,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
+from .conftest import wait_until
 from .pg import PASSWORD_ROLE
 from .test_cli import JOBTUI, jobtui, write
 
@@ -79,14 +79,6 @@ def start_host(config: Path, name: str, log: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             env={**os.environ, "JOBTUI_HOST": name},
         )
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)  # polling files other processes write; not a timing wait
 
 
 def succeeded_runs(log: Path) -> int:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,13 +57,6 @@ def status(path: Path) -> dict:
 
 def job(path: Path, job_id: str) -> dict:
     return next(row for row in status(path)["jobs"] if row["id"] == job_id)
-
-
-def wait_until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)  # polling another process; not a timing assumption
 
 
 @pytest.fixture

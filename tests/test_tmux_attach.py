@@ -8,10 +8,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from .conftest import wait_until
 from .test_tmux import SOCKET, TMUX, tmux, wait_for
 
 JOBS = """
@@ -39,13 +38,6 @@ def start_daemon(jobs: Path, log: Path) -> subprocess.Popen[bytes]:
         )
     wait_until(lambda: log.read_text().count("control_listening") > before)
     return daemon
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)  # polling a file another process writes, with a deadline
 
 
 def console(session: str, jobs: Path, config: Path, verb: str = "") -> None:
