@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -217,8 +218,9 @@ async def test_closing_with_the_disk_still_full_says_how_many_records_are_lost_a
     assert "database or disk is full" in last
 
 
-async def runs_across_a_deletion(tmp_path, clock, delete) -> tuple[Store, list[str]]:
-    """Two runs, ``delete(db)`` while jobtui runs, two more runs; the store still open."""
+def minutely_job_on_a_store(tmp_path, clock) -> tuple[Path, Store, list[str], Scheduler, Recorder]:
+    """Job "j" every minute on a started store in a folder of its own (so that a test can
+    delete the folder), with every status the store reported."""
     db = tmp_path / "state" / "state.db"
     store = Store.open(db)
     statuses: list[str] = []
@@ -227,6 +229,12 @@ async def runs_across_a_deletion(tmp_path, clock, delete) -> tuple[Store, list[s
     recorder = Recorder(scheduler)
     scheduler.add_job(noop, every="1m", id="j")
     store.start()
+    return db, store, statuses, scheduler, recorder
+
+
+async def runs_across_a_deletion(tmp_path, clock, delete) -> tuple[Store, list[str]]:
+    """Two runs, ``delete(db)`` while jobtui runs, two more runs; the store still open."""
+    db, store, statuses, scheduler, recorder = minutely_job_on_a_store(tmp_path, clock)
     async with scheduler:
         await clock.advance(120)
         await asyncio.to_thread(store.flush)
@@ -273,14 +281,7 @@ async def test_a_database_taken_over_while_gone_is_left_alone_and_runs_nothing(
         fcntl.flock(fd, fcntl.LOCK_EX)  # as a second jobtui started meanwhile does
         taken.append(fd)
 
-    db = tmp_path / "state" / "state.db"
-    store = Store.open(db)
-    statuses: list[str] = []
-    store.on_status = statuses.append
-    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
-    recorder = Recorder(scheduler)
-    scheduler.add_job(noop, every="1m", id="j")
-    store.start()
+    db, store, _, scheduler, recorder = minutely_job_on_a_store(tmp_path, clock)
     try:
         async with scheduler:
             await clock.advance(60)
