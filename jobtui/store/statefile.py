@@ -74,11 +74,16 @@ class LockHeld(Exception):
         self.owner = owner
 
 
+def lock_path(db: Path) -> Path:
+    """The lock file beside the state at ``db``: taking it and looking whether it is still the
+    one held must name the same file."""
+    return db.with_name(db.name + ".lock")
+
+
 def take_lock(db: Path) -> int:
     """Lock the state at ``db`` for this process (the lock file beside it, never through a
     symlink, with this pid in it); the descriptor holds the lock. Raises LockHeld."""
-    lock_path = db.with_name(db.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = os.open(lock_path(db), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

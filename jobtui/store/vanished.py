@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .statefile import LockHeld, take_lock
+from .statefile import LockHeld, lock_path, take_lock
 from .writer import Disowned
 
 Identity = tuple[int, int]  # (st_dev, st_ino)
@@ -34,8 +34,7 @@ def fd_identity(fd: int) -> Identity:
 def relock(db: Path, lock_fd: int) -> int:
     """The lock file this process holds, or a new one if it went too (rm -r of the folder).
     Raises Disowned if another process holds the one now at the path."""
-    lock_path = db.with_name(db.name + ".lock")
-    if identity(lock_path) == fd_identity(lock_fd):
+    if identity(lock_path(db)) == fd_identity(lock_fd):
         return lock_fd
     db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
