@@ -20,7 +20,6 @@ from .control.controller import JobView, RunView
 from .control.sync_client import Disconnected, NoDaemon, RemoteError, SyncClient
 from .engine.printable import printable, printable_line, printable_text
 
-VERBS = ("status", "run", "pause", "resume", "cancel", "reload")
 DEFAULT_STATE = ".jobtui/state.db"
 
 # `jobtui run JOB --wait` exits with the run's outcome (documented in the README).
