@@ -18,6 +18,9 @@ from .config import Config, ConfigError, load
 from .engine.printable import printable, printable_text
 from .engine.timezones import zone_name
 
+# What every verb runs on when no file is named (remote_cli.py takes it from here).
+DEFAULT_FILE = Path("jobs.toml")
+
 # The verbs that talk to a running jobtui (remote_cli.py, imported only when used).
 REMOTE_VERBS = ("status", "run", "pause", "resume", "cancel", "reload")
 
@@ -125,7 +128,7 @@ def why_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("job", metavar="JOB", help="the job's id")
     parser.add_argument(
-        "file", type=Path, nargs="?", default=Path("jobs.toml"),
+        "file", type=Path, nargs="?", default=DEFAULT_FILE,
         help="the jobs.toml (default ./jobs.toml)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -188,7 +191,7 @@ def attach_parser() -> argparse.ArgumentParser:
         description="Open the console on the jobtui that runs this jobs.toml (a daemon started "
         "with --headless, or another console); fail if none does. Quitting leaves it running.",
     )
-    parser.add_argument("file", type=Path, nargs="?", default=Path("jobs.toml"),
+    parser.add_argument("file", type=Path, nargs="?", default=DEFAULT_FILE,
                         help="the jobs.toml it runs (default: ./jobs.toml)")  # fmt: skip
     return parser
 

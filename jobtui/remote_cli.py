@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .cli import DEFAULT_FILE
 from .control import protocol as p
 from .control.controller import JobView, RunView
 from .control.sync_client import Disconnected, NoDaemon, RemoteError, SyncClient
 from .engine.printable import printable, printable_line, printable_text
 
-VERBS = ("status", "run", "pause", "resume", "cancel", "reload")
-DEFAULT_FILE = Path("jobs.toml")
 DEFAULT_STATE = ".jobtui/state.db"
 
 # `jobtui run JOB --wait` exits with the run's outcome (documented in the README).

@@ -40,6 +40,7 @@ from .controller import (
     Notice,
     Summary,
 )
+from .listeners import Listeners
 from .protocol import (
     MAX_SERVER_LINE,
     PROTOCOL_VERSION,
@@ -112,7 +113,7 @@ class RemoteController:
         self._timezone = timezone
         self._retry_max = retry_max
         self._wall = wall  # the daemon runs on this machine: the same wall clock, by default
-        self._listeners: list[Callable[[Notice], None]] = []
+        self._listeners = Listeners()
         self._views: dict[str, JobView] = {}
         self._summary: Summary | None = None
         self._progress: dict[str, RunProgressItem] = {}  # by run id, the latest not yet applied
@@ -476,17 +477,10 @@ class RemoteController:
         return result
 
     def subscribe(self, callback: Callable[[Notice], None]) -> Callable[[], None]:
-        self._listeners.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-        return unsubscribe
+        return self._listeners.subscribe(callback)
 
     def _notify(self, notice: Notice) -> None:
-        for listener in tuple(self._listeners):
-            listener(notice)
+        self._listeners.notify(notice)
 
 
 def _ignore_outcome(future: asyncio.Future[Any]) -> None:

@@ -48,6 +48,7 @@ from .interface import (
     RunView,
     Summary,
 )
+from .listeners import Listeners
 from .why import RECENT, JobFacts, Why, explain
 
 # The console and the control socket import these from here too.
@@ -159,7 +160,7 @@ class LocalController:
     def __init__(self, host: Host) -> None:
         self.host = host
         self.scheduler = host.scheduler
-        self._listeners: list[Callable[[Notice], None]] = []
+        self._listeners = Listeners()
         self._views: dict[str, JobView] = {}
         self._dirty: set[str] = set()
         self._order_stale = True  # jobs came or went: re-read the scheduler's order
@@ -330,13 +331,7 @@ class LocalController:
         return await self.host.reload()
 
     def subscribe(self, callback: Callable[[Notice], None]) -> Callable[[], None]:
-        self._listeners.append(callback)
-
-        def unsubscribe() -> None:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-        return unsubscribe
+        return self._listeners.subscribe(callback)
 
     def close(self) -> None:
         for unsubscribe in self._unsubscribes:
@@ -401,8 +396,7 @@ class LocalController:
         )
 
     def _notify(self, notice: Notice) -> None:
-        for listener in tuple(self._listeners):
-            listener(notice)
+        self._listeners.notify(notice)
 
     def _on_progress(self, event: RunProgress) -> None:
         # No notice: progress is drawn on the steady tick, not once per update.
