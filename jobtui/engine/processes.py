@@ -41,27 +41,9 @@ def check_run_mode(kind: TargetKind, target: Any, run_mode: str | None, job_id: 
     """Whether ``run_mode`` fits the job's target; raises InvalidJobOption saying why not."""
     if run_mode is None:
         return
-    if kind is TargetKind.COMMAND:
-        raise InvalidJobOption(
-            f'"{run_mode}" is for Python functions (run = "module:function"); a command always '
-            "runs in a process of its own: remove run_mode",
-            key="run_mode",
-            job_id=job_id,
-        )
-    if run_mode == "thread" and kind is TargetKind.ASYNC:
-        raise InvalidJobOption(
-            '"thread" is for plain functions; this is a coroutine function: use "async" '
-            '(on the event loop) or "process"',
-            key="run_mode",
-            job_id=job_id,
-        )
-    if run_mode == "async" and kind is TargetKind.SYNC:
-        raise InvalidJobOption(
-            '"async" is for coroutine functions (async def); this is a plain function: use '
-            '"thread" or "process"',
-            key="run_mode",
-            job_id=job_id,
-        )
+    problem = _mode_mismatch(kind, run_mode)
+    if problem:
+        raise InvalidJobOption(problem, key="run_mode", job_id=job_id)
     if run_mode == "process":
         problem = _not_importable(target)
         if problem:
@@ -71,6 +53,25 @@ def check_run_mode(kind: TargetKind, target: Any, run_mode: str | None, job_id: 
                 key="run_mode",
                 job_id=job_id,
             )
+
+
+def _mode_mismatch(kind: TargetKind, run_mode: str) -> str:
+    if kind is TargetKind.COMMAND:
+        return (
+            f'"{run_mode}" is for Python functions (run = "module:function"); a command always '
+            "runs in a process of its own: remove run_mode"
+        )
+    if run_mode == "thread" and kind is TargetKind.ASYNC:
+        return (
+            '"thread" is for plain functions; this is a coroutine function: use "async" '
+            '(on the event loop) or "process"'
+        )
+    if run_mode == "async" and kind is TargetKind.SYNC:
+        return (
+            '"async" is for coroutine functions (async def); this is a plain function: use '
+            '"thread" or "process"'
+        )
+    return ""
 
 
 def _not_importable(target: Any) -> str:
