@@ -25,8 +25,8 @@ from .executors import (
     GROUP_POLL_SECONDS,
     AttemptResult,
     CommandExecution,
-    _Pipes,
     signal_name,
+    spawn_group,
 )
 from .job import Job, TargetKind
 from .run import Outcome, Run, RunError
@@ -179,18 +179,13 @@ class ProcessExecution(CommandExecution):
         self._killed = loop.create_future()
         read_fd, write_fd = os.pipe()
         try:
-            transport, pipes = await loop.subprocess_exec(
-                lambda: _Pipes(run, self.clock.wall),
-                *argv,
-                str(os.getpid()),
-                str(write_fd),
-                CHILD_PATH,
+            transport, pipes = await spawn_group(
+                run,
+                self.clock,
+                [*argv, str(os.getpid()), str(write_fd), CHILD_PATH],
                 stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
                 cwd=job.options.cwd,
                 env=env,
-                start_new_session=True,
                 pass_fds=(write_fd,),
             )
         except OSError as exc:
