@@ -207,6 +207,31 @@ class _Pipes(asyncio.SubprocessProtocol):
             self.exited.set_result(None)
 
 
+async def spawn_group(
+    run: Run,
+    clock: Clock,
+    argv: list[str],
+    *,
+    stdin: int,
+    cwd: str | None,
+    env: dict[str, str] | None,
+    pass_fds: tuple[int, ...] = (),
+) -> tuple[asyncio.SubprocessTransport, _Pipes]:
+    """Start ``argv`` as the leader of a new process group (a timeout or cancel signals the
+    whole group), its stdout and stderr read into ``run``'s output."""
+    return await asyncio.get_running_loop().subprocess_exec(
+        lambda: _Pipes(run, clock.wall),
+        *argv,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        pass_fds=pass_fds,
+    )
+
+
 class CommandExecution(Execution):
     """A shell command (``/bin/sh -c``) or an argv list, in its own process group.
 
@@ -244,15 +269,13 @@ class CommandExecution(Execution):
         loop = asyncio.get_running_loop()
         self._killed = loop.create_future()
         try:
-            transport, pipes = await loop.subprocess_exec(
-                lambda: _Pipes(run, self.clock.wall),
-                *argv,
+            transport, pipes = await spawn_group(
+                run,
+                self.clock,
+                argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
                 cwd=job.options.cwd,
                 env=env,
-                start_new_session=True,
             )
         except OSError as exc:
             run.error = RunError.from_exception(exc)

@@ -346,13 +346,19 @@ def classify_target(target: object, job_id: str | None) -> tuple[TargetKind, boo
 
 @functools.lru_cache(maxsize=4096)
 def _classify_callable(target: Callable[..., Any]) -> tuple[TargetKind, bool]:
+    kind = TargetKind.ASYNC if is_async_callable(target) else TargetKind.SYNC
+    return kind, _takes_run(target)
+
+
+def is_async_callable(target: object) -> bool:
+    """Whether calling ``target`` gives a coroutine: an async def, a partial of one, or an
+    object with an async ``__call__``."""
     func = target
     while isinstance(func, functools.partial):
         func = func.func
-    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
     )
-    return (TargetKind.ASYNC if is_async else TargetKind.SYNC), _takes_run(target)
 
 
 def _takes_run(target: Callable[..., Any]) -> bool:

@@ -20,12 +20,12 @@ its own interpreter). The job's timeout counts from before the first middleware.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .errors import InvalidJobOption, RunNotSucceeded
 from .executors import AttemptResult, Execution
+from .job import is_async_callable
 from .run import Outcome, Run, RunError
 
 CallNext = Callable[[], Awaitable[Any]]
@@ -33,13 +33,7 @@ Middleware = Callable[[Run, CallNext], Awaitable[Any]]
 
 
 def check_middleware(middleware: object) -> Middleware:
-    func = middleware
-    while hasattr(func, "func"):  # functools.partial
-        func = func.func
-    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
-    )
-    if not callable(middleware) or not is_async:
+    if not callable(middleware) or not is_async_callable(middleware):
         raise InvalidJobOption(
             f"expected an async function taking (run, call_next), got {middleware!r}",
             key="middleware",

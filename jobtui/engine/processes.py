@@ -25,8 +25,8 @@ from .executors import (
     GROUP_POLL_SECONDS,
     AttemptResult,
     CommandExecution,
-    _Pipes,
     signal_name,
+    spawn_group,
 )
 from .job import Job, TargetKind
 from .run import Outcome, Run, RunError
@@ -41,27 +41,9 @@ def check_run_mode(kind: TargetKind, target: Any, run_mode: str | None, job_id: 
     """Whether ``run_mode`` fits the job's target; raises InvalidJobOption saying why not."""
     if run_mode is None:
         return
-    if kind is TargetKind.COMMAND:
-        raise InvalidJobOption(
-            f'"{run_mode}" is for Python functions (run = "module:function"); a command always '
-            "runs in a process of its own: remove run_mode",
-            key="run_mode",
-            job_id=job_id,
-        )
-    if run_mode == "thread" and kind is TargetKind.ASYNC:
-        raise InvalidJobOption(
-            '"thread" is for plain functions; this is a coroutine function: use "async" '
-            '(on the event loop) or "process"',
-            key="run_mode",
-            job_id=job_id,
-        )
-    if run_mode == "async" and kind is TargetKind.SYNC:
-        raise InvalidJobOption(
-            '"async" is for coroutine functions (async def); this is a plain function: use '
-            '"thread" or "process"',
-            key="run_mode",
-            job_id=job_id,
-        )
+    problem = _mode_mismatch(kind, run_mode)
+    if problem:
+        raise InvalidJobOption(problem, key="run_mode", job_id=job_id)
     if run_mode == "process":
         problem = _not_importable(target)
         if problem:
@@ -71,6 +53,25 @@ def check_run_mode(kind: TargetKind, target: Any, run_mode: str | None, job_id: 
                 key="run_mode",
                 job_id=job_id,
             )
+
+
+def _mode_mismatch(kind: TargetKind, run_mode: str) -> str:
+    if kind is TargetKind.COMMAND:
+        return (
+            f'"{run_mode}" is for Python functions (run = "module:function"); a command always '
+            "runs in a process of its own: remove run_mode"
+        )
+    if run_mode == "thread" and kind is TargetKind.ASYNC:
+        return (
+            '"thread" is for plain functions; this is a coroutine function: use "async" '
+            '(on the event loop) or "process"'
+        )
+    if run_mode == "async" and kind is TargetKind.SYNC:
+        return (
+            '"async" is for coroutine functions (async def); this is a plain function: use '
+            '"thread" or "process"'
+        )
+    return ""
 
 
 def _not_importable(target: Any) -> str:
@@ -178,18 +179,13 @@ class ProcessExecution(CommandExecution):
         self._killed = loop.create_future()
         read_fd, write_fd = os.pipe()
         try:
-            transport, pipes = await loop.subprocess_exec(
-                lambda: _Pipes(run, self.clock.wall),
-                *argv,
-                str(os.getpid()),
-                str(write_fd),
-                CHILD_PATH,
+            transport, pipes = await spawn_group(
+                run,
+                self.clock,
+                [*argv, str(os.getpid()), str(write_fd), CHILD_PATH],
                 stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
                 cwd=job.options.cwd,
                 env=env,
-                start_new_session=True,
                 pass_fds=(write_fd,),
             )
         except OSError as exc:

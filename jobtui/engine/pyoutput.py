@@ -62,8 +62,12 @@ def _only_run() -> Run | None:
     return None
 
 
-def _append(run: Run, stream: str, text: str) -> None:
-    run.output.append(stream, text.rstrip("\r"), run._wall() if run._wall else 0.0)
+def _append(run: Run, stream: str, texts: list[str]) -> None:
+    """Lines written at one go: one notice to the run's subscribers for all of them, not one
+    per line, as for a command's output."""
+    output, when = run.output, run._wall() if run._wall else 0.0
+    for text in texts:
+        output.append(stream, text.rstrip("\r"), when)
     run._changed()
 
 
@@ -86,15 +90,15 @@ class _RoutedStream(io.TextIOBase):
             *lines, rest = pending.split("\n")
             if rest:
                 self._partial[run.run_id] = rest
-        for line in lines:
-            _append(run, self.name_, line)
+        if lines:
+            _append(run, self.name_, lines)
         return len(text)
 
     def flush_run(self, run: Run) -> None:
         with self._lock:
             rest = self._partial.pop(run.run_id, "")
         if rest:
-            _append(run, self.name_, rest)
+            _append(run, self.name_, [rest])
 
     def flush(self) -> None:
         with contextlib.suppress(ValueError, OSError):
@@ -186,8 +190,8 @@ class DescriptorCapture:
             self._pending[name] = rest
         run = _only_run()
         if run is not None:
-            for line in lines:
-                _append(run, name, line.decode("utf-8", "replace").rstrip("\r"))
+            if lines:
+                _append(run, name, [line.decode("utf-8", "replace") for line in lines])
         elif lines:
             # One hand-over per read, and a bounded one: a line each would queue millions of
             # callbacks on the loop (and log lines) for a chatty os.system, and SIGTERM would
