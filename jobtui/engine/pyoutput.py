@@ -28,7 +28,8 @@ from typing import Any, TextIO
 
 from .run import Run, _current_run
 
-# Of output that no single run can be credited with, the bytes handed on per read (64 KiB).
+# Of output that no single run can be credited with, the bytes logged per read (a read is up to
+# 64 KiB): a chatty os.system must not flood the headless log.
 STRAY_BYTES = 4096
 _active_lock = threading.Lock()
 _active: dict[str, Run] = {}  # the Python runs going now, by run id
