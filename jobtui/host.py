@@ -17,7 +17,7 @@ from .config import Config, Problem, Reloader
 from .config.hooks import JobHooks
 from .engine import Clock, Outcome, Run, RunNotFound, Scheduler
 from .store import StateStore, Store, StoreError
-from .store.interface import SharedStateStore
+from .store.interface import PeerRuns, SharedStateStore
 
 ALERTS_DRAIN = 5.0  # seconds a stopping jobtui waits for hook deliveries still going
 
@@ -64,11 +64,16 @@ class Host:
         # both the host and its users follow them.
         self.reloaded: list[Callable[[Config], None]] = []
         self.reload_failed: list[Callable[[list[Problem]], None]] = []
+        # Other hosts' runs of these jobs (when hosts share the state), and who wants to hear
+        # when that picture changes (the controllers).
+        self.peer_runs = PeerRuns()
+        self.peer_runs_changed: list[Callable[[PeerRuns, PeerRuns], None]] = []
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
         self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
         if isinstance(store, SharedStateStore):
             self._plan_shared_jobs(store, config)
             store.on_remote = self._apply_remote
+            store.on_peer_runs = self._on_peer_runs
         if store is not None:
             fingerprints = {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
             for job_id, snapshot in store.load_snapshots(fingerprints).items():
@@ -93,6 +98,17 @@ class Host:
     def shared(self) -> bool:
         """Whether other hosts share this host's state (and so run its jobs too)."""
         return isinstance(self.store, SharedStateStore)
+
+    @property
+    def name(self) -> str:
+        """This host's name when other hosts share the state (runs show where they ran);
+        empty when none can."""
+        return self.store.host if isinstance(self.store, SharedStateStore) else ""
+
+    def _on_peer_runs(self, picture: PeerRuns) -> None:
+        before, self.peer_runs = self.peer_runs, picture
+        for listener in self.peer_runs_changed:
+            listener(before, picture)
 
     def tell_other_hosts(self, action: str, target: str, reason: str = "") -> None:
         """What a user did here ("cancel" a job or run, "remove" a job) for the hosts sharing

@@ -20,21 +20,20 @@ from ..engine import (
     JobModified,
     JobNotFound,
     JobRemoved,
+    JobState,
     JobStateChanged,
     OccurrenceMissed,
     OccurrenceSkipped,
     Outcome,
-    Run,
     RunFinished,
     RunNotFound,
     RunProgress,
     RunRetrying,
     RunStarted,
     SchedulerStarted,
-    format_duration,
 )
-from ..engine.job import DEFAULT_OPTIONS
 from ..host import Host
+from ..store.interface import PeerRuns
 from .interface import (
     LOG_LIMIT,
     ActionFailed,
@@ -49,6 +48,7 @@ from .interface import (
     Summary,
 )
 from .listeners import Listeners
+from .views import options_shown, peer_run_view, run_record, run_view, target_text
 from .why import RECENT, JobFacts, Why, explain
 
 # The console and the control socket import these from here too.
@@ -68,71 +68,7 @@ __all__ = [
 ]  # fmt: skip
 
 DAY = 86400.0
-# The options the detail screen lists when they differ from the default.
-SHOWN_OPTIONS = (
-    "timeout", "retries", "overlap", "catchup", "misfire_grace", "max_failures", "max_runs",
-    "jitter", "kill_grace", "cwd",
-)  # fmt: skip
 RECENT_RUNS = 200  # history kept per job when there is no store
-
-
-# -- building views -------------------------------------------------------------------------
-def run_view(run: Run) -> RunView:
-    error = run.error
-    return RunView(
-        run_id=run.run_id,
-        job_id=run.job_id,
-        manual=run.manual,
-        attempt=run.attempt,
-        scheduled_ts=run.scheduled_ts,
-        started_ts=run.started_ts,
-        finished_ts=run.finished_ts,
-        outcome=run.outcome,
-        progress=run.progress,
-        status_message=run.status_message,
-        error_type=error.type if error else None,
-        error_message=error.message if error else None,
-        error_line=error.first_line if error else None,
-        reason=run.reason,
-        pid=run.pid,
-    )
-
-
-def run_record(run: Run) -> dict[str, Any]:
-    """A finished run as the store's ``read_runs`` returns it, for history without a store."""
-    return {
-        "run_id": run.run_id,
-        "job_id": run.job_id,
-        "scheduled_for": run.scheduled_for.isoformat(),
-        "manual": run.manual,
-        "attempt": run.attempt,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "outcome": run.outcome.value if run.outcome else None,
-        "reason": run.reason,
-        "error_type": run.error.type if run.error else None,
-        "error_message": run.error.message if run.error else None,
-        "duration": run.duration if run.started_at else None,
-    }
-
-
-def target_text(target: object) -> str:
-    if isinstance(target, str):
-        return target
-    if isinstance(target, list):
-        return " ".join(target)
-    module = getattr(target, "__module__", "")
-    return f"{module}:{getattr(target, '__qualname__', target)}"
-
-
-def options_shown(job: Job) -> tuple[tuple[str, str], ...]:
-    shown = []
-    for name in SHOWN_OPTIONS:
-        value = getattr(job.options, name)
-        if value != getattr(DEFAULT_OPTIONS, name):
-            text = format_duration(value) if isinstance(value, float) else value
-            shown.append((name, f"{text}"))
-    return tuple(shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +120,7 @@ class LocalController:
             subscribe(self._on_everything_changed, ClockJumped),
         ]
         host.reloaded.append(self._on_reloaded)
+        host.peer_runs_changed.append(self._on_peer_runs)
         host.reload_failed.append(self._on_reload_failed)
         host.alerts.failed.append(
             lambda failure: self._notify(
@@ -266,6 +203,7 @@ class LocalController:
         self._bring_up_to_date()  # the screen read jobs() just before: no second look at times
         views = self._views.values()
         store = self.host.store
+        name = self.host.name
         return Summary(
             config_name=self.config_path.name,
             jobs=len(views),
@@ -273,6 +211,10 @@ class LocalController:
             failed_24h=len(self._failures),
             paused=sum(1 for view in views if view.paused),
             store_status=store.status if store is not None else "",
+            host=name,
+            running_elsewhere=sum(
+                1 for view in views for run in view.running if run.host and run.host != name
+            ),
         )
 
     def why(self, job_id: str) -> Why | None:
@@ -336,6 +278,8 @@ class LocalController:
     def close(self) -> None:
         for unsubscribe in self._unsubscribes:
             unsubscribe()
+        if self._on_peer_runs in self.host.peer_runs_changed:
+            self.host.peer_runs_changed.remove(self._on_peer_runs)
 
     # -- keeping views current ------------------------------------------------------------
     def _notice_moved_times(self, jobs: Iterable[Job]) -> None:
@@ -377,6 +321,24 @@ class LocalController:
                            options_shown(job))  # fmt: skip
             self._words[job.id] = words
         next_run = job.next_run_time
+        name = self.host.name
+        running = tuple(run_view(run, name) for run in job.active)
+        last_run = run_view(job.last_run, name) if job.last_run is not None else None
+        state = job.state
+        peers = self.host.peer_runs
+        elsewhere = peers.running.get(job.id)
+        if elsewhere:
+            # Oldest first, as the engine lists its own: the newest is the one the table shows.
+            runs = (*running, *map(peer_run_view, elsewhere))
+            running = tuple(sorted(runs, key=lambda run: run.started_ts or run.scheduled_ts))
+            if state is JobState.SCHEDULED:
+                state = JobState.RUNNING  # running on another host is running all the same
+        peer_last = peers.last.get(job.id)
+        # Occurrences are ordered by when they were due (the same moment on every host).
+        if peer_last is not None and (
+            last_run is None or peer_last.scheduled_ts > last_run.scheduled_ts
+        ):
+            last_run = peer_run_view(peer_last)
         return JobView(
             id=job.id,
             name=job.name,
@@ -385,14 +347,14 @@ class LocalController:
             timezone=words.timezone,
             target=words.target,
             options=words.options,
-            state=job.state,
+            state=state,
             paused=job.paused,
             pause_reason=job.pause_reason,
             disabled_reason=job.disabled_reason,
             next_fire=job.next_fire,
             next_run_ts=next_run.timestamp() if next_run is not None else None,
-            last_run=run_view(job.last_run) if job.last_run is not None else None,
-            running=tuple(run_view(run) for run in job.active),
+            last_run=last_run,
+            running=running,
         )
 
     def _notify(self, notice: Notice) -> None:
@@ -420,6 +382,20 @@ class LocalController:
             what = run.error.first_line if run.error else run.outcome.value
             self._notify(RunFailed(run.job_id, what))
         self._notify(JobsChanged((run.job_id,)))
+
+    def _on_peer_runs(self, before: PeerRuns, after: PeerRuns) -> None:
+        """Another host's run of one of these jobs started, moved, ended (or its host went
+        and the run was found abandoned): those jobs' views are built again."""
+        changed = {
+            job_id
+            for old, new in ((before.running, after.running), (before.last, after.last))
+            for job_id in old.keys() | new.keys()
+            if old.get(job_id) != new.get(job_id)
+        }
+        changed &= self._views.keys()
+        if changed:
+            self._dirty.update(changed)
+            self._notify(JobsChanged(tuple(sorted(changed))))
 
     def _on_job_changed(self, event: JobModified | JobStateChanged) -> None:
         self._dirty.add(event.job_id)

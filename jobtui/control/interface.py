@@ -40,6 +40,10 @@ class RunView:
     error_line: str | None  # "Type: first line of the message", as notifications show it
     reason: str
     pid: int | None
+    # Where it runs (ran) when hosts share the state: this host's name for its own runs, the
+    # other host's for theirs. Empty when no other host can run the job (an SQLite state), and
+    # from a daemon older than the field.
+    host: str = ""
 
     @property
     def duration(self) -> float | None:
@@ -99,6 +103,10 @@ class Summary:
     daemon_pid: int | None = None
     attached_since: float | None = None
     disconnected: bool = False
+    # When hosts share the state: this host's name (empty otherwise: no Host column), and how
+    # many of ``running`` run on other hosts.
+    host: str = ""
+    running_elsewhere: int = 0
 
 
 # -- change notices -------------------------------------------------------------------------

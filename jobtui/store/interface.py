@@ -5,11 +5,42 @@ a second backend implements this without touching the engine or the host."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..engine import JobSnapshot
 from ..engine.datastore import DataStore
 from ..engine.job import JobOptions
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRun:
+    """A run of another host sharing the state, as that host last wrote it to the database.
+    Times are seconds since the epoch on that host's clock; ``outcome`` is None while it runs."""
+
+    host: str
+    job_id: str
+    run_id: str
+    manual: bool
+    attempt: int
+    scheduled_ts: float
+    started_ts: float | None
+    finished_ts: float | None = None
+    outcome: str | None = None
+    progress: float | None = None
+    status_message: str = ""
+    reason: str = ""
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRuns:
+    """What other hosts are doing with this host's jobs: their runs going on, and each job's
+    newest finished run where another host ran it (by job id)."""
+
+    running: Mapping[str, tuple[PeerRun, ...]] = field(default_factory=dict)
+    last: Mapping[str, PeerRun] = field(default_factory=dict)
 
 
 class StateStore(DataStore, Protocol):
@@ -19,6 +50,9 @@ class StateStore(DataStore, Protocol):
         ...
 
     on_status: Callable[[str], None] | None
+    # Set by the host: called on the loop with the whole picture of other hosts' runs when it
+    # changed. Only a store several hosts share calls it (SQLite never does).
+    on_peer_runs: Callable[[PeerRuns], None] | None
     abandoned: list[dict[str, Any]]  # runs the last owner left unfinished, found at open
 
     def load_snapshots(self, fingerprints: dict[str, str]) -> dict[str, JobSnapshot]:
@@ -57,6 +91,11 @@ class SharedStateStore(StateStore, Protocol):
     """A store several hosts share (PostgreSQL): its claims need each job's overlap limit and
     its grids a shared anchor, so the host tells it the jobs' options before it loads their
     state, and again after each reload."""
+
+    @property
+    def host(self) -> str:
+        """This host's name as the other hosts (and the history) know it."""
+        ...
 
     # Set by the host: apply what a user did on another host (action "pause", "resume",
     # "cancel" or "remove", the job's id or a run's, the reason to show).

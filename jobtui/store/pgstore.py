@@ -20,7 +20,9 @@ from ..config.statedb import describe
 from ..engine import Event, JobRemoved, JobSnapshot, JobStateChanged, Run
 from ..engine.job import JobOptions, OverlapPolicy
 from .history import COLUMNS, TIMES, as_record
+from .interface import PeerRuns
 from .pgnotify import Notifier
+from .pgpeers import PEER_POLL, PeerWatcher
 from .postgres import LEASE, DatabaseUnavailable, PostgresBackend, connect
 from .store import Store, StoreError
 from .writer import Kind, StoreUnavailable, Write
@@ -60,6 +62,8 @@ class PostgresStore(Store):
         self._applying_remote = False
         # The host applies what another host's user did: (action, job id, reason).
         self.on_remote: Callable[[str, str, str], None] | None = None
+        self.peer_poll = PEER_POLL  # seconds between looks at other hosts' runs
+        self._peers: PeerWatcher | None = None
 
     @classmethod
     def open_database(
@@ -161,6 +165,20 @@ class PostgresStore(Store):
             self.backend.conninfo, self.backend.shown, self.host, self._remote_notice
         )
         self._notifier.start()
+        self._peers = PeerWatcher(self.backend.conninfo, self.backend.shown, self.host,
+                                  lambda: list(self._anchors), self._peers_changed,
+                                  poll=self.peer_poll)  # fmt: skip
+        self._peers.start()
+
+    def _peers_changed(self, picture: PeerRuns) -> None:
+        """From the watcher's thread: the host hears of it on the loop."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                self._loop.call_soon_threadsafe(self._tell_peers, picture)
+
+    def _tell_peers(self, picture: PeerRuns) -> None:
+        if self.on_peer_runs is not None and not self._closed:
+            self.on_peer_runs(picture)
 
     def record(self, event: Event) -> None:
         super().record(event)
@@ -197,6 +215,8 @@ class PostgresStore(Store):
     def close(self) -> None:
         if self._notifier is not None:
             self._notifier.close()
+        if self._peers is not None:
+            self._peers.close()
         super().close()
 
     def claim(self, run: Run) -> asyncio.Future[bool]:

@@ -35,6 +35,7 @@ from ..engine import (
 )
 from ..engine.procfs import process_start
 from .history import read_context, read_runs
+from .interface import PeerRuns
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
 from .statefile import UnusableStatePath
 from .writer import Backend, BatchWriter, Kind, StoreUnavailable, Write
@@ -89,6 +90,8 @@ class Store:
             SchedulerStopped: self._session_stopped,
         }
         self._session: float | None = None  # when this process's scheduler started
+        # No other host shares an SQLite state: nothing ever calls it.
+        self.on_peer_runs: Callable[[PeerRuns], None] | None = None
 
     @classmethod
     def open(
