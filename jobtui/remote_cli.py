@@ -136,6 +136,9 @@ def status(client: SyncClient, args: argparse.Namespace) -> int:
                 "paused": summary.paused,
                 "failed_24h": summary.failed_24h,
                 "store_status": summary.store_status,
+                # Hosts sharing the state: this host's name and the runs on the others.
+                "host": summary.host,
+                "running_elsewhere": summary.running_elsewhere,
             },
             "jobs": [_job_record(view, now) for view in jobs],
         }
@@ -144,7 +147,8 @@ def status(client: SyncClient, args: argparse.Namespace) -> int:
     since = _iso(hello.started_at, UTC)
     print(f"jobtui pid {hello.pid} ({hello.host}) since {since}: {printable(hello.config_path)}")
     print(
-        f"{summary.jobs} jobs, {summary.running} running, {summary.paused} paused, "
+        f"{summary.jobs} jobs, {summary.running} running{_elsewhere(summary.running_elsewhere)}, "
+        f"{summary.paused} paused, "
         f"{summary.failed_24h} failed in 24 h"
         + (f"; store: {printable(summary.store_status)}" if summary.store_status else "")
     )
@@ -160,6 +164,7 @@ def status(client: SyncClient, args: argparse.Namespace) -> int:
             message = f"  {printable(run.status_message)}" if run.status_message else ""
             print(
                 f"{'':<{width}}  run {printable(run.run_id)} running {_ago(run.elapsed(now))}"
+                f"{f' on {printable(run.host)}' if run.host else ''}"
                 f"{' (manual)' if run.manual else ''}  {progress}{message}"
             )
     return 0
@@ -273,13 +278,18 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02}m"
 
 
+def _elsewhere(count: int) -> str:
+    return f" ({count} on other hosts)" if count else ""
+
+
 def _last(view: JobView, now: float) -> str:
     run = view.last_run
     if run is None or run.outcome is None:
         return "-"
     when = f" {_ago(now - run.finished_ts)} ago" if run.finished_ts is not None else ""
     error = f": {printable(run.error_line)}" if run.error_line else ""
-    return f"{run.outcome.value}{when}{error}"
+    where = f" on {printable(run.host)}" if run.host else ""
+    return f"{run.outcome.value}{when}{where}{error}"
 
 
 def _run_record(run: RunView) -> dict[str, Any]:
@@ -294,6 +304,7 @@ def _run_record(run: RunView) -> dict[str, Any]:
         "status": run.status_message,
         "error": run.error_line,
         "pid": run.pid,
+        "host": run.host,  # "" unless hosts share the state
     }
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from jobtui.control.controller import JobView, RunView, Summary
@@ -31,6 +33,7 @@ from jobtui.control.protocol import (
     decode_result,
     decode_server_message,
     encode,
+    encode_result,
     error_reply,
     reply,
 )
@@ -78,6 +81,32 @@ def test_views_cross_the_socket_unchanged() -> None:
     assert back.jobs[0].state is JobState.RUNNING
     assert back.jobs[0].last_run is not None and back.jobs[0].last_run.outcome is Outcome.FAILED
     assert back.jobs[0].current_run == _run()  # the view's own properties work on the copy
+
+
+def test_where_a_run_runs_crosses_the_socket_and_an_older_peer_reads_around_it() -> None:
+    """Hosts sharing a PostgreSQL state: each run says which host it is on, the summary this
+    host's name and how many run elsewhere. Additive: a daemon that predates the fields is
+    read as one host, and a client that predates them decodes the new lines all the same."""
+    job = _job(running=(_run(host="web-2"),), last_run=_run(run_id="r0", host="web-1"))
+    summary = Summary("jobs.toml", 1, 1, 0, 0, "", host="web-1", running_elsewhere=1)
+    event = JobsEvent(seq=4, views=[job])
+    back = decode_server_message(encode(event))
+    assert back == event
+    assert isinstance(back, JobsEvent) and back.views[0].running[0].host == "web-2"
+    assert decode_result("summary", encode_result(summary)) == summary
+
+    older_line = encode(JobsEvent(seq=5, views=[_job()])).replace(b',"host":""', b"")
+    assert b'"host"' not in older_line
+    older = decode_server_message(older_line)
+    assert isinstance(older, JobsEvent) and older.views[0].running[0].host == ""
+
+    @dataclass(frozen=True, slots=True)
+    class OlderRunView:  # RunView as a client from before the field has it
+        run_id: str
+        progress: float | None
+
+    old_client = msgspec.json.decode(encode(_run(host="web-2")), type=OlderRunView)
+    assert old_client == OlderRunView("r1", 0.25)
 
 
 def test_events_and_hello_round_trip() -> None:

@@ -102,8 +102,12 @@ def summary_text(summary: Summary, now: float, zone: tzinfo) -> Text:
         since = summary.attached_since if summary.attached_since is not None else now
         when = datetime.fromtimestamp(since, zone).strftime("%H:%M")
         text.append(f" · attached to pid {summary.daemon_pid} since {when}", style="bold cyan")
+    if summary.host:  # hosts share the state: which one this is, the others' runs counted
+        text.append(f" · host {printable(summary.host)}")
+    others = summary.running_elsewhere
+    elsewhere = f" ({others} on other hosts)" if others else ""
     text.append(
-        f"   {summary.jobs} jobs · {summary.running} running · "
+        f"   {summary.jobs} jobs · {summary.running} running{elsewhere} · "
         f"{summary.failed_24h} failed (24h) · {summary.paused} paused{store}   {clock}"
     )
     return text

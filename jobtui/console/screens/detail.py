@@ -93,7 +93,7 @@ class JobDetailScreen(Screen[None]):
         now = self.controller.now()
         self.query_one("#config", Static).update(self._config_text(job))
         self.query_one("#next", Static).update(self._next_text(job))
-        self._show_run(job.current_run, now)
+        self._show_run(job.current_run, now, self.controller.summary().host)
         self._show_history(job)
 
     def _config_text(self, job: JobView) -> Text:
@@ -128,7 +128,8 @@ class JobDetailScreen(Screen[None]):
             previous_offset = offset
         return text
 
-    def _show_run(self, run: RunView | None, now: float) -> None:
+    def _show_run(self, run: RunView | None, now: float, here: str = "") -> None:
+        """The current run; ``here`` is this host's name when hosts share the state."""
         title = self.query_one("#run-title", Static)
         bar = self.query_one("#bar", ProgressBar)
         log = self.query_one("#log", Log)
@@ -137,8 +138,10 @@ class JobDetailScreen(Screen[None]):
             bar.update(total=1.0, progress=0.0)
             return
         label = Text()
+        where = f"on {printable(run.host)} " if here and run.host else ""
         if run.outcome is None:
             label.append("Running ", style="bold cyan")
+            label.append(where)
             elapsed = run.elapsed(now)
             label.append(f"for {format_duration(elapsed)}")
             if run.progress:
@@ -147,6 +150,7 @@ class JobDetailScreen(Screen[None]):
         else:
             glyph, style = OUTCOME_STYLE[run.outcome]
             label.append(f"{glyph} {run.outcome.value} ", style=style)
+            label.append(where)
             label.append(f"after {format_duration(run.duration or 0.0)}")
             if run.error_line is not None:
                 label.append(f"   {printable(run.error_line)}", style="red")
@@ -161,6 +165,9 @@ class JobDetailScreen(Screen[None]):
         if run.run_id != self._log_run:
             log.clear()
             self._log_run, self._log_next = run.run_id, -LOG_SHOWN  # a bounded tail, not all
+            if here and run.host and run.host != here:
+                # Its output is on that host; the database gets it when the run ends.
+                log.write_line(f"(the output of a run on {printable(run.host)} is shown there)")
         lines, following = self.controller.log(run.job_id, run.run_id, self._log_next, LOG_SHOWN)
         if len(lines) >= LOG_SHOWN and self._log_next >= 0:
             # Behind a job that prints faster than the screen refreshes: show its newest lines

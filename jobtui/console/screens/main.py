@@ -81,9 +81,10 @@ class MainScreen(Screen[None]):
         query = self.query_one("#filter", Input).value.strip().lower()
         jobs = [job for job in controller.jobs() if not query or query in _haystack(job)]
         table = self.query_one(JobTable)
-        table.show(jobs, now, controller.timezone, app.tick)
-        summary = summary_text(controller.summary(), now, controller.timezone)
-        self.query_one("#summary", Static).update(summary)
+        summary = controller.summary()
+        # Hosts sharing the state: where each job's runs are.
+        table.show(jobs, now, controller.timezone, app.tick, hosts=bool(summary.host))
+        self.query_one("#summary", Static).update(summary_text(summary, now, controller.timezone))
         problems = controller.reload_problems
         banner = self.query_one("#banner", Static)
         banner.display = bool(problems)
@@ -186,6 +187,9 @@ class MainScreen(Screen[None]):
                 self.refresh_jobs()
 
         question = f'Cancel the running run of "{printable(job_id)}"?'
+        elsewhere = sorted({run.host for run in job.running} - {self.controller.summary().host})
+        if elsewhere and self.controller.summary().host:
+            question += f" (it runs on {printable(', '.join(elsewhere))})"
         self.app.push_screen(ConfirmScreen(question), answered)
 
     def action_details(self) -> None:

@@ -35,17 +35,19 @@ COLUMNS = (  # key, label, the least it is given, the most its content may claim
     ("progress", "Progress", 12, 17),
     ("status", "Status", 12, 12),  # and then whatever the others leave
 )
+# Where a job's runs are, shown only when hosts share the state (after "Last run").
+HOST_COLUMN = ("host", "Host", 6, 20)
 SORTS = ("next", "job", "state", "last")
 # When the terminal is narrow, columns give up width in this order, down to these widths: first
 # the status message down to its label, then some of everything but the essentials, then long
 # names in part, then the status and last run altogether (a column is never left a few cells
 # wide); names and countdowns go last.
 SHRINK = (
-    ("status", 6), ("last", 12), ("trigger", 12), ("progress", 12), ("job", 24),
-    ("status", 0), ("last", 0), ("next", 15), ("job", 10),
+    ("status", 6), ("host", 12), ("last", 12), ("trigger", 12), ("progress", 12), ("job", 24),
+    ("status", 0), ("host", 6), ("last", 0), ("next", 15), ("job", 10),
 )  # fmt: skip
 # Who gets back the cells a column dropped whole did not need to give, best first.
-REGAIN = ("job", "next", "trigger", "last", "progress")
+REGAIN = ("job", "next", "trigger", "last", "host", "progress")
 PADDING = 2  # one cell each side of a column
 SCROLLBAR = 1
 
@@ -57,14 +59,24 @@ class Column:
     width: int
 
 
-def fit_widths(total: int, content: dict[str, int] | None = None) -> dict[str, int]:
+def columns_for(hosts: bool) -> tuple[tuple[str, str, int, int], ...]:
+    """The table's columns: with ``hosts``, a Host column after the last run."""
+    if not hosts:
+        return COLUMNS
+    at = [key for key, *_ in COLUMNS].index("last") + 1
+    return (*COLUMNS[:at], HOST_COLUMN, *COLUMNS[at:])
+
+
+def fit_widths(
+    total: int, content: dict[str, int] | None = None, *, hosts: bool = False
+) -> dict[str, int]:
     """Column widths that fit ``total`` cells. Each column asks for its widest cell (``content``),
     within its bounds, so names and countdowns are whole first; the status message takes what is
     left. When that does not fit, columns shrink in SHRINK's order."""
     content = content or {}
     widths = {
         key: max(len(label), least, min(most, content.get(key, 0)))
-        for key, label, least, most in COLUMNS
+        for key, label, least, most in columns_for(hosts)
     }
     spare = total - sum(widths.values()) - PADDING * len(widths) - SCROLLBAR
     if spare >= 0:
@@ -75,6 +87,8 @@ def fit_widths(total: int, content: dict[str, int] | None = None) -> dict[str, i
     for key, minimum in SHRINK:
         if need <= 0:
             break
+        if key not in widths:
+            continue
         if minimum == 0:  # dropped whole, with the padding around it
             need -= widths[key] + PADDING if widths[key] else 0
             widths[key] = 0
@@ -85,6 +99,8 @@ def fit_widths(total: int, content: dict[str, int] | None = None) -> dict[str, i
     for key in REGAIN:  # a dropped column may have freed more than was needed
         if need >= 0:
             break
+        if key not in widths:
+            continue
         back = min(-need, wanted[key] - widths[key]) if widths[key] else 0
         widths[key] += back
         need += back
@@ -97,6 +113,16 @@ def job_cell(job: JobView) -> Text:
     if job.name != job.id:
         cell.append(f"  {printable(job.id)}", style="dim")
     return cell
+
+
+def host_text(job: JobView) -> Text:
+    """Where the job's runs go on (each host once), else where its last run ran."""
+    hosts = list(dict.fromkeys(run.host for run in job.running if run.host))
+    if not hosts and job.last_run is not None and job.last_run.host:
+        hosts = [job.last_run.host]
+    if not hosts:
+        return Text("—", style="dim")
+    return Text(printable(", ".join(hosts)), style="cyan" if job.running else "")
 
 
 def row_key(job: JobView, now: float, tick: int) -> tuple[object, ...]:
@@ -117,22 +143,28 @@ def row_key(job: JobView, now: float, tick: int) -> tuple[object, ...]:
         coarse(now - (last.finished_ts or now)) if last else None,
         progress,
         running.status_message if running else (job.disabled_reason or job.pause_reason),
+        tuple(run.host for run in job.running),
+        last.host if last else None,
     )
 
 
-def row_for(job: JobView, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
+def row_for(
+    job: JobView, now: float, zone: tzinfo, tick: int, *, hosts: bool = False
+) -> tuple[Text, ...]:
     running = job.running[-1] if job.running else None
     status = running.status_message if running else ""
     if not running and job.disabled_reason:
         status = job.disabled_reason
     elif not running and job.paused and job.pause_reason:
         status = job.pause_reason
+    where = (host_text(job),) if hosts else ()
     return (
         job_cell(job),
         Text(printable(job.trigger)),
         state_text(job.state),
         next_text(job, now, zone),
         outcome_text(job.last_run, now),
+        *where,
         progress_text(running, tick),
         Text(printable(status.replace("\n", " ")), style="dim" if not running else ""),
     )
@@ -197,6 +229,7 @@ class JobTable(ScrollView, can_focus=True):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.columns = [Column(key, label, least) for key, label, least, _ in COLUMNS]
+        self.hosts = False  # whether the Host column is shown (hosts share the state)
         # The widest cell seen per column. It only grows (until the jobs change), so a countdown
         # that gets one character shorter does not re-lay the whole table every second.
         self._content: dict[str, int] = {}
@@ -227,9 +260,18 @@ class JobTable(ScrollView, can_focus=True):
         return {job_id: [cell.plain for cell in self._cells[job_id]] for job_id in self._order}
 
     # -- filling it -----------------------------------------------------------------------
-    def show(self, jobs: Iterable[JobView], now: float, zone: tzinfo, tick: int) -> None:
-        """Bring the table in line with ``jobs`` (already filtered), repainting only changes."""
+    def show(
+        self, jobs: Iterable[JobView], now: float, zone: tzinfo, tick: int, *, hosts: bool = False
+    ) -> None:
+        """Bring the table in line with ``jobs`` (already filtered), repainting only changes;
+        with ``hosts``, a Host column says where each job's runs are."""
         jobs = list(jobs)
+        if hosts != self.hosts:  # every row gains or loses a cell: all are built again
+            self.hosts = hosts
+            self.columns = [Column(k, label, least) for k, label, least, _ in columns_for(hosts)]
+            self._cells, self._keys, self._versions, self._content = {}, {}, {}, {}
+            self._order = []
+            self._lines.clear()
         selected = self.selected_job_id
         changed: set[str] = set()
         present = {job.id for job in jobs}
@@ -241,7 +283,7 @@ class JobTable(ScrollView, can_focus=True):
             if self._keys.get(job.id) == key:
                 continue
             self._keys[job.id] = key
-            self._cells[job.id] = row_for(job, now, zone, tick)
+            self._cells[job.id] = row_for(job, now, zone, tick, hosts=hosts)
             self._versions[job.id] = self._versions.get(job.id, 0) + 1
             changed.add(job.id)
         widest = self._measure(self._cells if gone else changed)
@@ -279,7 +321,7 @@ class JobTable(ScrollView, can_focus=True):
         return widest
 
     def _lay_out(self) -> None:
-        widths = fit_widths(self.size.width, self._content)
+        widths = fit_widths(self.size.width, self._content, hosts=self.hosts)
         for column in self.columns:
             column.width = widths[column.key]
         self._lines.clear()
