@@ -15,7 +15,8 @@ from jobtui.config import load
 from jobtui.console.app import JobtuiApp
 
 from .conftest import START
-from .test_console import JOBS, select, write
+from .test_console import JOBS, select, table_rows, write
+from .test_console_hosts import console, insert_runs, until
 
 SIZE = (120, 32)
 
@@ -59,3 +60,23 @@ def test_error_banner(snap_compare, app, tmp_path):
 
 def test_help_screen(snap_compare, app):
     assert snap_compare(app, terminal_size=SIZE, press=["question_mark"])
+
+
+@pytest.fixture
+def shared_app(pg_cluster, pg_database, tmp_path) -> JobtuiApp:
+    """The console of host web-1 of several sharing a PostgreSQL state, with web-2's run
+    going on and web-3's last run of another job in the database."""
+    from jobtui.store.pgstore import PostgresStore
+
+    url = pg_cluster.url(pg_database)
+    PostgresStore.open_database(url, host="setup").close()  # the schema, for the rows below
+    insert_runs(url)
+    return console(tmp_path, url)
+
+
+def test_main_screen_with_hosts(snap_compare, shared_app):
+    async def runs_shown(pilot):
+        await until(pilot, lambda: "40%" in " ".join(table_rows(shared_app).get("copy", [])))
+        await select(pilot, shared_app, "copy")
+
+    assert snap_compare(shared_app, terminal_size=(140, 16), run_before=runs_shown)
