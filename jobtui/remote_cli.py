@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .cli import DEFAULT_FILE
+from .config.statedb import is_database
 from .control import protocol as p
 from .control.controller import JobView, RunView
 from .control.sync_client import Disconnected, NoDaemon, RemoteError, SyncClient
@@ -109,8 +110,8 @@ def state_path_of(path: Path) -> Path | None:
             state = scheduler.get("state", DEFAULT_STATE)
     except tomllib.TOMLDecodeError:
         pass
-    if not isinstance(state, str) or not state.strip():
-        state = DEFAULT_STATE
+    if not isinstance(state, str) or not state.strip() or is_database(state):
+        state = DEFAULT_STATE  # a database's daemon answers where a state file would be
     return (path.resolve().parent / state).resolve()
 
 
