@@ -14,6 +14,9 @@ from jobtui.console.app import JobtuiApp
 from jobtui.console.screens.confirm import ConfirmScreen
 from jobtui.console.screens.detail import JobDetailScreen
 from jobtui.console.widgets.job_table import JobTable
+from jobtui.control.client import RemoteController
+from jobtui.control.controller import LocalController
+from jobtui.control.server import ControlServer
 from jobtui.host import Host
 from jobtui.store.pgstore import PostgresStore
 
@@ -130,3 +133,42 @@ def insert_runs(url: str) -> None:
             "to_timestamp(%s), 'succeeded', 'web-3')",
             (start - 3300, start - 3300, start - 3288),
         )
+
+
+async def test_an_attached_console_shows_the_other_hosts_run_and_its_host(
+    pg_cluster, pg_database, tmp_path
+):
+    """The daemon of host web-1 in this process, a console attached to it over its socket."""
+    url = pg_cluster.url(pg_database)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    other = Host(
+        load(write(tmp_path / "b" / "jobs.toml", JOBS)), store=open_store(url, "web-2"),
+        clock=VirtualClock(START),
+    )  # fmt: skip
+    config = load(write(tmp_path / "a" / "jobs.toml", JOBS))
+    host = Host(config, store=open_store(url, "web-1"), clock=VirtualClock(START))
+    local = LocalController(host)
+    server = ControlServer(local, flush_interval=0.02)
+    for each in (other, host):
+        await each.start(watch=False)
+    await server.start()
+    remote = RemoteController(config.path, config.timezone, state_path=config.state_path)
+    app = JobtuiApp(config, attach=remote, refresh_interval=0.1)
+    try:
+        async with app.run_test(size=(140, 30)) as pilot:
+            await until(pilot, lambda: bool(remote.jobs()))
+            other.scheduler.run_now("copy", wait=False)
+            await until(pilot, lambda: "40%" in " ".join(table_rows(app)["copy"]))
+            assert table_rows(app)["copy"][5] == "web-2"
+            (run,) = remote.job("copy").running
+            assert (run.host, run.status_message) == ("web-2", "copying 4 of 10")
+            # The summary follows within the daemon's full pass (a second).
+            await until(pilot, lambda: remote.summary().running_elsewhere == 1)
+            assert remote.summary().host == "web-1"
+            assert "host web-1" in str(app.screen.query_one("#summary").render())
+    finally:
+        await server.close()
+        local.close()
+        for each in (host, other):
+            await each.stop(0)
