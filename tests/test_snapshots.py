@@ -6,6 +6,7 @@ Regenerate after a deliberate change to the console: pytest tests/test_snapshots
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_help_screen(snap_compare, app):
 
 
 @pytest.fixture
-def shared_app(pg_cluster, pg_database, tmp_path) -> JobtuiApp:
+def shared_app(pg_cluster, pg_database, tmp_path) -> Iterator[JobtuiApp]:
     """The console of host web-1 of several sharing a PostgreSQL state, with web-2's run
     going on and web-3's last run of another job in the database."""
     from jobtui.store.pgstore import PostgresStore
@@ -71,7 +72,10 @@ def shared_app(pg_cluster, pg_database, tmp_path) -> JobtuiApp:
     url = pg_cluster.url(pg_database)
     PostgresStore.open_database(url, host="setup").close()  # the schema, for the rows below
     insert_runs(url)
-    return console(tmp_path, url)
+    app = console(tmp_path, url)
+    yield app
+    if app.host is not None and app.host.store is not None:
+        app.host.store.close()  # the picture is taken without the console's quit
 
 
 def test_main_screen_with_hosts(snap_compare, shared_app):
