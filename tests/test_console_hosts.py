@@ -94,10 +94,12 @@ async def test_a_run_on_another_host_shows_in_the_table_with_its_host_and_is_can
             await pilot.pause()
             title = str(app.screen.query_one("#run-title").render())
             assert title.startswith("Running on web-2 for")
+            assert app.screen.query_one("#log").lines[0].startswith("(this run is on web-2")
             await pilot.press("escape")
 
             await pilot.press("x")
             assert isinstance(app.screen, ConfirmScreen)
+            assert app.screen.question.endswith("(it runs on web-2)")
             await pilot.press("y")
             await Recorder(other.scheduler).wait_for(lambda: run.outcome is not None, 10)
             assert run.outcome is Outcome.CANCELLED

@@ -166,8 +166,8 @@ class JobDetailScreen(Screen[None]):
             log.clear()
             self._log_run, self._log_next = run.run_id, -LOG_SHOWN  # a bounded tail, not all
             if here and run.host and run.host != here:
-                # Its output is on that host; the database gets it when the run ends.
-                log.write_line(f"(the output of a run on {printable(run.host)} is shown there)")
+                # Its output streams only on the host that runs it.
+                log.write_line(f"(this run is on {printable(run.host)}: its output is shown there)")
         lines, following = self.controller.log(run.job_id, run.run_id, self._log_next, LOG_SHOWN)
         if len(lines) >= LOG_SHOWN and self._log_next >= 0:
             # Behind a job that prints faster than the screen refreshes: show its newest lines

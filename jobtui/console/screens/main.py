@@ -187,8 +187,9 @@ class MainScreen(Screen[None]):
                 self.refresh_jobs()
 
         question = f'Cancel the running run of "{printable(job_id)}"?'
-        elsewhere = sorted({run.host for run in job.running} - {self.controller.summary().host})
-        if elsewhere and self.controller.summary().host:
+        here = self.controller.summary().host  # hosts share the state: say where it goes on
+        elsewhere = sorted({run.host for run in job.running} - {here}) if here else []
+        if elsewhere:
             question += f" (it runs on {printable(', '.join(elsewhere))})"
         self.app.push_screen(ConfirmScreen(question), answered)
 
