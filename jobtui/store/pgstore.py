@@ -173,7 +173,25 @@ class PostgresStore(Store):
                 self._notify("resume", event.job_id)
 
     def announce(self, action: str, target: str, reason: str = "") -> None:
+        if action == "remove":  # noted, so a host that did not hear it catches up on it
+            self.note_job_event(target, "removed", reason)
         self._notify(action, target, reason)
+
+    def hosts_running(self, target: str) -> list[str] | None:
+        """The other hosts with a run of the job (or the run, by its id) going on; None when
+        the database cannot be asked just now. Blocking, briefly: asked when a user cancels."""
+        if self.writer.status:  # the database is away: do not wait for a connect to fail
+            return None
+        try:
+            with self.backend._transaction() as conn:
+                rows = conn.execute(
+                    "SELECT DISTINCT host FROM runs WHERE outcome IS NULL AND host <> %s "
+                    "AND (job_id = %s OR run_id = %s) ORDER BY host",
+                    (self.host, target, target),
+                ).fetchall()
+        except StoreUnavailable:
+            return None
+        return [host for (host,) in rows]
 
     def _notify(self, action: str, job_id: str, reason: str = "") -> None:
         if self._notifier is not None:
