@@ -18,9 +18,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from .postgres import connect
+from .postgres import CHANNEL, connect
 
-CHANNEL = "jobtui"
 POLL = 0.1  # seconds between looks at what to send; notifications wake the thread at once
 RETRY = 1.0
 

@@ -31,6 +31,9 @@ SHARED_ANCHOR = 0.0
 # Seconds a host waits before claiming an occurrence that falls to another live host: long
 # enough for that host's claim to land first, short enough to take over from a dead one.
 HANDOFF = 0.2
+# Seconds between looks at whether the runs on other hosts that a queued occurrence waits for
+# have ended (and so whether it may start).
+QUEUE_POLL = 0.2
 
 
 # A password given as key=value, quoted or not (libpq's syntax).
@@ -58,6 +61,7 @@ class PostgresStore(Store):
         self._config_path = ""
         self._notifier: Notifier | None = None
         self._applying_remote = False
+        self._turns: set[asyncio.Task[None]] = set()  # queued occurrences waiting their turn
         # The host applies what another host's user did: (action, job id, reason).
         self.on_remote: Callable[[str, str, str], None] | None = None
 
@@ -107,6 +111,13 @@ class PostgresStore(Store):
             elif opts.overlap.policy is OverlapPolicy.SKIP:
                 limits[job_id] = 1
         self.backend.limits = limits
+        policies = {job_id: opts.overlap.policy for job_id, opts in options.items()}
+        self.backend.replacing = frozenset(
+            job_id for job_id, policy in policies.items() if policy is OverlapPolicy.REPLACE
+        )
+        self.backend.queueing = frozenset(
+            job_id for job_id, policy in policies.items() if policy is OverlapPolicy.QUEUE
+        )
         self._anchors = {
             job_id: opts.start if opts.start is not None else SHARED_ANCHOR
             for job_id, opts in options.items()
@@ -232,7 +243,58 @@ class PostgresStore(Store):
             self.writer.push(write)
         else:  # the occurrence's own host claims first; this one takes over if it does not
             self._loop.call_later(HANDOFF, self._push_claim, write)
-        return future
+        if run.job_id not in self.backend.queueing:
+            return future
+        # A queue job's occurrence claimed while another host runs the job is this host's,
+        # but starts only once those runs end: its answer waits until then.
+        turn: asyncio.Future[bool] = self._loop.create_future()
+        future.add_done_callback(lambda claimed: self._claimed(run.run_id, claimed, turn))
+        return turn
+
+    def _claimed(
+        self, run_id: str, claimed: asyncio.Future[bool], turn: asyncio.Future[bool]
+    ) -> None:
+        awaited = self.backend.waiting.pop(run_id, None)
+        if turn.done():  # cancelled while its claim was written: its end is recorded
+            return
+        if claimed.cancelled():
+            turn.cancel()
+        elif not claimed.result() or not awaited:
+            turn.set_result(claimed.result())
+        else:
+            assert self._loop is not None
+            task = self._loop.create_task(self._wait_turn(run_id, [r for r, _ in awaited], turn))
+            self._turns.add(task)
+            task.add_done_callback(self._turns.discard)
+            turn.add_done_callback(lambda _: task.cancel())  # the run was cancelled meanwhile
+
+    def _still_going(self, run_id: str, awaited: list[str]) -> bool:
+        """Whether a run this host's queued occurrence waits for goes on (a host that died
+        has its runs abandoned once its lease runs out); when none does, the occurrence's
+        row says it started. Blocking."""
+        with self.backend._transaction() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND outcome IS NULL",
+                (awaited,),
+            ).fetchone()
+            if row and row[0]:
+                return True
+            conn.execute(
+                "UPDATE runs SET started_at = now(), reason = '' WHERE run_id = %s", (run_id,)
+            )
+        return False
+
+    async def _wait_turn(self, run_id: str, awaited: list[str], turn: asyncio.Future[bool]) -> None:
+        while not self._closed:
+            await asyncio.sleep(QUEUE_POLL)
+            try:
+                going = await asyncio.to_thread(self._still_going, run_id, awaited)
+            except StoreUnavailable:
+                continue  # the occurrence stays this host's (leased): ask again
+            if not going:
+                if not turn.done():
+                    turn.set_result(True)
+                return
 
     def _push_claim(self, write: Write) -> None:
         if self._closed and write.claim is not None and not write.claim.done():
