@@ -44,13 +44,19 @@ ACTIONS = ("pause", "resume", "remove")
 
 class Notifier:
     def __init__(
-        self, conninfo: str, shown: str, host: str, on_remote: Remote, *, retry: float = RETRY
+        self,
+        conninfo: str,
+        shown: str,
+        host: str,
+        on_remote: Remote,
+        *,
+        retry: float | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.shown = shown
         self.host = host
         self.on_remote = on_remote
-        self.retry = retry  # seconds between attempts to connect again
+        self.retry = RETRY if retry is None else retry  # seconds between connection attempts
         self.backend_pid: int | None = None  # the listening connection's, while connected
         self._last_note: int | None = None  # the newest job_events id when last listening
         self._broke_at = 0.0  # monotonic: when the connection was last lost
