@@ -122,3 +122,30 @@ async def test_a_queued_occurrence_waiting_for_a_dead_host_starts_once_its_lease
         assert mine["outcome"] == "succeeded" and mine["host"] == "a"
     finally:
         await a.stop(5)
+
+
+async def test_a_queued_occurrence_cancelled_while_it_waits_never_runs(url, tmp_path):
+    a = await start_host(url, tmp_path / "a", "a", "queue")
+    b = await start_host(url, tmp_path / "b", "b", "queue")
+    advancing = None
+    try:
+        await a.scheduler.clock.advance(10)
+        (first,) = a.scheduler.running_runs()
+        await Recorder(a.scheduler).wait_for(lambda: first.pid is not None, 10)
+        await asyncio.to_thread(a.store.flush)
+        advancing = asyncio.create_task(b.scheduler.clock.advance(20))
+        await wait_row(url, "12:00:20", lambda r: r["host"] == "b", "not claimed by b")
+        (waiting,) = b.scheduler.running_runs()
+        b.scheduler.cancel("report")
+        await advancing
+        assert waiting.outcome is Outcome.CANCELLED and waiting.started_ts is None
+        await asyncio.to_thread(b.store.flush)
+        ended = await asyncio.to_thread(row, url, "12:00:20")
+        assert ended["outcome"] == "cancelled" and ended["host"] == "b"
+        assert first.outcome is None  # a's run goes on
+    finally:
+        (tmp_path / "release").touch()
+        if advancing is not None:
+            await advancing
+        await a.stop(5)
+        await b.stop(5)
