@@ -272,6 +272,8 @@ class PostgresStore(Store):
         """Whether a run this host's queued occurrence waits for goes on (a host that died
         has its runs abandoned once its lease runs out); when none does, the occurrence's
         row says it started. Blocking."""
+        if self._closed:  # the backend's connection is gone: do not make a new one
+            return True
         with self.backend._transaction() as conn:
             row = conn.execute(
                 "SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND outcome IS NULL",
