@@ -49,6 +49,31 @@ def heard(listener, action, job):
     raise AssertionError(f"no {action} of {job} was sent")
 
 
+async def test_a_resume_given_while_a_host_was_cut_off_reaches_it_when_back(
+    pg_cluster, pg_database, tmp_path, gated_notifier
+):
+    gate, held = gated_notifier
+    conninfo = pg_cluster.conninfo(pg_database)
+    a, b = await start_hosts(pg_cluster.url(pg_database), tmp_path, names=("a", "b"))
+    notifier = b.store._notifier
+    try:
+        LocalController(a).pause("report")  # heard by b as it happens
+        await Recorder(b.scheduler).wait_for(lambda: b.scheduler.get("report").paused, 5)
+        with psycopg.connect(conninfo, autocommit=True) as listener:
+            listener.execute("LISTEN jobtui")
+            held.append(notifier._thread)
+            cut(conninfo, notifier.backend_pid)
+            LocalController(a).resume("report")
+            heard(listener, "resume", "report")
+        await asyncio.to_thread(a.store.flush)
+        assert b.scheduler.get("report").paused  # b heard nothing
+        gate.set()
+        await Recorder(b.scheduler).wait_for(lambda: not b.scheduler.get("report").paused, 5)
+    finally:
+        gate.set()
+        await stop_hosts([a, b])
+
+
 @pytest.mark.parametrize("action", ["pause", "remove"])
 async def test_a_pause_or_remove_given_while_a_host_was_cut_off_reaches_it_when_back(
     pg_cluster, pg_database, tmp_path, gated_notifier, action

@@ -2,8 +2,9 @@
 
 Each scheduled occurrence is claimed with INSERT ... ON CONFLICT DO NOTHING under
 UNIQUE(job_id, scheduled_for): the host whose insert lands runs it, the others drop it. The
-claim also holds the job's overlap policy across hosts (a job's runs going on anywhere count),
-serialised per job by an advisory lock. A claimed run holds a lease the host refreshes; a host
+claim also holds the job's overlap policy across hosts (a job's runs going on anywhere count:
+skip and parallel:N refuse, replace cancels them, queue waits for them), serialised per job by
+an advisory lock. A claimed run holds a lease the host refreshes; a host
 that dies lets its leases expire, and a survivor records its runs as abandoned (one UPDATE
 decides which, so exactly once). "Now" for leases is the database's, never a host's clock.
 
