@@ -116,13 +116,20 @@ class Host:
         if isinstance(self.store, SharedStateStore):
             self.store.announce(action, target, reason)
 
+    def hosts_running(self, target: str) -> list[str] | None:
+        """The other hosts sharing the state that run the job (or the run, by its id): none
+        without them; None when the shared state cannot be asked just now."""
+        if isinstance(self.store, SharedStateStore):
+            return self.store.hosts_running(target)
+        return []
+
     def _apply_remote(self, action: str, job_id: str, reason: str) -> None:
         """Another host's user paused, resumed or cancelled a job (or a run), or removed it:
         so does this host. A job removed there is paused here, not removed: this host's
         jobs.toml still has it, and a restart would bring it back unannounced."""
         if action == "cancel":
             with contextlib.suppress(RunNotFound):  # none of its runs going here
-                self.scheduler.cancel(job_id)
+                self.scheduler.cancel(job_id, reason or "cancelled on another host")
             return
         if job_id not in self.scheduler:
             return

@@ -6,9 +6,17 @@ from __future__ import annotations
 import threading
 
 import psycopg
+import pytest
 
 from jobtui.store import pgnotify
 from jobtui.store.pgnotify import Notifier
+from jobtui.store.pgstore import PostgresStore
+
+
+@pytest.fixture(autouse=True)
+def schema(pg_cluster, pg_database):
+    """The notifier catches up from the shared notes (job_events) when it connects again."""
+    PostgresStore.open_database(pg_cluster.url(pg_database), host="setup").close()
 
 
 def test_a_pause_sent_while_the_connection_breaks_is_sent_again(

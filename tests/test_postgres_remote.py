@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from jobtui import Outcome, VirtualClock
+import pytest
+
+from jobtui import Outcome, RunNotFound, VirtualClock
 from jobtui.config import load
 from jobtui.control.controller import LocalController
 from jobtui.host import Host
@@ -54,12 +56,33 @@ async def test_cancel_on_one_host_stops_the_run_on_the_host_that_runs_it(
         run = b.scheduler.run_now("slow", wait=False)
         recorder = Recorder(b.scheduler)
         await recorder.wait_for(lambda: run.pid is not None, 10)
+        await asyncio.to_thread(b.store.flush)  # as a's console shows it: b's run written
         loop = asyncio.get_running_loop()
         began = loop.time()
-        LocalController(a).cancel("slow")  # nothing of it runs on a
+        LocalController(a).cancel("slow")  # nothing of it runs on a: accepted, sent to b
         await recorder.wait_for(lambda: run.outcome is not None, 10)
         assert run.outcome is Outcome.CANCELLED
+        assert run.reason == "cancelled by the user (on host a)"
         assert loop.time() - began < 1.5
+    finally:
+        await stop_hosts([a, b, c])
+
+
+async def test_cancel_of_a_job_no_host_runs_is_refused_as_it_is_on_one_host(
+    pg_cluster, pg_database, tmp_path
+):
+    a, b, c = await start_hosts(pg_cluster.url(pg_database), tmp_path)
+    try:
+        with pytest.raises(RunNotFound):
+            LocalController(a).cancel("slow")
+        with pytest.raises(RunNotFound):
+            LocalController(a).cancel("no-such-run")
+        run = b.scheduler.run_now("slow", wait=False)
+        await Recorder(b.scheduler).wait_for(lambda: run.pid is not None, 10)
+        await asyncio.to_thread(b.store.flush)
+        LocalController(c).cancel(run.run_id)  # one run, by its id, on another host
+        await Recorder(b.scheduler).wait_for(lambda: run.outcome is not None, 10)
+        assert run.outcome is Outcome.CANCELLED
     finally:
         await stop_hosts([a, b, c])
 

@@ -3,6 +3,7 @@ process, keeping the views current incrementally from the engine's events."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -50,6 +51,8 @@ from .interface import (
 from .listeners import Listeners
 from .views import options_shown, peer_run_view, run_record, run_view, target_text
 from .why import RECENT, JobFacts, Why, explain
+
+log = logging.getLogger("jobtui.control")
 
 # The console and the control socket import these from here too.
 __all__ = [
@@ -250,14 +253,17 @@ class LocalController:
 
     def cancel(self, job_id: str) -> None:
         """Cancel the job's running runs (or one run by its id) here and, when hosts share the
-        state, on whichever host runs them. Raises RunNotFound if none runs here and no other
-        host could run it."""
+        state, on whichever host runs them. Raises RunNotFound if no host runs one (when the
+        shared state cannot be asked, the cancel is sent to the other hosts all the same)."""
         try:
             self.scheduler.cancel(job_id)
         except RunNotFound:
-            if not self.host.shared:
+            elsewhere = self.host.hosts_running(job_id)
+            if elsewhere == []:
                 raise
-        self.host.tell_other_hosts("cancel", job_id)
+            where = ", ".join(elsewhere) if elsewhere else "the hosts sharing the state"
+            log.info("cancel of %s sent to %s, which runs it", job_id, where)
+        self.host.tell_other_hosts("cancel", job_id, "cancelled by the user")
 
     def remove(self, job_id: str) -> None:
         """Remove the job and delete its table from jobs.toml, keeping the rest of the file

@@ -30,7 +30,10 @@ class DataStore(Protocol):
         """Asked before a scheduled run starts; the future the store settles once the claim is
         written. True: this process runs the occurrence. False: it already ran, or another
         process has it (the store keeps one record per job and ``scheduled_for``), and the
-        scheduler drops it without running it. A future, not a coroutine: the scheduler holds
+        scheduler drops it without running it. A store may settle it later than the write, when
+        the occurrence may not start yet (a store several hosts share holds back a queued
+        occurrence while another host runs its job); meanwhile the run counts as under way,
+        and a cancel ends it there. A future, not a coroutine: the scheduler holds
         virtual time on it directly, and a task per claim cost a fifth of the throughput of a
         durable scheduler."""
         ...

@@ -341,8 +341,9 @@ class Scheduler:
             )
         return run
 
-    def cancel(self, target: str) -> list[Run]:
-        """Cancel the running run(s) of a job (by job id) or one run (by run id)."""
+    def cancel(self, target: str, reason: str = "cancelled by the user") -> list[Run]:
+        """Cancel the running run(s) of a job (by job id) or one run (by run id); ``reason``
+        is what their records say."""
         runs: list[Run]
         if target in self._jobs:
             runs = list(self._jobs[target].active)
@@ -353,7 +354,7 @@ class Scheduler:
         if not runs:
             raise RunNotFound(f'"{target}"')
         for run in runs:
-            self._runner.interrupt(run, Outcome.CANCELLED, "cancelled by the user")
+            self._runner.interrupt(run, Outcome.CANCELLED, reason)
         return runs
 
     def running_runs(self) -> list[Run]:

@@ -103,6 +103,10 @@ class SharedStateStore(StateStore, Protocol):
 
     def plan_jobs(self, options: Mapping[str, JobOptions], config_path: str = "") -> None: ...
 
+    def hosts_running(self, target: str) -> list[str] | None:
+        """The other hosts running the job (or the run, by its id); None if unknown."""
+        ...
+
     def announce(self, action: str, target: str, reason: str = "") -> None:
         """Tell the other hosts what a user did here ("cancel", "remove"); pause and resume
         the store sends by itself, from the scheduler's events."""

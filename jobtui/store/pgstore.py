@@ -33,6 +33,9 @@ SHARED_ANCHOR = 0.0
 # Seconds a host waits before claiming an occurrence that falls to another live host: long
 # enough for that host's claim to land first, short enough to take over from a dead one.
 HANDOFF = 0.2
+# Seconds between looks at whether the runs on other hosts that a queued occurrence waits for
+# have ended (and so whether it may start).
+QUEUE_POLL = 0.2
 
 
 # A password given as key=value, quoted or not (libpq's syntax).
@@ -60,6 +63,7 @@ class PostgresStore(Store):
         self._config_path = ""
         self._notifier: Notifier | None = None
         self._applying_remote = False
+        self._turns: set[asyncio.Task[None]] = set()  # queued occurrences waiting their turn
         # The host applies what another host's user did: (action, job id, reason).
         self.on_remote: Callable[[str, str, str], None] | None = None
         self.peer_poll = PEER_POLL  # seconds between looks at other hosts' runs
@@ -111,6 +115,13 @@ class PostgresStore(Store):
             elif opts.overlap.policy is OverlapPolicy.SKIP:
                 limits[job_id] = 1
         self.backend.limits = limits
+        policies = {job_id: opts.overlap.policy for job_id, opts in options.items()}
+        self.backend.replacing = frozenset(
+            job_id for job_id, policy in policies.items() if policy is OverlapPolicy.REPLACE
+        )
+        self.backend.queueing = frozenset(
+            job_id for job_id, policy in policies.items() if policy is OverlapPolicy.QUEUE
+        )
         self._anchors = {
             job_id: opts.start if opts.start is not None else SHARED_ANCHOR
             for job_id, opts in options.items()
@@ -191,7 +202,25 @@ class PostgresStore(Store):
                 self._notify("resume", event.job_id)
 
     def announce(self, action: str, target: str, reason: str = "") -> None:
+        if action == "remove":  # noted, so a host that did not hear it catches up on it
+            self.note_job_event(target, "removed", reason)
         self._notify(action, target, reason)
+
+    def hosts_running(self, target: str) -> list[str] | None:
+        """The other hosts with a run of the job (or the run, by its id) going on; None when
+        the database cannot be asked just now. Blocking, briefly: asked when a user cancels."""
+        if self.writer.status:  # the database is away: do not wait for a connect to fail
+            return None
+        try:
+            with self.backend._transaction() as conn:
+                rows = conn.execute(
+                    "SELECT DISTINCT host FROM runs WHERE outcome IS NULL AND host <> %s "
+                    "AND (job_id = %s OR run_id = %s) ORDER BY host",
+                    (self.host, target, target),
+                ).fetchall()
+        except StoreUnavailable:
+            return None
+        return [host for (host,) in rows]
 
     def _notify(self, action: str, job_id: str, reason: str = "") -> None:
         if self._notifier is not None:
@@ -234,7 +263,60 @@ class PostgresStore(Store):
             self.writer.push(write)
         else:  # the occurrence's own host claims first; this one takes over if it does not
             self._loop.call_later(HANDOFF, self._push_claim, write)
-        return future
+        if run.job_id not in self.backend.queueing:
+            return future
+        # A queue job's occurrence claimed while another host runs the job is this host's,
+        # but starts only once those runs end: its answer waits until then.
+        turn: asyncio.Future[bool] = self._loop.create_future()
+        future.add_done_callback(lambda claimed: self._claimed(run.run_id, claimed, turn))
+        return turn
+
+    def _claimed(
+        self, run_id: str, claimed: asyncio.Future[bool], turn: asyncio.Future[bool]
+    ) -> None:
+        awaited = self.backend.waiting.pop(run_id, None)
+        if turn.done():  # cancelled while its claim was written: its end is recorded
+            return
+        if claimed.cancelled():
+            turn.cancel()
+        elif not claimed.result() or not awaited:
+            turn.set_result(claimed.result())
+        else:
+            assert self._loop is not None
+            task = self._loop.create_task(self._wait_turn(run_id, [r for r, _ in awaited], turn))
+            self._turns.add(task)
+            task.add_done_callback(self._turns.discard)
+            turn.add_done_callback(lambda _: task.cancel())  # the run was cancelled meanwhile
+
+    def _still_going(self, run_id: str, awaited: list[str]) -> bool:
+        """Whether a run this host's queued occurrence waits for goes on (a host that died
+        has its runs abandoned once its lease runs out); when none does, the occurrence's
+        row says it started. Blocking."""
+        if self._closed:  # the backend's connection is gone: do not make a new one
+            return True
+        with self.backend._transaction() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND outcome IS NULL",
+                (awaited,),
+            ).fetchone()
+            if row and row[0]:
+                return True
+            conn.execute(
+                "UPDATE runs SET started_at = now(), reason = '' WHERE run_id = %s", (run_id,)
+            )
+        return False
+
+    async def _wait_turn(self, run_id: str, awaited: list[str], turn: asyncio.Future[bool]) -> None:
+        while not self._closed:
+            await asyncio.sleep(QUEUE_POLL)
+            try:
+                going = await asyncio.to_thread(self._still_going, run_id, awaited)
+            except StoreUnavailable:
+                continue  # the occurrence stays this host's (leased): ask again
+            if not going:
+                if not turn.done():
+                    turn.set_result(True)
+                return
 
     def _push_claim(self, write: Write) -> None:
         if self._closed and write.claim is not None and not write.claim.done():

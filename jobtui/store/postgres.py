@@ -2,8 +2,9 @@
 
 Each scheduled occurrence is claimed with INSERT ... ON CONFLICT DO NOTHING under
 UNIQUE(job_id, scheduled_for): the host whose insert lands runs it, the others drop it. The
-claim also holds the job's overlap policy across hosts (a job's runs going on anywhere count),
-serialised per job by an advisory lock. A claimed run holds a lease the host refreshes; a host
+claim also holds the job's overlap policy across hosts (a job's runs going on anywhere count:
+skip and parallel:N refuse, replace cancels them, queue waits for them), serialised per job by
+an advisory lock. A claimed run holds a lease the host refreshes; a host
 that dies lets its leases expire, and a survivor records its runs as abandoned (one UPDATE
 decides which, so exactly once). "Now" for leases is the database's, never a host's clock.
 
@@ -18,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from .writer import Kind, StoreUnavailable, Write
 
 log = logging.getLogger("jobtui.store")
 
+CHANNEL = "jobtui"  # where hosts NOTIFY each other of what their users did (pgnotify)
 LEASE = 30.0  # seconds a host's runs stay its own without a refresh
 CONNECT_TIMEOUT = 3  # seconds; a claim waits at most about this for an unreachable database
 STATEMENT_TIMEOUT_MS = 10_000
@@ -95,6 +98,17 @@ SKIPPED_ELSEWHERE = (
     f"host) VALUES (%s, %s, {_TS}, false, now(), 'skipped', %s, %s) "
     "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
 )
+# A `replace` job's claim cancels its runs going on on other hosts: told as a user's cancel
+# is (pgnotify's payload), and only if the claim commits (NOTIFY is sent at commit).
+REPLACE_ELSEWHERE = (
+    "SELECT run_id, pg_notify(%s, json_build_object('host', %s::text, 'action', 'cancel', "
+    "'job', run_id, 'reason', %s::text)::text) FROM runs "
+    "WHERE job_id = %s AND outcome IS NULL AND host <> %s"
+)
+GOING_ELSEWHERE = (
+    "SELECT run_id, host FROM runs WHERE job_id = %s AND outcome IS NULL AND host <> %s "
+    "ORDER BY started_at NULLS LAST, run_id"
+)
 REAP = (
     "UPDATE runs SET outcome = 'abandoned', finished_at = now(), detected_at = now(), "
     "lease_until = NULL, reason = 'host ' || host || ' stopped renewing its lease (it died or "
@@ -155,6 +169,10 @@ def _live_hosts(conn: psycopg.Connection, lease: float) -> list[str]:
     return [host for (host,) in rows]
 
 
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -180,6 +198,11 @@ class PostgresBackend:
         self.lease = lease
         self.host = host or host_name()
         self.limits: dict[str, int] = {}  # job -> runs at once on all hosts (skip, parallel:N)
+        self.replacing: frozenset[str] = frozenset()  # jobs whose overlap policy is replace
+        self.queueing: frozenset[str] = frozenset()  # ... and queue
+        # A queue job's claims that landed while other hosts run the job: run id -> the runs
+        # (id, host) it waits for. Filled by the writer thread, taken on the loop.
+        self.waiting: dict[str, list[tuple[str, str]]] = {}
         self.config_fingerprint = ""
         self.config_path = ""
         self.live_hosts: list[str] = []  # hosts seen within a lease, this one among them
@@ -337,8 +360,24 @@ class PostgresBackend:
                 reason = f"{count} run{'s' if count != 1 else ''} of it going on {hosts}"
                 cur.execute(SKIPPED_ELSEWHERE, (run_id, job_id, scheduled_for, reason, self.host))
                 return False
+        going: list[tuple[str, str]] = []
+        if job_id in self.queueing:
+            going = cur.execute(GOING_ELSEWHERE, (job_id, self.host)).fetchall()
         cur.execute(CLAIM, (run_id, job_id, scheduled_for, started_at, self.host, self.lease))
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        if job_id in self.replacing:
+            reason = f"replaced by the occurrence for {_iso(scheduled_for)}"
+            cur.execute(REPLACE_ELSEWHERE, (CHANNEL, self.host, reason, job_id, self.host))
+        elif going:
+            # The occurrence is this host's (claimed, leased) but waits its turn: not started.
+            self.waiting[run_id] = going
+            runs = ", ".join(f"{other} on host {host}" for other, host in going)
+            cur.execute(
+                "UPDATE runs SET started_at = NULL, reason = %s WHERE run_id = %s",
+                (f"queued: waiting for run {runs} to end", run_id),
+            )
+        return True
 
     def prune(self) -> None:
         with self._transaction() as conn:
