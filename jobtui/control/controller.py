@@ -190,6 +190,7 @@ class LocalController:
                 HookFailed(failure.job_id, f"{failure.hook}: {failure.message}")
             )
         )
+        host.abandoned.append(self._on_abandoned)
 
     # -- reads ----------------------------------------------------------------------------
     @property
@@ -420,6 +421,17 @@ class LocalController:
             what = run.error.first_line if run.error else run.outcome.value
             self._notify(RunFailed(run.job_id, what))
         self._notify(JobsChanged((run.job_id,)))
+
+    def _on_abandoned(self, found: list[dict[str, Any]]) -> None:
+        """Another host died with these runs going: told as a run failing here is."""
+        for run in found:
+            self._dirty.add(run["job_id"])
+            where = f" on host {run['host']}" if run.get("host") else ""
+            self._notify(
+                RunFailed(run["job_id"], f"run {run['run_id']}{where} abandoned: {run['reason']}")
+            )
+        if found:
+            self._notify(JobsChanged(tuple(dict.fromkeys(run["job_id"] for run in found))))
 
     def _on_job_changed(self, event: JobModified | JobStateChanged) -> None:
         self._dirty.add(event.job_id)

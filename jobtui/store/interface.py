@@ -20,6 +20,10 @@ class StateStore(DataStore, Protocol):
 
     on_status: Callable[[str], None] | None
     abandoned: list[dict[str, Any]]  # runs the last owner left unfinished, found at open
+    # Set by the host: runs found abandoned while it runs (another host sharing the state
+    # died), called on the loop, each run by the one host that found it. A file store, which
+    # one process owns, never calls it.
+    on_abandoned: Callable[[list[dict[str, Any]]], None] | None
 
     def load_snapshots(self, fingerprints: dict[str, str]) -> dict[str, JobSnapshot]:
         """The state kept for each job; a job whose fingerprint changed starts afresh."""

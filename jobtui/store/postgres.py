@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,9 @@ class PostgresBackend:
         self._next_notice = 0.0
         self._stop = threading.Event()
         self._leaser: threading.Thread | None = None
+        # Called on the lease thread with the runs its REAP found: only the host whose
+        # update took them hears of them, so each is reported once over all hosts.
+        self.on_abandoned: Callable[[list[dict[str, Any]]], None] | None = None
         try:
             self._conn: psycopg.Connection | None = connect(conninfo, shown)
         except StoreUnavailable as exc:
@@ -405,7 +409,9 @@ class PostgresBackend:
                     (self.host,),
                 )
                 self.live_hosts = _live_hosts(conn, self.lease)
-                self._reap(conn)  # logged; the rows say what happened
+                found = self._reap(conn)
+                if found and self.on_abandoned is not None:
+                    self.on_abandoned(found)
             except (psycopg.Error, StoreUnavailable) as exc:
                 log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
                 if conn is not None:

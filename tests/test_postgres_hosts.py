@@ -1,0 +1,87 @@
+"""Hosts (jobtui's Host, with its alerts, controller and reloader) sharing a PostgreSQL state,
+in one process: what one host finds while others come and go."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from jobtui import Outcome, VirtualClock
+from jobtui.config import load
+from jobtui.control.controller import LocalController
+from jobtui.control.interface import RunFailed
+from jobtui.host import Host
+from jobtui.store.pgstore import PostgresStore, read_runs
+
+from .conftest import START, Recorder
+
+LEASE = 0.6  # seconds: a dead host's runs are found within about one
+
+
+def write_jobs(folder, text):
+    folder.mkdir()
+    path = folder / "jobs.toml"
+    path.write_text(text)
+    path.chmod(0o644)
+    return path
+
+
+def stop_renewing(host: Host) -> None:
+    """The host's lease thread stops, as a host that died (or lost the database) does: its
+    runs' leases run out while its process, here, goes on."""
+    backend = host.store.backend  # type: ignore[union-attr]
+    backend._stop.set()
+    backend._leaser.join(10)
+
+
+async def until(check, timeout=15.0, what="it"):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_host_dying_while_others_run_is_reported_once_by_the_one_that_found_it(
+    pg_cluster, pg_database, tmp_path
+):
+    url = pg_cluster.url(pg_database)
+    missed = tmp_path / "missed.log"
+    hosts, heard = {}, {}
+    for name in ("a", "b", "c"):
+        path = write_jobs(
+            tmp_path / name,
+            f'[scheduler]\nstate = "{url}"\n\n[jobs.slow]\ncommand = "sleep 30"\n'
+            f'on_missed = "echo {name} $JOBTUI_OUTCOME $JOBTUI_RUN_ID >> {missed}"\n',
+        )
+        store = PostgresStore.open_database(url, host=name, lease=LEASE)
+        host = Host(load(path), store=store, clock=VirtualClock(START), stop_grace=0)
+        heard[name] = []
+        LocalController(host).subscribe(heard[name].append)
+        await host.start(watch=False)
+        hosts[name] = host
+    a, b, c = hosts.values()
+    try:
+        run = a.scheduler.run_now("slow", wait=False)
+        await Recorder(a.scheduler).wait_for(lambda: run.pid is not None, 10)
+        await asyncio.to_thread(a.store.flush)
+        stop_renewing(a)
+        failed = lambda: [n for n in heard.values() for n in n if isinstance(n, RunFailed)]  # noqa: E731
+        await until(lambda: failed() and missed.exists(), what="a survivor to report the run")
+    finally:
+        for host in (b, c):
+            await host.stop(0)  # their hook deliveries drain
+    try:
+        (notice,) = failed()
+        assert notice.job_id == "slow"
+        assert notice.message.startswith(f"run {run.run_id} on host a abandoned: ")
+        assert "host a stopped renewing its lease" in notice.message
+        (line,) = missed.read_text().splitlines()
+        finder = line.split()[0]
+        assert finder in ("b", "c") and line.split()[1:] == ["abandoned", run.run_id]
+        last = hosts[finder].scheduler.get("slow").last_run
+        assert last is not None and last.outcome is Outcome.ABANDONED
+        assert last.run_id == run.run_id
+        (record,) = read_runs(url, job="slow")
+        assert record["outcome"] == "abandoned" and f"found by host {finder}" in record["reason"]
+    finally:
+        await a.stop(0)
