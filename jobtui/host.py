@@ -70,6 +70,8 @@ class Host:
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
         self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
         if isinstance(store, SharedStateStore):
+            # A job a reload adds (or redefines) on one host joins the other hosts' grid.
+            self.scheduler.grid_anchor = store.grid_anchor
             self._plan_shared_jobs(store, config)
             store.on_remote = self._apply_remote
         if store is not None:

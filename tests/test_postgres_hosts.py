@@ -85,3 +85,39 @@ async def test_a_host_dying_while_others_run_is_reported_once_by_the_one_that_fo
         assert record["outcome"] == "abandoned" and f"found by host {finder}" in record["reason"]
     finally:
         await a.stop(0)
+
+
+async def test_a_job_added_by_reloading_joins_the_shared_grid_on_every_host(
+    pg_cluster, pg_database, tmp_path
+):
+    """Two hosts add the same `every` job by editing their jobs.toml, 14 s apart: the grid is
+    the epoch's on both, not each host's moment of reloading, so no occurrence runs twice."""
+    url = pg_cluster.url(pg_database)
+    before = f'[scheduler]\nstate = "{url}"\n\n[jobs.old]\ncommand = "true"\n'
+    added = before + '\n[jobs.new]\ncommand = "true"\nevery = "10s"\n'
+    hosts = []
+    for name in ("a", "b"):
+        path = write_jobs(tmp_path / name, before)
+        store = PostgresStore.open_database(url, host=name)
+        host = Host(load(path), store=store, clock=VirtualClock(START), stop_grace=0)
+        await host.start(watch=False)
+        hosts.append(host)
+    a, b = hosts
+    try:
+        for second in range(1, 61):
+            for host in hosts:
+                await host.scheduler.clock.advance(1)  # type: ignore[attr-defined]
+            if second in (3, 17):  # a reloads at 12:00:03, b at 12:00:17
+                host = a if second == 3 else b
+                host.config.path.write_text(added)
+                assert await host.reload()
+            for host in hosts:
+                await asyncio.to_thread(host.store.flush)
+        await until(lambda: not a.scheduler.running_runs() and not b.scheduler.running_runs())
+    finally:
+        for host in hosts:
+            await host.stop(0)
+    rows = [r for r in read_runs(url, job="new", limit=1000) if r["outcome"] == "succeeded"]
+    times = sorted(r["scheduled_for"][11:19] for r in rows)
+    # 12:00:10 (a alone has the job), then 12:00:20 ... 12:01:00 by one host each, none twice.
+    assert times == [f"12:0{m}:{s}0" for m, s in [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0)]]

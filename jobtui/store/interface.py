@@ -65,6 +65,9 @@ class SharedStateStore(StateStore, Protocol):
     # Set by the host: apply what a user did on another host (action "pause", "resume",
     # "cancel" or "remove", the job's id or a run's, the reason to show).
     on_remote: Callable[[str, str, str], None] | None
+    # Where every host anchors an `every` grid without a `start` (the host hands it to its
+    # scheduler for jobs a reload adds or changes, as load_snapshots does at start).
+    grid_anchor: float
 
     def plan_jobs(self, options: Mapping[str, JobOptions], config_path: str = "") -> None: ...
 

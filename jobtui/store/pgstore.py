@@ -51,6 +51,8 @@ def shown_as(conninfo: str) -> str:
 
 
 class PostgresStore(Store):
+    grid_anchor = SHARED_ANCHOR
+
     def __init__(self, backend: PostgresBackend, *, max_buffer: int) -> None:
         super().__init__(backend, max_buffer=max_buffer)
         self.backend: PostgresBackend = backend
