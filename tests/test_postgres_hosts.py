@@ -4,9 +4,12 @@ in one process: what one host finds while others come and go."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
-from jobtui import Outcome, VirtualClock
+import psycopg
+
+from jobtui import Outcome, Run, VirtualClock
 from jobtui.config import load
 from jobtui.control.controller import LocalController
 from jobtui.control.interface import RunFailed
@@ -14,6 +17,7 @@ from jobtui.host import Host
 from jobtui.store.pgstore import PostgresStore, read_runs
 
 from .conftest import START, Recorder
+from .test_postgres import Host as EngineHost
 
 LEASE = 0.6  # seconds: a dead host's runs are found within about one
 
@@ -121,3 +125,44 @@ async def test_a_job_added_by_reloading_joins_the_shared_grid_on_every_host(
     times = sorted(r["scheduled_for"][11:19] for r in rows)
     # 12:00:10 (a alone has the job), then 12:00:20 ... 12:01:00 by one host each, none twice.
     assert times == [f"12:0{m}:{s}0" for m, s in [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0)]]
+
+
+async def test_a_hung_statement_of_the_lease_thread_does_not_let_a_short_lease_run_out(
+    pg_cluster, pg_database
+):
+    """The host's presence row is locked (a stalled statement) for two leases: its runs' leases
+    are renewed all the same, so no survivor could take them for abandoned."""
+    url = pg_cluster.url(pg_database)
+    release = threading.Event()
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    a = EngineHost(
+        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=1.5
+    )
+    await a.start()
+    try:
+        await a.clock.advance(10)
+        await a.recorder.wait_for(lambda: a.recorder.started("long"))
+        await asyncio.to_thread(a.store.flush)
+        conninfo = pg_cluster.conninfo(pg_database)
+        with (
+            psycopg.connect(conninfo, autocommit=True) as watcher,
+            psycopg.connect(conninfo) as locker,
+        ):
+            locker.execute("SELECT 1 FROM hosts WHERE host = 'a' FOR UPDATE")
+            held_until = time.monotonic() + 3.0  # real time: two leases must pass
+            while time.monotonic() < held_until:
+                (leased,) = watcher.execute(
+                    "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
+                    "AND lease_until > now()"
+                ).fetchone()
+                assert leased == 1, "the run's lease ran out while a statement hung"
+                await asyncio.sleep(0.05)
+            locker.rollback()
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: a.recorder.finished("long"))
+        await a.stop()
+    assert a.recorder.outcomes("long") == [Outcome.SUCCEEDED]

@@ -136,13 +136,25 @@ def host_name() -> str:
     return os.environ.get("JOBTUI_HOST") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def connect(conninfo: str, shown: str) -> psycopg.Connection:
+def lease_statement_timeout(lease: float) -> float:
+    """Seconds a statement of the lease thread may take: a sixth of the lease (at most the
+    writer's). The thread renews at a third of the lease; a statement that hangs there (a
+    lock, a stalled server) is cut off, and the thread connects again and renews at the next
+    third, still inside the lease. Left at the writer's 10 s, one hung statement let a short
+    lease (3 s) run out and a survivor record this host's runs, still going, as abandoned."""
+    return min(lease / 6, STATEMENT_TIMEOUT_MS / 1000)
+
+
+def connect(
+    conninfo: str, shown: str, *, statement_timeout: float = STATEMENT_TIMEOUT_MS / 1000
+) -> psycopg.Connection:
     try:
         return psycopg.connect(
             conninfo,
             connect_timeout=CONNECT_TIMEOUT,
             application_name="jobtui",
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
+            options=f"-c statement_timeout={max(1, round(statement_timeout * 1000))} "
+            "-c TimeZone=UTC",
         )
     except psycopg.Error as exc:
         raise StoreUnavailable(f"cannot connect to {shown}: {_first_line(exc)}") from None
@@ -388,11 +400,14 @@ class PostgresBackend:
         of hosts whose leases ran out as abandoned. On its own connection, so a long batch of
         writes never lets a lease lapse."""
         conn: psycopg.Connection | None = None
+        timeout = lease_statement_timeout(self.lease)
         while not self._stop.wait(self.lease / 3):
             try:
                 if conn is None or conn.closed:
-                    conn = connect(self.conninfo, self.shown)
+                    conn = connect(self.conninfo, self.shown, statement_timeout=timeout)
                     conn.autocommit = True
+                    if self._stop.is_set():  # closed while connecting: nothing more to renew
+                        break
                 conn.execute(
                     "UPDATE runs SET lease_until = now() + %s * interval '1s' "
                     "WHERE host = %s AND outcome IS NULL",
@@ -446,7 +461,10 @@ class PostgresBackend:
     def close(self) -> None:
         self._stop.set()
         if self._leaser is not None:
-            self._leaser.join(timeout=CONNECT_TIMEOUT + 2)
+            # The thread wakes at once unless a statement is going, which its timeout ends; a
+            # connect to an unreachable database is not waited for (the thread is a daemon, and
+            # stops after it without renewing anything).
+            self._leaser.join(timeout=lease_statement_timeout(self.lease) + 0.5)
             self._leaser = None
         with self._lock:
             if self._conn is not None:
