@@ -71,14 +71,63 @@ def test_a_wrong_password_exits_1_saying_so(tmp_path, pg_cluster, pg_database):
     assert "password authentication failed" in done.stderr and pg_database in done.stderr
 
 
-def start_host(config: Path, name: str, log: Path) -> subprocess.Popen:
+def named(name: str | None) -> dict[str, str]:
+    """The environment of a process on host ``name`` (None: named MACHINE:PID)."""
+    env = {k: v for k, v in os.environ.items() if k != "JOBTUI_HOST"}
+    return env if name is None else {**env, "JOBTUI_HOST": name}
+
+
+def start_host(config: Path, name: str | None, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen(
             [*JOBTUI, str(config), "--headless", "--grace", "1", "--log-format", "json"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "JOBTUI_HOST": name},
+            env=named(name),
         )
+
+
+def test_status_beside_headless_hosts_on_a_database_finds_each_one(
+    tmp_path, pg_cluster, pg_database
+):
+    """`jobtui status jobs.toml` reaches the daemon running that file on this machine, keyed
+    by the file, the database and JOBTUI_HOST: two hosts here on one database each have
+    their own control socket."""
+    config = write(
+        tmp_path / "jobs.toml",
+        f"""
+        [scheduler]
+        state = "{pg_cluster.url(pg_database)}"
+
+        [jobs.report]
+        command = "true"
+        every = "1h"
+        """,
+    )
+    names = ("h1", "h2", None)
+    logs = {name: tmp_path / f"{name or 'unnamed'}.log" for name in names}
+    hosts = {name: start_host(config, name, log) for name, log in logs.items()}
+    try:
+        wait_until(
+            lambda: all(log.exists() and "control_listening" in log.read_text() for log in
+                        logs.values()),
+            30,
+            "every host's control socket",
+        )  # fmt: skip
+        for name in names:
+            done = jobtui("status", str(config), "--json", env=named(name))
+            assert done.returncode == 0, (name, done.stderr)
+            status = json.loads(done.stdout)
+            assert status["daemon"]["pid"] == hosts[name].pid
+            assert [job["id"] for job in status["jobs"]] == ["report"]
+    finally:
+        for proc in hosts.values():
+            proc.send_signal(signal.SIGINT)
+        for proc in hosts.values():
+            proc.wait(20)
+    elsewhere = jobtui("status", str(config), env=named("h3"))
+    assert elsewhere.returncode == 1
+    assert "no jobtui is running" in elsewhere.stderr and "JOBTUI_HOST=h3" in elsewhere.stderr
 
 
 def succeeded_runs(log: Path) -> int:
