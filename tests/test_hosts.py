@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -163,6 +164,8 @@ def ran_after_failover(cluster, database: str) -> int:
 
 
 def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, pg_database):
+    """The issue's test: three --headless hosts on one database, 50 jobs on a 1 s grid for
+    30 s, one host SIGKILLed in the middle."""
     # Each run takes longer than the grid's step, so a run of every job is always going on
     # (the occurrences meanwhile are skipped, by the overlap policy, on every host).
     jobs = "".join(f'\n[jobs.j{n:02}]\ncommand = "sleep 2.5"\nevery = "1s"\n' for n in range(50))
@@ -178,13 +181,16 @@ def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, p
     logs = {name: tmp_path / f"{name}.log" for name in ("h1", "h2", "h3")}
     hosts = {name: start_host(config, name, log) for name, log in logs.items()}
     try:
-        wait_until(lambda: all(succeeded_runs(log) >= 10 for log in logs.values()), 30, "runs")
+        wait_until(lambda: all(succeeded_runs(log) >= 1 for log in logs.values()), 30, "runs")
+        began = time.monotonic()  # every host runs jobs: the 30 s start here
+        wait_until(lambda: time.monotonic() >= began + 14, 20, "the middle")
         # Runs start in waves (every job is on the same grid): kill while a wave is going.
         wait_until(lambda: going_on(pg_cluster, pg_database, "h2") >= 5, 10, "h2's runs")
         hosts["h2"].kill()  # SIGKILL in the middle of runs
         hosts["h2"].wait(10)
         # The survivors find its runs once its lease is out, and the jobs go on after that.
         wait_until(lambda: ran_after_failover(pg_cluster, pg_database) >= 10, 15, "failover")
+        wait_until(lambda: time.monotonic() >= began + 30, 20, "the 30 s to pass")
         for name in ("h1", "h3"):
             hosts[name].send_signal(signal.SIGINT)
         for name in ("h1", "h3"):
@@ -206,6 +212,15 @@ def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, p
     assert abandoned, Counter((r["host"], r["outcome"]) for r in runs)
     assert all(r["host"] == "h2" for r in abandoned)
     assert all("host h2 stopped renewing its lease" in r["reason"] for r in abandoned)
+    # ... and reported once, in the log of the survivor that found each (as at a start-up).
+    reported = [
+        json.loads(line)
+        for name in ("h1", "h3")
+        for line in logs[name].read_text().splitlines()
+        if '"event": "run_abandoned"' in line
+    ]
+    assert sorted(e["run"] for e in reported) == sorted(r["run_id"] for r in abandoned)
+    assert {e["host"] for e in reported} == {"h2"}
     assert not [r for r in runs if r["outcome"] is None]  # nothing left "running" for ever
     # None lost unexplained: from the first second all hosts ran to the last second before
     # the survivors stopped, every occurrence of every job has a record saying what happened.
