@@ -33,7 +33,7 @@ def write_jobs(folder, text):
 def stop_renewing(host: Host) -> None:
     """The host's lease thread stops, as a host that died (or lost the database) does: its
     runs' leases run out while its process, here, goes on."""
-    backend = host.store.backend  # type: ignore[union-attr]
+    backend = host.store.backend
     backend._stop.set()
     backend._leaser.join(10)
 
@@ -166,3 +166,42 @@ async def test_a_hung_statement_of_the_lease_thread_does_not_let_a_short_lease_r
         await a.recorder.wait_for(lambda: a.recorder.finished("long"))
         await a.stop()
     assert a.recorder.outcomes("long") == [Outcome.SUCCEEDED]
+
+
+async def test_a_claim_that_waited_for_another_hosts_lock_still_gets_a_whole_lease(
+    pg_cluster, pg_database
+):
+    """Another host holds the job's claim lock longer than a lease: when this host's claim
+    lands, its run's lease counts from then (a lease counted from when the claim began waiting
+    was already out, and a survivor took the run, just started, for abandoned)."""
+    url = pg_cluster.url(pg_database)
+    release = threading.Event()
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    a = EngineHost(
+        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=1.5
+    )
+    await a.start()
+    try:
+        with psycopg.connect(pg_cluster.conninfo(pg_database), autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(hashtext('long'))")  # as a claim batch does
+            # a's claim of 12:00:10 waits for the lock (the clock's advance, for the claim)
+            advancing = asyncio.ensure_future(a.clock.advance(10))
+            waited_until = time.monotonic() + 2.0  # real time: past one lease
+            await until(lambda: time.monotonic() >= waited_until, what="a lease to pass")
+            assert not a.recorder.started("long")
+            stop_renewing(a)  # only the claim's own lease counts from here
+            other.execute("SELECT pg_advisory_unlock(hashtext('long'))")
+            await advancing
+            await a.recorder.wait_for(lambda: a.recorder.started("long"))
+            (leased,) = other.execute(
+                "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
+                "AND lease_until > now() + interval '1s'"
+            ).fetchone()
+        assert leased == 1
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: a.recorder.finished("long"))
+        await a.stop()

@@ -35,10 +35,14 @@ STATEMENT_TIMEOUT_MS = 10_000
 FINGERPRINT_NOTICE_EVERY = 30.0  # seconds between reminders that hosts run different jobs.toml
 
 _TS = "to_timestamp(%s)"
+# A claim's lease counts from when the row is written (clock_timestamp), not from its
+# transaction's start (now()): a batch that waited seconds for other hosts' advisory locks
+# wrote leases already past, and a survivor took the runs, just started, for abandoned.
+_LEASE_END = "clock_timestamp() + %s * interval '1s'"
 STATEMENTS: dict[Kind, str] = {
     Kind.MANUAL_RUN: (
         "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
-        f"lease_until) VALUES (%s, %s, {_TS}, true, %s, {_TS}, %s, now() + %s * interval '1s') "
+        f"lease_until) VALUES (%s, %s, {_TS}, true, %s, {_TS}, %s, {_LEASE_END}) "
         "ON CONFLICT DO NOTHING"
     ),
     Kind.PROGRESS: (
@@ -88,7 +92,7 @@ STATEMENTS: dict[Kind, str] = {
 HOSTED = frozenset({Kind.OCCURRENCE, Kind.SESSION_START, Kind.SESSION_STOP, Kind.JOB_EVENT})
 CLAIM = (
     "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
-    f"lease_until) VALUES (%s, %s, {_TS}, false, 1, {_TS}, %s, now() + %s * interval '1s') "
+    f"lease_until) VALUES (%s, %s, {_TS}, false, 1, {_TS}, %s, {_LEASE_END}) "
     "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
 )
 SKIPPED_ELSEWHERE = (
