@@ -11,8 +11,10 @@ import psycopg
 
 from jobtui import Outcome, Run, VirtualClock
 from jobtui.config import load
+from jobtui.control.client import RemoteController
 from jobtui.control.controller import LocalController
 from jobtui.control.interface import RunFailed
+from jobtui.control.server import ControlServer
 from jobtui.host import Host
 from jobtui.store.pgstore import PostgresStore, read_runs
 
@@ -50,7 +52,8 @@ async def test_a_host_dying_while_others_run_is_reported_once_by_the_one_that_fo
 ):
     url = pg_cluster.url(pg_database)
     missed = tmp_path / "missed.log"
-    hosts, heard = {}, {}
+    hosts, servers, remotes = {}, [], []
+    heard: dict[str, list] = {}  # by each host's controller, and by a console attached to it
     for name in ("a", "b", "c"):
         path = write_jobs(
             tmp_path / name,
@@ -59,29 +62,49 @@ async def test_a_host_dying_while_others_run_is_reported_once_by_the_one_that_fo
         )
         store = PostgresStore.open_database(url, host=name, lease=LEASE)
         host = Host(load(path), store=store, clock=VirtualClock(START), stop_grace=0)
-        heard[name] = []
-        LocalController(host).subscribe(heard[name].append)
+        local = LocalController(host)
+        heard[name], heard[f"{name} attached"] = [], []
+        local.subscribe(heard[name].append)
         await host.start(watch=False)
+        servers.append(ControlServer(local, flush_interval=0.02))
+        await servers[-1].start()
+        config = host.config
+        remotes.append(RemoteController(config.path, config.timezone, state_path=config.state_path))
+        remotes[-1].subscribe(heard[f"{name} attached"].append)
+        await remotes[-1].start()
         hosts[name] = host
+
+    def failed() -> dict[str, list[RunFailed]]:
+        said = {k: [n for n in v if isinstance(n, RunFailed)] for k, v in heard.items()}
+        return {k: v for k, v in said.items() if v}
+
     a, b, c = hosts.values()
     try:
         run = a.scheduler.run_now("slow", wait=False)
         await Recorder(a.scheduler).wait_for(lambda: run.pid is not None, 10)
         await asyncio.to_thread(a.store.flush)
         stop_renewing(a)
-        failed = lambda: [n for n in heard.values() for n in n if isinstance(n, RunFailed)]  # noqa: E731
-        await until(lambda: failed() and missed.exists(), what="a survivor to report the run")
+        await until(
+            lambda: len(failed()) == 2 and missed.exists(), what="a survivor to report the run"
+        )
     finally:
+        for remote in remotes:
+            await remote.close()
+        for server in servers:
+            await server.close()
         for host in (b, c):
             await host.stop(0)  # their hook deliveries drain
     try:
-        (notice,) = failed()
-        assert notice.job_id == "slow"
-        assert notice.message.startswith(f"run {run.run_id} on host a abandoned: ")
-        assert "host a stopped renewing its lease" in notice.message
         (line,) = missed.read_text().splitlines()
         finder = line.split()[0]
         assert finder in ("b", "c") and line.split()[1:] == ["abandoned", run.run_id]
+        notices = failed()
+        assert set(notices) == {finder, f"{finder} attached"}
+        for said in notices.values():
+            (notice,) = said
+            assert notice.job_id == "slow"
+            assert notice.message.startswith(f"run {run.run_id} on host a abandoned: ")
+            assert "host a stopped renewing its lease" in notice.message
         last = hosts[finder].scheduler.get("slow").last_run
         assert last is not None and last.outcome is Outcome.ABANDONED
         assert last.run_id == run.run_id
