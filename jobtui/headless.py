@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from functools import singledispatch
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .config import ConfigError, Problem, load
 from .control.controller import LocalController
@@ -201,14 +201,21 @@ async def run_headless(
     except StoreError as exc:
         print(f"jobtui: {printable_text(str(exc))}", file=sys.stderr)
         return 1
-    for run in store.abandoned:
-        log.write(
-            event="run_abandoned",
-            job=run["job_id"],
-            run=run["run_id"],
-            killed=run["killed"] or None,
-        )
+
+    def abandoned(found: list[dict[str, Any]]) -> None:
+        for run in found:
+            log.write(
+                event="run_abandoned",
+                job=run["job_id"],
+                run=run["run_id"],
+                killed=run["killed"] or None,
+                host=run.get("host"),  # a shared state's: the host that ran it
+                reason=run["reason"],
+            )
+
+    abandoned(store.abandoned)
     host = Host(config, store=store, stop_grace=grace)
+    host.abandoned.append(abandoned)  # another host sharing the state died meanwhile
     store.on_status = lambda status: log.write(event="store", status=status or "writing again")
     host.scheduler.subscribe(log)
     host.reloaded.append(lambda new: log.write(event="reloaded", jobs=len(new.jobs)))

@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from .alerts import Alerts
+from .alerts import Alerts, Occurrence
 from .config import Config, Problem, Reloader
 from .config.hooks import JobHooks
 from .engine import Clock, Outcome, Run, RunNotFound, Scheduler
@@ -68,9 +68,14 @@ class Host:
         # when that picture changes (the controllers).
         self.peer_runs = PeerRuns()
         self.peer_runs_changed: list[Callable[[PeerRuns, PeerRuns], None]] = []
+        # Who hears of runs found abandoned while this host runs (another host sharing the
+        # state died): the console and the headless log.
+        self.abandoned: list[Callable[[list[dict[str, Any]]], None]] = []
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
         self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
         if isinstance(store, SharedStateStore):
+            # A job a reload adds (or redefines) on one host joins the other hosts' grid.
+            self.scheduler.grid_anchor = store.grid_anchor
             self._plan_shared_jobs(store, config)
             store.on_remote = self._apply_remote
             store.on_peer_runs = self._on_peer_runs
@@ -89,6 +94,8 @@ class Host:
         )
         self._watcher: asyncio.Task[None] | None = None
         self.alerts = Alerts(self.scheduler, self._hooks_for, store=store, cwd=config.path.parent)
+        if store is not None:
+            store.on_abandoned = self._abandoned_now
 
     def _plan_shared_jobs(self, store: SharedStateStore, config: Config) -> None:
         options = {job.id: job.options for job in self.scheduler.jobs()}
@@ -155,6 +162,16 @@ class Host:
             run._started_ts = found["started_at"]
             run._finished_ts = found["detected_at"]
             self.scheduler.get(found["job_id"]).last_run = run
+
+    def _abandoned_now(self, found: list[dict[str, Any]]) -> None:
+        """Runs of a host that died, found by this one while it runs: they go where runs found
+        at start-up go (the job's last run, its alerts, the console and the log)."""
+        known = [run for run in found if run["job_id"] in self.scheduler]
+        self._show_abandoned(known)
+        for run in known:
+            self.alerts.occurred(Occurrence.abandoned(run, run["detected_at"]))
+        for listener in self.abandoned:
+            listener(known)
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self, *, watch: bool = True) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .cli import DEFAULT_FILE
-from .config.statedb import is_database
+from .config.statedb import describe, is_database, password_problem, shared_state_key
 from .control import protocol as p
 from .control.controller import JobView, RunView
 from .control.sync_client import Disconnected, NoDaemon, RemoteError, SyncClient
@@ -67,16 +68,17 @@ def parser(verb: str) -> argparse.ArgumentParser:
 def main(verb: str, argv: list[str]) -> int:
     args = parser(verb).parse_args(argv)
     path: Path = args.file
-    state = state_path_of(path)
-    if state is None:
+    found = state_of(path)
+    if found is None:
         print(f"jobtui {verb}: no such file: {printable(str(path))}", file=sys.stderr)
         return EXIT_USAGE
+    state, named = found
     try:
         client = SyncClient.connect(state)
     except NoDaemon:
         shown = printable(str(path))
         print(
-            f"jobtui {verb}: no jobtui is running {shown} (state {printable(str(state))}); "
+            f"jobtui {verb}: no jobtui is running {shown} (state {printable(named)}); "
             f"start one with `jobtui {shown} --headless` (or open the console: `jobtui {shown}`)",
             file=sys.stderr,
         )
@@ -96,9 +98,11 @@ def main(verb: str, argv: list[str]) -> int:
             return 1
 
 
-def state_path_of(path: Path) -> Path | None:
-    """The state file jobs.toml names, read leniently: a file being edited (with problems the
-    daemon refused) still names the daemon that runs its last good version."""
+def state_of(path: Path) -> tuple[Path, str] | None:
+    """The state jobs.toml names, read leniently: a file being edited (with problems the
+    daemon refused) still names the daemon that runs its last good version. The path the
+    daemon's socket is keyed on, and the state as messages name it: a file, or a database
+    with this host's name (a daemon started with JOBTUI_HOST is reached with the same)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -110,9 +114,16 @@ def state_path_of(path: Path) -> Path | None:
             state = scheduler.get("state", DEFAULT_STATE)
     except tomllib.TOMLDecodeError:
         pass
-    if not isinstance(state, str) or not state.strip() or is_database(state):
-        state = DEFAULT_STATE  # a database's daemon answers where a state file would be
-    return (path.resolve().parent / state).resolve()
+    if not isinstance(state, str) or not state.strip():
+        state = DEFAULT_STATE
+    if is_database(state):
+        host = os.environ.get("JOBTUI_HOST", "")
+        # Never a password, even in a file the daemon would refuse.
+        database = "a PostgreSQL database" if password_problem(state) else describe(state)
+        named = f"{database}, {f'JOBTUI_HOST={host}' if host else 'JOBTUI_HOST not set'}"
+        return shared_state_key(path, state), named
+    file = (path.resolve().parent / state).resolve()
+    return file, str(file)
 
 
 # -- the verbs ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -71,14 +72,63 @@ def test_a_wrong_password_exits_1_saying_so(tmp_path, pg_cluster, pg_database):
     assert "password authentication failed" in done.stderr and pg_database in done.stderr
 
 
-def start_host(config: Path, name: str, log: Path) -> subprocess.Popen:
+def named(name: str | None) -> dict[str, str]:
+    """The environment of a process on host ``name`` (None: named MACHINE:PID)."""
+    env = {k: v for k, v in os.environ.items() if k != "JOBTUI_HOST"}
+    return env if name is None else {**env, "JOBTUI_HOST": name}
+
+
+def start_host(config: Path, name: str | None, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen(
             [*JOBTUI, str(config), "--headless", "--grace", "1", "--log-format", "json"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "JOBTUI_HOST": name},
+            env=named(name),
         )
+
+
+def test_status_beside_headless_hosts_on_a_database_finds_each_one(
+    tmp_path, pg_cluster, pg_database
+):
+    """`jobtui status jobs.toml` reaches the daemon running that file on this machine, keyed
+    by the file, the database and JOBTUI_HOST: two hosts here on one database each have
+    their own control socket."""
+    config = write(
+        tmp_path / "jobs.toml",
+        f"""
+        [scheduler]
+        state = "{pg_cluster.url(pg_database)}"
+
+        [jobs.report]
+        command = "true"
+        every = "1h"
+        """,
+    )
+    names = ("h1", "h2", None)
+    logs = {name: tmp_path / f"{name or 'unnamed'}.log" for name in names}
+    hosts = {name: start_host(config, name, log) for name, log in logs.items()}
+    try:
+        wait_until(
+            lambda: all(log.exists() and "control_listening" in log.read_text() for log in
+                        logs.values()),
+            30,
+            "every host's control socket",
+        )  # fmt: skip
+        for name in names:
+            done = jobtui("status", str(config), "--json", env=named(name))
+            assert done.returncode == 0, (name, done.stderr)
+            status = json.loads(done.stdout)
+            assert status["daemon"]["pid"] == hosts[name].pid
+            assert [job["id"] for job in status["jobs"]] == ["report"]
+    finally:
+        for proc in hosts.values():
+            proc.send_signal(signal.SIGINT)
+        for proc in hosts.values():
+            proc.wait(20)
+    elsewhere = jobtui("status", str(config), env=named("h3"))
+    assert elsewhere.returncode == 1
+    assert "no jobtui is running" in elsewhere.stderr and "JOBTUI_HOST=h3" in elsewhere.stderr
 
 
 def succeeded_runs(log: Path) -> int:
@@ -114,6 +164,8 @@ def ran_after_failover(cluster, database: str) -> int:
 
 
 def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, pg_database):
+    """The issue's test: three --headless hosts on one database, 50 jobs on a 1 s grid for
+    30 s, one host SIGKILLed in the middle."""
     # Each run takes longer than the grid's step, so a run of every job is always going on
     # (the occurrences meanwhile are skipped, by the overlap policy, on every host).
     jobs = "".join(f'\n[jobs.j{n:02}]\ncommand = "sleep 2.5"\nevery = "1s"\n' for n in range(50))
@@ -129,13 +181,16 @@ def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, p
     logs = {name: tmp_path / f"{name}.log" for name in ("h1", "h2", "h3")}
     hosts = {name: start_host(config, name, log) for name, log in logs.items()}
     try:
-        wait_until(lambda: all(succeeded_runs(log) >= 10 for log in logs.values()), 30, "runs")
+        wait_until(lambda: all(succeeded_runs(log) >= 1 for log in logs.values()), 30, "runs")
+        began = time.monotonic()  # every host runs jobs: the 30 s start here
+        wait_until(lambda: time.monotonic() >= began + 14, 20, "the middle")
         # Runs start in waves (every job is on the same grid): kill while a wave is going.
         wait_until(lambda: going_on(pg_cluster, pg_database, "h2") >= 5, 10, "h2's runs")
         hosts["h2"].kill()  # SIGKILL in the middle of runs
         hosts["h2"].wait(10)
         # The survivors find its runs once its lease is out, and the jobs go on after that.
         wait_until(lambda: ran_after_failover(pg_cluster, pg_database) >= 10, 15, "failover")
+        wait_until(lambda: time.monotonic() >= began + 30, 20, "the 30 s to pass")
         for name in ("h1", "h3"):
             hosts[name].send_signal(signal.SIGINT)
         for name in ("h1", "h3"):
@@ -157,6 +212,15 @@ def test_three_hosts_one_killed_run_each_occurrence_once(tmp_path, pg_cluster, p
     assert abandoned, Counter((r["host"], r["outcome"]) for r in runs)
     assert all(r["host"] == "h2" for r in abandoned)
     assert all("host h2 stopped renewing its lease" in r["reason"] for r in abandoned)
+    # ... and reported once, in the log of the survivor that found each (as at a start-up).
+    reported = [
+        json.loads(line)
+        for name in ("h1", "h3")
+        for line in logs[name].read_text().splitlines()
+        if '"event": "run_abandoned"' in line
+    ]
+    assert sorted(e["run"] for e in reported) == sorted(r["run_id"] for r in abandoned)
+    assert {e["host"] for e in reported} == {"h2"}
     assert not [r for r in runs if r["outcome"] is None]  # nothing left "running" for ever
     # None lost unexplained: from the first second all hosts ran to the last second before
     # the survivors stopped, every occurrence of every job has a record saying what happened.

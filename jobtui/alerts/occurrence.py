@@ -62,7 +62,8 @@ class Occurrence:
 
     @classmethod
     def abandoned(cls, found: dict[str, Any], detected_at: float) -> Occurrence:
-        """A run the last jobtui left unfinished (from the store's look at start-up)."""
+        """A run left unfinished: by the last jobtui (found at start-up), or by another host
+        sharing the state that died (found by this one)."""
         return cls(
             job_id=found["job_id"],
             run_id=found["run_id"],
@@ -72,7 +73,8 @@ class Occurrence:
             finished_at=detected_at,
             exit_code=None,
             error="",
-            reason="jobtui stopped while this run was going; found at start-up",
+            reason=found.get("reason")
+            or "jobtui stopped while this run was going; found at start-up",
             attempt=1,
             manual=False,
             output_tail="",

@@ -13,7 +13,7 @@ from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES
 from ..engine.triggers import TRIGGER_KEYS
 from .hooks import JobHooks
 from .problems import Problem
-from .statedb import LEASE
+from .statedb import LEASE, describe
 
 
 @dataclass(slots=True)
@@ -68,6 +68,12 @@ class Config:
     lease: float = LEASE  # with state_url: how long a host's runs stay its own unrenewed
     middleware: list[Any] = field(default_factory=list)  # read at start, not on reload
     warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def state_shown(self) -> str:
+        """The state as messages name it: the file, or the database (not the path that
+        stands for it, see statedb.shared_state_key)."""
+        return describe(self.state_url) if self.state_url is not None else str(self.state_path)
 
     def make_scheduler(self, *, store: DataStore | None = None, **kwargs: Any) -> Scheduler:
         params: dict[str, Any] = {

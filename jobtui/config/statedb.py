@@ -5,6 +5,8 @@ is often committed; the password belongs in the environment (PGPASSWORD) or ~/.p
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,5 +98,17 @@ def state_location(
     problem = password_problem(state)
     if problem:
         loader.problem(problem, table=where, key="state")
-    # The path is where a file-based state would be; a database needs none.
-    return state, (loader.path.parent / ".jobtui/state.db").resolve(), lease
+    return state, shared_state_key(loader.path, state), lease
+
+
+def shared_state_key(config_path: Path, state: str, host: str | None = None) -> Path:
+    """What stands for a database state where a file's path would (the control socket is
+    keyed on it): a path never made, in the jobs.toml's `.jobtui` folder, named by the
+    jobs.toml, the connection string and the host's name (``host``, by default JOBTUI_HOST;
+    empty for a host named MACHINE:PID). A daemon and `jobtui status jobs.toml` beside it
+    compute the same one; two daemons of one file and database on one machine, named apart
+    by JOBTUI_HOST, get a socket each."""
+    host = os.environ.get("JOBTUI_HOST", "") if host is None else host
+    name = "\0".join((config_path.name, state, host))
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return (config_path.resolve().parent / ".jobtui" / f"{digest}.pg").resolve()

@@ -81,7 +81,7 @@ def nothing_runs(config: Config, command: str) -> str:
     path = printable(str(config.path))
     return (
         f"{command}: nothing runs {path}: no jobtui answers for its state "
-        f"{printable(str(config.state_path))}.\n"
+        f"{printable(config.state_shown)}.\n"
         f"Start one with `jobtui {path} --headless` (or a systemd unit running that), "
         f"or open `jobtui {path}` to run the jobs in a console."
     )

@@ -130,6 +130,7 @@ class LocalController:
                 HookFailed(failure.job_id, f"{failure.hook}: {failure.message}")
             )
         )
+        host.abandoned.append(self._on_abandoned)
 
     # -- reads ----------------------------------------------------------------------------
     @property
@@ -402,6 +403,17 @@ class LocalController:
         if changed:
             self._dirty.update(changed)
             self._notify(JobsChanged(tuple(sorted(changed))))
+
+    def _on_abandoned(self, found: list[dict[str, Any]]) -> None:
+        """Another host died with these runs going: told as a run failing here is."""
+        for run in found:
+            self._dirty.add(run["job_id"])
+            where = f" on host {run['host']}" if run.get("host") else ""
+            self._notify(
+                RunFailed(run["job_id"], f"run {run['run_id']}{where} abandoned: {run['reason']}")
+            )
+        if found:
+            self._notify(JobsChanged(tuple(dict.fromkeys(run["job_id"] for run in found))))
 
     def _on_job_changed(self, event: JobModified | JobStateChanged) -> None:
         self._dirty.add(event.job_id)

@@ -237,7 +237,7 @@ class ControlServer:
             pid=os.getpid(),
             started_at=self.started_at,
             config_path=str(self.controller.config_path.resolve()),
-            state_path=str(self.controller.host.config.state_path),
+            state_path=self.controller.host.config.state_shown,
             version=__version__,
             host=self.host_kind,
         )

@@ -75,6 +75,10 @@ class Plan:
         self.catch_up_from_last = snapshot.catch_up and snapshot.last_fired is not None
         return None
 
+    def anchor_on(self, job: Job, anchor: float) -> None:
+        """Plan a grid not yet planned from ``anchor`` (or the job's `start`), not from the
+        moment it is planned (see Scheduler.grid_anchor); only grids have one."""
+
     def first(self, job: Job, wall: float, elapsed: float) -> Step:
         """The first occurrence once the scheduler runs (or the job is added to it)."""
         catch_up = self.catch_up_from_last and job.last_fired is not None
@@ -184,6 +188,12 @@ class IntervalPlan(Plan):
             self.anchor_wall = snapshot.grid_anchor
             self.anchor_restored = True
         return None
+
+    def anchor_on(self, job: Job, anchor: float) -> None:
+        if self.anchor_elapsed is None and not self.anchor_restored:
+            start = job.options.start
+            self.anchor_wall = start if start is not None else anchor
+            self.anchor_restored = True
 
     def next_step(self, job: Job) -> float | Finish:
         label = self.anchor_wall + self.k * self.period

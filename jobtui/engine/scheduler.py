@@ -85,6 +85,10 @@ class Scheduler:
             local_zone() if timezone is None else resolve_timezone(timezone, key="timezone")
         )
         self.stop_grace = stop_grace
+        # Where an `every` grid without a `start` is anchored when its job is first planned
+        # while the scheduler runs (added or redefined): None anchors it at that moment. Several
+        # processes running the same jobs set one moment, so their grids are the same one.
+        self.grid_anchor: float | None = None
         self.events = EventBroker()
         self._random = random.Random(seed)
         self._jobs: dict[str, Job] = {}
@@ -385,6 +389,8 @@ class Scheduler:
     def _plan_first(self, job: Job, wall: float, elapsed: float) -> None:
         if job.paused or job.disabled_reason or job.finished:
             return
+        if self.grid_anchor is not None:
+            job.plan.anchor_on(job, self.grid_anchor)
         self._apply(job, job.plan.first(job, wall, elapsed))
 
     def _plan_from_now(self, job: Job) -> None:
@@ -393,6 +399,8 @@ class Scheduler:
         job.next_fire = None
         if job.paused or job.disabled_reason or job.finished:
             return
+        if self.grid_anchor is not None:
+            job.plan.anchor_on(job, self.grid_anchor)
         self._apply(job, job.plan.from_now(job, self.clock.wall(), self.clock.elapsed()))
 
     def _apply(self, job: Job, step: Step) -> None:

@@ -54,6 +54,10 @@ class StateStore(DataStore, Protocol):
     # changed. Only a store several hosts share calls it (SQLite never does).
     on_peer_runs: Callable[[PeerRuns], None] | None
     abandoned: list[dict[str, Any]]  # runs the last owner left unfinished, found at open
+    # Set by the host: runs found abandoned while it runs (another host sharing the state
+    # died), called on the loop, each run by the one host that found it. A file store, which
+    # one process owns, never calls it.
+    on_abandoned: Callable[[list[dict[str, Any]]], None] | None
 
     def load_snapshots(self, fingerprints: dict[str, str]) -> dict[str, JobSnapshot]:
         """The state kept for each job; a job whose fingerprint changed starts afresh."""
@@ -100,6 +104,9 @@ class SharedStateStore(StateStore, Protocol):
     # Set by the host: apply what a user did on another host (action "pause", "resume",
     # "cancel" or "remove", the job's id or a run's, the reason to show).
     on_remote: Callable[[str, str, str], None] | None
+    # Where every host anchors an `every` grid without a `start` (the host hands it to its
+    # scheduler for jobs a reload adds or changes, as load_snapshots does at start).
+    grid_anchor: float
 
     def plan_jobs(self, options: Mapping[str, JobOptions], config_path: str = "") -> None: ...
 

@@ -56,6 +56,8 @@ def shown_as(conninfo: str) -> str:
 
 
 class PostgresStore(Store):
+    grid_anchor = SHARED_ANCHOR
+
     def __init__(self, backend: PostgresBackend, *, max_buffer: int) -> None:
         super().__init__(backend, max_buffer=max_buffer)
         self.backend: PostgresBackend = backend
@@ -171,6 +173,7 @@ class PostgresStore(Store):
 
     def start(self) -> None:
         super().start()
+        self.backend.on_abandoned = self._abandoned_elsewhere
         self.backend.start_leases()
         self._notifier = Notifier(
             self.backend.conninfo, self.backend.shown, self.host, self._remote_notice
@@ -231,6 +234,17 @@ class PostgresStore(Store):
         if self._loop is not None and self.on_remote is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed
                 self._loop.call_soon_threadsafe(self._apply_remote, action, job_id, reason, host)
+
+    def _abandoned_elsewhere(self, found: list[dict[str, Any]]) -> None:
+        """From the lease thread: runs of a host that died, which this host's update found
+        (and so no other host reports); the host hears of them on the loop."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                self._loop.call_soon_threadsafe(self._report_abandoned, found)
+
+    def _report_abandoned(self, found: list[dict[str, Any]]) -> None:
+        if self.on_abandoned is not None:
+            self.on_abandoned(found)
 
     def _apply_remote(self, action: str, job_id: str, reason: str, host: str) -> None:
         if self.on_remote is None:

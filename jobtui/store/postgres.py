@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,14 @@ STATEMENT_TIMEOUT_MS = 10_000
 FINGERPRINT_NOTICE_EVERY = 30.0  # seconds between reminders that hosts run different jobs.toml
 
 _TS = "to_timestamp(%s)"
+# A claim's lease counts from when the row is written (clock_timestamp), not from its
+# transaction's start (now()): a batch that waited seconds for other hosts' advisory locks
+# wrote leases already past, and a survivor took the runs, just started, for abandoned.
+_LEASE_END = "clock_timestamp() + %s * interval '1s'"
 STATEMENTS: dict[Kind, str] = {
     Kind.MANUAL_RUN: (
         "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
-        f"lease_until) VALUES (%s, %s, {_TS}, true, %s, {_TS}, %s, now() + %s * interval '1s') "
+        f"lease_until) VALUES (%s, %s, {_TS}, true, %s, {_TS}, %s, {_LEASE_END}) "
         "ON CONFLICT DO NOTHING"
     ),
     Kind.PROGRESS: (
@@ -90,7 +95,7 @@ STATEMENTS: dict[Kind, str] = {
 HOSTED = frozenset({Kind.OCCURRENCE, Kind.SESSION_START, Kind.SESSION_STOP, Kind.JOB_EVENT})
 CLAIM = (
     "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
-    f"lease_until) VALUES (%s, %s, {_TS}, false, 1, {_TS}, %s, now() + %s * interval '1s') "
+    f"lease_until) VALUES (%s, %s, {_TS}, false, 1, {_TS}, %s, {_LEASE_END}) "
     "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
 )
 SKIPPED_ELSEWHERE = (
@@ -149,13 +154,25 @@ def host_name() -> str:
     return os.environ.get("JOBTUI_HOST") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def connect(conninfo: str, shown: str) -> psycopg.Connection:
+def lease_statement_timeout(lease: float) -> float:
+    """Seconds a statement of the lease thread may take: a sixth of the lease (at most the
+    writer's). The thread renews at a third of the lease; a statement that hangs there (a
+    lock, a stalled server) is cut off, and the thread connects again and renews at the next
+    third, still inside the lease. Left at the writer's 10 s, one hung statement let a short
+    lease (3 s) run out and a survivor record this host's runs, still going, as abandoned."""
+    return min(lease / 6, STATEMENT_TIMEOUT_MS / 1000)
+
+
+def connect(
+    conninfo: str, shown: str, *, statement_timeout: float = STATEMENT_TIMEOUT_MS / 1000
+) -> psycopg.Connection:
     try:
         return psycopg.connect(
             conninfo,
             connect_timeout=CONNECT_TIMEOUT,
             application_name="jobtui",
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c TimeZone=UTC",
+            options=f"-c statement_timeout={max(1, round(statement_timeout * 1000))} "
+            "-c TimeZone=UTC",
         )
     except psycopg.Error as exc:
         raise StoreUnavailable(f"cannot connect to {shown}: {_first_line(exc)}") from None
@@ -210,6 +227,9 @@ class PostgresBackend:
         self._next_notice = 0.0
         self._stop = threading.Event()
         self._leaser: threading.Thread | None = None
+        # Called on the lease thread with the runs its REAP found: only the host whose
+        # update took them hears of them, so each is reported once over all hosts.
+        self.on_abandoned: Callable[[list[dict[str, Any]]], None] | None = None
         try:
             self._conn: psycopg.Connection | None = connect(conninfo, shown)
         except StoreUnavailable as exc:
@@ -423,11 +443,14 @@ class PostgresBackend:
         of hosts whose leases ran out as abandoned. On its own connection, so a long batch of
         writes never lets a lease lapse."""
         conn: psycopg.Connection | None = None
+        timeout = lease_statement_timeout(self.lease)
         while not self._stop.wait(self.lease / 3):
             try:
                 if conn is None or conn.closed:
-                    conn = connect(self.conninfo, self.shown)
+                    conn = connect(self.conninfo, self.shown, statement_timeout=timeout)
                     conn.autocommit = True
+                    if self._stop.is_set():  # closed while connecting: nothing more to renew
+                        break
                 conn.execute(
                     "UPDATE runs SET lease_until = now() + %s * interval '1s' "
                     "WHERE host = %s AND outcome IS NULL",
@@ -444,7 +467,9 @@ class PostgresBackend:
                     (self.host,),
                 )
                 self.live_hosts = _live_hosts(conn, self.lease)
-                self._reap(conn)  # logged; the rows say what happened
+                found = self._reap(conn)
+                if found and self.on_abandoned is not None:
+                    self.on_abandoned(found)
             except (psycopg.Error, StoreUnavailable) as exc:
                 log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
                 if conn is not None:
@@ -479,7 +504,10 @@ class PostgresBackend:
     def close(self) -> None:
         self._stop.set()
         if self._leaser is not None:
-            self._leaser.join(timeout=CONNECT_TIMEOUT + 2)
+            # The thread wakes at once unless a statement is going, which its timeout ends; a
+            # connect to an unreachable database is not waited for (the thread is a daemon, and
+            # stops after it without renewing anything).
+            self._leaser.join(timeout=lease_statement_timeout(self.lease) + 0.5)
             self._leaser = None
         with self._lock:
             if self._conn is not None:

@@ -73,6 +73,7 @@ class Store:
         self.path = backend.path
         self.writer = BatchWriter(backend, max_buffer=max_buffer)
         self.abandoned: list[dict[str, Any]] = []  # runs found unfinished at start-up
+        self.on_abandoned: Callable[[list[dict[str, Any]]], None] | None = None  # never here
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fingerprints: dict[str, str] = {}
         self._pids: dict[str, int] = {}

@@ -1,0 +1,230 @@
+"""Hosts (jobtui's Host, with its alerts, controller and reloader) sharing a PostgreSQL state,
+in one process: what one host finds while others come and go."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import psycopg
+
+from jobtui import Outcome, Run, VirtualClock
+from jobtui.config import load
+from jobtui.control.client import RemoteController
+from jobtui.control.controller import LocalController
+from jobtui.control.interface import RunFailed
+from jobtui.control.server import ControlServer
+from jobtui.host import Host
+from jobtui.store.pgstore import PostgresStore, read_runs
+
+from .conftest import START, Recorder
+from .test_postgres import Host as EngineHost
+
+LEASE = 0.6  # seconds: a dead host's runs are found within about one
+
+
+def write_jobs(folder, text):
+    folder.mkdir()
+    path = folder / "jobs.toml"
+    path.write_text(text)
+    path.chmod(0o644)
+    return path
+
+
+def stop_renewing(host: Host) -> None:
+    """The host's lease thread stops, as a host that died (or lost the database) does: its
+    runs' leases run out while its process, here, goes on."""
+    backend = host.store.backend
+    backend._stop.set()
+    backend._leaser.join(10)
+
+
+async def until(check, timeout=15.0, what="it"):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_host_dying_while_others_run_is_reported_once_by_the_one_that_found_it(
+    pg_cluster, pg_database, tmp_path
+):
+    url = pg_cluster.url(pg_database)
+    missed = tmp_path / "missed.log"
+    hosts, servers, remotes = {}, [], []
+    heard: dict[str, list] = {}  # by each host's controller, and by a console attached to it
+    for name in ("a", "b", "c"):
+        path = write_jobs(
+            tmp_path / name,
+            f'[scheduler]\nstate = "{url}"\n\n[jobs.slow]\ncommand = "sleep 30"\n'
+            f'on_missed = "echo {name} $JOBTUI_OUTCOME $JOBTUI_RUN_ID >> {missed}"\n',
+        )
+        store = PostgresStore.open_database(url, host=name, lease=LEASE)
+        host = Host(load(path), store=store, clock=VirtualClock(START), stop_grace=0)
+        local = LocalController(host)
+        heard[name], heard[f"{name} attached"] = [], []
+        local.subscribe(heard[name].append)
+        await host.start(watch=False)
+        servers.append(ControlServer(local, flush_interval=0.02))
+        await servers[-1].start()
+        config = host.config
+        remotes.append(RemoteController(config.path, config.timezone, state_path=config.state_path))
+        remotes[-1].subscribe(heard[f"{name} attached"].append)
+        await remotes[-1].start()
+        hosts[name] = host
+
+    def failed() -> dict[str, list[RunFailed]]:
+        said = {k: [n for n in v if isinstance(n, RunFailed)] for k, v in heard.items()}
+        return {k: v for k, v in said.items() if v}
+
+    a, b, c = hosts.values()
+    try:
+        run = a.scheduler.run_now("slow", wait=False)
+        await Recorder(a.scheduler).wait_for(lambda: run.pid is not None, 10)
+        await asyncio.to_thread(a.store.flush)
+        stop_renewing(a)
+        await until(
+            lambda: len(failed()) == 2 and missed.exists(), what="a survivor to report the run"
+        )
+    finally:
+        for remote in remotes:
+            await remote.close()
+        for server in servers:
+            await server.close()
+        for host in (b, c):
+            await host.stop(0)  # their hook deliveries drain
+    try:
+        (line,) = missed.read_text().splitlines()
+        finder = line.split()[0]
+        assert finder in ("b", "c") and line.split()[1:] == ["abandoned", run.run_id]
+        notices = failed()
+        assert set(notices) == {finder, f"{finder} attached"}
+        for said in notices.values():
+            (notice,) = said
+            assert notice.job_id == "slow"
+            assert notice.message.startswith(f"run {run.run_id} on host a abandoned: ")
+            assert "host a stopped renewing its lease" in notice.message
+        last = hosts[finder].scheduler.get("slow").last_run
+        assert last is not None and last.outcome is Outcome.ABANDONED
+        assert last.run_id == run.run_id
+        (record,) = read_runs(url, job="slow")
+        assert record["outcome"] == "abandoned" and f"found by host {finder}" in record["reason"]
+    finally:
+        await a.stop(0)
+
+
+async def test_a_job_added_by_reloading_joins_the_shared_grid_on_every_host(
+    pg_cluster, pg_database, tmp_path
+):
+    """Two hosts add the same `every` job by editing their jobs.toml, 14 s apart: the grid is
+    the epoch's on both, not each host's moment of reloading, so no occurrence runs twice."""
+    url = pg_cluster.url(pg_database)
+    before = f'[scheduler]\nstate = "{url}"\n\n[jobs.old]\ncommand = "true"\n'
+    added = before + '\n[jobs.new]\ncommand = "true"\nevery = "10s"\n'
+    hosts = []
+    for name in ("a", "b"):
+        path = write_jobs(tmp_path / name, before)
+        store = PostgresStore.open_database(url, host=name)
+        host = Host(load(path), store=store, clock=VirtualClock(START), stop_grace=0)
+        await host.start(watch=False)
+        hosts.append(host)
+    a, b = hosts
+    try:
+        for second in range(1, 61):
+            for host in hosts:
+                await host.scheduler.clock.advance(1)  # type: ignore[attr-defined]
+            if second in (3, 17):  # a reloads at 12:00:03, b at 12:00:17
+                host = a if second == 3 else b
+                host.config.path.write_text(added)
+                assert await host.reload()
+            for host in hosts:
+                await asyncio.to_thread(host.store.flush)
+        await until(lambda: not a.scheduler.running_runs() and not b.scheduler.running_runs())
+    finally:
+        for host in hosts:
+            await host.stop(0)
+    rows = [r for r in read_runs(url, job="new", limit=1000) if r["outcome"] == "succeeded"]
+    times = sorted(r["scheduled_for"][11:19] for r in rows)
+    # 12:00:10 (a alone has the job), then 12:00:20 ... 12:01:00 by one host each, none twice.
+    assert times == [f"12:0{m}:{s}0" for m, s in [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0)]]
+
+
+async def test_a_hung_statement_of_the_lease_thread_does_not_let_a_short_lease_run_out(
+    pg_cluster, pg_database
+):
+    """The host's presence row is locked (a stalled statement) for two leases: its runs' leases
+    are renewed all the same, so no survivor could take them for abandoned."""
+    url = pg_cluster.url(pg_database)
+    release = threading.Event()
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    a = EngineHost(
+        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=1.5
+    )
+    await a.start()
+    try:
+        await a.clock.advance(10)
+        await a.recorder.wait_for(lambda: a.recorder.started("long"))
+        await asyncio.to_thread(a.store.flush)
+        conninfo = pg_cluster.conninfo(pg_database)
+        with (
+            psycopg.connect(conninfo, autocommit=True) as watcher,
+            psycopg.connect(conninfo) as locker,
+        ):
+            locker.execute("SELECT 1 FROM hosts WHERE host = 'a' FOR UPDATE")
+            held_until = time.monotonic() + 3.0  # real time: two leases must pass
+            while time.monotonic() < held_until:
+                (leased,) = watcher.execute(
+                    "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
+                    "AND lease_until > now()"
+                ).fetchone()
+                assert leased == 1, "the run's lease ran out while a statement hung"
+                await asyncio.sleep(0.05)
+            locker.rollback()
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: a.recorder.finished("long"))
+        await a.stop()
+    assert a.recorder.outcomes("long") == [Outcome.SUCCEEDED]
+
+
+async def test_a_claim_that_waited_for_another_hosts_lock_still_gets_a_whole_lease(
+    pg_cluster, pg_database
+):
+    """Another host holds the job's claim lock longer than a lease: when this host's claim
+    lands, its run's lease counts from then (a lease counted from when the claim began waiting
+    was already out, and a survivor took the run, just started, for abandoned)."""
+    url = pg_cluster.url(pg_database)
+    release = threading.Event()
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    a = EngineHost(
+        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=1.5
+    )
+    await a.start()
+    try:
+        with psycopg.connect(pg_cluster.conninfo(pg_database), autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(hashtext('long'))")  # as a claim batch does
+            # a's claim of 12:00:10 waits for the lock (the clock's advance, for the claim)
+            advancing = asyncio.ensure_future(a.clock.advance(10))
+            waited_until = time.monotonic() + 2.0  # real time: past one lease
+            await until(lambda: time.monotonic() >= waited_until, what="a lease to pass")
+            assert not a.recorder.started("long")
+            stop_renewing(a)  # only the claim's own lease counts from here
+            other.execute("SELECT pg_advisory_unlock(hashtext('long'))")
+            await advancing
+            await a.recorder.wait_for(lambda: a.recorder.started("long"))
+            (leased,) = other.execute(
+                "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
+                "AND lease_until > now() + interval '1s'"
+            ).fetchone()
+        assert leased == 1
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: a.recorder.finished("long"))
+        await a.stop()
