@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .conftest import wait_until
 from .test_cli import jobtui, write
-from .test_hosts import start_host
+from .test_hosts import named, start_host
 
 JOBS = """
 [scheduler]
@@ -23,7 +23,7 @@ cron = "0 0 1 1 *"
 
 
 def status(config: Path, *args: str) -> str:
-    done = jobtui("status", str(config), *args)
+    done = jobtui("status", str(config), *args, env=named(config.parent.name))
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -37,8 +37,10 @@ def test_status_on_one_host_shows_the_run_going_on_another(tmp_path, pg_cluster,
     hosts = {name: start_host(configs[name], name, tmp_path / f"{name}.log") for name in configs}
     try:
         for name in hosts:  # each daemon answers on its own state's socket
-            wait_until(lambda n=name: jobtui("status", str(configs[n])).returncode == 0)
-        started = jobtui("run", "copy", str(configs["h2"]))
+            wait_until(
+                lambda n=name: jobtui("status", str(configs[n]), env=named(n)).returncode == 0
+            )
+        started = jobtui("run", "copy", str(configs["h2"]), env=named("h2"))
         assert started.returncode == 0, started.stderr
 
         def copy_on_h1() -> dict:
