@@ -156,13 +156,19 @@ class BatchWriter:
             if len(self._writes) >= self.max_buffer:
                 self._make_room()
             self._writes.append(write)
-            self._cond.notify()
+            self._wake()
+
+    def _wake(self) -> None:
+        """With the lock held: wake the thread. It is not idle from now on, so the writes
+        pushed until it looks for more take push's bare append, not this lock."""
+        self._idle = False
+        self._cond.notify()
 
     def _appended_late(self, write: Write) -> None:
         """``write`` went onto the queue just as the writer went idle, closed or disowned."""
         with self._cond:
             if not self._stopped:  # the thread will still take it
-                self._cond.notify()
+                self._wake()
                 return
             try:
                 self._writes.remove(write)
