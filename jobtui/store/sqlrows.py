@@ -106,7 +106,9 @@ class RowWriter:
                     f"UPDATE runs SET {assignments} FROM v WHERE runs.run_id = v.run_id"
                 )
             else:
-                head, _, one = self._statements[kind].rpartition(" VALUES ")
-                text = f"{head} VALUES {', '.join([one] * size)}"
+                # INSERT ... VALUES (one row's tuple) and what follows it (an upsert's clause).
+                head, _, rest = self._statements[kind].partition(" VALUES ")
+                one, _, tail = rest.partition(")")
+                text = f"{head} VALUES {', '.join([one + ')'] * size)}{tail}"
             self._texts[(kind, size)] = text
         return text
