@@ -221,9 +221,10 @@ def report(args: argparse.Namespace, baseline: Path | None) -> None:
     for name, where in columns.items():
         print(f"  measuring {name} ...", file=sys.stderr, flush=True)
         for system in ("store", "engine"):
-            got[name][f"burst {system}"] = median_of(
-                rounds, "burst", system, str(jobs), where, args.quick
-            )["runs_per_s"]
+            result = median_of(rounds, "burst", system, str(jobs), where, args.quick)
+            got[name][f"burst {system}"] = result["runs_per_s"]
+            got[name][f"loop us {system}"] = result["loop_us"]
+            got[name][f"writer us {system}"] = result["writer_us"]
         for rate in RATES:
             for system in ("store", "engine"):
                 result = median_of(rounds, "stall", system, f"{rate},{seconds}", where, args.quick)
@@ -231,7 +232,10 @@ def report(args: argparse.Namespace, baseline: Path | None) -> None:
                 got[name][f"p99 {system} {rate}"] = result["p99_ms"]
     labels = [
         (f"{jobs:,} runs due at once: recorded per second", "burst store", ",.0f"),
+        ("  CPU per run, loop thread (us)", "loop us store", ".1f"),
+        ("  CPU per run, writer thread (us)", "writer us store", ".1f"),
         ("  the same runs, no store: run per second", "burst engine", ",.0f"),
+        ("  no store: CPU per run, loop thread (us)", "loop us engine", ".1f"),
     ]
     for rate in RATES:
         labels += [

@@ -229,7 +229,9 @@ class BatchWriter:
         return taken
 
     def _make_room(self) -> None:
-        for index, queued in enumerate(self._writes):
+        # Over a copy: another thread's push may append meanwhile (never remove: the writer
+        # thread takes writes only with the lock held), so the indexes stay right.
+        for index, queued in enumerate(list(self._writes)):
             if queued.droppable:
                 del self._writes[index]
                 self.dropped += 1
