@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from jobtui.store import read_runs
+from jobtui import Scheduler, VirtualClock
+from jobtui.store import Store, read_runs
 from jobtui.store.claimwait import ClaimDeadlines
 from jobtui.store.sqlite import SQLiteBackend
 from jobtui.store.writer import ANSWER_SLICE, BatchWriter, Kind, Write
+
+from .conftest import START
 
 
 def backend(tmp_path: Path) -> SQLiteBackend:
@@ -235,33 +238,18 @@ async def test_a_claim_nobody_answers_lets_its_run_go_ahead_after_the_wait_and_n
 async def test_a_store_at_full_speed_records_every_run_once(tmp_path):
     """Thousands of runs due at once, through the real writer and SQLite: each run's row is
     claimed once and finished, however the writes were batched."""
-    from jobtui import RunFinished, Scheduler
-    from jobtui.store import Store
-
     store = Store.open(tmp_path / "state.db")
-    scheduler = Scheduler(timezone="UTC", store=store)
-    due = time.time() + 0.5
-    finished = asyncio.get_running_loop().create_future()
-    count = 0
-
-    def on_event(event: object) -> None:
-        nonlocal count
-        if isinstance(event, RunFinished):
-            count += 1
-            if count == 3000:
-                finished.set_result(None)
+    clock = VirtualClock(START)
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store, stop_grace=0)
 
     async def body() -> None:
         return None
 
-    from datetime import UTC, datetime
-
     for n in range(3000):
-        scheduler.add_job(body, id=f"j{n}", at=datetime.fromtimestamp(due, UTC))
+        scheduler.add_job(body, id=f"j{n}", at=START + timedelta(minutes=1))
     store.start()
-    scheduler.subscribe(on_event)
     await scheduler.start()
-    await asyncio.wait_for(finished, 60)
+    await clock.advance(60)
     await scheduler.stop()
     await asyncio.to_thread(store.close)
     runs = read_runs(tmp_path / "state.db", limit=10_000)
