@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import inspect
 import json
 import math
 import os
@@ -36,7 +35,6 @@ import tracemalloc
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import chatty  # bench/chatty.py: this script's folder is first on the import path
 import runmodes
@@ -230,94 +228,21 @@ async def memory(system: str, jobs: int) -> dict[str, float]:
 # -- (d) with the state store attached (jobtui only) -----------------------------------------
 
 
-def with_store(scheduler_class: Any, store: Any) -> Any:
-    """A scheduler that claims and records through ``store``. Before the DataStore seam (a
-    --baseline older than it) the store attached itself to a scheduler made without it."""
-    if store is None or "store" not in inspect.signature(scheduler_class).parameters:
-        return scheduler_class(timezone="UTC")
-    return scheduler_class(timezone="UTC", store=store)
-
-
-def start_store(store: Any, scheduler: Any) -> None:
-    if hasattr(store, "start"):
-        store.start()
-    else:  # the baseline's way
-        store.attach(scheduler)
-
-
 async def store_throughput(system: str, jobs: int) -> dict[str, float]:
-    """Runs per second recorded: from the due instant until every run's row is committed."""
-    import tempfile
+    """Runs per second recorded: from the due instant until every run's row is committed
+    (bench/store.py's burst case, which also gives the CPU per run of each thread)."""
+    from store import burst  # bench/store.py, beside this script
 
-    from jobtui import RunFinished, Scheduler
-    from jobtui.store import Store, read_runs
-
-    with tempfile.TemporaryDirectory() as folder:
-        store = Store.open(f"{folder}/state.db")
-        scheduler = with_store(Scheduler, store)
-        start = time.time() + 2.0 + jobs / 20_000
-        start_dt = datetime.fromtimestamp(start, UTC)
-        all_finished = asyncio.get_running_loop().create_future()
-        finished_runs = 0
-
-        def count(event: object) -> None:  # told by the engine: nothing polls the jobs
-            nonlocal finished_runs
-            if isinstance(event, RunFinished):
-                finished_runs += 1
-                if finished_runs == jobs:
-                    all_finished.set_result(None)
-
-        async def body() -> None:
-            return None
-
-        for n in range(jobs):
-            scheduler.add_job(body, id=f"j{n}", at=start_dt)
-        start_store(store, scheduler)
-        scheduler.subscribe(count)
-        await scheduler.start()
-        await asyncio.wait_for(all_finished, 120)
-        await asyncio.to_thread(store.flush, 120)
-        finished = time.time()
-        await scheduler.stop()
-        await asyncio.to_thread(store.close)
-        recorded = len(read_runs(Path(folder) / "state.db", limit=jobs + 10))
-        assert recorded == jobs, f"{recorded} of {jobs} runs recorded"
-    return {"runs_per_s": jobs / (finished - start)}
+    return await burst("store", jobs)
 
 
 async def store_stall(system: str, rate: int, seconds: float) -> dict[str, float]:
     """The worst event-loop stall while ``rate`` runs a second are recorded (with and without
-    the store, so the store's own share shows)."""
-    import tempfile
+    the store, so the store's own share shows): bench/store.py's stall case."""
+    from store import stall
 
-    from jobtui import Scheduler
-    from jobtui.store import Store
-
-    with tempfile.TemporaryDirectory() as folder:
-        store = Store.open(f"{folder}/state.db") if system.endswith("store") else None
-        scheduler = with_store(Scheduler, store)
-
-        async def body(run) -> None:
-            run.progress = 0.5
-            run.log("a line of output")
-
-        phase = datetime.now(UTC) + timedelta(seconds=1)
-        for n in range(rate):  # spread over the second: 200 runs a second, not a burst of 200
-            start = phase + timedelta(seconds=n / rate)
-            scheduler.add_job(body, id=f"j{n}", every="1s", start=start, run_immediately=True)
-        if store is not None:
-            start_store(store, scheduler)
-        await scheduler.start()
-        worst = 0.0
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            worst = max(worst, time.perf_counter() - before - 0.001)
-        await scheduler.stop()
-        if store is not None:
-            await asyncio.to_thread(store.close)
-    return {"worst_stall_ms": worst * 1000}
+    result = await stall("store" if system.endswith("store") else "engine", rate, seconds)
+    return {"worst_stall_ms": result["worst_ms"], **result}
 
 
 # -- driver ---------------------------------------------------------------------------------

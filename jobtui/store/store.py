@@ -34,6 +34,7 @@ from ..engine import (
     SchedulerStopped,
 )
 from ..engine.procfs import process_start
+from .claimwait import ClaimDeadlines
 from .history import read_context, read_runs
 from .interface import PeerRuns
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
@@ -184,6 +185,7 @@ class Store:
         """Start writing; call it on the scheduler's loop, before the scheduler starts (which
         then claims its runs here and records its events)."""
         self._loop = asyncio.get_running_loop()
+        self._claim_deadlines = ClaimDeadlines(self._loop, CLAIM_WAIT)
         self.writer.start(self._loop)
 
     def claim(self, run: Run) -> asyncio.Future[bool]:
@@ -201,8 +203,7 @@ class Store:
         )
         # Degraded or not, the writer answers: from the database, or (when it cannot be
         # written) once the claim is in the backend's journal, within a short busy timeout.
-        # A timer that finds the future settled does nothing: cheaper than cancelling.
-        self._loop.call_later(CLAIM_WAIT, _settle, future, True)
+        self._claim_deadlines.watch(future)
         return future
 
     def record(self, event: Event) -> None:
@@ -324,11 +325,6 @@ class Store:
         self._closed = True
         if self.writer.close():  # never pull the database from under a writer still going
             self.backend.close()
-
-
-def _settle(future: asyncio.Future[bool], value: bool) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 def _finish_params(run: Run) -> tuple[Any, ...]:

@@ -1,0 +1,258 @@
+"""The store's hot paths (issue 14): big batches are written as one write at a time would be,
+the loop never waits on the writer thread's lock, claims are answered a slice per loop turn,
+and a claim nobody answers still lets its run go ahead in time."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from jobtui import Scheduler, VirtualClock
+from jobtui.store import Store, read_runs
+from jobtui.store.claimwait import ClaimDeadlines
+from jobtui.store.sqlite import SQLiteBackend
+from jobtui.store.writer import ANSWER_SLICE, BatchWriter, Kind, Write
+
+from .conftest import START
+
+
+def backend(tmp_path: Path) -> SQLiteBackend:
+    return SQLiteBackend(tmp_path / "state.db", keep_runs=None, keep_days=None)
+
+
+def claim(n: int, job: str = "", at: float = 1000.0) -> Write:
+    return Write(Kind.CLAIM, (f"run{n:06d}", job or f"job{n}", at + n, at), job_id=job)
+
+
+def finish(n: int, outcome: str = "succeeded", output: str | None = None) -> Write:
+    params = (2000.0 + n, outcome, "", 1, 1.0, "", None, None, None, 0, None, output, 0)
+    return Write(Kind.FINISH, (*params, None, f"run{n:06d}"))
+
+
+def test_thousands_of_claims_in_one_batch_are_each_answered_as_one_alone_would_be(tmp_path):
+    db = backend(tmp_path)
+    try:
+        # Another process ran every third occurrence already (its rows are there).
+        db.write([claim(n) for n in range(0, 3000, 3)])
+        retried = [
+            Write(Kind.CLAIM, (f"again{n:06d}", f"job{n}", 1000.0 + n, 1000.0)) for n in range(3000)
+        ]
+        answers = db.write(retried)
+        assert [claimed for _, claimed in answers] == [n % 3 != 0 for n in range(3000)]
+        # None of them refused: the quick answer (every row went in) holds for all of them.
+        fresh = db.write([claim(n, at=9000.0) for n in range(3000)])
+        assert all(claimed for _, claimed in fresh) and len(fresh) == 3000
+    finally:
+        db.close()
+
+
+def test_a_big_batch_of_results_lands_on_each_run_and_nothing_else(tmp_path):
+    db = backend(tmp_path)
+    try:
+        db.write([claim(n) for n in range(2500)])
+        # Odd sizes on purpose: the rows go in statements of 1024, 512, ... rows.
+        db.write(
+            [finish(n, "failed" if n % 7 == 0 else "succeeded", f"out {n}") for n in range(2345)]
+        )
+    finally:
+        db.close()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        runs = {
+            run_id: (outcome, output, finished_at)
+            for run_id, outcome, output, finished_at in conn.execute(
+                "SELECT run_id, outcome, output, finished_at FROM runs"
+            )
+        }
+    conn.close()
+    assert runs["run000007"] == ("failed", "out 7", 2007.0)
+    assert runs["run002344"] == ("succeeded", "out 2344", 4344.0)
+    assert runs["run002345"] == (None, None, None)  # never finished: untouched
+    assert sum(outcome == "failed" for outcome, _, _ in runs.values()) == len(range(0, 2345, 7))
+
+
+def test_progress_twice_for_a_run_in_one_batch_keeps_the_later_and_the_pid(tmp_path):
+    db = backend(tmp_path)
+    try:
+        db.write([claim(1), claim(2)])
+        db.write(
+            [
+                Write(Kind.PROGRESS, (0.1, "starting", 1, 4242, 77, "run000001")),
+                Write(Kind.PROGRESS, (0.5, "half", 1, 5151, 88, "run000002")),
+                Write(Kind.PROGRESS, (0.9, "nearly", 1, None, None, "run000001")),
+            ]
+        )
+    finally:
+        db.close()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        rows = dict(
+            (run_id, rest)
+            for run_id, *rest in conn.execute(
+                "SELECT run_id, progress, status_message, pid, pid_start FROM runs"
+            )
+        )
+    conn.close()
+    assert rows["run000001"] == [0.9, "nearly", 4242, 77]
+    assert rows["run000002"] == [0.5, "half", 5151, 88]
+
+
+def test_a_job_saved_twice_in_one_batch_keeps_the_later_state(tmp_path):
+    db = backend(tmp_path)
+
+    def save(run_count: int) -> Write:
+        return Write(Kind.SAVE_JOB, ("j", 0, "", "", 0, run_count, None, None, None, 0, "", 1.0))
+
+    try:
+        db.write([save(n) for n in range(1, 1500)])
+        assert [row["run_count"] for row in db.load_jobs()] == [1499]
+    finally:
+        db.close()
+
+
+class BlockingBackend:
+    """A backend whose writes wait until the test lets them go."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.writing = threading.Event()
+        self.written: list[Write] = []
+
+    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
+        self.writing.set()
+        self.go.wait(30)
+        self.written += batch
+        return [(w, True) for w in batch if w.kind is Kind.CLAIM]
+
+    def prune(self) -> None: ...
+
+    def check(self) -> str:
+        return ""
+
+    def journal(self, claims: list[Write]) -> None: ...
+
+
+async def test_queueing_a_write_never_waits_for_the_writer_threads_lock():
+    store_backend = BlockingBackend()
+    writer = BatchWriter(store_backend, max_buffer=1000)
+    writer.start(asyncio.get_running_loop())
+    try:
+        writer.push(Write(Kind.JOB_EVENT, ("j", 1.0, "paused", "")))
+        assert await asyncio.to_thread(store_backend.writing.wait, 10)
+        # The writer thread holds its lock while it takes a batch (and may lose the GIL then):
+        # a write queued meanwhile must not wait for it.
+        held = threading.Event()
+        release = threading.Event()
+
+        def hold_the_lock() -> None:
+            with writer._cond:
+                held.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        held.wait(10)
+        pushed = threading.Event()
+        pusher = threading.Thread(
+            target=lambda: (
+                writer.push(Write(Kind.JOB_EVENT, ("j", 2.0, "resumed", ""))),
+                pushed.set(),
+            )
+        )
+        pusher.start()
+        try:
+            assert pushed.wait(5), "push waited for the writer's lock"
+        finally:
+            release.set()
+            holder.join()
+            pusher.join()
+        store_backend.go.set()
+        assert await asyncio.to_thread(writer.flush, 10)
+        assert [w.params[2] for w in store_backend.written] == ["paused", "resumed"]
+    finally:
+        store_backend.go.set()
+        await asyncio.to_thread(writer.close)
+
+
+async def test_claims_answered_together_are_settled_a_slice_per_loop_turn():
+    loop = asyncio.get_running_loop()
+    writer = BatchWriter(BlockingBackend(), max_buffer=10)
+    writer._loop = loop  # answers only: no thread
+    claims: list[asyncio.Future[bool]] = [loop.create_future() for _ in range(ANSWER_SLICE * 2 + 5)]
+    writer._answer([(future, True) for future in claims])
+    settled = []
+    while len(settled) < 3:
+        await asyncio.sleep(0)
+        count = sum(future.done() for future in claims)
+        if not settled or count != settled[-1]:
+            settled.append(count)
+    # Each slice's runs start in the turn after it, before the next slice is settled.
+    assert settled == [ANSWER_SLICE, ANSWER_SLICE * 2, ANSWER_SLICE * 2 + 5]
+
+
+class FakeLoop:
+    """Time a test moves, and the one timer ClaimDeadlines sets."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers: list[tuple[float, Any]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Any) -> object:
+        self.timers.append((when, callback))
+        return object()
+
+    def fire(self, until: float) -> None:
+        self.now = until
+        while self.timers and self.timers[0][0] <= until:
+            _, callback = self.timers.pop(0)
+            callback()
+
+
+async def test_a_claim_nobody_answers_lets_its_run_go_ahead_after_the_wait_and_no_sooner():
+    loop = asyncio.get_running_loop()
+    clock = FakeLoop()
+    deadlines = ClaimDeadlines(clock, 2.0)  # type: ignore[arg-type]
+    first, answered, later = (loop.create_future() for _ in range(3))
+    deadlines.watch(first)
+    clock.now = 101.0
+    deadlines.watch(answered)
+    deadlines.watch(later)
+    answered.set_result(False)  # the database said no: the deadline must not change that
+    assert len(clock.timers) == 1  # one timer for all of them
+    clock.fire(101.9)
+    assert not first.done()
+    clock.fire(102.0)
+    assert first.result() is True and not later.done()
+    clock.fire(103.0)
+    assert later.result() is True and answered.result() is False
+    assert clock.timers == []  # nothing left waiting: no timer either
+
+
+async def test_a_store_at_full_speed_records_every_run_once(tmp_path):
+    """Thousands of runs due at once, through the real writer and SQLite: each run's row is
+    claimed once and finished, however the writes were batched."""
+    store = Store.open(tmp_path / "state.db")
+    clock = VirtualClock(START)
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store, stop_grace=0)
+
+    async def body() -> None:
+        return None
+
+    for n in range(3000):
+        scheduler.add_job(body, id=f"j{n}", at=START + timedelta(minutes=1))
+    store.start()
+    await scheduler.start()
+    await clock.advance(60)
+    await scheduler.stop()
+    await asyncio.to_thread(store.close)
+    runs = read_runs(tmp_path / "state.db", limit=10_000)
+    assert len(runs) == 3000
+    assert {r["outcome"] for r in runs} == {"succeeded"}
+    assert len({r["job_id"] for r in runs}) == 3000
