@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 
 from rich.style import Style
 from rich.text import Text
@@ -24,7 +24,15 @@ from textual.strip import Strip
 from ...control.controller import JobView
 from ...engine import JobState
 from ...engine.printable import printable
-from ..format import coarse, next_text, outcome_text, progress_text, state_text
+from ..format import (
+    coarse,
+    countdown_steady,
+    elapsed_steady,
+    next_text,
+    outcome_text,
+    progress_text,
+    state_text,
+)
 
 COLUMNS = (  # key, label, the least it is given, the most its content may claim
     ("job", "Job", 10, 48),
@@ -120,6 +128,26 @@ def row_key(job: JobView, now: float, tick: int) -> tuple[object, ...]:
     )
 
 
+def steady_until(job: JobView, now: float) -> float:
+    """Until when ``row_key`` of an unchanged view reads the same, at least: the countdowns
+    and times since it shows are coarse (see format.coarse), so a far-off job's row need not
+    be looked at again for up to a minute, and with ten thousand jobs the table looks only at
+    the few whose minute turned. A moving block (progress unknown) changes every tick."""
+    running = job.running[-1] if job.running else None
+    if running is not None and running.progress is None:
+        return now
+    until = float("inf")
+    for when in (job.next_fire, job.next_run_ts):  # the key reads one, the text the other
+        if when is not None:
+            until = min(until, now + countdown_steady(when - now))
+    last = job.last_run
+    if last is not None and last.finished_ts is not None:
+        until = min(until, now + elapsed_steady(now - last.finished_ts))
+    elif last is not None:
+        return now
+    return until
+
+
 def row_for(job: JobView, now: float, zone: tzinfo, tick: int) -> tuple[Text, ...]:
     running = job.running[-1] if job.running else None
     status = running.status_message if running else ""
@@ -206,6 +234,14 @@ class JobTable(ScrollView, can_focus=True):
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._keys: dict[str, tuple[object, ...]] = {}
         self._versions: dict[str, int] = {}
+        # Per job: the view its row was last checked against, until when that check holds
+        # (steady_until), and its place in the sort. A row whose view is the same object and
+        # whose time has not come is not looked at (see show).
+        self._views: dict[str, JobView] = {}
+        self._steady: dict[str, float] = {}
+        self._sort_keys: dict[str, tuple[object, ...]] = {}
+        self._ids: list[str] = []  # the jobs as last given, in their order
+        self._checked: tuple[float, object] = (float("-inf"), None)  # now and its local day
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(4096)
 
     # -- what other code reads ------------------------------------------------------------
@@ -228,22 +264,51 @@ class JobTable(ScrollView, can_focus=True):
 
     # -- filling it -----------------------------------------------------------------------
     def show(self, jobs: Iterable[JobView], now: float, zone: tzinfo, tick: int) -> None:
-        """Bring the table in line with ``jobs`` (already filtered), repainting only changes."""
+        """Bring the table in line with ``jobs`` (already filtered), repainting only changes.
+
+        This runs on every tick and after every change, over every job: a job is skipped with
+        two comparisons when its view is the very object its row was built from and its
+        countdowns cannot have turned (``steady_until``). Only the rest get their row key
+        worked out, and only rows whose key changed are rebuilt and re-measured; the order is
+        sorted again only when a sort key changed or jobs came, went or moved.
+        """
         jobs = list(jobs)
         selected = self.selected_job_id
+        ids = [job.id for job in jobs]
         changed: set[str] = set()
-        present = {job.id for job in jobs}
-        gone = [j for j in self._cells if j not in present]
-        for job_id in gone:
-            del self._cells[job_id], self._keys[job_id], self._versions[job_id]
+        gone: list[str] = []
+        if ids != self._ids:
+            present = set(ids)
+            gone = [job_id for job_id in self._cells if job_id not in present]
+            for job_id in gone:
+                del self._cells[job_id], self._keys[job_id], self._versions[job_id]
+                del self._views[job_id], self._steady[job_id], self._sort_keys[job_id]
+        # The clock going back, or a new day (the next run's stamp drops its date), is
+        # everyone's business.
+        day = datetime.fromtimestamp(now, zone).date()
+        everyone = now < self._checked[0] or day != self._checked[1]
+        self._checked = (now, day)
+        resort = ids != self._ids or not self._order
+        views, steady, keys = self._views, self._steady, self._keys
         for job in jobs:
-            key = row_key(job, now, tick)
-            if self._keys.get(job.id) == key:
+            job_id = job.id
+            if not everyone and views.get(job_id) is job and steady[job_id] > now:
                 continue
-            self._keys[job.id] = key
-            self._cells[job.id] = row_for(job, now, zone, tick)
-            self._versions[job.id] = self._versions.get(job.id, 0) + 1
-            changed.add(job.id)
+            if views.get(job_id) is not job:  # time alone does not move a job in the sort
+                views[job_id] = job
+                place = sort_key(self.sort_column, job)
+                if self._sort_keys.get(job_id) != place:
+                    self._sort_keys[job_id] = place
+                    resort = True
+            steady[job_id] = steady_until(job, now)
+            key = row_key(job, now, tick)
+            if keys.get(job_id) == key:
+                continue
+            keys[job_id] = key
+            self._cells[job_id] = row_for(job, now, zone, tick)
+            self._versions[job_id] = self._versions.get(job_id, 0) + 1
+            changed.add(job_id)
+        self._ids = ids
         widest = self._measure(self._cells if gone else changed)
         if gone:
             self._content = {}  # a row that left may have been the widest
@@ -251,22 +316,28 @@ class JobTable(ScrollView, can_focus=True):
             self._content = {k: max(w, self._content.get(k, 0)) for k, w in widest.items()}
             self._lay_out()
             self._order = []  # every line is drawn again below
-        order = [job.id for job in sorted(jobs, key=lambda j: sort_key(self.sort_column, j))]
-        if order != self._order:
-            self._order = order
-            self.virtual_size = Size(self.size.width, len(order) + 1)
-            if selected in present:
-                self.cursor_row = order.index(selected)
-            self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
-            self.refresh()
-            return
+        if resort or not self._order:
+            # sorted() is stable, so equal keys keep the order the jobs were given in.
+            order = sorted(ids, key=self._sort_keys.__getitem__)
+            if order != self._order:
+                self._order = order
+                self.virtual_size = Size(self.size.width, len(order) + 1)
+                if selected in self._views:
+                    self.cursor_row = order.index(selected)
+                self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
+                self.refresh()
+                return
         top = int(self.scroll_offset.y)
+        order = self._order
         for index in range(top, min(len(order), top + self.size.height)):
             if order[index] in changed:
                 self.refresh_line(index - top + 1)
 
     def cycle_sort(self) -> str:
         self.sort_column = SORTS[(SORTS.index(self.sort_column) + 1) % len(SORTS)]
+        self._sort_keys = {
+            job_id: sort_key(self.sort_column, view) for job_id, view in self._views.items()
+        }
         self._order = []
         return self.sort_column
 
