@@ -3,6 +3,7 @@ selected job."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -52,6 +53,8 @@ class MainScreen(Screen[None]):
         return self.jobtui.controller
 
     _keys_state: tuple[object, ...] = ()
+    _summary_shown: Text | None = None
+    _problems_shown: tuple[Path, tuple[str, ...]] | None = None
     _ready = False  # the app's tick may come before this screen is composed
 
     def compose(self) -> ComposeResult:
@@ -83,18 +86,29 @@ class MainScreen(Screen[None]):
         table = self.query_one(JobTable)
         table.show(jobs, now, controller.timezone, app.tick)
         summary = summary_text(controller.summary(), now, controller.timezone)
-        self.query_one("#summary", Static).update(summary)
-        problems = controller.reload_problems
+        if summary != self._summary_shown:
+            self._summary_shown = summary
+            # One line high whatever it says: without layout=False every tick would lay the
+            # whole screen out again and repaint every widget (most of the console's time).
+            self.query_one("#summary", Static).update(summary, layout=False)
+        self._show_problems(controller.config_path, controller.reload_problems)
+        self._refresh_keys()
+
+    def _show_problems(self, path: Path, problems: tuple[str, ...]) -> None:
+        """The banner, redone only when the problems changed: its height follows its text, so
+        each update lays the screen out again."""
+        if (path, problems) == self._problems_shown:
+            return
+        self._problems_shown = (path, problems)
         banner = self.query_one("#banner", Static)
         banner.display = bool(problems)
         if problems:
-            headline = failure_headline(controller.config_path, problems)
+            headline = failure_headline(path, problems)
             lines = [f"{headline}; the previous jobs keep running:"]
             lines += [f"  {printable_text(problem)}" for problem in problems[:5]]
             if len(problems) > 5:
                 lines.append(f"  ... and {len(problems) - 5} more (jobtui check shows them all)")
             banner.update(Text("\n".join(lines)))
-        self._refresh_keys()
 
     def _selected_job(self) -> JobView | None:
         job_id = self.selected
