@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from ..app import JobtuiApp
 
 
+# The actions check_action may enable, disable or dim, depending on the selected job.
+KEYS_THAT_CHANGE = ("pause", "resume", "cancel_run")
+
+
 class MainScreen(Screen[None]):
     CSS_PATH = "main.tcss"
     BINDINGS = [
@@ -115,9 +119,9 @@ class MainScreen(Screen[None]):
         return self.controller.job(job_id) if job_id is not None else None
 
     def _refresh_keys(self) -> None:
-        """Redraw the footer only when what its keys depend on changed (it is costly)."""
-        job = self._selected_job()
-        state = (self.selected, job.state if job else None, bool(job and job.running))
+        """Redraw the footer only when what it shows changed: it is rebuilt whole (tens of ms),
+        so doing it on every cursor move made moving the cursor slow."""
+        state = tuple(self.check_action(action, ()) for action in KEYS_THAT_CHANGE)
         if state != self._keys_state:
             self._keys_state = state
             self.refresh_bindings()
