@@ -31,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from baseline import extract  # bench/baseline.py, beside this script
 
@@ -111,6 +112,16 @@ async def measure(
     from jobtui.control.client import RemoteController
 
     path = write_jobs(folder, jobs, running) if attach is None else attach
+    shown: list[float] = []  # when the table first drew its lines with every job in it
+    render_lines = JobTable.render_lines
+
+    def noting(table: JobTable, crop: Any) -> Any:
+        lines = render_lines(table, crop)
+        if not shown and table.row_count >= jobs:
+            shown.append(time.perf_counter())
+        return lines
+
+    JobTable.render_lines = noting  # type: ignore[method-assign]
     start = time.perf_counter()  # opening: reading jobs.toml, starting, the table drawn
     if attach is None:
         app = JobtuiApp(load(path), watch_file=False, grace=0)
@@ -122,9 +133,9 @@ async def measure(
         while not (isinstance(app.screen, MainScreen) and app.screen.query(JobTable)):
             await asyncio.sleep(0.001)
         table = app.screen.query_one(JobTable)
-        while table.row_count < jobs:
+        while not shown:
             await asyncio.sleep(0.001)
-        opened = await drawn(table) - start
+        opened = shown[0] - start
         await asyncio.sleep(2.0)  # let the runs start and settle
         busy = sum(len(job.running) for job in app.controller.jobs())
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -181,7 +192,7 @@ async def measure_daemon_side(jobs: int, running: int, folder: Path) -> dict[str
             began = time.perf_counter()
             protocol.encode(broadcast.snapshot())
             snapshots.append((time.perf_counter() - began) * 1000)
-            broadcast._full_due = True  # noqa: SLF001 - the pass the once-a-second timer makes
+            broadcast._full_due = True  # the pass the once-a-second timer makes
             began = time.perf_counter()
             broadcast.events(time.monotonic())
             passes.append((time.perf_counter() - began) * 1000)
@@ -284,10 +295,9 @@ def report(
             ratio = first[key] / old[key] if old[key] else float("inf")
             print(f"  {label + ', now / before':<50}{ratio:>6.2f}")
     if daemon is not None:
-        print(
-            f"  daemon loop when a console attaches: snapshot of every job encoded in"
-            f" {daemon['snapshot_ms']:.1f} ms; the once-a-second full pass {daemon['full_pass_ms']:.1f} ms"
-        )
+        snapshot, full_pass = daemon["snapshot_ms"], daemon["full_pass_ms"]
+        print(f"  daemon loop: a console attaching costs a snapshot of all jobs, {snapshot:.1f} ms")
+        print(f"  to encode; the full pass over every view, once a second, {full_pass:.1f} ms")
 
 
 def main() -> None:
@@ -326,9 +336,8 @@ def main() -> None:
             daemon = run_child(name, args.quick, None, daemon=True) if name == "10k" else None
             report(name, CASES[name], results, before, args.rounds, daemon)
     print("\n  (keypress: from the key event to the end of the next screen refresh; open: from")
-    print(
-        "  reading jobs.toml to the first drawing of the full table; verdicts: hosting / attached)"
-    )
+    print("  reading jobs.toml until the table's lines are first drawn with every job in it;")
+    print("  verdicts: hosting / attached)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from rich.style import Style
 from rich.text import Text
@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ...control.bulk import BULK, collector_paused
 from ...control.controller import JobView
 from ...engine import JobState
 from ...engine.printable import printable
@@ -242,6 +243,11 @@ class JobTable(ScrollView, can_focus=True):
         self._sort_keys: dict[str, tuple[object, ...]] = {}
         self._ids: list[str] = []  # the jobs as last given, in their order
         self._checked: tuple[float, object] = (float("-inf"), None)  # now and its local day
+        # Rows not built yet: when many jobs come at once (opening with ten thousand), only
+        # the rows on screen are built before the table is first drawn, the rest just after
+        # (see _fill), so the table shows in a fraction of the time.
+        self._unbuilt: set[str] = set()
+        self._last: tuple[float, tzinfo, int] = (0.0, UTC, 0)  # now, zone, tick of show()
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(4096)
 
     # -- what other code reads ------------------------------------------------------------
@@ -260,6 +266,7 @@ class JobTable(ScrollView, can_focus=True):
 
     def rows_text(self) -> dict[str, list[str]]:
         """The table as plain text, top to bottom (for tests and tools)."""
+        self._fill()
         return {job_id: [cell.plain for cell in self._cells[job_id]] for job_id in self._order}
 
     # -- filling it -----------------------------------------------------------------------
@@ -275,24 +282,26 @@ class JobTable(ScrollView, can_focus=True):
         jobs = list(jobs)
         selected = self.selected_job_id
         ids = [job.id for job in jobs]
+        self._last = (now, zone, tick)
         changed: set[str] = set()
         gone: list[str] = []
         if ids != self._ids:
             present = set(ids)
-            gone = [job_id for job_id in self._cells if job_id not in present]
+            gone = [job_id for job_id in self._views if job_id not in present]
             for job_id in gone:
-                del self._cells[job_id], self._keys[job_id], self._versions[job_id]
-                del self._views[job_id], self._steady[job_id], self._sort_keys[job_id]
+                self._forget(job_id)
         # The clock going back, or a new day (the next run's stamp drops its date), is
         # everyone's business.
         day = datetime.fromtimestamp(now, zone).date()
         everyone = now < self._checked[0] or day != self._checked[1]
         self._checked = (now, day)
         resort = ids != self._ids or not self._order
-        views, steady, keys = self._views, self._steady, self._keys
+        # Many new rows at once (opening, a filter cleared): those on screen are built now.
+        defer = len(ids) - len(self._keys) > BULK
+        views, steady, unbuilt, never = self._views, self._steady, self._unbuilt, float("-inf")
         for job in jobs:
             job_id = job.id
-            if not everyone and views.get(job_id) is job and steady[job_id] > now:
+            if not everyone and views.get(job_id) is job and steady.get(job_id, never) > now:
                 continue
             if views.get(job_id) is not job:  # time alone does not move a job in the sort
                 views[job_id] = job
@@ -300,38 +309,78 @@ class JobTable(ScrollView, can_focus=True):
                 if self._sort_keys.get(job_id) != place:
                     self._sort_keys[job_id] = place
                     resort = True
-            steady[job_id] = steady_until(job, now)
-            key = row_key(job, now, tick)
-            if keys.get(job_id) == key:
-                continue
-            keys[job_id] = key
-            self._cells[job_id] = row_for(job, now, zone, tick)
-            self._versions[job_id] = self._versions.get(job_id, 0) + 1
-            changed.add(job_id)
+            if job_id in unbuilt or (defer and job_id not in self._keys):
+                unbuilt.add(job_id)
+            elif self._build(job_id, job, now, zone, tick):
+                changed.add(job_id)
         self._ids = ids
-        widest = self._measure(self._cells if gone else changed)
-        if gone:
-            self._content = {}  # a row that left may have been the widest
-        if any(width > self._content.get(key, 0) for key, width in widest.items()):
-            self._content = {k: max(w, self._content.get(k, 0)) for k, w in widest.items()}
-            self._lay_out()
-            self._order = []  # every line is drawn again below
-        if resort or not self._order:
+        order = self._order
+        if resort:
             # sorted() is stable, so equal keys keep the order the jobs were given in.
             order = sorted(ids, key=self._sort_keys.__getitem__)
-            if order != self._order:
-                self._order = order
-                self.virtual_size = Size(self.size.width, len(order) + 1)
-                if selected in self._views:
-                    self.cursor_row = order.index(selected)
-                self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
-                self.refresh()
-                return
         top = int(self.scroll_offset.y)
-        order = self._order
-        for index in range(top, min(len(order), top + self.size.height)):
-            if order[index] in changed:
-                self.refresh_line(index - top + 1)
+        on_screen = order[top : top + self.size.height]
+        if unbuilt:
+            for job_id in on_screen:
+                if job_id in unbuilt:
+                    self._build(job_id, views[job_id], now, zone, tick)
+                    changed.add(job_id)
+            self.call_after_refresh(self._fill)
+        if self._widened(self._cells if gone else changed, forget=bool(gone)):
+            self._order = []  # every line is drawn again below
+        if order != self._order:
+            self._order = order
+            self.virtual_size = Size(self.size.width, len(order) + 1)
+            if selected in views:
+                self.cursor_row = order.index(selected)
+            self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
+            self.refresh()
+            return
+        for index, job_id in enumerate(on_screen, start=1):
+            if job_id in changed:
+                self.refresh_line(index)
+
+    def _build(self, job_id: str, job: JobView, now: float, zone: tzinfo, tick: int) -> bool:
+        """Check the job's row against its view; whether its text changed (and was rebuilt)."""
+        self._unbuilt.discard(job_id)
+        self._steady[job_id] = steady_until(job, now)
+        key = row_key(job, now, tick)
+        if self._keys.get(job_id) == key:
+            return False
+        self._keys[job_id] = key
+        self._cells[job_id] = row_for(job, now, zone, tick)
+        self._versions[job_id] = self._versions.get(job_id, 0) + 1
+        return True
+
+    def _fill(self) -> None:
+        """Build the rows that were left for after the first drawing, and lay the columns out
+        again if one of them is the widest."""
+        if not self._unbuilt:
+            return
+        now, zone, tick = self._last
+        with collector_paused():
+            for job_id in tuple(self._unbuilt):
+                self._build(job_id, self._views[job_id], now, zone, tick)
+        if self._widened(self._cells):  # rows drawn before the rest were built count too
+            self.refresh()
+
+    def _forget(self, job_id: str) -> None:
+        for store in (self._cells, self._keys, self._versions, self._steady):
+            store.pop(job_id, None)
+        del self._views[job_id], self._sort_keys[job_id]
+        self._unbuilt.discard(job_id)
+
+    def _widened(self, job_ids: Iterable[str], forget: bool = False) -> bool:
+        """Measure these rows; with ``forget``, the widest seen so far are forgotten first (a
+        row that left may have been the widest). Whether the columns were laid out again."""
+        widest = self._measure(job_ids)
+        if forget:
+            self._content = {}
+        if not any(width > self._content.get(key, 0) for key, width in widest.items()):
+            return False
+        self._content = {k: max(w, self._content.get(k, 0)) for k, w in widest.items()}
+        self._lay_out()
+        return True
 
     def cycle_sort(self) -> str:
         self.sort_column = SORTS[(SORTS.index(self.sort_column) + 1) % len(SORTS)]
@@ -344,8 +393,11 @@ class JobTable(ScrollView, can_focus=True):
     # -- drawing --------------------------------------------------------------------------
     def _measure(self, job_ids: Iterable[str]) -> dict[str, int]:
         widest: dict[str, int] = {}
+        cells = self._cells
         for job_id in job_ids:
-            for column, cell in zip(self.columns, self._cells[job_id], strict=True):
+            if job_id not in cells:
+                continue
+            for column, cell in zip(self.columns, cells[job_id], strict=True):
                 widest[column.key] = max(widest.get(column.key, 0), cell.cell_len)
         return widest
 
@@ -370,6 +422,8 @@ class JobTable(ScrollView, can_focus=True):
         if index >= len(self._order):
             return Strip.blank(width, self.rich_style)
         job_id = self._order[index]
+        if job_id in self._unbuilt:  # scrolled to before _fill came; it measures it then
+            self._build(job_id, self._views[job_id], *self._last)
         cursor = index == self.cursor_row and self.has_focus
         highlight = index == self.cursor_row
         if highlight:
