@@ -290,10 +290,14 @@ class JobTable(ScrollView, can_focus=True):
             gone = [job_id for job_id in self._views if job_id not in present]
             for job_id in gone:
                 self._forget(job_id)
-        # The clock going back, or a new day (the next run's stamp drops its date), is
-        # everyone's business.
+        # The clock going back is everyone's business: each row is looked at again. A new day
+        # is more: a next run's stamp drops its date (or gains one), which no row key holds, so
+        # every row is built again, those on screen now and the rest after the drawing.
         day = datetime.fromtimestamp(now, zone).date()
-        everyone = now < self._checked[0] or day != self._checked[1]
+        everyone = now < self._checked[0]
+        if day != self._checked[1]:
+            self._unbuilt.update(self._keys)
+            self._keys.clear()
         self._checked = (now, day)
         resort = ids != self._ids or not self._order
         # Many new rows at once (opening, a filter cleared): those on screen are built now.
