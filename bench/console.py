@@ -10,7 +10,8 @@ Cases (each with progress updated 10 times a second by every running job):
   the app open (config read, scheduler up, table drawn) in under 1 s.
 
 The app runs headless (Textual's run_test) at 160x50 with the real clock. The keys pressed are
-the cursor (j, k) and the details screen opened and left (enter, escape). Each round also
+the cursor (j, k) and the details screen opened and left (enter, escape); the 50 ms target is
+checked for each kind. Each round also
 measures a console attached to a headless daemon (another process) running the same jobs: its
 CPU must stay within that of a console hosting the scheduler, measured in the same run. For the
 daemon's side of attaching, the 10k case also times (in-process) what its loop does when a
@@ -90,6 +91,11 @@ def write_jobs(folder: Path, jobs: int, running: int) -> Path:
     return path
 
 
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
 async def drawn(widget: object) -> float:
     """When the screen is next drawn after now: when the user sees the answer."""
     done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -158,14 +164,13 @@ async def measure(
             (cursor if key in ("j", "k") else details).append(took)
             await asyncio.sleep(0.2)
         await app.shut_down()
-    every = sorted(cursor + details)
     return {
         "running": busy,
         "cpu_pct": cpu * 100,
-        "key_p50_ms": statistics.median(every),
-        "key_p95_ms": every[min(len(every) - 1, round(0.95 * (len(every) - 1)))],
         "cursor_p50_ms": statistics.median(cursor),
+        "cursor_p95_ms": percentile(cursor, 0.95),
         "details_p50_ms": statistics.median(details),
+        "details_p95_ms": percentile(details, 0.95),
         "open_s": opened,
     }
 
@@ -256,10 +261,10 @@ def run_attached(case: str, quick: bool, folder: Path) -> dict[str, float]:
 
 ROWS = (  # label, key, the case's target (attribute of Case) or None
     ("CPU, % of one core", "cpu_pct", "cpu_pct"),
-    ("keypress to screen, p50 ms", "key_p50_ms", "key_p50_ms"),
-    ("keypress to screen, p95 ms", "key_p95_ms", None),
-    ("  cursor (j/k), p50 ms", "cursor_p50_ms", None),
-    ("  details open/back, p50 ms", "details_p50_ms", None),
+    ("cursor key to screen, p50 ms", "cursor_p50_ms", "key_p50_ms"),
+    ("  p95 ms", "cursor_p95_ms", None),
+    ("details open/back, p50 ms", "details_p50_ms", "key_p50_ms"),
+    ("  p95 ms", "details_p95_ms", None),
     ("open until the table shows, s", "open_s", "open_s"),
 )
 
@@ -291,7 +296,7 @@ def report(
     print(f"  {'CPU, attached / hosting':<32}{ratio:>17.2f}   <= 1      {verdict}")
     if before is not None:
         old = results[before]
-        for label, key, _ in (ROWS[0], ROWS[1], ROWS[-1]):
+        for label, key, _ in (ROWS[0], ROWS[1], ROWS[3], ROWS[-1]):
             ratio = first[key] / old[key] if old[key] else float("inf")
             print(f"  {label + ', now / before':<50}{ratio:>6.2f}")
     if daemon is not None:
