@@ -305,9 +305,10 @@ class JobTable(ScrollView, can_focus=True):
         views, steady, unbuilt, never = self._views, self._steady, self._unbuilt, float("-inf")
         for job in jobs:
             job_id = job.id
-            if not everyone and views.get(job_id) is job and steady.get(job_id, never) > now:
+            same = views.get(job_id) is job
+            if same and not everyone and steady.get(job_id, never) > now:
                 continue
-            if views.get(job_id) is not job:  # time alone does not move a job in the sort
+            if not same:  # time alone does not move a job in the sort
                 views[job_id] = job
                 place = sort_key(self.sort_column, job)
                 if self._sort_keys.get(job_id) != place:
