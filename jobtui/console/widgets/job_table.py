@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from itertools import islice
 
 from rich.style import Style
 from rich.text import Text
@@ -247,6 +248,8 @@ class JobTable(ScrollView, can_focus=True):
         # the rows on screen are built before the table is first drawn, the rest just after
         # (see _fill), so the table shows in a fraction of the time.
         self._unbuilt: set[str] = set()
+        self._filling = False  # a _fill is on its way
+        self._filled: dict[str, int] = {}  # the widest cells of the rows it built so far
         self._last: tuple[float, tzinfo, int] = (0.0, UTC, 0)  # now, zone, tick of show()
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(4096)
 
@@ -266,7 +269,7 @@ class JobTable(ScrollView, can_focus=True):
 
     def rows_text(self) -> dict[str, list[str]]:
         """The table as plain text, top to bottom (for tests and tools)."""
-        self._fill()
+        self._fill(everything=True)
         return {job_id: [cell.plain for cell in self._cells[job_id]] for job_id in self._order}
 
     # -- filling it -----------------------------------------------------------------------
@@ -330,7 +333,9 @@ class JobTable(ScrollView, can_focus=True):
                 if job_id in unbuilt:
                     self._build(job_id, views[job_id], now, zone, tick)
                     changed.add(job_id)
-            self.call_after_refresh(self._fill)
+            if not self._filling:
+                self._filling = True
+                self.call_after_refresh(self._fill)
         if self._widened(self._cells if gone else changed, forget=bool(gone)):
             self._order = []  # every line is drawn again below
         if order != self._order:
@@ -357,17 +362,30 @@ class JobTable(ScrollView, can_focus=True):
         self._versions[job_id] = self._versions.get(job_id, 0) + 1
         return True
 
-    def _fill(self) -> None:
-        """Build the rows that were left for after the first drawing, and lay the columns out
-        again if one of them is the widest."""
+    def _fill(self, everything: bool = False) -> None:
+        """Build the rows left for after the first drawing, BULK of them a turn with the loop
+        free in between (all ten thousand at once held the scheduler's loop for a quarter of a
+        second), then lay the columns out again if one of them is the widest."""
+        self._filling = False
         if not self._unbuilt:
             return
         now, zone, tick = self._last
+        batch = list(self._unbuilt) if everything else list(islice(self._unbuilt, BULK))
         with collector_paused():
-            for job_id in tuple(self._unbuilt):
+            for job_id in batch:
                 self._build(job_id, self._views[job_id], now, zone, tick)
-        if self._widened(self._cells):  # rows drawn before the rest were built count too
+        self._note_filled(batch)
+        if self._unbuilt:
+            self._filling = True
+            self.call_later(self._fill)
+            return
+        filled, self._filled = self._filled, {}
+        if self._grow(filled):
             self.refresh()
+
+    def _note_filled(self, job_ids: Iterable[str]) -> None:
+        for key, width in self._measure(job_ids).items():
+            self._filled[key] = max(width, self._filled.get(key, 0))
 
     def _forget(self, job_id: str) -> None:
         for store in (self._cells, self._keys, self._versions, self._steady):
@@ -381,6 +399,9 @@ class JobTable(ScrollView, can_focus=True):
         widest = self._measure(job_ids)
         if forget:
             self._content = {}
+        return self._grow(widest)
+
+    def _grow(self, widest: dict[str, int]) -> bool:
         if not any(width > self._content.get(key, 0) for key, width in widest.items()):
             return False
         self._content = {k: max(w, self._content.get(k, 0)) for k, w in widest.items()}
@@ -429,6 +450,7 @@ class JobTable(ScrollView, can_focus=True):
         job_id = self._order[index]
         if job_id in self._unbuilt:  # scrolled to before _fill came; it measures it then
             self._build(job_id, self._views[job_id], *self._last)
+            self._note_filled((job_id,))
         cursor = index == self.cursor_row and self.has_focus
         highlight = index == self.cursor_row
         if highlight:
