@@ -49,6 +49,18 @@ def coarse(seconds: float) -> str:
     return format_duration(seconds - seconds % 60)
 
 
+def countdown_steady(left: float) -> float:
+    """How long ``coarse`` of a countdown now at ``left`` seconds reads the same, at least:
+    under ten minutes it shows seconds (it may change at any moment), above that whole minutes
+    (it holds until the minute turns)."""
+    return 0.0 if left < 600 else left % 60
+
+
+def elapsed_steady(elapsed: float) -> float:
+    """As ``countdown_steady``, for a duration that grows (the time since a run ended)."""
+    return 0.0 if elapsed < 600 else 60 - elapsed % 60
+
+
 def outcome_text(run: RunView | None, now: float) -> Text:
     if run is None or run.outcome is None:
         return Text("—", style="dim")

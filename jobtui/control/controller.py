@@ -35,6 +35,7 @@ from ..engine import (
 )
 from ..host import Host
 from ..store.interface import PeerRuns
+from .bulk import BULK, collector_paused
 from .interface import (
     LOG_LIMIT,
     ActionFailed,
@@ -300,6 +301,13 @@ class LocalController:
                 self._dirty.add(job.id)
 
     def _bring_up_to_date(self) -> None:
+        if self._order_stale or len(self._dirty) >= BULK:  # opening, a reload, a clock jump
+            with collector_paused():
+                self._catch_up()
+        elif self._dirty:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
         scheduler = self.scheduler
         if self._order_stale:
             self._order_stale = False

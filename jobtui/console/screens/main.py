@@ -3,6 +3,7 @@ selected job."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -21,6 +22,10 @@ from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
     from ..app import JobtuiApp
+
+
+# The actions check_action may enable, disable or dim, depending on the selected job.
+KEYS_THAT_CHANGE = ("pause", "resume", "cancel_run")
 
 
 class MainScreen(Screen[None]):
@@ -52,6 +57,8 @@ class MainScreen(Screen[None]):
         return self.jobtui.controller
 
     _keys_state: tuple[object, ...] = ()
+    _summary_shown: Text | None = None
+    _problems_shown: tuple[Path, tuple[str, ...]] | None = None
     _ready = False  # the app's tick may come before this screen is composed
 
     def compose(self) -> ComposeResult:
@@ -81,30 +88,42 @@ class MainScreen(Screen[None]):
         query = self.query_one("#filter", Input).value.strip().lower()
         jobs = [job for job in controller.jobs() if not query or query in _haystack(job)]
         table = self.query_one(JobTable)
-        summary = controller.summary()
+        summary_view = controller.summary()
         # Hosts sharing the state: where each job's runs are.
-        table.show(jobs, now, controller.timezone, app.tick, hosts=bool(summary.host))
-        self.query_one("#summary", Static).update(summary_text(summary, now, controller.timezone))
-        problems = controller.reload_problems
+        table.show(jobs, now, controller.timezone, app.tick, hosts=bool(summary_view.host))
+        summary = summary_text(summary_view, now, controller.timezone)
+        if summary != self._summary_shown:
+            self._summary_shown = summary
+            # One line high whatever it says: without layout=False every tick would lay the
+            # whole screen out again and repaint every widget (most of the console's time).
+            self.query_one("#summary", Static).update(summary, layout=False)
+        self._show_problems(controller.config_path, controller.reload_problems)
+        self._refresh_keys()
+
+    def _show_problems(self, path: Path, problems: tuple[str, ...]) -> None:
+        """The banner, redone only when the problems changed: its height follows its text, so
+        each update lays the screen out again."""
+        if (path, problems) == self._problems_shown:
+            return
+        self._problems_shown = (path, problems)
         banner = self.query_one("#banner", Static)
         banner.display = bool(problems)
         if problems:
-            headline = failure_headline(controller.config_path, problems)
+            headline = failure_headline(path, problems)
             lines = [f"{headline}; the previous jobs keep running:"]
             lines += [f"  {printable_text(problem)}" for problem in problems[:5]]
             if len(problems) > 5:
                 lines.append(f"  ... and {len(problems) - 5} more (jobtui check shows them all)")
             banner.update(Text("\n".join(lines)))
-        self._refresh_keys()
 
     def _selected_job(self) -> JobView | None:
         job_id = self.selected
         return self.controller.job(job_id) if job_id is not None else None
 
     def _refresh_keys(self) -> None:
-        """Redraw the footer only when what its keys depend on changed (it is costly)."""
-        job = self._selected_job()
-        state = (self.selected, job.state if job else None, bool(job and job.running))
+        """Redraw the footer only when what it shows changed: it is rebuilt whole (tens of ms),
+        so doing it on every cursor move made moving the cursor slow."""
+        state = tuple(self.check_action(action, ()) for action in KEYS_THAT_CHANGE)
         if state != self._keys_state:
             self._keys_state = state
             self.refresh_bindings()

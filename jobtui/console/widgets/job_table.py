@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
+from itertools import islice
 
 from rich.style import Style
 from rich.text import Text
@@ -21,10 +22,19 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from ...control.bulk import BULK, collector_paused
 from ...control.controller import JobView
 from ...engine import JobState
 from ...engine.printable import printable
-from ..format import coarse, next_text, outcome_text, progress_text, state_text
+from ..format import (
+    coarse,
+    countdown_steady,
+    elapsed_steady,
+    next_text,
+    outcome_text,
+    progress_text,
+    state_text,
+)
 
 COLUMNS = (  # key, label, the least it is given, the most its content may claim
     ("job", "Job", 10, 48),
@@ -148,6 +158,26 @@ def row_key(job: JobView, now: float, tick: int) -> tuple[object, ...]:
     )
 
 
+def steady_until(job: JobView, now: float) -> float:
+    """Until when ``row_key`` of an unchanged view reads the same, at least: the countdowns
+    and times since it shows are coarse (see format.coarse), so a far-off job's row need not
+    be looked at again for up to a minute, and with ten thousand jobs the table looks only at
+    the few whose minute turned. A moving block (progress unknown) changes every tick."""
+    running = job.running[-1] if job.running else None
+    if running is not None and running.progress is None:
+        return now
+    until = float("inf")
+    for when in (job.next_fire, job.next_run_ts):  # the key reads one, the text the other
+        if when is not None:
+            until = min(until, now + countdown_steady(when - now))
+    last = job.last_run
+    if last is not None and last.finished_ts is not None:
+        until = min(until, now + elapsed_steady(now - last.finished_ts))
+    elif last is not None:
+        return now
+    return until
+
+
 def row_for(
     job: JobView, now: float, zone: tzinfo, tick: int, *, hosts: bool = False
 ) -> tuple[Text, ...]:
@@ -239,6 +269,21 @@ class JobTable(ScrollView, can_focus=True):
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._keys: dict[str, tuple[object, ...]] = {}
         self._versions: dict[str, int] = {}
+        # Per job: the view its row was last checked against, until when that check holds
+        # (steady_until), and its place in the sort. A row whose view is the same object and
+        # whose time has not come is not looked at (see show).
+        self._views: dict[str, JobView] = {}
+        self._steady: dict[str, float] = {}
+        self._sort_keys: dict[str, tuple[object, ...]] = {}
+        self._ids: list[str] = []  # the jobs as last given, in their order
+        self._checked: tuple[float, object] = (float("-inf"), None)  # now and its local day
+        # Rows not built yet: when many jobs come at once (opening with ten thousand), only
+        # the rows on screen are built before the table is first drawn, the rest just after
+        # (see _fill), so the table shows in a fraction of the time.
+        self._unbuilt: set[str] = set()
+        self._filling = False  # a _fill is on its way
+        self._filled: dict[str, int] = {}  # the widest cells of the rows it built so far
+        self._last: tuple[float, tzinfo, int] = (0.0, UTC, 0)  # now, zone, tick of show()
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(4096)
 
     # -- what other code reads ------------------------------------------------------------
@@ -257,6 +302,7 @@ class JobTable(ScrollView, can_focus=True):
 
     def rows_text(self) -> dict[str, list[str]]:
         """The table as plain text, top to bottom (for tests and tools)."""
+        self._fill(everything=True)
         return {job_id: [cell.plain for cell in self._cells[job_id]] for job_id in self._order}
 
     # -- filling it -----------------------------------------------------------------------
@@ -264,59 +310,164 @@ class JobTable(ScrollView, can_focus=True):
         self, jobs: Iterable[JobView], now: float, zone: tzinfo, tick: int, *, hosts: bool = False
     ) -> None:
         """Bring the table in line with ``jobs`` (already filtered), repainting only changes;
-        with ``hosts``, a Host column says where each job's runs are."""
+        with ``hosts``, a Host column says where each job's runs are.
+
+        This runs on every tick and after every change, over every job: a job is skipped with
+        two comparisons when its view is the very object its row was built from and its
+        countdowns cannot have turned (``steady_until``). Only the rest get their row key
+        worked out, and only rows whose key changed are rebuilt and re-measured; the order is
+        sorted again only when a sort key changed or jobs came, went or moved.
+        """
         jobs = list(jobs)
         if hosts != self.hosts:  # every row gains or loses a cell: all are built again
             self.hosts = hosts
             self.columns = [Column(k, label, least) for k, label, least, _ in columns_for(hosts)]
             self._cells, self._keys, self._versions, self._content = {}, {}, {}, {}
-            self._order = []
+            self._views, self._steady, self._filled, self._sort_keys = {}, {}, {}, {}
+            self._unbuilt.clear()
+            self._order, self._ids = [], []
             self._lines.clear()
         selected = self.selected_job_id
+        ids = [job.id for job in jobs]
+        self._last = (now, zone, tick)
         changed: set[str] = set()
-        present = {job.id for job in jobs}
-        gone = [j for j in self._cells if j not in present]
-        for job_id in gone:
-            del self._cells[job_id], self._keys[job_id], self._versions[job_id]
+        gone: list[str] = []
+        if ids != self._ids:
+            present = set(ids)
+            gone = [job_id for job_id in self._views if job_id not in present]
+            for job_id in gone:
+                self._forget(job_id)
+        # The clock going back is everyone's business: each row is looked at again. A new day
+        # is more: a next run's stamp drops its date (or gains one), which no row key holds, so
+        # every row is built again, those on screen now and the rest after the drawing.
+        day = datetime.fromtimestamp(now, zone).date()
+        everyone = now < self._checked[0]
+        if day != self._checked[1]:
+            self._unbuilt.update(self._keys)
+            self._keys.clear()
+        self._checked = (now, day)
+        resort = ids != self._ids or not self._order
+        # Many new rows at once (opening, a filter cleared): those on screen are built now.
+        defer = len(ids) - len(self._keys) > BULK
+        views, steady, unbuilt, never = self._views, self._steady, self._unbuilt, float("-inf")
         for job in jobs:
-            key = row_key(job, now, tick)
-            if self._keys.get(job.id) == key:
+            job_id = job.id
+            same = views.get(job_id) is job
+            if same and not everyone and steady.get(job_id, never) > now:
                 continue
-            self._keys[job.id] = key
-            self._cells[job.id] = row_for(job, now, zone, tick, hosts=hosts)
-            self._versions[job.id] = self._versions.get(job.id, 0) + 1
-            changed.add(job.id)
-        widest = self._measure(self._cells if gone else changed)
-        if gone:
-            self._content = {}  # a row that left may have been the widest
-        if any(width > self._content.get(key, 0) for key, width in widest.items()):
-            self._content = {k: max(w, self._content.get(k, 0)) for k, w in widest.items()}
-            self._lay_out()
+            if not same:  # time alone does not move a job in the sort
+                views[job_id] = job
+                place = sort_key(self.sort_column, job)
+                if self._sort_keys.get(job_id) != place:
+                    self._sort_keys[job_id] = place
+                    resort = True
+            if job_id in unbuilt or (defer and job_id not in self._keys):
+                unbuilt.add(job_id)
+            elif self._build(job_id, job, now, zone, tick):
+                changed.add(job_id)
+        self._ids = ids
+        order = self._order
+        if resort:
+            # sorted() is stable, so equal keys keep the order the jobs were given in.
+            order = sorted(ids, key=self._sort_keys.__getitem__)
+        top = int(self.scroll_offset.y)
+        on_screen = order[top : top + self.size.height]
+        if unbuilt:
+            for job_id in on_screen:
+                if job_id in unbuilt:
+                    self._build(job_id, views[job_id], now, zone, tick)
+                    changed.add(job_id)
+            if not self._filling:
+                self._filling = True
+                self.call_after_refresh(self._fill)
+        if self._widened(self._cells if gone else changed, forget=bool(gone)):
             self._order = []  # every line is drawn again below
-        order = [job.id for job in sorted(jobs, key=lambda j: sort_key(self.sort_column, j))]
         if order != self._order:
             self._order = order
             self.virtual_size = Size(self.size.width, len(order) + 1)
-            if selected in present:
+            if selected in views:
                 self.cursor_row = order.index(selected)
             self.cursor_row = min(self.cursor_row, max(0, len(order) - 1))
             self.refresh()
             return
-        top = int(self.scroll_offset.y)
-        for index in range(top, min(len(order), top + self.size.height)):
-            if order[index] in changed:
-                self.refresh_line(index - top + 1)
+        for index, job_id in enumerate(on_screen, start=1):
+            if job_id in changed:
+                self.refresh_line(index)
+
+    def _build(self, job_id: str, job: JobView, now: float, zone: tzinfo, tick: int) -> bool:
+        """Check the job's row against its view; whether its text changed (and was rebuilt)."""
+        self._unbuilt.discard(job_id)
+        self._steady[job_id] = steady_until(job, now)
+        key = row_key(job, now, tick)
+        if self._keys.get(job_id) == key:
+            return False
+        self._keys[job_id] = key
+        self._cells[job_id] = row_for(job, now, zone, tick, hosts=self.hosts)
+        self._versions[job_id] = self._versions.get(job_id, 0) + 1
+        return True
+
+    def _fill(self, everything: bool = False) -> None:
+        """Build the rows left for after the first drawing, BULK of them a turn with the loop
+        free in between (all ten thousand at once held the scheduler's loop for a quarter of a
+        second), then lay the columns out again if one of them is the widest."""
+        self._filling = False
+        if not self._unbuilt:
+            return
+        now, zone, tick = self._last
+        batch = list(self._unbuilt) if everything else list(islice(self._unbuilt, BULK))
+        with collector_paused():
+            for job_id in batch:
+                self._build(job_id, self._views[job_id], now, zone, tick)
+        self._note_filled(batch)
+        if self._unbuilt:
+            self._filling = True
+            self.call_later(self._fill)
+            return
+        filled, self._filled = self._filled, {}
+        if self._grow(filled):
+            self.refresh()
+
+    def _note_filled(self, job_ids: Iterable[str]) -> None:
+        for key, width in self._measure(job_ids).items():
+            self._filled[key] = max(width, self._filled.get(key, 0))
+
+    def _forget(self, job_id: str) -> None:
+        for store in (self._cells, self._keys, self._versions, self._steady):
+            store.pop(job_id, None)
+        del self._views[job_id], self._sort_keys[job_id]
+        self._unbuilt.discard(job_id)
+
+    def _widened(self, job_ids: Iterable[str], forget: bool = False) -> bool:
+        """Measure these rows; with ``forget``, the widest seen so far are forgotten first (a
+        row that left may have been the widest). Whether the columns were laid out again."""
+        widest = self._measure(job_ids)
+        if forget:
+            self._content = {}
+        return self._grow(widest)
+
+    def _grow(self, widest: dict[str, int]) -> bool:
+        if not any(width > self._content.get(key, 0) for key, width in widest.items()):
+            return False
+        self._content = {k: max(w, self._content.get(k, 0)) for k, w in widest.items()}
+        self._lay_out()
+        return True
 
     def cycle_sort(self) -> str:
         self.sort_column = SORTS[(SORTS.index(self.sort_column) + 1) % len(SORTS)]
+        self._sort_keys = {
+            job_id: sort_key(self.sort_column, view) for job_id, view in self._views.items()
+        }
         self._order = []
         return self.sort_column
 
     # -- drawing --------------------------------------------------------------------------
     def _measure(self, job_ids: Iterable[str]) -> dict[str, int]:
         widest: dict[str, int] = {}
+        cells = self._cells
         for job_id in job_ids:
-            for column, cell in zip(self.columns, self._cells[job_id], strict=True):
+            if job_id not in cells:
+                continue
+            for column, cell in zip(self.columns, cells[job_id], strict=True):
                 widest[column.key] = max(widest.get(column.key, 0), cell.cell_len)
         return widest
 
@@ -341,6 +492,9 @@ class JobTable(ScrollView, can_focus=True):
         if index >= len(self._order):
             return Strip.blank(width, self.rich_style)
         job_id = self._order[index]
+        if job_id in self._unbuilt:  # scrolled to before _fill came; it measures it then
+            self._build(job_id, self._views[job_id], *self._last)
+            self._note_filled((job_id,))
         cursor = index == self.cursor_row and self.has_focus
         highlight = index == self.cursor_row
         if highlight:
