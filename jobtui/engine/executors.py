@@ -99,10 +99,13 @@ class AsyncExecution(Execution):
     scheduler can start. Interrupting cancels the run's task, and the cancellation is taken
     back (``uncancel``) once it has been turned into the run's outcome."""
 
-    _task: asyncio.Task[Any] | None = None
+    # The run's task: set by the runner when it made the task for this execution, else
+    # looked up when the attempt starts.
+    task: asyncio.Task[Any] | None = None
 
     async def execute(self) -> AttemptResult:
-        self._task = asyncio.current_task()
+        if self.task is None:
+            self.task = asyncio.current_task()
         token = _current_run.set(self.run)
         python_run_started(self.run)
         try:
@@ -110,8 +113,8 @@ class AsyncExecution(Execution):
         except asyncio.CancelledError:
             if self.interrupted is None:
                 raise
-            if self._task is not None:
-                self._task.uncancel()
+            if self.task is not None:
+                self.task.uncancel()
             return self._interrupted_result()
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the job failed
             status, payload = "error", exc
@@ -121,8 +124,8 @@ class AsyncExecution(Execution):
         return self._from_body(status, payload)
 
     def _stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 class ThreadExecution(Execution):

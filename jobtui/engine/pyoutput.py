@@ -31,15 +31,15 @@ from .run import Run, _current_run
 # Of output that no single run can be credited with, the bytes logged per read (a read is up to
 # 64 KiB): a chatty os.system must not flood the headless log.
 STRAY_BYTES = 4096
-_active_lock = threading.Lock()
 _active: dict[str, Run] = {}  # the Python runs going now, by run id
 _capture: DescriptorCapture | None = None
 
 
 def python_run_started(run: Run) -> None:
     _install()
-    with _active_lock:
-        _active[run.run_id] = run
+    # No lock: one dict store is atomic, and the capture thread copies the dict at one go
+    # (_only_run). This runs for every Python run, on the engine's hot path.
+    _active[run.run_id] = run
 
 
 def python_run_ended(run: Run) -> None:
@@ -52,15 +52,12 @@ def python_run_ended(run: Run) -> None:
         # What the run wrote is at most a pipe's worth; a few reads take it. Reading on until
         # the pipe is empty could hold the loop for as long as another job keeps writing.
         capture.drain(reads=4)
-    with _active_lock:
-        _active.pop(run.run_id, None)
+    _active.pop(run.run_id, None)
 
 
 def _only_run() -> Run | None:
-    with _active_lock:
-        if len(_active) == 1:
-            return next(iter(_active.values()))
-    return None
+    runs = tuple(_active.values())  # one C call: no run can come or go halfway through it
+    return runs[0] if len(runs) == 1 else None
 
 
 def _append(run: Run, stream: str, texts: list[str]) -> None:
@@ -96,6 +93,8 @@ class _RoutedStream(io.TextIOBase):
         return len(text)
 
     def flush_run(self, run: Run) -> None:
+        if run.run_id not in self._partial:  # most runs print nothing: no lock for them
+            return
         with self._lock:
             rest = self._partial.pop(run.run_id, "")
         if rest:
