@@ -47,6 +47,9 @@ class AttemptResult:
 class Execution:
     """One attempt of one run."""
 
+    # Slots: one is made per attempt, on the hot path of every run.
+    __slots__ = ("before_start", "clock", "interrupted", "job", "run")
+
     def __init__(self, job: Job, run: Run, clock: Clock) -> None:
         self.job = job
         self.run = run
@@ -99,9 +102,13 @@ class AsyncExecution(Execution):
     scheduler can start. Interrupting cancels the run's task, and the cancellation is taken
     back (``uncancel``) once it has been turned into the run's outcome."""
 
-    # The run's task: set by the runner when it made the task for this execution, else
-    # looked up when the attempt starts.
-    task: asyncio.Task[Any] | None = None
+    __slots__ = ("task",)
+
+    def __init__(self, job: Job, run: Run, clock: Clock) -> None:
+        super().__init__(job, run, clock)
+        # The run's task: set by the runner when it made the task for this execution, else
+        # looked up when the attempt starts.
+        self.task: asyncio.Task[Any] | None = None
 
     async def execute(self) -> AttemptResult:
         if self.task is None:
@@ -134,6 +141,8 @@ class ThreadExecution(Execution):
     Python cannot stop a thread: on timeout or cancel the run ends at once, and the thread is
     left to finish; the job gets no new run while it lives (see ``Job._threads_alive``).
     """
+
+    __slots__ = ("_future", "_on_thread_exit")
 
     def __init__(
         self, job: Job, run: Run, clock: Clock, on_thread_exit: Callable[[Job], None]
@@ -255,6 +264,8 @@ class CommandExecution(Execution):
     purpose. A process that escaped and closed the pipes is not seen at all: run such commands
     in a cgroup (``systemd-run --scope``) to keep them contained.
     """
+
+    __slots__ = ("_kill_timer", "_killed", "_pgid")
 
     def __init__(self, job: Job, run: Run, clock: Clock) -> None:
         super().__init__(job, run, clock)

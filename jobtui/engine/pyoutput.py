@@ -35,17 +35,19 @@ _active: dict[str, Run] = {}  # the Python runs going now, by run id
 _capture: DescriptorCapture | None = None
 
 
+# Both run for every Python run, on the engine's hot path (bench/engine.py): the stream's class
+# is compared rather than isinstance'd, a run that left no partial line costs a dict lookup, and
+# there is no lock (one dict store is atomic; the capture thread copies the dict at one go).
 def python_run_started(run: Run) -> None:
-    _install()
-    # No lock: one dict store is atomic, and the capture thread copies the dict at one go
-    # (_only_run). This runs for every Python run, on the engine's hot path.
+    if type(sys.stdout) is not _RoutedStream or type(sys.stderr) is not _RoutedStream:
+        _install()
     _active[run.run_id] = run
 
 
 def python_run_ended(run: Run) -> None:
     """Before the run is reported finished: what it wrote is in its output by then."""
     for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, _RoutedStream):
+        if type(stream) is _RoutedStream and run.run_id in stream._partial:
             stream.flush_run(run)
     capture = _capture
     if capture is not None:
@@ -93,8 +95,6 @@ class _RoutedStream(io.TextIOBase):
         return len(text)
 
     def flush_run(self, run: Run) -> None:
-        if run.run_id not in self._partial:  # most runs print nothing: no lock for them
-            return
         with self._lock:
             rest = self._partial.pop(run.run_id, "")
         if rest:

@@ -462,8 +462,8 @@ class Scheduler:
 
     def _handle_due(self, job: Job, wall: float, elapsed: float) -> None:
         plan = job.plan
-        ts = plan.fast_due(job, elapsed)
-        if ts is not None:  # the hot path: one occurrence, on time (see IntervalPlan)
+        ts = plan.fast_due(job, wall, elapsed)
+        if ts is not None:  # the hot path: one occurrence, on time (see the plans' fast_due)
             job.next_fire = None
             if job.last_fired is None or ts > job.last_fired:
                 self._fire(job, ts)
