@@ -48,12 +48,16 @@ class Execution:
     """One attempt of one run."""
 
     # Slots: one is made per attempt, on the hot path of every run.
-    __slots__ = ("before_start", "clock", "interrupted", "job", "run")
+    __slots__ = ("before_start", "clock", "interrupted", "job", "run", "task")
 
     def __init__(self, job: Job, run: Run, clock: Clock) -> None:
         self.job = job
         self.run = run
         self.clock = clock
+        # A coroutine's run task: set by the runner when it made the task for this attempt,
+        # else looked up when the attempt starts (kept here: a subclass __init__ per attempt
+        # would be one more call on the hot path).
+        self.task: asyncio.Task[Any] | None = None
         self.interrupted: tuple[Outcome, str] | None = None
         # Set while middleware runs before the job starts (see middleware.py).
         self.before_start: Callable[[], None] | None = None
@@ -102,13 +106,7 @@ class AsyncExecution(Execution):
     scheduler can start. Interrupting cancels the run's task, and the cancellation is taken
     back (``uncancel``) once it has been turned into the run's outcome."""
 
-    __slots__ = ("task",)
-
-    def __init__(self, job: Job, run: Run, clock: Clock) -> None:
-        super().__init__(job, run, clock)
-        # The run's task: set by the runner when it made the task for this execution, else
-        # looked up when the attempt starts.
-        self.task: asyncio.Task[Any] | None = None
+    __slots__ = ()
 
     async def execute(self) -> AttemptResult:
         if self.task is None:

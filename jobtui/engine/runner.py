@@ -68,6 +68,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.progress: Coalescer[Run] = Coalescer(self._publish_progress)
         self._on_run_changed = self._run_changed  # one bound method, not one per run
+        self._wall = clock.wall
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -86,7 +87,7 @@ class Runner:
             self.new_run_id(),
             ts,
             manual=manual,
-            wall=self.clock.wall,
+            wall=self._wall,
             output_limits=self._output_limits,
         )
         run._notify = self._on_run_changed
