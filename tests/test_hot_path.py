@@ -7,12 +7,14 @@ side and the records must match."""
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from jobtui import Outcome, Run, RunFinished, RunProgress, RunStarted
+from jobtui.engine.plans import IntervalPlan
 
 from .conftest import START, stop_within
 
@@ -157,3 +159,31 @@ async def test_a_one_shot_job_runs_once_when_due_unless_too_late(
         assert recorder.finished("once") == []
         (missed,) = recorder.missed("once")
         assert 'catchup="none"' in missed.reason
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector on", "collector off"])
+async def test_a_scheduling_pass_leaves_the_garbage_collector_as_it_found_it(
+    scheduler, clock, monkeypatch, enabled
+):
+    # The pass pauses the collector (scheduler.collector_paused): not past its end, not even
+    # when a bug in a job's planning ends it, and never on when the program turned it off.
+    seen = []
+
+    async def body() -> None:
+        seen.append(gc.isenabled())
+
+    def broken(self: IntervalPlan, job: Any, wall: float, waiting: Any) -> None:
+        raise RuntimeError("a bug in planning")
+
+    scheduler.add_job(body, every="1m", id="j")
+    (gc.enable if enabled else gc.disable)()
+    try:
+        async with scheduler:
+            await clock.advance(60)
+            assert gc.isenabled() is enabled
+            monkeypatch.setattr(IntervalPlan, "after_due", broken)
+            await clock.advance(60)  # this pass raises: logged, and the loop goes on
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
+    assert seen == [enabled, enabled]
