@@ -158,7 +158,7 @@ class Runner:
         """The hot path: what ``_execute`` does for a run ``_plain`` accepts, without its
         loop, its timers and its retry decision. It sets how many runs a second the engine
         starts and how late the last of a thousand due at once begins (bench/engine.py), so
-        it is kept apart; tests/test_runs.py pins that both paths report alike."""
+        it is kept apart; tests/test_hot_path.py pins that both paths report alike."""
         outcome, value = Outcome.CANCELLED, None
         self._current_execution[run.run_id] = execution  # from here on, interrupt() finds it
         try:
