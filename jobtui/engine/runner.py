@@ -68,7 +68,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.progress: Coalescer[Run] = Coalescer(self._publish_progress)
         self._on_run_changed = self._run_changed  # one bound method, not one per run
-        self._wall = clock.wall
+        self._wall = clock.wall  # read for every run: bound once
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -163,7 +163,7 @@ class Runner:
         self._current_execution[run.run_id] = execution  # from here on, interrupt() finds it
         try:
             run.attempt = 1
-            run._started_ts = self.clock.wall()
+            run._started_ts = self._wall()
             if self.events.wants(RunStarted):
                 self.events.publish(RunStarted(run._started_ts, run))
             result = await execution.execute()
@@ -329,7 +329,7 @@ class Runner:
 
     def _finish(self, job: Job, run: Run, outcome: Outcome, value: Any) -> None:
         run.outcome = outcome
-        run._finished_ts = self.clock.wall()
+        run._finished_ts = self._wall()
         run._notify = None
         run._value = value
         self.progress.discard(run)
