@@ -1,18 +1,21 @@
-"""Engine benchmark: jobtui against APScheduler 3 (AsyncIOScheduler) and a bare asyncio floor.
+"""Engine benchmark: jobtui (alone and with its SQLite store) against APScheduler 3
+(AsyncIOScheduler) and a bare asyncio floor.
 
-    python bench/engine.py            # the full run (about two minutes)
+    python bench/engine.py            # the full run (about ten minutes on 2 cores)
     python bench/engine.py --quick    # smaller numbers, for a smoke test
     python bench/engine.py --baseline 8dec20f   # and jobtui as it was at that commit, side by side
+    python bench/engine.py --rounds 5 # rounds per system for (a)-(d) (default 3): medians
 
 Every measurement runs in a fresh subprocess, so one system's objects never slow another's
-garbage collector. Printed: a table per case and the ratios the targets are stated in.
+garbage collector; the systems take turns round by round. Printed: a table per case, then issue
+14's targets (ratios to the floor, met or missed, for every system) and the earlier ones.
 
 (a) lateness: 1,000 interval jobs firing every second for 10 s; p50/p99/max of how late each
-    body started after its scheduled instant.
+    body started after its scheduled instant, and the process's CPU time per run.
 (b) throughput: 20,000 trivial async jobs due at the same instant; runs per second from that
     instant to the last body.
-(c) idle: 100,000 jobs scheduled an hour out; cost to add one, memory per job (tracemalloc),
-    and CPU used while idle over 5 s.
+(c) idle (idle.py): 100,000 jobs scheduled an hour out; cost to add one, memory per job
+    (tracemalloc), and CPU used while idle over 5 s.
 (d) the state store attached: runs recorded per second, and the worst stall of the loop.
 (e) one chatty job (`yes`) beside a `true` job due every second: output throughput, and the
     1 s job's lateness and skips (bench/chatty.py, which also runs alone).
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import inspect
 import json
 import math
@@ -32,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any
 import chatty  # bench/chatty.py: this script's folder is first on the import path
 import runmodes
 from baseline import extract
+from idle import aps_scheduler, idle, memory
 from targets import Check, check_list, medians, ratio, table, target_table
 
 SYSTEMS = ["jobtui", "store", "apscheduler", "floor"]
@@ -64,12 +66,6 @@ def percentile(values: list[float], q: float) -> float:
 
 def next_whole_second(offset: float = 1.0) -> float:
     return math.floor(time.time()) + 1 + offset
-
-
-def aps_scheduler():
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-    return AsyncIOScheduler(timezone="UTC", job_defaults={"misfire_grace_time": None})
 
 
 # -- (a) lateness ---------------------------------------------------------------------------
@@ -201,68 +197,6 @@ async def throughput(system: str, jobs: int) -> dict[str, float]:
         if asyncio.iscoroutine(result):
             await result
     return {"runs_per_s": jobs / (finished - start)}
-
-
-# -- (c) idle -------------------------------------------------------------------------------
-
-
-async def add_jobs(system: str, jobs: int) -> tuple[float, Callable[[], object]]:
-    """Add ``jobs`` jobs an hour out to a running system; returns seconds per add and stop."""
-
-    async def body() -> None:
-        return None
-
-    if system == "jobtui":
-        from jobtui import Scheduler
-
-        scheduler = Scheduler(timezone="UTC")
-        await scheduler.start()
-        t0 = time.perf_counter()
-        for n in range(jobs):
-            scheduler.add_job(body, id=f"j{n}", every="1h")
-        elapsed = time.perf_counter() - t0
-        return elapsed / jobs, scheduler.stop
-    if system == "apscheduler":
-        aps = aps_scheduler()
-        aps.start()
-        t0 = time.perf_counter()
-        for n in range(jobs):
-            aps.add_job(body, "interval", hours=1, id=f"j{n}")
-        elapsed = time.perf_counter() - t0
-        return elapsed / jobs, aps.shutdown
-    loop = asyncio.get_running_loop()
-    handles = []
-    t0 = time.perf_counter()
-    for _ in range(jobs):
-        handles.append(loop.call_at(loop.time() + 3600, lambda: loop.create_task(body())))
-    elapsed = time.perf_counter() - t0
-    return elapsed / jobs, lambda: [h.cancel() for h in handles]
-
-
-async def idle(system: str, jobs: int, idle_seconds: float) -> dict[str, float]:
-    per_add, stop = await add_jobs(system, jobs)
-    await asyncio.sleep(0.5)  # let any wake-up triggered by the adds settle
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    await asyncio.sleep(idle_seconds)
-    cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-    result = stop()
-    if asyncio.iscoroutine(result):
-        await result
-    return {"add_us": per_add * 1e6, "idle_cpu_pct": cpu * 100}
-
-
-async def memory(system: str, jobs: int) -> dict[str, float]:
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    _, stop = await add_jobs(system, jobs)
-    gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    result = stop()
-    if asyncio.iscoroutine(result):
-        await result
-    return {"bytes_per_job": (after - before) / jobs}
 
 
 # -- (d) with the state store attached (jobtui only) -----------------------------------------
