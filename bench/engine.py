@@ -1,18 +1,21 @@
-"""Engine benchmark: jobtui against APScheduler 3 (AsyncIOScheduler) and a bare asyncio floor.
+"""Engine benchmark: jobtui (alone and with its SQLite store) against APScheduler 3
+(AsyncIOScheduler) and a bare asyncio floor.
 
-    python bench/engine.py            # the full run (about two minutes)
+    python bench/engine.py            # the full run (about ten minutes on 2 cores)
     python bench/engine.py --quick    # smaller numbers, for a smoke test
     python bench/engine.py --baseline 8dec20f   # and jobtui as it was at that commit, side by side
+    python bench/engine.py --rounds 5 # rounds per system for (a)-(d) (default 3): medians
 
 Every measurement runs in a fresh subprocess, so one system's objects never slow another's
-garbage collector. Printed: a table per case and the ratios the targets are stated in.
+garbage collector; the systems take turns round by round. Printed: a table per case, then issue
+14's targets (ratios to the floor, met or missed, for every system) and the earlier ones.
 
 (a) lateness: 1,000 interval jobs firing every second for 10 s; p50/p99/max of how late each
-    body started after its scheduled instant.
+    body started after its scheduled instant, and the process's CPU time per run.
 (b) throughput: 20,000 trivial async jobs due at the same instant; runs per second from that
     instant to the last body.
-(c) idle: 100,000 jobs scheduled an hour out; cost to add one, memory per job (tracemalloc),
-    and CPU used while idle over 5 s.
+(c) idle (idle.py): 100,000 jobs scheduled an hour out; cost to add one, memory per job
+    (tracemalloc), and CPU used while idle over 5 s.
 (d) the state store attached: runs recorded per second, and the worst stall of the loop.
 (e) one chatty job (`yes`) beside a `true` job due every second: output throughput, and the
     1 s job's lateness and skips (bench/chatty.py, which also runs alone).
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import math
 import os
@@ -31,17 +33,25 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import chatty  # bench/chatty.py: this script's folder is first on the import path
 import runmodes
 from baseline import extract
+from idle import aps_scheduler, idle, memory
+from store import start_store, with_store  # bench/store.py: one way to attach the store
+from targets import Check, check_list, medians, ratio, table, target_table
 
-SYSTEMS = ["jobtui", "apscheduler", "floor"]
-LABELS = {"jobtui": "jobtui", "apscheduler": "APScheduler 3", "floor": "asyncio floor"}
+SYSTEMS = ["jobtui", "store", "apscheduler", "floor"]
+LABELS = {
+    "jobtui": "jobtui",
+    "store": "jobtui + SQLite",
+    "apscheduler": "APScheduler 3",
+    "floor": "asyncio floor",
+}
 BASELINE: Path | None = None  # a copy of jobtui at --baseline REV, measured as "before"
 
 
@@ -58,16 +68,31 @@ def next_whole_second(offset: float = 1.0) -> float:
     return math.floor(time.time()) + 1 + offset
 
 
-def aps_scheduler():
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-    return AsyncIOScheduler(timezone="UTC", job_defaults={"misfire_grace_time": None})
-
-
 # -- (a) lateness ---------------------------------------------------------------------------
 
 
+def jobtui_scheduler(system: str, folder: str) -> tuple[Any, Any]:
+    """jobtui's scheduler, and for "store" the SQLite store attached to it (claims and results
+    durable, as the daemon runs it)."""
+    from jobtui import Scheduler
+
+    if system != "store":
+        return Scheduler(timezone="UTC"), None
+    from jobtui.store import Store
+
+    store = Store.open(f"{folder}/state.db")
+    return with_store(Scheduler, store), store
+
+
+async def stop_jobtui(scheduler: Any, store: Any) -> None:
+    await scheduler.stop()
+    if store is not None:
+        await asyncio.to_thread(store.close)
+
+
 async def lateness(system: str, jobs: int, seconds: int) -> dict[str, float]:
+    """How late each body starts, and the process's CPU time per run (every thread's: the
+    store's writer too) from the first due instant to the last body."""
     start = next_whole_second()
     total = jobs * seconds
     late: list[float] = []
@@ -77,47 +102,55 @@ async def lateness(system: str, jobs: int, seconds: int) -> dict[str, float]:
         now = time.time()
         late.append(now - (start + round(now - start)))
         if len(late) == total and not done.done():
-            done.set_result(None)
+            done.set_result(time.process_time())
 
     start_dt = datetime.fromtimestamp(start, UTC)
     end_dt = start_dt + timedelta(seconds=seconds - 1)
     stop: Callable[[], Awaitable[None] | None]
-    if system == "jobtui":
-        from jobtui import Scheduler
+    with tempfile.TemporaryDirectory() as folder:
+        if system in ("jobtui", "store"):
+            scheduler, store = jobtui_scheduler(system, folder)
+            for n in range(jobs):
+                scheduler.add_job(
+                    body, id=f"j{n}", every="1s", start=start_dt, end=end_dt, run_immediately=True
+                )
+            if store is not None:
+                start_store(store, scheduler)
+            await scheduler.start()
+            stop = lambda: stop_jobtui(scheduler, store)  # noqa: E731
+        elif system == "apscheduler":
+            aps = aps_scheduler()
+            for n in range(jobs):
+                aps.add_job(
+                    body, "interval", seconds=1, start_date=start_dt, end_date=end_dt, id=f"j{n}"
+                )
+            aps.start()
+            stop = aps.shutdown
+        else:
+            loop = asyncio.get_running_loop()
+            offset = loop.time() - time.time()
 
-        scheduler = Scheduler(timezone="UTC")
-        for n in range(jobs):
-            scheduler.add_job(
-                body, id=f"j{n}", every="1s", start=start_dt, end=end_dt, run_immediately=True
-            )
-        await scheduler.start()
-        stop = scheduler.stop
-    elif system == "apscheduler":
-        aps = aps_scheduler()
-        for n in range(jobs):
-            aps.add_job(
-                body, "interval", seconds=1, start_date=start_dt, end_date=end_dt, id=f"j{n}"
-            )
-        aps.start()
-        stop = aps.shutdown
-    else:
-        loop = asyncio.get_running_loop()
-        offset = loop.time() - time.time()
+            def fire(k: int) -> None:
+                loop.create_task(body())  # noqa: RUF006 - the floor keeps nothing, on purpose
+                if k + 1 < seconds:
+                    loop.call_at(start + k + 1 + offset, fire, k + 1)
 
-        def fire(k: int) -> None:
-            loop.create_task(body())  # noqa: RUF006 - the floor keeps nothing, on purpose
-            if k + 1 < seconds:
-                loop.call_at(start + k + 1 + offset, fire, k + 1)
-
-        for _ in range(jobs):
-            loop.call_at(start + offset, fire, 0)
-        stop = lambda: None  # noqa: E731
-    await asyncio.wait_for(done, seconds + 30)
-    result = stop()
-    if asyncio.iscoroutine(result):
-        await result
+            for _ in range(jobs):
+                loop.call_at(start + offset, fire, 0)
+            stop = lambda: None  # noqa: E731
+        await asyncio.sleep(max(0.0, start - time.time() - 0.2))  # setup's own work settles
+        cpu0 = time.process_time()
+        cpu1 = await asyncio.wait_for(done, seconds + 30)
+        result = stop()
+        if asyncio.iscoroutine(result):
+            await result
     ms = [v * 1000 for v in late]
-    return {"p50": percentile(ms, 0.5), "p99": percentile(ms, 0.99), "max": max(ms)}
+    return {
+        "p50": percentile(ms, 0.5),
+        "p99": percentile(ms, 0.99),
+        "max": max(ms),
+        "cpu_us": (cpu1 - cpu0) / total * 1e6,
+    }
 
 
 # -- (b) throughput -------------------------------------------------------------------------
@@ -135,94 +168,35 @@ async def throughput(system: str, jobs: int) -> dict[str, float]:
         if count == jobs:
             done.set_result(time.time())
 
-    if system == "jobtui":
-        from jobtui import Scheduler
-
-        scheduler = Scheduler(timezone="UTC")
-        await scheduler.start()
-        for n in range(jobs):
-            scheduler.add_job(body, id=f"j{n}", at=start_dt)
-        stop = scheduler.stop
-    elif system == "apscheduler":
-        aps = aps_scheduler()
-        aps.start()
-        for n in range(jobs):
-            aps.add_job(body, "date", run_date=start_dt, id=f"j{n}")
-        stop = aps.shutdown
-    else:
-        loop = asyncio.get_running_loop()
-        at = start + loop.time() - time.time()
-        for _ in range(jobs):
-            loop.call_at(at, lambda: loop.create_task(body()))
-        stop = lambda: None  # noqa: E731
-    assert time.time() < start, "adding the jobs took longer than the lead time"
-    finished = await asyncio.wait_for(done, 120)
-    result = stop()
-    if asyncio.iscoroutine(result):
-        await result
+    with tempfile.TemporaryDirectory() as folder:
+        if system in ("jobtui", "store"):
+            scheduler, store = jobtui_scheduler(system, folder)
+            if store is None:
+                await scheduler.start()
+            for n in range(jobs):
+                scheduler.add_job(body, id=f"j{n}", at=start_dt)
+            if store is not None:  # as the daemon does: the store loads the jobs, then starts
+                start_store(store, scheduler)
+                await scheduler.start()
+            stop = lambda: stop_jobtui(scheduler, store)  # noqa: E731
+        elif system == "apscheduler":
+            aps = aps_scheduler()
+            aps.start()
+            for n in range(jobs):
+                aps.add_job(body, "date", run_date=start_dt, id=f"j{n}")
+            stop = aps.shutdown
+        else:
+            loop = asyncio.get_running_loop()
+            at = start + loop.time() - time.time()
+            for _ in range(jobs):
+                loop.call_at(at, lambda: loop.create_task(body()))
+            stop = lambda: None  # noqa: E731
+        assert time.time() < start, "adding the jobs took longer than the lead time"
+        finished = await asyncio.wait_for(done, 120)
+        result = stop()
+        if asyncio.iscoroutine(result):
+            await result
     return {"runs_per_s": jobs / (finished - start)}
-
-
-# -- (c) idle -------------------------------------------------------------------------------
-
-
-async def add_jobs(system: str, jobs: int) -> tuple[float, Callable[[], object]]:
-    """Add ``jobs`` jobs an hour out to a running system; returns seconds per add and stop."""
-
-    async def body() -> None:
-        return None
-
-    if system == "jobtui":
-        from jobtui import Scheduler
-
-        scheduler = Scheduler(timezone="UTC")
-        await scheduler.start()
-        t0 = time.perf_counter()
-        for n in range(jobs):
-            scheduler.add_job(body, id=f"j{n}", every="1h")
-        elapsed = time.perf_counter() - t0
-        return elapsed / jobs, scheduler.stop
-    if system == "apscheduler":
-        aps = aps_scheduler()
-        aps.start()
-        t0 = time.perf_counter()
-        for n in range(jobs):
-            aps.add_job(body, "interval", hours=1, id=f"j{n}")
-        elapsed = time.perf_counter() - t0
-        return elapsed / jobs, aps.shutdown
-    loop = asyncio.get_running_loop()
-    handles = []
-    t0 = time.perf_counter()
-    for _ in range(jobs):
-        handles.append(loop.call_at(loop.time() + 3600, lambda: loop.create_task(body())))
-    elapsed = time.perf_counter() - t0
-    return elapsed / jobs, lambda: [h.cancel() for h in handles]
-
-
-async def idle(system: str, jobs: int, idle_seconds: float) -> dict[str, float]:
-    per_add, stop = await add_jobs(system, jobs)
-    await asyncio.sleep(0.5)  # let any wake-up triggered by the adds settle
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    await asyncio.sleep(idle_seconds)
-    cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-    result = stop()
-    if asyncio.iscoroutine(result):
-        await result
-    return {"add_us": per_add * 1e6, "idle_cpu_pct": cpu * 100}
-
-
-async def memory(system: str, jobs: int) -> dict[str, float]:
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    _, stop = await add_jobs(system, jobs)
-    gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    result = stop()
-    if asyncio.iscoroutine(result):
-        await result
-    return {"bytes_per_job": (after - before) / jobs}
 
 
 # -- (d) with the state store attached (jobtui only) -----------------------------------------
@@ -286,14 +260,18 @@ def child(case: str, system: str, quick: bool) -> None:
     print(json.dumps(result))
 
 
-def table(title: str, rows: list[tuple[str, str, dict[str, dict[str, float]], str]]) -> None:
-    print(f"\n{title}")
-    header = f"  {'metric':<26}" + "".join(f"{LABELS[s]:>16}" for s in SYSTEMS)
-    print(header)
-    print("  " + "-" * (len(header) - 2))
-    for label, key, results, fmt in rows:
-        cells = "".join(f"{format(results[s][key], fmt):>16}" for s in SYSTEMS)
-        print(f"  {label:<26}{cells}")
+def measure_rounds(
+    case: str, systems: list[str], quick: bool, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Each system ``rounds`` times, the systems taking turns (a busy moment of the shared
+    machine then hits all of them), and each metric's median."""
+    got: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
+    for r in range(rounds):
+        for system in systems:
+            print(f"  measuring {case:<16} {LABELS.get(system, system):<22} round {r + 1}/{rounds}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            got[system].append(measure(case, system, quick))
+    return {s: medians(got[s]) for s in systems}
 
 
 def main() -> None:
@@ -302,11 +280,17 @@ def main() -> None:
     parser.add_argument(
         "--baseline", metavar="REV", help="also measure jobtui as it was at this git commit"
     )
+    parser.add_argument(
+        "--rounds", type=int, help="rounds per system for (a)-(d), medians printed (default 3, "
+        "1 with --quick)"
+    )  # fmt: skip
     parser.add_argument("--child", nargs=2, metavar=("CASE", "SYSTEM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child, args.quick)
         return
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     if args.baseline:
         with tempfile.TemporaryDirectory() as folder:
             extract(args.baseline, Path(folder))
@@ -320,21 +304,33 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    print(f"jobtui engine benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for case in ("lateness", "throughput", "idle", "memory"):
-        results[case] = {}
-        for system in SYSTEMS:
-            print(f"  measuring {case:<10} {LABELS[system]} ...", file=sys.stderr, flush=True)
-            results[case][system] = measure(case, system, args.quick)
-    late, thr, idl, mem = (results[c] for c in ("lateness", "throughput", "idle", "memory"))
+    print(f"jobtui engine benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+          f"{args.rounds} round(s), medians)")  # fmt: skip
+    engines = [s for s in SYSTEMS if s != "store"]  # (c) is the engine's own cost
+    late = measure_rounds("lateness", SYSTEMS, args.quick, args.rounds)
+    thr = measure_rounds("throughput", SYSTEMS, args.quick, args.rounds)
+    idl = measure_rounds("idle", engines, args.quick, args.rounds)
+    mem = measure_rounds("memory", engines, args.quick, 1)  # tracemalloc counts: no noise
+    jobs, seconds = (200, 3) if args.quick else (1000, 10)
     table(
-        "(a) lateness, 1,000 jobs every second for 10 s (ms)",
-        [("p50", "p50", late, ".2f"), ("p99", "p99", late, ".2f"), ("max", "max", late, ".2f")],
+        f"(a) lateness, {jobs:,} jobs every second for {seconds} s",
+        SYSTEMS,
+        LABELS,
+        [
+            ("p50, ms", "p50", late, ".2f"),
+            ("p99, ms", "p99", late, ".2f"),
+            ("max, ms", "max", late, ".2f"),
+            ("CPU per run, us", "cpu_us", late, ".2f"),
+        ],
     )
-    table("(b) 20,000 async jobs due at once", [("runs per second", "runs_per_s", thr, ",.0f")])
+    one_shot = 2000 if args.quick else 20_000
+    table(f"(b) {one_shot:,} async jobs due at once", SYSTEMS, LABELS,
+          [("runs per second", "runs_per_s", thr, ",.0f")])  # fmt: skip
+    idle_jobs = 10_000 if args.quick else 100_000
     table(
-        "(c) 100,000 jobs an hour out",
+        f"(c) {idle_jobs:,} jobs an hour out",
+        engines,
+        LABELS,
         [
             ("add, us per job", "add_us", idl, ".2f"),
             ("memory, bytes per job", "bytes_per_job", mem, ",.0f"),
@@ -342,22 +338,22 @@ def report(args: argparse.Namespace) -> None:
         ],
     )
     mine = ["jobtui", *(["before"] if BASELINE else [])]
-    stored_by = {s: measure("store_throughput", s, args.quick) for s in mine}
+    stored_by = measure_rounds("store_throughput", mine, args.quick, args.rounds)
+    # store_stall tells the store's share by its system name: "engine" (none) or "store".
     stall_by = {
         s: {
-            "engine": measure("store_stall", "before-engine" if s == "before" else "engine",
-                              args.quick),
-            "store": measure("store_stall", "before-store" if s == "before" else "store",
-                             args.quick),
+            kind: measure_rounds("store_stall", [name], args.quick, args.rounds)[name]
+            for kind in ("engine", "store")
+            for name in [kind if s == "jobtui" else f"before-{kind}"]
         }
         for s in mine
-    }  # fmt: skip
+    }
     stored, stall = stored_by["jobtui"], stall_by["jobtui"]
     print("\n(d) jobtui with the state store attached")
     print(f"  {'':<48}" + "".join(f"{LABELS[s]:>16}" for s in mine))
     rows = [
-        ("20,000 runs due at once, recorded per second", lambda s: stored_by[s]["runs_per_s"],
-         ",.0f"),
+        (f"{one_shot:,} runs due at once, recorded per second",
+         lambda s: stored_by[s]["runs_per_s"], ",.0f"),
         ("worst loop stall at 200 runs/s, no store (ms)",
          lambda s: stall_by[s]["engine"]["worst_stall_ms"], ".2f"),
         ("worst loop stall at 200 runs/s, with store (ms)",
@@ -366,55 +362,76 @@ def report(args: argparse.Namespace) -> None:
     for label, value, fmt in rows:
         print(f"  {label:<48}" + "".join(f"{format(value(s), fmt):>16}" for s in mine))
     # One chatty job must not make the others late: measured in the same run (issue 15, item 9).
-    seconds = 2.0 if args.quick else 5.0
-    noisy = {s: chatty.measure(seconds, BASELINE if s == "before" else None) for s in mine}
-    print(f"\n(e) `yes` for {seconds:g} s beside a `true` command every second")
+    chatty_seconds = 2.0 if args.quick else 5.0
+    noisy = {s: chatty.measure(chatty_seconds, BASELINE if s == "before" else None) for s in mine}
+    print(f"\n(e) `yes` for {chatty_seconds:g} s beside a `true` command every second")
     print(f"  {'':<48}" + "".join(f"{LABELS[s]:>16}" for s in mine))
     for label, key, fmt in chatty.ROWS:
         print(f"  {label:<48}" + "".join(f"{format(noisy[s][key], fmt):>16}" for s in mine))
     mode_checks = runmodes.report(measure, args.quick)
-    j, a, f = "jobtui", "apscheduler", "floor"
+
+    # Issue 14: per-run cost close to asyncio's own, and a store that keeps up. Every system is
+    # judged by the same bound, so the floor's own row shows what the bound means.
+    f = "floor"
+    shown = [s for s in SYSTEMS if s != "before"] + (["before"] if BASELINE else [])
+    store_value = {"store": (stored["runs_per_s"], stall["store"]["worst_stall_ms"])}
+    target_table(
+        f"targets (issue 14): ratios to the asyncio floor in this run, medians of {args.rounds}",
+        shown,
+        LABELS,
+        [
+            ("p99 lateness, x floor", "max", 1.5,
+             lambda s: late[s]["p99"] / late[f]["p99"], ".2f"),
+            ("CPU per run, x floor", "max", 2.0,
+             lambda s: late[s]["cpu_us"] / late[f]["cpu_us"], ".2f"),
+            ("one-shot runs/s, x floor", "min", 0.5,
+             lambda s: thr[s]["runs_per_s"] / thr[f]["runs_per_s"], ".2f"),
+            ("runs/s recorded (section d)", "min", 50_000.0,
+             lambda s: store_value[s][0] if s in store_value else None, ",.0f"),
+            ("worst loop stall, ms (section d)", "max", 5.0,
+             lambda s: store_value[s][1] if s in store_value else None, ".2f"),
+        ],
+    )  # fmt: skip
+    j, a = "jobtui", "apscheduler"
+    b = "before" if BASELINE else None
+    # No worse than the design before (measured beside it): ratios, within the machine's noise.
+    # Idle CPU is a few hundredths of a percent: compared with a small absolute allowance.
+    checks: list[Check] = [
+        ("add cost vs before", ratio(idl[j], idl[b], "add_us") if b else None, "max", 1.15,
+         ".2f"),
+        ("memory per job vs before",
+         ratio(mem[j], mem[b], "bytes_per_job") if b else None, "max", 1.15, ".2f"),
+        ("idle CPU vs before, + % of a core",
+         idl[j]["idle_cpu_pct"] - idl[b]["idle_cpu_pct"] if b else None, "max", 0.05, ".2f"),
+        ("p99 lateness vs before", ratio(late[j], late[b], "p99") if b else None, "info", None,
+         ".2f"),
+        ("CPU per run vs before", ratio(late[j], late[b], "cpu_us") if b else None, "info",
+         None, ".2f"),
+        ("throughput vs before", ratio(thr[j], thr[b], "runs_per_s") if b else None, "info",
+         None, ".2f"),
+        ("recorded runs/s vs before",
+         ratio(stored, stored_by[b], "runs_per_s") if b else None, "min", 0.85, ".2f"),
+    ]  # fmt: skip
+    check_list("no worse than before (issue 14)", checks)
+    # Earlier issues' targets, still held.
     p99 = {s: late[s]["p99"] for s in SYSTEMS}
     rate = {s: thr[s]["runs_per_s"] for s in SYSTEMS}
-    # (label, value, target text, at most / at least, bound); a bound of None is information only
-    checks = [
-        ("p99 lateness vs floor", p99[j] / p99[f], "max", 2.0),
-        ("p99 lateness vs APScheduler", p99[j] / p99[a], "max", 1 / 3),
-        ("throughput vs APScheduler", rate[j] / rate[a], "min", 5.0),
-        ("throughput vs floor", rate[j] / rate[f], "info", None),
-        ("add cost, us per job", idl[j]["add_us"], "max", 10.0),
-        ("memory, bytes per job", mem[j]["bytes_per_job"], "max", 1024.0),
-        ("idle CPU, % of a core", idl[j]["idle_cpu_pct"], "max", 1.0),
-        ("runs/s recorded with the store", stored["runs_per_s"], "min", 10_000.0),
-        ("loop stall with the store, ms", stall["store"]["worst_stall_ms"], "max", 5.0),
-        ("chatty job's output, MB/s", noisy[j]["mb_s"], "min", chatty.TARGET_MB_S),
-        ("1 s job beside it: late, ms", noisy[j]["late_max_ms"], "max", 100.0),
-        ("1 s job beside it: skipped", noisy[j]["skipped"], "max", 0.0),
+    earlier: list[Check] = [
+        ("p99 lateness vs APScheduler", p99[j] / p99[a], "max", 1 / 3, ".2f"),
+        ("throughput vs APScheduler", rate[j] / rate[a], "min", 5.0, ".2f"),
+        ("add cost, us per job", idl[j]["add_us"], "max", 10.0, ".2f"),
+        ("memory, bytes per job", mem[j]["bytes_per_job"], "max", 1024.0, ",.0f"),
+        ("idle CPU, % of a core", idl[j]["idle_cpu_pct"], "max", 1.0, ".2f"),
+        ("loop stall with the store, ms", stall["store"]["worst_stall_ms"], "max", 5.0, ".2f"),
+        ("chatty job's output, MB/s", noisy[j]["mb_s"], "min", chatty.TARGET_MB_S, ".2f"),
+        ("1 s job beside it: late, ms", noisy[j]["late_max_ms"], "max", 100.0, ".2f"),
+        ("1 s job beside it: skipped", noisy[j]["skipped"], "max", 0.0, ".2f"),
     ]
-    checks += mode_checks
-    if BASELINE:  # no worse than the design before: ratios to it, within the machine's noise
-        b = "before"
-        checks += [
-            ("p99 lateness vs before", p99[j] / p99[b], "max", 1.15),
-            ("throughput vs before", rate[j] / rate[b], "min", 0.85),
-            ("add cost vs before", idl[j]["add_us"] / idl[b]["add_us"], "max", 1.15),
-            ("memory per job vs before", mem[j]["bytes_per_job"] / mem[b]["bytes_per_job"],
-             "max", 1.15),
-            ("recorded runs/s vs before", stored["runs_per_s"] / stored_by[b]["runs_per_s"],
-             "min", 0.85),
-            ("chatty output vs before", noisy[j]["mb_s"] / noisy[b]["mb_s"], "info", None),
-        ]  # fmt: skip
-    print("\nratios and targets")
-    for label, value, kind, bound in checks:
-        if bound is None:
-            verdict, target = "", "(information)"
-        else:
-            ok = value <= bound if kind == "max" else value >= bound
-            verdict, target = (
-                ("ok" if ok else "MISSED"),
-                f"{'<=' if kind == 'max' else '>='} {bound:.2f}",
-            )
-        print(f"  {label:<30}{value:>12.2f}   target {target:<14} {verdict}")
+    earlier += [(label, value, kind, bound, ".2f") for label, value, kind, bound in mode_checks]
+    if b:
+        earlier.append(("chatty output vs before", noisy[j]["mb_s"] / noisy[b]["mb_s"], "info",
+                        None, ".2f"))  # fmt: skip
+    check_list("earlier issues' targets", earlier)
     if args.quick:
         print("\n(--quick: small sizes; the targets are stated for the full run)")
 

@@ -27,6 +27,10 @@ from .policies import OverlapAction, decide_catchup, decide_overlap
 from .run import Outcome, Run
 from .runner import Runner
 
+THREAD_STILL_RUNNING = (
+    "an earlier run that timed out or was cancelled is still running in its thread"
+)
+
 
 class Dispatcher:
     # Set by the scheduler right after it builds the runner: the runner is given this
@@ -143,13 +147,11 @@ class Dispatcher:
             self.record(job, ts, Outcome.MISSED, f"the job is {job.state.value}", missed=True)
             return
         active = job.active
-        if job._threads_alive and not active:
-            self.record(
-                job,
-                ts,
-                Outcome.SKIPPED,
-                "an earlier run that timed out or was cancelled is still running in its thread",
-            )
+        if not active:  # whatever the overlap policy, nothing runs: start (or wait for a thread)
+            if job._threads_alive:
+                self.record(job, ts, Outcome.SKIPPED, THREAD_STILL_RUNNING)
+            else:
+                self.runner.start(job, ts)
             return
         overlap = job.options.overlap
         action = decide_overlap(overlap, len(active))
@@ -274,8 +276,11 @@ class Dispatcher:
             return
         if self.runner.stopping or job.active:
             return
-        self._start_waiting(job)
-        self._plan(job, job.plan.idle_step(job))
+        if job._backlog or job._pending is not None:
+            self._start_waiting(job)
+        step = job.plan.idle_step(job)
+        if step is not None:
+            self._plan(job, step)
 
     def thread_exited(self, job: Job) -> None:
         """A thread that outlived its run's timeout or cancel has finished at last."""

@@ -139,7 +139,10 @@ class EventBroker:
 
     def wants(self, event_type: type[Event]) -> bool:
         """Whether anyone would receive an event of this type (so it is worth building)."""
-        return bool(self._streams) or bool(self._route(event_type))
+        route = self._routes.get(event_type)  # asked a few times per run: the lookup inline
+        if route is None:
+            route = self._route(event_type)
+        return bool(route) or bool(self._streams)
 
     def subscribe(
         self, callback: Callable[[AnyEvent], object], *types: type[AnyEvent]

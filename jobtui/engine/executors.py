@@ -47,10 +47,17 @@ class AttemptResult:
 class Execution:
     """One attempt of one run."""
 
+    # Slots: one is made per attempt, on the hot path of every run.
+    __slots__ = ("before_start", "clock", "interrupted", "job", "run", "task")
+
     def __init__(self, job: Job, run: Run, clock: Clock) -> None:
         self.job = job
         self.run = run
         self.clock = clock
+        # A coroutine's run task: set by the runner when it made the task for this attempt,
+        # else looked up when the attempt starts (kept here: a subclass __init__ per attempt
+        # would be one more call on the hot path).
+        self.task: asyncio.Task[Any] | None = None
         self.interrupted: tuple[Outcome, str] | None = None
         # Set while middleware runs before the job starts (see middleware.py).
         self.before_start: Callable[[], None] | None = None
@@ -99,10 +106,11 @@ class AsyncExecution(Execution):
     scheduler can start. Interrupting cancels the run's task, and the cancellation is taken
     back (``uncancel``) once it has been turned into the run's outcome."""
 
-    _task: asyncio.Task[Any] | None = None
+    __slots__ = ()
 
     async def execute(self) -> AttemptResult:
-        self._task = asyncio.current_task()
+        if self.task is None:
+            self.task = asyncio.current_task()
         token = _current_run.set(self.run)
         python_run_started(self.run)
         try:
@@ -110,8 +118,8 @@ class AsyncExecution(Execution):
         except asyncio.CancelledError:
             if self.interrupted is None:
                 raise
-            if self._task is not None:
-                self._task.uncancel()
+            if self.task is not None:
+                self.task.uncancel()
             return self._interrupted_result()
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the job failed
             status, payload = "error", exc
@@ -121,8 +129,8 @@ class AsyncExecution(Execution):
         return self._from_body(status, payload)
 
     def _stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 class ThreadExecution(Execution):
@@ -131,6 +139,8 @@ class ThreadExecution(Execution):
     Python cannot stop a thread: on timeout or cancel the run ends at once, and the thread is
     left to finish; the job gets no new run while it lives (see ``Job._threads_alive``).
     """
+
+    __slots__ = ("_future", "_on_thread_exit")
 
     def __init__(
         self, job: Job, run: Run, clock: Clock, on_thread_exit: Callable[[Job], None]
@@ -252,6 +262,8 @@ class CommandExecution(Execution):
     purpose. A process that escaped and closed the pipes is not seen at all: run such commands
     in a cgroup (``systemd-run --scope``) to keep them contained.
     """
+
+    __slots__ = ("_kill_timer", "_killed", "_pgid")
 
     def __init__(self, job: Job, run: Run, clock: Clock) -> None:
         super().__init__(job, run, clock)

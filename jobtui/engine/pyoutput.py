@@ -31,36 +31,35 @@ from .run import Run, _current_run
 # Of output that no single run can be credited with, the bytes logged per read (a read is up to
 # 64 KiB): a chatty os.system must not flood the headless log.
 STRAY_BYTES = 4096
-_active_lock = threading.Lock()
 _active: dict[str, Run] = {}  # the Python runs going now, by run id
 _capture: DescriptorCapture | None = None
 
 
+# Both run for every Python run, on the engine's hot path (bench/engine.py): the stream's class
+# is compared rather than isinstance'd, a run that left no partial line costs a dict lookup, and
+# there is no lock (one dict store is atomic; the capture thread copies the dict at one go).
 def python_run_started(run: Run) -> None:
-    _install()
-    with _active_lock:
-        _active[run.run_id] = run
+    if type(sys.stdout) is not _RoutedStream or type(sys.stderr) is not _RoutedStream:
+        _install()
+    _active[run.run_id] = run
 
 
 def python_run_ended(run: Run) -> None:
     """Before the run is reported finished: what it wrote is in its output by then."""
     for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, _RoutedStream):
+        if type(stream) is _RoutedStream and run.run_id in stream._partial:
             stream.flush_run(run)
     capture = _capture
     if capture is not None:
         # What the run wrote is at most a pipe's worth; a few reads take it. Reading on until
         # the pipe is empty could hold the loop for as long as another job keeps writing.
         capture.drain(reads=4)
-    with _active_lock:
-        _active.pop(run.run_id, None)
+    _active.pop(run.run_id, None)
 
 
 def _only_run() -> Run | None:
-    with _active_lock:
-        if len(_active) == 1:
-            return next(iter(_active.values()))
-    return None
+    runs = tuple(_active.values())  # one C call: no run can come or go halfway through it
+    return runs[0] if len(runs) == 1 else None
 
 
 def _append(run: Run, stream: str, texts: list[str]) -> None:

@@ -18,8 +18,8 @@ from .clock import Clock
 from .datastore import DataStore
 from .durations import format_duration
 from .events import EventBroker, RunProgress, RunRetrying, RunStarted
-from .executors import Execution, make_execution
-from .job import Job
+from .executors import AsyncExecution, Execution, make_execution
+from .job import Job, TargetKind
 from .middleware import Middleware, run_through
 from .policies import retry_allowed, retry_delay
 from .processes import ProcessExecution
@@ -68,6 +68,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.progress: Coalescer[Run] = Coalescer(self._publish_progress)
         self._on_run_changed = self._run_changed  # one bound method, not one per run
+        self._wall = clock.wall  # read for every run: bound once
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -86,7 +87,7 @@ class Runner:
             self.new_run_id(),
             ts,
             manual=manual,
-            wall=self.clock.wall,
+            wall=self._wall,
             output_limits=self._output_limits,
         )
         run._notify = self._on_run_changed
@@ -94,9 +95,28 @@ class Runner:
         if not manual:
             job.run_count += 1
         assert self._loop is not None
-        task = self._loop.create_task(self._execute(job, run))
+        if self._plain(job, manual):
+            execution = AsyncExecution(job, run, self.clock)
+            task = self._loop.create_task(self._execute_plain(job, run, execution))
+            execution.task = task
+        else:
+            task = self._loop.create_task(self._execute(job, run))
         self.executions[run.run_id] = (run, job, task)
         return run
+
+    def _plain(self, job: Job, manual: bool) -> bool:
+        """Whether a run of the job is one attempt of a coroutine on this loop with nothing
+        around it: no claim, slot, middleware, timeout or retry (see ``_execute_plain``)."""
+        opts = job.options
+        return (
+            job.kind is TargetKind.ASYNC
+            and opts.run_mode != "process"
+            and opts.timeout is None
+            and opts.retries == 0
+            and (self.store is None or manual)
+            and self.max_concurrency is None
+            and not self.middleware
+        )
 
     # -- the concurrency limit ------------------------------------------------------------
     async def _acquire_slot(self) -> None:
@@ -133,6 +153,30 @@ class Runner:
             return await claim
         finally:
             self.claiming.discard(run.run_id)
+
+    async def _execute_plain(self, job: Job, run: Run, execution: AsyncExecution) -> None:
+        """The hot path: what ``_execute`` does for a run ``_plain`` accepts, without its
+        loop, its timers and its retry decision. It sets how many runs a second the engine
+        starts and how late the last of a thousand due at once begins (bench/engine.py), so
+        it is kept apart; tests/test_hot_path.py pins that both paths report alike."""
+        outcome, value = Outcome.CANCELLED, None
+        self._current_execution[run.run_id] = execution  # from here on, interrupt() finds it
+        try:
+            run.attempt = 1
+            run._started_ts = self._wall()
+            if self.events.wants(RunStarted):
+                self.events.publish(RunStarted(run._started_ts, run))
+            result = await execution.execute()
+            outcome, value = result.outcome, result.value
+        except asyncio.CancelledError:
+            run.reason = run.reason or "the scheduler was shut down"
+        except Exception as exc:  # a bug in the engine itself: keep the record honest
+            log.exception("run %s of %s failed inside the scheduler", run.run_id, job.id)
+            outcome = Outcome.FAILED
+            run.error = RunError.from_exception(exc)
+        finally:
+            self._current_execution.pop(run.run_id, None)
+            self._finish(job, run, run.outcome or outcome, value)
 
     async def _execute(self, job: Job, run: Run) -> None:
         result_value: Any = None
@@ -285,7 +329,7 @@ class Runner:
 
     def _finish(self, job: Job, run: Run, outcome: Outcome, value: Any) -> None:
         run.outcome = outcome
-        run._finished_ts = self.clock.wall()
+        run._finished_ts = self._wall()
         run._notify = None
         run._value = value
         self.progress.discard(run)

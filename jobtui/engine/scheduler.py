@@ -14,9 +14,11 @@ no clock step or restart can make one run twice.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
 from functools import partial
 from types import TracebackType
@@ -55,6 +57,23 @@ MAX_SLEEP = 30.0  # never sleep longer: a suspend or a clock step is noticed wit
 CLOCK_STEP_THRESHOLD = 2.0  # wall and elapsed time disagreeing by more is a clock step
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection during a scheduling pass (unless it was off already): a
+    pass that starts thousands of runs makes objects for each (run, task, coroutine) that all
+    outlive it, and with the collector on every few hundred set off a collection that walks all
+    made so far, though none is garbage. Collected once after the pass instead, 20,000 one-shot
+    jobs due at once start about 1.5x as fast (bench/engine.py, case (b))."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Scheduler:
@@ -430,7 +449,8 @@ class Scheduler:
             wall, elapsed = self.clock.wall(), self.clock.elapsed()
             self._notice_clock_changes(wall, elapsed)
             try:
-                self._process_due(wall, elapsed)
+                with collector_paused():
+                    self._process_due(wall, elapsed)
             except Exception:  # a bug in one job's planning must not stop every job
                 log.exception("scheduling pass failed")
             # Read the clocks again: the pass above may have taken a while.
@@ -471,8 +491,8 @@ class Scheduler:
 
     def _handle_due(self, job: Job, wall: float, elapsed: float) -> None:
         plan = job.plan
-        ts = plan.fast_due(job, elapsed)
-        if ts is not None:  # the hot path: one occurrence, on time (see IntervalPlan)
+        ts = plan.fast_due(job, wall, elapsed)
+        if ts is not None:  # the hot path: one occurrence, on time (see the plans' fast_due)
             job.next_fire = None
             if job.last_fired is None or ts > job.last_fired:
                 self._fire(job, ts)
