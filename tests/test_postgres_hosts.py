@@ -191,6 +191,51 @@ async def test_a_hung_statement_of_the_lease_thread_does_not_let_a_short_lease_r
     assert a.recorder.outcomes("long") == [Outcome.SUCCEEDED]
 
 
+async def test_a_run_row_its_writer_holds_does_not_stop_the_other_runs_leases(
+    pg_cluster, pg_database
+):
+    """One of the host's run rows is locked for two leases (its writer's transaction, stuck
+    behind other hosts' locks): the host's other runs keep their leases all the same (the
+    renewal waited for the locked row, was cut off at its timeout, and renewed none; a
+    survivor then took runs still going for abandoned)."""
+    url = pg_cluster.url(pg_database)
+    release = threading.Event()
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    def setup(scheduler):
+        scheduler.add_job(slow, every="10s", id="one")
+        scheduler.add_job(slow, every="10s", id="two")
+
+    a = EngineHost(url, VirtualClock(START), setup, "a", lease=1.5)
+    await a.start()
+    try:
+        await a.clock.advance(10)
+        await a.recorder.wait_for(lambda: a.recorder.started("one") and a.recorder.started("two"))
+        await asyncio.to_thread(a.store.flush)
+        conninfo = pg_cluster.conninfo(pg_database)
+        with (
+            psycopg.connect(conninfo, autocommit=True) as watcher,
+            psycopg.connect(conninfo) as locker,
+        ):
+            locker.execute("SELECT 1 FROM runs WHERE job_id = 'one' FOR UPDATE")
+            held_until = time.monotonic() + 3.0  # real time: two leases must pass
+            while time.monotonic() < held_until:
+                (leased,) = watcher.execute(
+                    "SELECT count(*) FROM runs WHERE job_id = 'two' AND outcome IS NULL "
+                    "AND lease_until > now()"
+                ).fetchone()
+                assert leased == 1, "a run's lease ran out behind another run's locked row"
+                await asyncio.sleep(0.05)
+            locker.rollback()
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: a.recorder.finished("one") and a.recorder.finished("two"))
+        await a.stop()
+    assert a.recorder.outcomes("two") == [Outcome.SUCCEEDED]
+
+
 async def test_a_claim_that_waited_for_another_hosts_lock_still_gets_a_whole_lease(
     pg_cluster, pg_database
 ):

@@ -114,6 +114,15 @@ GOING_ELSEWHERE = (
     "SELECT run_id, host FROM runs WHERE job_id = %s AND outcome IS NULL AND host <> %s "
     "ORDER BY started_at NULLS LAST, run_id"
 )
+# Rows locked just now are skipped, not waited for: their locker is this host's writer
+# finishing them or writing their progress (another host's reap locks only leases already
+# out). Waiting on it, the renewal hit its timeout whenever the writer's transaction queued
+# behind other hosts' locks, renewed none of the host's runs, and a survivor took them, still
+# going, for abandoned. A skipped row is renewed at the next beat, a third of a lease later.
+RENEW = (
+    "UPDATE runs SET lease_until = now() + %s * interval '1s' WHERE run_id = ANY(ARRAY("
+    "SELECT run_id FROM runs WHERE host = %s AND outcome IS NULL FOR UPDATE SKIP LOCKED))"
+)
 REAP = (
     "UPDATE runs SET outcome = 'abandoned', finished_at = now(), detected_at = now(), "
     "lease_until = NULL, reason = 'host ' || host || ' stopped renewing its lease (it died or "
@@ -451,11 +460,7 @@ class PostgresBackend:
                     conn.autocommit = True
                     if self._stop.is_set():  # closed while connecting: nothing more to renew
                         break
-                conn.execute(
-                    "UPDATE runs SET lease_until = now() + %s * interval '1s' "
-                    "WHERE host = %s AND outcome IS NULL",
-                    (self.lease, self.host),
-                )
+                conn.execute(RENEW, (self.lease, self.host))
                 # The fingerprint too: a reload of this host's jobs.toml changes it.
                 conn.execute(
                     "UPDATE hosts SET seen_at = now(), config_fingerprint = %s WHERE host = %s",
