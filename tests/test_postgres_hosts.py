@@ -16,6 +16,7 @@ from jobtui.control.controller import LocalController
 from jobtui.control.interface import RunFailed
 from jobtui.control.server import ControlServer
 from jobtui.host import Host
+from jobtui.store import postgres
 from jobtui.store.pgstore import PostgresStore, read_runs
 
 from .conftest import START, Recorder
@@ -234,6 +235,50 @@ async def test_a_run_row_its_writer_holds_does_not_stop_the_other_runs_leases(
         await a.recorder.wait_for(lambda: a.recorder.finished("one") and a.recorder.finished("two"))
         await a.stop()
     assert a.recorder.outcomes("two") == [Outcome.SUCCEEDED]
+
+
+async def test_a_bug_in_one_beat_of_the_lease_thread_does_not_stop_the_leases(
+    pg_cluster, pg_database, monkeypatch
+):
+    """One beat of the lease thread fails with an error not the database's (a bug): the next
+    beats renew the host's runs all the same (the thread died, and the leases ran out)."""
+    url = pg_cluster.url(pg_database)
+    release = threading.Event()
+    failed = threading.Event()
+    real = postgres._live_hosts
+
+    def live_hosts(conn, lease):
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug")
+        return real(conn, lease)
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    a = EngineHost(
+        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=0.9
+    )
+    await a.start()
+    try:
+        await a.clock.advance(10)
+        await a.recorder.wait_for(lambda: a.recorder.started("long"))
+        await asyncio.to_thread(a.store.flush)
+        monkeypatch.setattr(postgres, "_live_hosts", live_hosts)
+        await until(failed.is_set, what="the failing beat")
+        with psycopg.connect(pg_cluster.conninfo(pg_database), autocommit=True) as watcher:
+            held_until = time.monotonic() + 2.0  # real time: two leases must pass
+            while time.monotonic() < held_until:
+                (leased,) = watcher.execute(
+                    "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
+                    "AND lease_until > now()"
+                ).fetchone()
+                assert leased == 1, "the run's lease ran out after the failing beat"
+                await asyncio.sleep(0.05)
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: a.recorder.finished("long"))
+        await a.stop()
 
 
 async def test_a_claim_that_waited_for_another_hosts_lock_still_gets_a_whole_lease(

@@ -475,8 +475,13 @@ class PostgresBackend:
                 found = self._reap(conn)
                 if found and self.on_abandoned is not None:
                     self.on_abandoned(found)
-            except (psycopg.Error, StoreUnavailable) as exc:
-                log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
+            except Exception as exc:
+                # Anything, a bug too: a thread that died would let every lease run out while
+                # this host's runs go on, and the survivors would run their jobs beside them.
+                if isinstance(exc, psycopg.Error | StoreUnavailable):
+                    log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
+                else:
+                    log.exception("the lease thread failed; it goes on at the next beat")
                 if conn is not None:
                     with contextlib.suppress(psycopg.Error):
                         conn.close()
