@@ -18,6 +18,7 @@ from jobtui.control.server import ControlServer
 from jobtui.host import Host
 from jobtui.store import postgres
 from jobtui.store.pgstore import PostgresStore, read_runs
+from jobtui.store.writer import Kind, Write
 
 from .conftest import START, Recorder
 from .test_postgres import Host as EngineHost
@@ -279,6 +280,55 @@ async def test_a_bug_in_one_beat_of_the_lease_thread_does_not_stop_the_leases(
         release.set()
         await a.recorder.wait_for(lambda: a.recorder.finished("long"))
         await a.stop()
+
+
+async def test_hosts_writing_the_same_occurrences_in_other_orders_do_not_deadlock(
+    pg_cluster, pg_database
+):
+    """Host b's claim batch holds the claim locks of j1 and j2 and has written j2's occurrence;
+    host a's batch records both occurrences as skipped (its own runs of them go on), in the
+    other order. Both commit. Without the claim locks, a's batch inserted j1's row first and
+    the two waited on each other: one was rolled back as a deadlock (a claim batch rolled back
+    refuses its claims, so occurrences went missed instead of run)."""
+    conninfo = pg_cluster.conninfo(pg_database)
+    store = PostgresStore.open_database(pg_cluster.url(pg_database), host="a")
+    at = START.timestamp()
+    insert = (
+        "INSERT INTO runs (run_id, job_id, scheduled_for, started_at, host, lease_until) "
+        "VALUES (%s, %s, to_timestamp(%s), now(), 'b', now() + interval '30s')"
+    )
+    writes = [
+        Write(Kind.OCCURRENCE, (f"a{job}", job, at, at, "skipped", "going on"), job_id=job)
+        for job in ("j1", "j2")
+    ]
+    writer_pid = store.backend._conn.info.backend_pid
+    try:
+        with (
+            psycopg.connect(conninfo, autocommit=True) as watcher,
+            psycopg.connect(conninfo) as b,
+        ):
+            b.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtext(j) AS k "
+                "FROM unnest(%s::text[]) AS j ORDER BY k) AS keys",
+                (["j1", "j2"],),
+            )
+            b.execute(insert, ("b2", "j2", at))
+            writing = asyncio.ensure_future(asyncio.to_thread(store.backend.write, writes))
+
+            def waiting() -> bool:
+                row = watcher.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (writer_pid,)
+                ).fetchone()
+                return row is not None and row[0] == "Lock"
+
+            await until(waiting, what="a's batch to wait for b's")
+            b.execute(insert, ("b1", "j1", at))
+            b.commit()
+        await writing
+        rows = {r["job_id"]: r["host"] for r in read_runs(pg_cluster.url(pg_database))}
+        assert rows == {"j1": "b", "j2": "b"}
+    finally:
+        store.close()
 
 
 async def test_a_claim_that_waited_for_another_hosts_lock_still_gets_a_whole_lease(

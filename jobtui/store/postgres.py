@@ -93,6 +93,12 @@ STATEMENTS: dict[Kind, str] = {
 }
 # Kinds whose rows say which host wrote them: the host goes last among their parameters.
 HOSTED = frozenset({Kind.OCCURRENCE, Kind.SESSION_START, Kind.SESSION_STOP, Kind.JOB_EVENT})
+# Kinds that write rows every host writes (an occurrence's, under UNIQUE(job_id,
+# scheduled_for), and the job's shared row): a batch takes their jobs' claim locks first.
+# Without them, two hosts writing the same rows in other orders (a's skipped occurrences,
+# b's claims of them) waited on each other, and the one rolled back as a deadlock refused
+# its claims.
+SHARED_ROWS = frozenset({Kind.CLAIM, Kind.OCCURRENCE, Kind.SAVE_JOB, Kind.DELETE_JOB})
 CLAIM = (
     "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
     f"lease_until) VALUES (%s, %s, {_TS}, false, 1, {_TS}, %s, {_LEASE_END}) "
@@ -341,14 +347,15 @@ class PostgresBackend:
     def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
         results: list[tuple[Write, bool]] = []
         with self._transaction() as conn:
-            claimed_jobs = sorted({w.params[1] for w in batch if w.kind is Kind.CLAIM})
-            if claimed_jobs:
-                # Per job, one host at a time counts its runs and claims; locks are taken in
-                # one order on every host, so two batches cannot deadlock.
+            shared = sorted({w.job_id for w in batch if w.kind in SHARED_ROWS and w.job_id})
+            if shared:
+                # Per job, one host at a time counts its runs and claims, or writes a row other
+                # hosts write too; locks are taken in one order on every host, so two batches
+                # cannot deadlock.
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtext(j) AS k "
                     "FROM unnest(%s::text[]) AS j ORDER BY k) AS keys",
-                    (claimed_jobs,),
+                    (shared,),
                 )
             group: list[tuple[Any, ...]] = []
             kind: Kind | None = None
