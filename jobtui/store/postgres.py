@@ -134,6 +134,7 @@ class PostgresBackend:
         self._lock = threading.Lock()  # the writer thread and the lease thread share state
         self._next_notice = 0.0
         self._stop = threading.Event()
+        self._closed = False
         self._leaser: threading.Thread | None = None
         # Called on the lease thread with the runs its REAP found: only the host whose
         # update took them hears of them, so each is reported once over all hosts.
@@ -207,6 +208,8 @@ class PostgresBackend:
         psycopg's errors become StoreUnavailable (the writer buffers and tries again)."""
         with self._lock:
             if self._conn is None or self._conn.closed:
+                if self._closed:  # a connection made now would never be closed
+                    raise StoreUnavailable(f"{self.shown}: the state store is closed")
                 self._conn = connect(self.conninfo, self.shown)
             conn = self._conn
             try:
@@ -412,6 +415,7 @@ class PostgresBackend:
         return found
 
     def close(self) -> None:
+        self._closed = True
         self._stop.set()
         if self._leaser is not None:
             # The thread wakes at once unless a statement is going, which its timeout ends; a
