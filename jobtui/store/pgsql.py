@@ -78,11 +78,13 @@ SKIPPED_ELSEWHERE = (
     "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
 )
 # A `replace` job's claim cancels its runs going on on other hosts: told as a user's cancel
-# is (pgnotify's payload), and only if the claim commits (NOTIFY is sent at commit).
+# is (pgnotify's payload), and only if the claim commits (NOTIFY is sent at commit). Only runs
+# of earlier occurrences: a claim that lands late (its writer held up, its host's clock
+# behind) must not cancel a run of a newer occurrence that another host started meanwhile.
 REPLACE_ELSEWHERE = (
     "SELECT run_id, pg_notify(%s, json_build_object('host', %s::text, 'action', 'cancel', "
     "'job', run_id, 'reason', %s::text)::text) FROM runs "
-    "WHERE job_id = %s AND outcome IS NULL AND host <> %s"
+    f"WHERE job_id = %s AND outcome IS NULL AND host <> %s AND scheduled_for < {_TS}"
 )
 GOING_ELSEWHERE = (
     "SELECT run_id, host FROM runs WHERE job_id = %s AND outcome IS NULL AND host <> %s "

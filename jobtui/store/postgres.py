@@ -300,7 +300,10 @@ class PostgresBackend:
             return False
         if job_id in self.replacing:
             reason = f"replaced by the occurrence for {_iso(scheduled_for)}"
-            cur.execute(REPLACE_ELSEWHERE, (CHANNEL, self.host, reason, job_id, self.host))
+            cur.execute(
+                REPLACE_ELSEWHERE,
+                (CHANNEL, self.host, reason, job_id, self.host, scheduled_for),
+            )
         elif going:
             # The occurrence is this host's (claimed, leased) but waits its turn: not started.
             self.waiting[run_id] = going
