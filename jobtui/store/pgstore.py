@@ -184,11 +184,16 @@ class PostgresStore(Store):
                                   poll=self.peer_poll)  # fmt: skip
         self._peers.start()
 
-    def _peers_changed(self, picture: PeerRuns) -> None:
-        """From the watcher's thread: the host hears of it on the loop."""
+    def _on_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        """From one of the store's threads (notifier, lease, peers): ``callback`` runs on the
+        loop, where the host and its users live; nothing once the loop closed."""
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed
-                self._loop.call_soon_threadsafe(self._tell_peers, picture)
+                self._loop.call_soon_threadsafe(callback, *args)
+
+    def _peers_changed(self, picture: PeerRuns) -> None:
+        """From the watcher's thread: the host hears of it on the loop."""
+        self._on_loop(self._tell_peers, picture)
 
     def _tell_peers(self, picture: PeerRuns) -> None:
         if self.on_peer_runs is not None and not self._closed:
@@ -231,16 +236,13 @@ class PostgresStore(Store):
 
     def _remote_notice(self, action: str, job_id: str, reason: str, host: str) -> None:
         """From the notifier's thread: hand it to the loop, where the host applies it."""
-        if self._loop is not None and self.on_remote is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed
-                self._loop.call_soon_threadsafe(self._apply_remote, action, job_id, reason, host)
+        if self.on_remote is not None:
+            self._on_loop(self._apply_remote, action, job_id, reason, host)
 
     def _abandoned_elsewhere(self, found: list[dict[str, Any]]) -> None:
         """From the lease thread: runs of a host that died, which this host's update found
         (and so no other host reports); the host hears of them on the loop."""
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed
-                self._loop.call_soon_threadsafe(self._report_abandoned, found)
+        self._on_loop(self._report_abandoned, found)
 
     def _report_abandoned(self, found: list[dict[str, Any]]) -> None:
         if self.on_abandoned is not None:
