@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from types import SimpleNamespace
 
 import psycopg
 
@@ -16,12 +17,13 @@ from jobtui.control.controller import LocalController
 from jobtui.control.interface import RunFailed
 from jobtui.control.server import ControlServer
 from jobtui.host import Host
-from jobtui.store import postgres
+from jobtui.store import pgstore, postgres
 from jobtui.store.pgstore import PostgresStore, read_runs
 from jobtui.store.writer import Kind, Write
 
 from .conftest import START, Recorder
 from .test_postgres import Host as EngineHost
+from .test_postgres import noop
 
 LEASE = 0.6  # seconds: a dead host's runs are found within about one
 
@@ -329,6 +331,52 @@ async def test_hosts_writing_the_same_occurrences_in_other_orders_do_not_deadloc
         assert rows == {"j1": "b", "j2": "b"}
     finally:
         store.close()
+
+
+async def test_a_run_cancelled_before_its_claim_went_out_leaves_no_run_going_for_ever(
+    pg_cluster, pg_database, monkeypatch
+):
+    """b's occurrence falls to a, so b's claim waits its hand-off; a does not claim it (its
+    clock is behind), and b's user cancels the job meanwhile. b's claim does not go out: it
+    went out after the run's end, made a row no end came for, and the row stayed "running",
+    its lease renewed by b, for as long as b ran (a skip job then ran on no host)."""
+    monkeypatch.setattr(pgstore, "HANDOFF", 1.0)  # real time: room to cancel within it
+    url = pg_cluster.url(pg_database)
+    jobs = [f"j{n}" for n in range(20)]
+
+    def setup(scheduler):
+        for job in jobs:
+            scheduler.add_job(noop, every="10s", id=job)
+
+    a = EngineHost(url, VirtualClock(START), setup, "a")
+    b = EngineHost(url, VirtualClock(START), setup, "b")
+    await a.start()
+    await b.start()
+    advancing = None
+    try:
+        due = START.timestamp() + 10
+        job = next(
+            j for j in jobs if not b.store._preferred(SimpleNamespace(job_id=j, scheduled_ts=due))
+        )
+        for other in jobs:
+            if other != job:
+                b.scheduler.pause(other)
+        advancing = asyncio.ensure_future(b.clock.advance(10))  # held by the claim
+        await until(lambda: b.scheduler.running_runs(), what="b's run waiting for its claim")
+        b.scheduler.cancel(job)
+        await advancing
+        past = time.monotonic() + 2.0  # real time: past the hand-off
+        await until(lambda: time.monotonic() > past, what="the hand-off to pass")
+        await asyncio.to_thread(b.store.flush)
+        assert [r for r in read_runs(url, job=job) if r["outcome"] is None] == []
+        await a.clock.advance(10)  # a, its clock there now, runs it
+        await a.recorder.wait_for(lambda: a.recorder.finished(job))
+        assert a.recorder.outcomes(job) == [Outcome.SUCCEEDED]
+    finally:
+        if advancing is not None and not advancing.done():
+            advancing.cancel()
+        await b.stop()
+        await a.stop()
 
 
 async def test_a_claim_that_waited_for_another_hosts_lock_still_gets_a_whole_lease(

@@ -275,17 +275,28 @@ class PostgresStore(Store):
             claim=future,
             job_id=run.job_id,
         )
+        answer = future
+        if run.job_id in self.backend.queueing:
+            # A queue job's occurrence claimed while another host runs the job is this host's,
+            # but starts only once those runs end: its answer waits until then.
+            turn: asyncio.Future[bool] = self._loop.create_future()
+            future.add_done_callback(lambda claimed: self._claimed(run.run_id, claimed, turn))
+            answer = turn
         if self._preferred(run):
             self.writer.push(write)
         else:  # the occurrence's own host claims first; this one takes over if it does not
-            self._loop.call_later(HANDOFF, self._push_claim, write)
-        if run.job_id not in self.backend.queueing:
-            return future
-        # A queue job's occurrence claimed while another host runs the job is this host's,
-        # but starts only once those runs end: its answer waits until then.
-        turn: asyncio.Future[bool] = self._loop.create_future()
-        future.add_done_callback(lambda claimed: self._claimed(run.run_id, claimed, turn))
-        return turn
+            self._hand_off(write, answer)
+        return answer
+
+    def _hand_off(self, write: Write, answer: asyncio.Future[bool]) -> None:
+        """Push the claim after HANDOFF, unless its run is cancelled before: the occurrence
+        is then left to the host it falls to. Pushed all the same, the claim came after the
+        run's end (which found no row to end), and when it won it made a row no end came
+        for: "running" for ever, renewed by this host's leases, holding its job's skip limit
+        on every host."""
+        assert self._loop is not None
+        handle = self._loop.call_later(HANDOFF, self._push_claim, write)
+        answer.add_done_callback(lambda done: handle.cancel() if done.cancelled() else None)
 
     def _claimed(
         self, run_id: str, claimed: asyncio.Future[bool], turn: asyncio.Future[bool]
