@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import psycopg
 import pytest
@@ -131,3 +132,27 @@ def test_a_closed_store_asked_where_a_job_runs_opens_no_connection_again(pg_clus
             "AND application_name = 'jobtui'"
         ).fetchone()
     assert left == 0
+
+
+def test_a_cancel_does_not_wait_for_a_batch_holding_the_writers_connection(pg_cluster, pg_database):
+    """A cancel asks which host runs the job on the writer's connection, from the loop: while
+    a batch holds that connection (queued behind other hosts' locks), the cancel is sent all
+    the same, instead of the console freezing until the batch ends."""
+    store = PostgresStore.open_database(pg_cluster.url(pg_database), host="a")
+    held, release = threading.Event(), threading.Event()
+
+    def batch() -> None:
+        with store.backend._lock:  # as the writer holds it through a batch's transaction
+            held.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=batch)
+    writer.start()
+    try:
+        assert held.wait(10)
+        answer = store.hosts_running("slow")  # waited out the batch: [] ten seconds later
+    finally:
+        release.set()
+        writer.join()
+        store.close()
+    assert answer is None

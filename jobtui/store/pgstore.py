@@ -36,6 +36,10 @@ HANDOFF = 0.2
 # Seconds between looks at whether the runs on other hosts that a queued occurrence waits for
 # have ended (and so whether it may start).
 QUEUE_POLL = 0.2
+# Seconds a user's cancel, on the loop, waits for the writer's connection to ask which host
+# runs the job; a batch holding it longer (queued behind other hosts' locks) would freeze the
+# console, so the cancel is sent all the same, as when the database cannot be reached.
+ASK_WAIT = 0.5
 
 
 # A password given as key=value, quoted or not (libpq's syntax).
@@ -216,11 +220,12 @@ class PostgresStore(Store):
 
     def hosts_running(self, target: str) -> list[str] | None:
         """The other hosts with a run of the job (or the run, by its id) going on; None when
-        the database cannot be asked just now. Blocking, briefly: asked when a user cancels."""
+        the database cannot be asked just now (nor within ASK_WAIT). Asked, on the loop, when
+        a user cancels."""
         if self.writer.status:  # the database is away: do not wait for a connect to fail
             return None
         try:
-            with self.backend._transaction() as conn:
+            with self.backend._transaction(wait=ASK_WAIT) as conn:
                 rows = conn.execute(
                     "SELECT DISTINCT host FROM runs WHERE outcome IS NULL AND host <> %s "
                     "AND (job_id = %s OR run_id = %s) ORDER BY host",

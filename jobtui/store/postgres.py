@@ -203,10 +203,14 @@ class PostgresBackend:
 
     # -- the writer's side ----------------------------------------------------------------
     @contextlib.contextmanager
-    def _transaction(self) -> Any:
+    def _transaction(self, *, wait: float = -1) -> Any:
         """One transaction on the writer's connection, connecting again if it was lost;
-        psycopg's errors become StoreUnavailable (the writer buffers and tries again)."""
-        with self._lock:
+        psycopg's errors become StoreUnavailable (the writer buffers and tries again).
+        ``wait``: seconds to wait for the connection while a batch holds it (-1: as long as
+        it takes); past them, StoreUnavailable."""
+        if not self._lock.acquire(timeout=wait):
+            raise StoreUnavailable(f"{self.shown}: busy with a batch of writes")
+        try:
             if self._conn is None or self._conn.closed:
                 if self._closed:  # a connection made now would never be closed
                     raise StoreUnavailable(f"{self.shown}: the state store is closed")
@@ -221,6 +225,8 @@ class PostgresBackend:
                         conn.close()
                     self._conn = None
                 raise StoreUnavailable(f"{self.shown}: {_first_line(exc)}") from None
+        finally:
+            self._lock.release()
 
     def check(self) -> str:
         """Hosts running another jobs.toml are reported, every so often, while they run."""
