@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from .conftest import wait_until
@@ -88,6 +89,23 @@ def start_host(config: Path, name: str | None, log: Path) -> subprocess.Popen:
         )
 
 
+def stop_hosts(procs: Iterable[subprocess.Popen], sig: int = signal.SIGINT) -> None:
+    """Signal every host and wait for each; one that does not stop in time is killed, so no
+    host outlives its test (a wait that timed out left the others running)."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+    try:
+        for proc in procs:
+            proc.wait(20)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_status_beside_headless_hosts_on_a_database_finds_each_one(
     tmp_path, pg_cluster, pg_database
 ):
@@ -122,10 +140,7 @@ def test_status_beside_headless_hosts_on_a_database_finds_each_one(
             assert status["daemon"]["pid"] == hosts[name].pid
             assert [job["id"] for job in status["jobs"]] == ["report"]
     finally:
-        for proc in hosts.values():
-            proc.send_signal(signal.SIGINT)
-        for proc in hosts.values():
-            proc.wait(20)
+        stop_hosts(hosts.values())
     elsewhere = jobtui("status", str(config), env=named("h3"))
     assert elsewhere.returncode == 1
     assert "no jobtui is running" in elsewhere.stderr and "JOBTUI_HOST=h3" in elsewhere.stderr

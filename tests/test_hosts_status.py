@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .conftest import wait_until
 from .test_cli import jobtui, write
-from .test_hosts import named, start_host
+from .test_hosts import named, start_host, stop_hosts
 
 JOBS = """
 [scheduler]
@@ -56,7 +56,4 @@ def test_status_on_one_host_shows_the_run_going_on_another(tmp_path, pg_cluster,
         assert "1 running (1 on other hosts)" in text
         assert " on h2 (manual)" in text and "copying" in text
     finally:
-        for proc in hosts.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in hosts.values():
-            proc.wait(20)
+        stop_hosts(hosts.values(), signal.SIGTERM)

@@ -10,10 +10,14 @@ import time
 import psycopg
 import pytest
 
+from jobtui import VirtualClock
+from jobtui.config import load
 from jobtui.control.controller import LocalController
+from jobtui.host import Host
 from jobtui.store import pgnotify
+from jobtui.store.pgstore import PostgresStore
 
-from .conftest import Recorder
+from .conftest import START, Recorder
 from .test_postgres_remote import start_hosts, stop_hosts
 
 
@@ -103,4 +107,59 @@ async def test_a_pause_or_remove_given_while_a_host_was_cut_off_reaches_it_when_
         assert f"{expected} (on host a)" in reason
     finally:
         gate.set()
+        await stop_hosts([a, b])
+
+
+FLAKY = """[scheduler]
+state = "{url}"
+
+[jobs.flaky]
+command = "false"
+every = "1h"
+max_failures = 1
+
+[jobs.report]
+command = "true"
+every = "1h"
+"""
+
+
+async def test_what_a_host_heard_before_its_connection_broke_is_not_applied_again(
+    pg_cluster, pg_database, tmp_path
+):
+    """b heard a's resume as it happened; then b's own failures disabled the job. When b's
+    connection comes back, that old resume is not caught up as if missed (a resume clears a
+    disable: the job would run again, unasked, on b)."""
+    conninfo = pg_cluster.conninfo(pg_database)
+    url = pg_cluster.url(pg_database)
+    hosts = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        path = folder / "jobs.toml"
+        path.write_text(FLAKY.format(url=url))
+        path.chmod(0o644)
+        store = PostgresStore.open_database(url, host=name)
+        host = Host(load(path), store=store, clock=VirtualClock(START))
+        await host.start(watch=False)
+        hosts.append(host)
+    a, b = hosts
+    try:
+        LocalController(a).pause("flaky")
+        await Recorder(b.scheduler).wait_for(lambda: b.scheduler.get("flaky").paused, 5)
+        LocalController(a).resume("flaky")  # heard by b as it happens
+        await Recorder(b.scheduler).wait_for(lambda: not b.scheduler.get("flaky").paused, 5)
+        await asyncio.to_thread(a.store.flush)
+        run = b.scheduler.run_now("flaky", wait=False)  # fails: b disables the job
+        await Recorder(b.scheduler).wait_for(lambda: run.outcome is not None, 10)
+        assert b.scheduler.get("flaky").disabled_reason
+        notifier = b.store._notifier
+        before = notifier.backend_pid
+        cut(conninfo, before)
+        await Recorder(b.scheduler).wait_for(lambda: notifier.backend_pid not in (None, before), 10)
+        # Said after b listens again: heard after whatever b's catch-up applied.
+        LocalController(a).pause("report")
+        await Recorder(b.scheduler).wait_for(lambda: b.scheduler.get("report").paused, 5)
+        assert b.scheduler.get("flaky").disabled_reason  # still disabled
+    finally:
         await stop_hosts([a, b])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from types import SimpleNamespace
 
 import psycopg
 
@@ -16,10 +17,13 @@ from jobtui.control.controller import LocalController
 from jobtui.control.interface import RunFailed
 from jobtui.control.server import ControlServer
 from jobtui.host import Host
+from jobtui.store import pgstore, postgres
 from jobtui.store.pgstore import PostgresStore, read_runs
+from jobtui.store.writer import Kind, Write
 
 from .conftest import START, Recorder
 from .test_postgres import Host as EngineHost
+from .test_postgres import noop
 
 LEASE = 0.6  # seconds: a dead host's runs are found within about one
 
@@ -189,6 +193,190 @@ async def test_a_hung_statement_of_the_lease_thread_does_not_let_a_short_lease_r
         await a.recorder.wait_for(lambda: a.recorder.finished("long"))
         await a.stop()
     assert a.recorder.outcomes("long") == [Outcome.SUCCEEDED]
+
+
+async def test_a_run_row_its_writer_holds_does_not_stop_the_other_runs_leases(
+    pg_cluster, pg_database
+):
+    """One of the host's run rows is locked for two leases (its writer's transaction, stuck
+    behind other hosts' locks): the host's other runs keep their leases all the same (the
+    renewal waited for the locked row, was cut off at its timeout, and renewed none; a
+    survivor then took runs still going for abandoned)."""
+    url = pg_cluster.url(pg_database)
+    release = threading.Event()
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    def setup(scheduler):
+        scheduler.add_job(slow, every="10s", id="one")
+        scheduler.add_job(slow, every="10s", id="two")
+
+    a = EngineHost(url, VirtualClock(START), setup, "a", lease=1.5)
+    await a.start()
+    try:
+        await a.clock.advance(10)
+        await a.recorder.wait_for(lambda: a.recorder.started("one") and a.recorder.started("two"))
+        await asyncio.to_thread(a.store.flush)
+        conninfo = pg_cluster.conninfo(pg_database)
+        with (
+            psycopg.connect(conninfo, autocommit=True) as watcher,
+            psycopg.connect(conninfo) as locker,
+        ):
+            locker.execute("SELECT 1 FROM runs WHERE job_id = 'one' FOR UPDATE")
+            held_until = time.monotonic() + 3.0  # real time: two leases must pass
+            while time.monotonic() < held_until:
+                (leased,) = watcher.execute(
+                    "SELECT count(*) FROM runs WHERE job_id = 'two' AND outcome IS NULL "
+                    "AND lease_until > now()"
+                ).fetchone()
+                assert leased == 1, "a run's lease ran out behind another run's locked row"
+                await asyncio.sleep(0.05)
+            locker.rollback()
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: a.recorder.finished("one") and a.recorder.finished("two"))
+        await a.stop()
+    assert a.recorder.outcomes("two") == [Outcome.SUCCEEDED]
+
+
+async def test_a_bug_in_one_beat_of_the_lease_thread_does_not_stop_the_leases(
+    pg_cluster, pg_database, monkeypatch
+):
+    """One beat of the lease thread fails with an error not the database's (a bug): the next
+    beats renew the host's runs all the same (the thread died, and the leases ran out)."""
+    url = pg_cluster.url(pg_database)
+    release = threading.Event()
+    failed = threading.Event()
+    real = postgres._live_hosts
+
+    def live_hosts(conn, lease):
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug")
+        return real(conn, lease)
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    a = EngineHost(
+        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=0.9
+    )
+    await a.start()
+    try:
+        await a.clock.advance(10)
+        await a.recorder.wait_for(lambda: a.recorder.started("long"))
+        await asyncio.to_thread(a.store.flush)
+        monkeypatch.setattr(postgres, "_live_hosts", live_hosts)
+        await until(failed.is_set, what="the failing beat")
+        with psycopg.connect(pg_cluster.conninfo(pg_database), autocommit=True) as watcher:
+            held_until = time.monotonic() + 2.0  # real time: two leases must pass
+            while time.monotonic() < held_until:
+                (leased,) = watcher.execute(
+                    "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
+                    "AND lease_until > now()"
+                ).fetchone()
+                assert leased == 1, "the run's lease ran out after the failing beat"
+                await asyncio.sleep(0.05)
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: a.recorder.finished("long"))
+        await a.stop()
+
+
+async def test_hosts_writing_the_same_occurrences_in_other_orders_do_not_deadlock(
+    pg_cluster, pg_database
+):
+    """Host b's claim batch holds the claim locks of j1 and j2 and has written j2's occurrence;
+    host a's batch records both occurrences as skipped (its own runs of them go on), in the
+    other order. Both commit. Without the claim locks, a's batch inserted j1's row first and
+    the two waited on each other: one was rolled back as a deadlock (a claim batch rolled back
+    refuses its claims, so occurrences went missed instead of run)."""
+    conninfo = pg_cluster.conninfo(pg_database)
+    store = PostgresStore.open_database(pg_cluster.url(pg_database), host="a")
+    at = START.timestamp()
+    insert = (
+        "INSERT INTO runs (run_id, job_id, scheduled_for, started_at, host, lease_until) "
+        "VALUES (%s, %s, to_timestamp(%s), now(), 'b', now() + interval '30s')"
+    )
+    writes = [
+        Write(Kind.OCCURRENCE, (f"a{job}", job, at, at, "skipped", "going on"), job_id=job)
+        for job in ("j1", "j2")
+    ]
+    writer_pid = store.backend._conn.info.backend_pid
+    try:
+        with (
+            psycopg.connect(conninfo, autocommit=True) as watcher,
+            psycopg.connect(conninfo) as b,
+        ):
+            b.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtext(j) AS k "
+                "FROM unnest(%s::text[]) AS j ORDER BY k) AS keys",
+                (["j1", "j2"],),
+            )
+            b.execute(insert, ("b2", "j2", at))
+            writing = asyncio.ensure_future(asyncio.to_thread(store.backend.write, writes))
+
+            def waiting() -> bool:
+                row = watcher.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (writer_pid,)
+                ).fetchone()
+                return row is not None and row[0] == "Lock"
+
+            await until(waiting, what="a's batch to wait for b's")
+            b.execute(insert, ("b1", "j1", at))
+            b.commit()
+        await writing
+        rows = {r["job_id"]: r["host"] for r in read_runs(pg_cluster.url(pg_database))}
+        assert rows == {"j1": "b", "j2": "b"}
+    finally:
+        store.close()
+
+
+async def test_a_run_cancelled_before_its_claim_went_out_leaves_no_run_going_for_ever(
+    pg_cluster, pg_database, monkeypatch
+):
+    """b's occurrence falls to a, so b's claim waits its hand-off; a does not claim it (its
+    clock is behind), and b's user cancels the job meanwhile. b's claim does not go out: it
+    went out after the run's end, made a row no end came for, and the row stayed "running",
+    its lease renewed by b, for as long as b ran (a skip job then ran on no host)."""
+    monkeypatch.setattr(pgstore, "HANDOFF", 1.0)  # real time: room to cancel within it
+    url = pg_cluster.url(pg_database)
+    jobs = [f"j{n}" for n in range(20)]
+
+    def setup(scheduler):
+        for job in jobs:
+            scheduler.add_job(noop, every="10s", id=job)
+
+    a = EngineHost(url, VirtualClock(START), setup, "a")
+    b = EngineHost(url, VirtualClock(START), setup, "b")
+    await a.start()
+    await b.start()
+    advancing = None
+    try:
+        due = START.timestamp() + 10
+        job = next(
+            j for j in jobs if not b.store._preferred(SimpleNamespace(job_id=j, scheduled_ts=due))
+        )
+        for other in jobs:
+            if other != job:
+                b.scheduler.pause(other)
+        advancing = asyncio.ensure_future(b.clock.advance(10))  # held by the claim
+        await until(lambda: b.scheduler.running_runs(), what="b's run waiting for its claim")
+        b.scheduler.cancel(job)
+        await advancing
+        past = time.monotonic() + 2.0  # real time: past the hand-off
+        await until(lambda: time.monotonic() > past, what="the hand-off to pass")
+        await asyncio.to_thread(b.store.flush)
+        assert [r for r in read_runs(url, job=job) if r["outcome"] is None] == []
+        await a.clock.advance(10)  # a, its clock there now, runs it
+        await a.recorder.wait_for(lambda: a.recorder.finished(job))
+        assert a.recorder.outcomes(job) == [Outcome.SUCCEEDED]
+    finally:
+        if advancing is not None and not advancing.done():
+            advancing.cancel()
+        await b.stop()
+        await a.stop()
 
 
 async def test_a_claim_that_waited_for_another_hosts_lock_still_gets_a_whole_lease(

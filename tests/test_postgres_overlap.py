@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -26,13 +27,13 @@ overlap = "{overlap}"
 """
 
 
-async def start_host(url, folder, name, overlap, *, lease=30.0):
+async def start_host(url, folder, name, overlap, *, lease=30.0, start=START):
     folder.mkdir()
     path = folder / "jobs.toml"
     path.write_text(JOBS.format(url=url, release=folder.parent / "release", overlap=overlap))
     path.chmod(0o644)
     store = PostgresStore.open_database(url, host=name, lease=lease)
-    host = Host(load(path), store=store, clock=VirtualClock(START))
+    host = Host(load(path), store=store, clock=VirtualClock(start))
     await host.start(watch=False)
     return host
 
@@ -71,6 +72,31 @@ async def test_replace_cancels_the_run_going_on_another_host(url, tmp_path):
         assert first.reason == ("replaced by the occurrence for 2026-01-05T12:00:20Z (on host b)")
         (second,) = b.scheduler.running_runs()  # the new run goes on
         assert second.scheduled_ts == START.timestamp() + 20 and second.started_ts is not None
+    finally:
+        (tmp_path / "release").touch()
+        await a.stop(5)
+        await b.stop(5)
+
+
+async def test_replace_leaves_a_run_of_a_later_occurrence_on_another_host_alone(url, tmp_path):
+    """b's claim of 12:00:10 lands after a started 12:00:20 (b's writer was held up, or its
+    clock is behind): a's run is of the newer occurrence, and it goes on (the claim of an older
+    one cancelled it)."""
+    a = await start_host(url, tmp_path / "a", "a", "replace", start=START + timedelta(seconds=15))
+    b = await start_host(url, tmp_path / "b", "b", "replace")
+    try:
+        await a.scheduler.clock.advance(5)  # a claims 12:00:20 and runs it
+        (newer,) = a.scheduler.running_runs()
+        await Recorder(a.scheduler).wait_for(lambda: newer.pid is not None, 10)
+        await asyncio.to_thread(a.store.flush)
+        await b.scheduler.clock.advance(10)  # b claims 12:00:10, which no host had claimed
+        (older,) = b.scheduler.running_runs()
+        await Recorder(b.scheduler).wait_for(lambda: older.pid is not None, 10)
+        await asyncio.to_thread(b.store.flush)
+        # Said after b's claim committed: a hears it after any cancel b's claim sent.
+        b.tell_other_hosts("pause", "report", "checked")
+        await Recorder(a.scheduler).wait_for(lambda: a.scheduler.get("report").paused, 5)
+        assert newer.outcome is None
     finally:
         (tmp_path / "release").touch()
         await a.stop(5)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
+import psycopg
 import pytest
 
 from jobtui import Outcome, RunNotFound, VirtualClock
@@ -115,3 +117,42 @@ async def test_run_now_on_one_host_runs_once_there(pg_cluster, pg_database, tmp_
         assert [(r["run_id"], r["host"]) for r in manual] == [(run.run_id, "a")]
     finally:
         await stop_hosts([a, b, c])
+
+
+def test_a_closed_store_asked_where_a_job_runs_opens_no_connection_again(pg_cluster, pg_database):
+    """A cancel given as the host stops (or a queued occurrence's last look) asks the store
+    after it closed: it answers "cannot ask", without connecting again (a connection made then
+    was never closed)."""
+    store = PostgresStore.open_database(pg_cluster.url(pg_database), host="a")
+    store.close()
+    assert store.hosts_running("slow") is None
+    with psycopg.connect(pg_cluster.conninfo(pg_database)) as conn:
+        (left,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'jobtui'"
+        ).fetchone()
+    assert left == 0
+
+
+def test_a_cancel_does_not_wait_for_a_batch_holding_the_writers_connection(pg_cluster, pg_database):
+    """A cancel asks which host runs the job on the writer's connection, from the loop: while
+    a batch holds that connection (queued behind other hosts' locks), the cancel is sent all
+    the same, instead of the console freezing until the batch ends."""
+    store = PostgresStore.open_database(pg_cluster.url(pg_database), host="a")
+    held, release = threading.Event(), threading.Event()
+
+    def batch() -> None:
+        with store.backend._lock:  # as the writer holds it through a batch's transaction
+            held.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=batch)
+    writer.start()
+    try:
+        assert held.wait(10)
+        answer = store.hosts_running("slow")  # waited out the batch: [] ten seconds later
+    finally:
+        release.set()
+        writer.join()
+        store.close()
+    assert answer is None

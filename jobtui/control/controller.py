@@ -288,6 +288,8 @@ class LocalController:
             unsubscribe()
         if self._on_peer_runs in self.host.peer_runs_changed:
             self.host.peer_runs_changed.remove(self._on_peer_runs)
+        if self._on_abandoned in self.host.abandoned:  # a closed controller tells no one
+            self.host.abandoned.remove(self._on_abandoned)
 
     # -- keeping views current ------------------------------------------------------------
     def _notice_moved_times(self, jobs: Iterable[Job]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine import Job, Outcome, Run, format_duration
+from ..engine import Job, Outcome, Run, RunError, format_duration
 from ..engine.job import DEFAULT_OPTIONS
 from ..store.interface import PeerRun
 from .interface import RunView
@@ -41,10 +41,7 @@ def run_view(run: Run, host: str = "") -> RunView:
 
 def peer_run_view(run: PeerRun) -> RunView:
     """Another host's run as the screens show it (its pid means nothing here)."""
-    error_line = None
-    if run.error_type is not None:
-        first = (run.error_message or "").strip().splitlines()
-        error_line = f"{run.error_type}: {first[0]}" if first else run.error_type
+    error = None if run.error_type is None else RunError(run.error_type, run.error_message or "")
     try:
         outcome = Outcome(run.outcome) if run.outcome is not None else None
     except ValueError:  # written by a newer jobtui: shown as ended, somehow
@@ -62,7 +59,7 @@ def peer_run_view(run: PeerRun) -> RunView:
         status_message=run.status_message,
         error_type=run.error_type,
         error_message=run.error_message,
-        error_line=error_line,
+        error_line=error.first_line if error is not None else None,
         reason=run.reason,
         pid=None,
         host=run.host,

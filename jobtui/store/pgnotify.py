@@ -61,6 +61,11 @@ class Notifier:
         self._last_note: int | None = None  # the newest job_events id when last listening
         self._broke_at = 0.0  # monotonic: when the connection was last lost
         self._acted_at: dict[str, float] = {}  # job -> when this host's user last acted on it
+        # job -> the last pause, resume or remove heard from another host: (host, action, when).
+        # The notes caught up on go back to the connection before the break, so they hold what
+        # was heard live too; applied again, an old resume would undo what happened here since
+        # (a disable after failures, which is this host's own).
+        self._heard: dict[str, tuple[str, str, float]] = {}
         self._outgoing: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -135,14 +140,14 @@ class Notifier:
         self._last_note = newest
         for job_id, kind, detail, host in missed:
             # This host's own word stands: it goes out to the others now that it can.
-            if host == self.host or self._acted_at.get(job_id, 0.0) > self._broke_at:
+            acted = self._acted_at.get(job_id, 0.0)
+            if host == self.host or acted > self._broke_at:
                 continue
-            if kind == "removed":
-                self.on_remote("remove", job_id, detail, host)
-            elif kind == "paused":
-                self.on_remote("pause", job_id, detail, host)
-            else:
-                self.on_remote("resume", job_id, "", host)
+            action = "remove" if kind == "removed" else "pause" if kind == "paused" else "resume"
+            heard = self._heard.get(job_id)
+            if heard is not None and heard[:2] == (host, action) and heard[2] > acted:
+                continue  # heard live already, and nothing a user did here since
+            self.on_remote(action, job_id, "" if action == "resume" else detail, host)
 
     def _received(self, payload: str) -> None:
         try:
@@ -152,4 +157,6 @@ class Notifier:
         except (ValueError, KeyError, TypeError):
             return  # not one of ours
         if host != self.host:
+            if action in ACTIONS and isinstance(job_id, str):
+                self._heard[job_id] = (host, action, time.monotonic())
             self.on_remote(action, job_id, reason, host)

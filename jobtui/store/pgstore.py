@@ -36,6 +36,10 @@ HANDOFF = 0.2
 # Seconds between looks at whether the runs on other hosts that a queued occurrence waits for
 # have ended (and so whether it may start).
 QUEUE_POLL = 0.2
+# Seconds a user's cancel, on the loop, waits for the writer's connection to ask which host
+# runs the job; a batch holding it longer (queued behind other hosts' locks) would freeze the
+# console, so the cancel is sent all the same, as when the database cannot be reached.
+ASK_WAIT = 0.5
 
 
 # A password given as key=value, quoted or not (libpq's syntax).
@@ -184,11 +188,16 @@ class PostgresStore(Store):
                                   poll=self.peer_poll)  # fmt: skip
         self._peers.start()
 
-    def _peers_changed(self, picture: PeerRuns) -> None:
-        """From the watcher's thread: the host hears of it on the loop."""
+    def _on_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        """From one of the store's threads (notifier, lease, peers): ``callback`` runs on the
+        loop, where the host and its users live; nothing once the loop closed."""
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed
-                self._loop.call_soon_threadsafe(self._tell_peers, picture)
+                self._loop.call_soon_threadsafe(callback, *args)
+
+    def _peers_changed(self, picture: PeerRuns) -> None:
+        """From the watcher's thread: the host hears of it on the loop."""
+        self._on_loop(self._tell_peers, picture)
 
     def _tell_peers(self, picture: PeerRuns) -> None:
         if self.on_peer_runs is not None and not self._closed:
@@ -211,11 +220,12 @@ class PostgresStore(Store):
 
     def hosts_running(self, target: str) -> list[str] | None:
         """The other hosts with a run of the job (or the run, by its id) going on; None when
-        the database cannot be asked just now. Blocking, briefly: asked when a user cancels."""
+        the database cannot be asked just now (nor within ASK_WAIT). Asked, on the loop, when
+        a user cancels."""
         if self.writer.status:  # the database is away: do not wait for a connect to fail
             return None
         try:
-            with self.backend._transaction() as conn:
+            with self.backend._transaction(wait=ASK_WAIT) as conn:
                 rows = conn.execute(
                     "SELECT DISTINCT host FROM runs WHERE outcome IS NULL AND host <> %s "
                     "AND (job_id = %s OR run_id = %s) ORDER BY host",
@@ -231,16 +241,13 @@ class PostgresStore(Store):
 
     def _remote_notice(self, action: str, job_id: str, reason: str, host: str) -> None:
         """From the notifier's thread: hand it to the loop, where the host applies it."""
-        if self._loop is not None and self.on_remote is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed
-                self._loop.call_soon_threadsafe(self._apply_remote, action, job_id, reason, host)
+        if self.on_remote is not None:
+            self._on_loop(self._apply_remote, action, job_id, reason, host)
 
     def _abandoned_elsewhere(self, found: list[dict[str, Any]]) -> None:
         """From the lease thread: runs of a host that died, which this host's update found
         (and so no other host reports); the host hears of them on the loop."""
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed
-                self._loop.call_soon_threadsafe(self._report_abandoned, found)
+        self._on_loop(self._report_abandoned, found)
 
     def _report_abandoned(self, found: list[dict[str, Any]]) -> None:
         if self.on_abandoned is not None:
@@ -273,17 +280,28 @@ class PostgresStore(Store):
             claim=future,
             job_id=run.job_id,
         )
+        answer = future
+        if run.job_id in self.backend.queueing:
+            # A queue job's occurrence claimed while another host runs the job is this host's,
+            # but starts only once those runs end: its answer waits until then.
+            turn: asyncio.Future[bool] = self._loop.create_future()
+            future.add_done_callback(lambda claimed: self._claimed(run.run_id, claimed, turn))
+            answer = turn
         if self._preferred(run):
             self.writer.push(write)
         else:  # the occurrence's own host claims first; this one takes over if it does not
-            self._loop.call_later(HANDOFF, self._push_claim, write)
-        if run.job_id not in self.backend.queueing:
-            return future
-        # A queue job's occurrence claimed while another host runs the job is this host's,
-        # but starts only once those runs end: its answer waits until then.
-        turn: asyncio.Future[bool] = self._loop.create_future()
-        future.add_done_callback(lambda claimed: self._claimed(run.run_id, claimed, turn))
-        return turn
+            self._hand_off(write, answer)
+        return answer
+
+    def _hand_off(self, write: Write, answer: asyncio.Future[bool]) -> None:
+        """Push the claim after HANDOFF, unless its run is cancelled before: the occurrence
+        is then left to the host it falls to. Pushed all the same, the claim came after the
+        run's end (which found no row to end), and when it won it made a row no end came
+        for: "running" for ever, renewed by this host's leases, holding its job's skip limit
+        on every host."""
+        assert self._loop is not None
+        handle = self._loop.call_later(HANDOFF, self._push_claim, write)
+        answer.add_done_callback(lambda done: handle.cancel() if done.cancelled() else None)
 
     def _claimed(
         self, run_id: str, claimed: asyncio.Future[bool], turn: asyncio.Future[bool]

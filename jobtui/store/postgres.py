@@ -27,6 +27,20 @@ from typing import Any
 import psycopg
 
 from .pgschema import NewerSchema, migrate
+from .pgsql import (
+    CLAIM,
+    GOING_ELSEWHERE,
+    HOSTED,
+    JOB_COLUMNS,
+    JOB_NAMES,
+    REAP,
+    REAP_AT_START,
+    RENEW,
+    REPLACE_ELSEWHERE,
+    SHARED_ROWS,
+    SKIPPED_ELSEWHERE,
+    STATEMENTS,
+)
 from .writer import Kind, StoreUnavailable, Write
 
 log = logging.getLogger("jobtui.store")
@@ -36,112 +50,6 @@ LEASE = 30.0  # seconds a host's runs stay its own without a refresh
 CONNECT_TIMEOUT = 3  # seconds; a claim waits at most about this for an unreachable database
 STATEMENT_TIMEOUT_MS = 10_000
 FINGERPRINT_NOTICE_EVERY = 30.0  # seconds between reminders that hosts run different jobs.toml
-
-_TS = "to_timestamp(%s)"
-# A claim's lease counts from when the row is written (clock_timestamp), not from its
-# transaction's start (now()): a batch that waited seconds for other hosts' advisory locks
-# wrote leases already past, and a survivor took the runs, just started, for abandoned.
-_LEASE_END = "clock_timestamp() + %s * interval '1s'"
-STATEMENTS: dict[Kind, str] = {
-    Kind.MANUAL_RUN: (
-        "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
-        f"lease_until) VALUES (%s, %s, {_TS}, true, %s, {_TS}, %s, {_LEASE_END}) "
-        "ON CONFLICT DO NOTHING"
-    ),
-    Kind.PROGRESS: (
-        "UPDATE runs SET progress = %s, status_message = %s, attempt = %s, "
-        "pid = coalesce(%s, pid), pid_start = coalesce(%s, pid_start) WHERE run_id = %s"
-    ),
-    # A run another host found abandoned (this host lost the database longer than its lease)
-    # still gets its true result when this host writes it.
-    Kind.FINISH: (
-        f"UPDATE runs SET finished_at = {_TS}, outcome = %s, reason = %s, attempt = %s, "
-        "progress = %s, status_message = %s, error_type = %s, error_message = %s, "
-        "error_traceback = %s, exit_code = %s, signal = %s, output = %s, "
-        f"output_dropped_bytes = %s, started_at = coalesce({_TS}, started_at), "
-        "lease_until = NULL WHERE run_id = %s AND (outcome IS NULL OR outcome = 'abandoned')"
-    ),
-    Kind.OCCURRENCE: (
-        "INSERT INTO runs (run_id, job_id, scheduled_for, manual, finished_at, outcome, reason, "
-        f"host) VALUES (%s, %s, {_TS}, false, {_TS}, %s, %s, %s) "
-        "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
-    ),
-    # The jobs' rows are shared: the first grid anchor written stays (every host's grid is
-    # the same one), and last_fired only moves forward.
-    Kind.SAVE_JOB: (
-        "INSERT INTO jobs (job_id, paused, pause_reason, disabled_reason, consecutive_failures, "
-        "run_count, last_fired, next_fire, grid_anchor, finished, fingerprint, updated_at) "
-        f"VALUES (%s, %s::int <> 0, %s, %s, %s, %s, {_TS}, {_TS}, %s, %s::int <> 0, %s, {_TS}) "
-        "ON CONFLICT (job_id) DO UPDATE SET paused = excluded.paused, "
-        "pause_reason = excluded.pause_reason, disabled_reason = excluded.disabled_reason, "
-        "consecutive_failures = excluded.consecutive_failures, run_count = excluded.run_count, "
-        "last_fired = greatest(jobs.last_fired, excluded.last_fired), "
-        "next_fire = excluded.next_fire, "
-        "grid_anchor = coalesce(jobs.grid_anchor, excluded.grid_anchor), "
-        "finished = excluded.finished, fingerprint = excluded.fingerprint, "
-        "updated_at = excluded.updated_at"
-    ),
-    Kind.DELETE_JOB: "DELETE FROM jobs WHERE job_id = %s",
-    Kind.SESSION_START: f"INSERT INTO sessions (started_at, pid, host) VALUES ({_TS}, %s, %s)",
-    Kind.SESSION_STOP: (
-        f"UPDATE sessions SET stopped_at = {_TS}, seen_at = now() "
-        f"WHERE started_at = {_TS} AND pid = %s AND host = %s"
-    ),
-    Kind.JOB_EVENT: (
-        f"INSERT INTO job_events (job_id, at, kind, detail, host) VALUES (%s, {_TS}, %s, %s, %s)"
-    ),
-}
-# Kinds whose rows say which host wrote them: the host goes last among their parameters.
-HOSTED = frozenset({Kind.OCCURRENCE, Kind.SESSION_START, Kind.SESSION_STOP, Kind.JOB_EVENT})
-CLAIM = (
-    "INSERT INTO runs (run_id, job_id, scheduled_for, manual, attempt, started_at, host, "
-    f"lease_until) VALUES (%s, %s, {_TS}, false, 1, {_TS}, %s, {_LEASE_END}) "
-    "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
-)
-SKIPPED_ELSEWHERE = (
-    "INSERT INTO runs (run_id, job_id, scheduled_for, manual, finished_at, outcome, reason, "
-    f"host) VALUES (%s, %s, {_TS}, false, now(), 'skipped', %s, %s) "
-    "ON CONFLICT (job_id, scheduled_for) WHERE NOT manual DO NOTHING"
-)
-# A `replace` job's claim cancels its runs going on on other hosts: told as a user's cancel
-# is (pgnotify's payload), and only if the claim commits (NOTIFY is sent at commit).
-REPLACE_ELSEWHERE = (
-    "SELECT run_id, pg_notify(%s, json_build_object('host', %s::text, 'action', 'cancel', "
-    "'job', run_id, 'reason', %s::text)::text) FROM runs "
-    "WHERE job_id = %s AND outcome IS NULL AND host <> %s"
-)
-GOING_ELSEWHERE = (
-    "SELECT run_id, host FROM runs WHERE job_id = %s AND outcome IS NULL AND host <> %s "
-    "ORDER BY started_at NULLS LAST, run_id"
-)
-REAP = (
-    "UPDATE runs SET outcome = 'abandoned', finished_at = now(), detected_at = now(), "
-    "lease_until = NULL, reason = 'host ' || host || ' stopped renewing its lease (it died or "
-    "lost the database); found by host ' || %s "
-    "WHERE outcome IS NULL AND lease_until < now() AND host <> %s "
-    "RETURNING run_id, job_id, extract(epoch FROM scheduled_for)::float8, "
-    "extract(epoch FROM started_at)::float8, host, reason, extract(epoch FROM now())::float8"
-)
-# At start this process runs nothing yet: a run still open under its own host name is from
-# its last life (JOBTUI_HOST names a host across restarts), which died with it. Left open, the
-# lease thread would renew it for ever and its job's overlap limit would never free up.
-REAP_AT_START = (
-    "UPDATE runs SET outcome = 'abandoned', finished_at = now(), detected_at = now(), "
-    "lease_until = NULL, reason = CASE WHEN host = %s THEN 'host ' || host || ' started again "
-    "while this run was going on (it died or was killed)' ELSE 'host ' || host || ' stopped "
-    "renewing its lease (it died or lost the database); found by host ' || %s END "
-    "WHERE outcome IS NULL AND (host = %s OR lease_until < now()) "
-    "RETURNING run_id, job_id, extract(epoch FROM scheduled_for)::float8, "
-    "extract(epoch FROM started_at)::float8, host, reason, extract(epoch FROM now())::float8"
-)
-JOB_NAMES = (
-    "job_id", "paused", "pause_reason", "disabled_reason", "consecutive_failures", "run_count",
-    "last_fired", "grid_anchor", "finished", "fingerprint",
-)  # fmt: skip
-JOB_COLUMNS = (
-    "job_id, paused::int, pause_reason, disabled_reason, consecutive_failures, run_count, "
-    "extract(epoch FROM last_fired)::float8, grid_anchor, finished::int, fingerprint"
-)
 
 
 class DatabaseUnavailable(Exception):
@@ -226,6 +134,7 @@ class PostgresBackend:
         self._lock = threading.Lock()  # the writer thread and the lease thread share state
         self._next_notice = 0.0
         self._stop = threading.Event()
+        self._closed = False
         self._leaser: threading.Thread | None = None
         # Called on the lease thread with the runs its REAP found: only the host whose
         # update took them hears of them, so each is reported once over all hosts.
@@ -294,11 +203,17 @@ class PostgresBackend:
 
     # -- the writer's side ----------------------------------------------------------------
     @contextlib.contextmanager
-    def _transaction(self) -> Any:
+    def _transaction(self, *, wait: float = -1) -> Any:
         """One transaction on the writer's connection, connecting again if it was lost;
-        psycopg's errors become StoreUnavailable (the writer buffers and tries again)."""
-        with self._lock:
+        psycopg's errors become StoreUnavailable (the writer buffers and tries again).
+        ``wait``: seconds to wait for the connection while a batch holds it (-1: as long as
+        it takes); past them, StoreUnavailable."""
+        if not self._lock.acquire(timeout=wait):
+            raise StoreUnavailable(f"{self.shown}: busy with a batch of writes")
+        try:
             if self._conn is None or self._conn.closed:
+                if self._closed:  # a connection made now would never be closed
+                    raise StoreUnavailable(f"{self.shown}: the state store is closed")
                 self._conn = connect(self.conninfo, self.shown)
             conn = self._conn
             try:
@@ -310,6 +225,8 @@ class PostgresBackend:
                         conn.close()
                     self._conn = None
                 raise StoreUnavailable(f"{self.shown}: {_first_line(exc)}") from None
+        finally:
+            self._lock.release()
 
     def check(self) -> str:
         """Hosts running another jobs.toml are reported, every so often, while they run."""
@@ -332,14 +249,15 @@ class PostgresBackend:
     def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
         results: list[tuple[Write, bool]] = []
         with self._transaction() as conn:
-            claimed_jobs = sorted({w.params[1] for w in batch if w.kind is Kind.CLAIM})
-            if claimed_jobs:
-                # Per job, one host at a time counts its runs and claims; locks are taken in
-                # one order on every host, so two batches cannot deadlock.
+            shared = sorted({w.job_id for w in batch if w.kind in SHARED_ROWS and w.job_id})
+            if shared:
+                # Per job, one host at a time counts its runs and claims, or writes a row other
+                # hosts write too; locks are taken in one order on every host, so two batches
+                # cannot deadlock.
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtext(j) AS k "
                     "FROM unnest(%s::text[]) AS j ORDER BY k) AS keys",
-                    (claimed_jobs,),
+                    (shared,),
                 )
             group: list[tuple[Any, ...]] = []
             kind: Kind | None = None
@@ -388,7 +306,10 @@ class PostgresBackend:
             return False
         if job_id in self.replacing:
             reason = f"replaced by the occurrence for {_iso(scheduled_for)}"
-            cur.execute(REPLACE_ELSEWHERE, (CHANNEL, self.host, reason, job_id, self.host))
+            cur.execute(
+                REPLACE_ELSEWHERE,
+                (CHANNEL, self.host, reason, job_id, self.host, scheduled_for),
+            )
         elif going:
             # The occurrence is this host's (claimed, leased) but waits its turn: not started.
             self.waiting[run_id] = going
@@ -451,11 +372,7 @@ class PostgresBackend:
                     conn.autocommit = True
                     if self._stop.is_set():  # closed while connecting: nothing more to renew
                         break
-                conn.execute(
-                    "UPDATE runs SET lease_until = now() + %s * interval '1s' "
-                    "WHERE host = %s AND outcome IS NULL",
-                    (self.lease, self.host),
-                )
+                conn.execute(RENEW, (self.lease, self.host))
                 # The fingerprint too: a reload of this host's jobs.toml changes it.
                 conn.execute(
                     "UPDATE hosts SET seen_at = now(), config_fingerprint = %s WHERE host = %s",
@@ -470,8 +387,13 @@ class PostgresBackend:
                 found = self._reap(conn)
                 if found and self.on_abandoned is not None:
                     self.on_abandoned(found)
-            except (psycopg.Error, StoreUnavailable) as exc:
-                log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
+            except Exception as exc:
+                # Anything, a bug too: a thread that died would let every lease run out while
+                # this host's runs go on, and the survivors would run their jobs beside them.
+                if isinstance(exc, psycopg.Error | StoreUnavailable):
+                    log.warning("cannot renew this host's leases on %s: %s", self.shown, exc)
+                else:
+                    log.exception("the lease thread failed; it goes on at the next beat")
                 if conn is not None:
                     with contextlib.suppress(psycopg.Error):
                         conn.close()
@@ -502,6 +424,7 @@ class PostgresBackend:
         return found
 
     def close(self) -> None:
+        self._closed = True
         self._stop.set()
         if self._leaser is not None:
             # The thread wakes at once unless a statement is going, which its timeout ends; a
