@@ -137,6 +137,11 @@ class Alerts:
                 os.killpg(pgid, signal.SIGKILL)
 
     @property
+    def command_groups(self) -> frozenset[int]:
+        """The process groups of the hook commands going: what kill_leftovers kills."""
+        return frozenset(self._commands)
+
+    @property
     def busy(self) -> bool:
         """Whether a delivery is queued or going."""
         return bool(self._tasks)
