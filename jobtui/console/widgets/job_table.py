@@ -145,6 +145,7 @@ class JobTable(ScrollView, can_focus=True):
         sorted again only when a sort key changed or jobs came, went or moved.
         """
         jobs = list(jobs)
+        selected = self.selected_job_id  # before a Host column switch forgets the order
         if hosts != self.hosts:  # every row gains or loses a cell: all are built again
             self.hosts = hosts
             self.columns = [Column(k, label, least) for k, label, least, _ in columns_for(hosts)]
@@ -153,7 +154,6 @@ class JobTable(ScrollView, can_focus=True):
             self._unbuilt.clear()
             self._order, self._ids = [], []
             self._lines.clear()
-        selected = self.selected_job_id
         ids = [job.id for job in jobs]
         self._last = (now, zone, tick)
         changed: set[str] = set()
