@@ -5,15 +5,19 @@ Whatever it skips, what is drawn must read as a full rebuild would."""
 from __future__ import annotations
 
 import gc
+from datetime import UTC
 from pathlib import Path
 
 import pytest
+from textual.app import App, ComposeResult
 
 from jobtui import VirtualClock
 from jobtui.config import load
 from jobtui.console.app import JobtuiApp
 from jobtui.console.widgets.job_table import JobTable
 from jobtui.control.bulk import BULK, collector_paused
+from jobtui.control.interface import JobView
+from jobtui.engine import JobState
 
 from .conftest import START
 from .test_console import write
@@ -138,3 +142,35 @@ def test_the_collector_runs_again_after_a_bulk_build_even_one_that_failed():
         assert not gc.isenabled()  # whoever turned it off keeps it off
     finally:
         gc.enable()
+
+
+def plain_view(n: int) -> JobView:
+    """A job every hour, with nothing running and no runs yet, as a controller shows it."""
+    next_run = START.timestamp() + 3600 + n
+    return JobView(
+        id=f"j{n:04}", name=f"j{n:04}", description="", trigger="every 1h", timezone="UTC",
+        target="true", options=(), state=JobState.SCHEDULED, paused=False, pause_reason="",
+        disabled_reason="", next_fire=next_run, next_run_ts=next_run, last_run=None, running=(),
+    )  # fmt: skip
+
+
+class TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield JobTable()
+
+
+async def test_the_selected_job_stays_selected_when_the_host_column_appears():
+    # The Host column appears when hosts come to share the state (an attached console that
+    # reconnects to a daemon with a PostgreSQL state): the jobs may change in the same picture.
+    app = TableApp()
+    async with app.run_test(size=(140, 30)) as pilot:
+        table = app.query_one(JobTable)
+        now = START.timestamp()
+        jobs = [plain_view(n) for n in range(10)]
+        table.show(jobs, now, UTC, 0)
+        table.move_cursor(5)
+        assert table.selected_job_id == "j0005"
+        table.show(jobs[1:], now + 1, UTC, 1, hosts=True)  # the first job went meanwhile
+        await pilot.pause()
+        assert table.selected_job_id == "j0005"
+        assert "Host" in drawn_lines(table)[0]

@@ -3,27 +3,15 @@ console opens or a reload touched every job) without Python's cycle collector in
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
+# The engine's pause, not a copy of it: each full pass of the collector walks every object
+# alive (tens of thousands per thousand jobs), and building views or rows for 10,000 jobs set
+# off several of them and so took more than twice as long. What is built is plain data with no
+# reference cycles, so nothing the collector could free is kept; it runs again as usual after
+# the block (also when the block raises, and not at all if it was off already).
+from ..engine.scheduler import collector_paused
+
+__all__ = ["BULK", "collector_paused"]
 
 # Fewer objects than this to build are not worth the pause: the collector's young-generation
 # passes are cheap, and only a long run of allocations sets off the full ones.
 BULK = 500
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Hold the cycle collector off for the block. Each of its full passes walks every object
-    alive (tens of thousands per thousand jobs); building views or rows for 10,000 jobs set
-    off several of them and so took more than twice as long. What is built here is plain data
-    with no reference cycles, so nothing the collector could free is kept; it runs again as
-    usual afterwards (also when the block raises, and not at all if it was off already)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()

@@ -89,7 +89,7 @@ class MainScreen(Screen[None]):
         jobs = [job for job in controller.jobs() if not query or query in _haystack(job)]
         table = self.query_one(JobTable)
         summary_view = controller.summary()
-        # Hosts sharing the state: where each job's runs are.
+        # A Host column only when hosts share the state: with one host every row says the same.
         table.show(jobs, now, controller.timezone, app.tick, hosts=bool(summary_view.host))
         summary = summary_text(summary_view, now, controller.timezone)
         if summary != self._summary_shown:
