@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import Callable
@@ -20,6 +21,20 @@ from .store import StateStore, Store, StoreError
 from .store.interface import PeerRuns, SharedStateStore
 
 ALERTS_DRAIN = 5.0  # seconds a stopping jobtui waits for hook deliveries still going
+
+
+def freeze_long_lived() -> None:
+    """Move everything alive now (the config, the jobs, their plans and triggers, the loaded
+    modules) out of the cycle collector's walk, for good: the `jobtui` command's policy, never
+    the engine library's (a program that imports the Scheduler keeps its collector as it set
+    it). A full collection walks every tracked object, and with thousands of jobs those are
+    most of them: passes of 100-200 ms that stalled the loop while runs were being recorded
+    (bench/store.py), though none of them is ever garbage. A run leaves no reference cycle
+    behind (tests/test_store_gc.py), so what is frozen with it is freed as before. The
+    thresholds stay as they are: larger young generations make fewer but longer passes, and
+    the loop's worst stall is what counts here."""
+    gc.collect()  # what is garbage now must not be frozen with the rest
+    gc.freeze()
 
 
 def open_store(config: Config) -> StateStore:
@@ -57,8 +72,12 @@ class Host:
         store: StateStore | None = None,
         clock: Clock | None = None,
         stop_grace: float | None = None,
+        freeze_at_start: bool = False,
     ) -> None:
         self.config = config
+        # The jobtui command's hosts (headless, the console) freeze_long_lived once started;
+        # a host in a test or a program of its own leaves the collector alone.
+        self.freeze_at_start = freeze_at_start
         self.store = store
         # Who wants to hear of reloads (the console's banner, the headless log): a list, since
         # both the host and its users follow them.
@@ -180,6 +199,8 @@ class Host:
             self.store.start()
         self.alerts.start(self.store.abandoned if self.store is not None else [])
         await self.scheduler.start()
+        if self.freeze_at_start:
+            freeze_long_lived()
         if watch:
             self._watcher = asyncio.create_task(self.reloader.watch(), name="watch-jobs-toml")
 
@@ -232,6 +253,8 @@ class Host:
 
     def _on_reloaded(self, config: Config) -> None:
         self.config = config
+        if self.freeze_at_start:  # the jobs a reload made live as long as the first ones
+            freeze_long_lived()
         if isinstance(self.store, SharedStateStore):
             self._plan_shared_jobs(self.store, config)
         for listener in self.reloaded:
