@@ -11,8 +11,8 @@
     worst and p99 lateness of a 1 ms sleep on the loop, with the store and without it.
 
 Every measurement runs in a fresh subprocess; each number is the median of the rounds. The
-garbage collector is set as the jobtui command sets it (what is alive once the scheduler started
-is frozen: jobtui.host.freeze_long_lived), both with the store and without it.
+garbage collector is set as the jobtui command sets it (jobtui.host.tune_collector: what is alive
+once the scheduler started is frozen, full passes rarer), with the store and without it.
 bench/engine.py section (d) runs cases from here too.
 """
 
@@ -53,12 +53,12 @@ def with_store(scheduler_class: Any, store: Any) -> Any:
 
 def as_the_command_does() -> None:
     """The garbage-collector policy the jobtui command's host applies once its scheduler
-    started (jobtui.host.freeze_long_lived); a baseline older than it had none."""
+    started (jobtui.host.tune_collector); a baseline older than it had none."""
     try:
-        from jobtui.host import freeze_long_lived
+        from jobtui.host import tune_collector
     except ImportError:
         return
-    freeze_long_lived()
+    tune_collector()
 
 
 def start_store(store: Any, scheduler: Any) -> None:
