@@ -10,7 +10,9 @@
 (2) jobs spread evenly over each second (200 and 2,000 runs a second) for a few seconds: the
     worst and p99 lateness of a 1 ms sleep on the loop, with the store and without it.
 
-Every measurement runs in a fresh subprocess; each number is the median of the rounds.
+Every measurement runs in a fresh subprocess; each number is the median of the rounds. The
+garbage collector is set as the jobtui command sets it (jobtui.host.tune_collector: what is alive
+once the scheduler started is frozen, full passes rarer), with the store and without it.
 bench/engine.py section (d) runs cases from here too.
 """
 
@@ -47,6 +49,16 @@ def with_store(scheduler_class: Any, store: Any) -> Any:
     if store is None or "store" not in inspect.signature(scheduler_class).parameters:
         return scheduler_class(timezone="UTC")
     return scheduler_class(timezone="UTC", store=store)
+
+
+def as_the_command_does() -> None:
+    """The garbage-collector policy the jobtui command's host applies once its scheduler
+    started (jobtui.host.tune_collector); a baseline older than it had none."""
+    try:
+        from jobtui.host import tune_collector
+    except ImportError:
+        return
+    tune_collector()
 
 
 def start_store(store: Any, scheduler: Any) -> None:
@@ -119,6 +131,7 @@ async def burst(system: str, jobs: int, profiles: Profiles | None = None) -> dic
             start_store(store, scheduler)
         scheduler.subscribe(count)
         await scheduler.start()
+        as_the_command_does()
         await asyncio.sleep(start - time.time() - 0.05)
         if profiles is not None:
             profiles.loop.enable()
@@ -169,6 +182,7 @@ async def stall(system: str, rate: int, seconds: float) -> dict[str, float]:
         if store is not None:
             start_store(store, scheduler)
         await scheduler.start()
+        as_the_command_does()
         await asyncio.sleep(max(0.0, (phase - datetime.now(UTC)).total_seconds()))
         late = []
         end = time.perf_counter() + seconds

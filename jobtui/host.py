@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import Callable
@@ -20,6 +21,26 @@ from .store import StateStore, Store, StoreError
 from .store.interface import PeerRuns, SharedStateStore
 
 ALERTS_DRAIN = 5.0  # seconds a stopping jobtui waits for hook deliveries still going
+FULL_COLLECTION_EVERY = 1000  # middle-generation passes per full one (Python's default: 10)
+
+
+def tune_collector() -> None:
+    """The `jobtui` command's garbage-collector policy, never the engine library's (a program
+    that imports the Scheduler keeps its collector as it set it). Full collections walk every
+    tracked object: with thousands of jobs, passes of 100-200 ms that stalled the loop while
+    runs were being recorded (bench/store.py), though nothing they walked was garbage. So
+    what is alive once the scheduler started (the config, the jobs, their plans and
+    triggers, the loaded modules) leaves the collector's walk for good (gc.freeze; reference
+    counts still free it), and full collections come a hundred times rarer than Python makes
+    them (FULL_COLLECTION_EVERY): a burst keeps thousands of runs in flight, and every tenth
+    middle pass walked them all again (six passes of ~75 ms in 20,000 runs due at once). A
+    run leaves no reference cycle behind (tests/test_store_gc.py), so that garbage
+    never waits for a full pass; cycles a job's own code makes mostly die young, in the young
+    generations' passes, which stay as frequent and as short as Python makes them."""
+    gc.collect()  # what is garbage now must not be frozen with the rest
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
 def open_store(config: Config) -> StateStore:
@@ -57,8 +78,12 @@ class Host:
         store: StateStore | None = None,
         clock: Clock | None = None,
         stop_grace: float | None = None,
+        tune_collector: bool = False,
     ) -> None:
         self.config = config
+        # The jobtui command's hosts (headless, the console) tune the collector once started;
+        # a host in a test or a program of its own leaves the collector alone.
+        self.tune_collector = tune_collector
         self.store = store
         # Who wants to hear of reloads (the console's banner, the headless log): a list, since
         # both the host and its users follow them.
@@ -180,6 +205,8 @@ class Host:
             self.store.start()
         self.alerts.start(self.store.abandoned if self.store is not None else [])
         await self.scheduler.start()
+        if self.tune_collector:
+            tune_collector()
         if watch:
             self._watcher = asyncio.create_task(self.reloader.watch(), name="watch-jobs-toml")
 
@@ -232,6 +259,8 @@ class Host:
 
     def _on_reloaded(self, config: Config) -> None:
         self.config = config
+        if self.tune_collector:  # the jobs a reload made live as long as the first ones
+            tune_collector()
         if isinstance(self.store, SharedStateStore):
             self._plan_shared_jobs(self.store, config)
         for listener in self.reloaded:

@@ -112,6 +112,23 @@ def test_a_job_saved_twice_in_one_batch_keeps_the_later_state(tmp_path):
         db.close()
 
 
+def test_many_saves_of_a_job_in_one_batch_write_its_row_once(tmp_path):
+    """Only a job's latest state matters: a burst of saves of one job (the writes that waited
+    while the database was locked) costs the database one row's work, not one each."""
+    db = backend(tmp_path)
+
+    def save(job: str, run_count: int) -> Write:
+        return Write(Kind.SAVE_JOB, (job, 0, "", "", 0, run_count, None, None, None, 0, "", 1.0))
+
+    try:
+        before = db._conn.total_changes
+        db.write([save("a", 1), save("b", 1)] + [save("a", n) for n in range(2, 1000)])
+        assert db._conn.total_changes - before == 2  # one row for each job
+        assert {row["job_id"]: row["run_count"] for row in db.load_jobs()} == {"a": 999, "b": 1}
+    finally:
+        db.close()
+
+
 class BlockingBackend:
     """A backend whose writes wait until the test lets them go."""
 

@@ -288,6 +288,8 @@ class SQLiteBackend:
                 if claims:
                     results += self._claim(conn, claims)
                 for kind, rows in groups.items():
+                    if kind is Kind.SAVE_JOB:
+                        rows = _latest_per_job(rows)
                     self._rows.write(conn, kind, rows)
         if journaled:
             self.journal_path.unlink()
@@ -348,6 +350,14 @@ class SQLiteBackend:
             self._conn.close()
         os.close(self._lock_fd)
         self._lock_fd = -1
+
+
+def _latest_per_job(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """A job's saved state is the whole of it: of several saves of one job in a segment (a job
+    running often, or the writes that waited while the database could not be written) only
+    the last is written. Within a segment no deletion comes between them."""
+    latest = {row[0]: row for row in rows}
+    return rows if len(latest) == len(rows) else list(latest.values())
 
 
 def _segments(batch: list[Write]) -> list[list[Write]]:

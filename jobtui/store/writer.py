@@ -407,17 +407,8 @@ class BatchWriter:
         loop = self._loop
         if loop is None or not answers:
             return
-
-        def settle(start: int = 0) -> None:
-            end = start + ANSWER_SLICE
-            for future, value in answers[start:end]:
-                if not future.done():
-                    future.set_result(value)
-            if end < len(answers):  # after the runs just woken: they go first
-                loop.call_soon(settle, end)
-
         with contextlib.suppress(RuntimeError):  # the loop closed
-            loop.call_soon_threadsafe(settle)
+            loop.call_soon_threadsafe(_settle, loop, answers, 0)
 
     def _set_status(self, status: str) -> None:
         if status == self.status:  # each retry finds the same fault: say it once
@@ -427,3 +418,18 @@ class BatchWriter:
         if callback is not None and loop is not None:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(callback, status)
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop, answers: list[tuple[asyncio.Future[bool], bool]], start: int
+) -> None:
+    """Settle ANSWER_SLICE claims from ``start``, then the rest in a later turn. A function of
+    the module, not a closure that schedules itself: that closure would hold itself in a cell,
+    a reference cycle per batch keeping its answers (and their futures) alive until the cycle
+    collector came round (tests/test_store_gc.py)."""
+    end = start + ANSWER_SLICE
+    for future, value in answers[start:end]:
+        if not future.done():
+            future.set_result(value)
+    if end < len(answers):  # after the runs just woken: they go first
+        loop.call_soon(_settle, loop, answers, end)
