@@ -211,6 +211,24 @@ async def test_claims_answered_together_are_settled_a_slice_per_loop_turn():
     assert settled == [ANSWER_SLICE, ANSWER_SLICE * 2, ANSWER_SLICE * 2 + 5]
 
 
+async def test_claims_of_two_batches_are_settled_in_the_order_they_were_answered():
+    """Runs start in the order of their claims: a second batch answered while the first is
+    still being settled waits for all of it (a catch-up's occurrences of one job run in order)."""
+    loop = asyncio.get_running_loop()
+    writer = BatchWriter(BlockingBackend(), max_buffer=10)
+    writer._loop = loop  # answers only: no thread
+    first = [loop.create_future() for _ in range(ANSWER_SLICE + 50)]
+    second = [loop.create_future() for _ in range(ANSWER_SLICE)]
+    order: list[int] = []
+    for index, future in enumerate(first + second):
+        future.add_done_callback(lambda _f, i=index: order.append(i))
+    writer._answer([(future, True) for future in first])
+    writer._answer([(future, True) for future in second])
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert order == list(range(len(first) + len(second)))
+
+
 class FakeLoop:
     """Time a test moves, and the one timer ClaimDeadlines sets."""
 

@@ -116,6 +116,11 @@ class BatchWriter:
         self._notice = ""  # news kept in the status for a while although writes go through
         self._notice_until = 0.0
         self._disowned = False
+        # Claim answers waiting to be settled on the loop, in the order they were given: one
+        # queue for every batch, so a later batch's claims never settle before an earlier one's.
+        self._answers: deque[tuple[asyncio.Future[bool], bool]] = deque()
+        self._answers_lock = threading.Lock()
+        self._settling = False  # a settle_answers is scheduled on the loop
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the thread; claims are answered, and status reported, on ``loop``."""
@@ -401,14 +406,35 @@ class BatchWriter:
         self._set_status(message)
 
     def _answer(self, answers: list[tuple[asyncio.Future[bool], bool]]) -> None:
-        """Answer claims with one wake-up of the loop, not one per claim, settling them
-        ANSWER_SLICE at a time: each settled claim starts a run in the loop's next turn, and
-        thousands at once would hold the loop up for as long as their runs' first steps."""
+        """Answer claims with one wake-up of the loop, not one per claim; the loop settles
+        them ANSWER_SLICE at a time (settle_answers)."""
         loop = self._loop
         if loop is None or not answers:
             return
+        with self._answers_lock:
+            self._answers.extend(answers)
+            if self._settling:
+                return  # the settling already scheduled takes these too, after the earlier
+            self._settling = True
         with contextlib.suppress(RuntimeError):  # the loop closed
-            loop.call_soon_threadsafe(_settle, loop, answers, 0)
+            loop.call_soon_threadsafe(self.settle_answers)
+
+    def settle_answers(self) -> None:
+        """On the loop: settle ANSWER_SLICE claims, then the rest in a later turn. Each settled
+        claim starts a run in the loop's next turn, and thousands at once would hold the loop
+        up for as long as their runs' first steps. A bound method, not a closure that
+        schedules itself: that closure would hold itself in a cell, a reference cycle per
+        batch keeping its answers alive until the cycle collector came (tests/test_store_gc.py)."""
+        with self._answers_lock:
+            count = min(ANSWER_SLICE, len(self._answers))
+            taken = [self._answers.popleft() for _ in range(count)]
+            more = bool(self._answers)
+            self._settling = more
+        for future, value in taken:
+            if not future.done():
+                future.set_result(value)
+        if more and self._loop is not None:  # after the runs just woken: they go first
+            self._loop.call_soon(self.settle_answers)
 
     def _set_status(self, status: str) -> None:
         if status == self.status:  # each retry finds the same fault: say it once
@@ -418,18 +444,3 @@ class BatchWriter:
         if callback is not None and loop is not None:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(callback, status)
-
-
-def _settle(
-    loop: asyncio.AbstractEventLoop, answers: list[tuple[asyncio.Future[bool], bool]], start: int
-) -> None:
-    """Settle ANSWER_SLICE claims from ``start``, then the rest in a later turn. A function of
-    the module, not a closure that schedules itself: that closure would hold itself in a cell,
-    a reference cycle per batch keeping its answers (and their futures) alive until the cycle
-    collector came round (tests/test_store_gc.py)."""
-    end = start + ANSWER_SLICE
-    for future, value in answers[start:end]:
-        if not future.done():
-            future.set_result(value)
-    if end < len(answers):  # after the runs just woken: they go first
-        loop.call_soon(_settle, loop, answers, end)
