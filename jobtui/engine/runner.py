@@ -69,6 +69,9 @@ class Runner:
         self.progress: Coalescer[Run] = Coalescer(self._publish_progress)
         self._on_run_changed = self._run_changed  # one bound method, not one per run
         self._wall = clock.wall  # read for every run: bound once
+        # Asked for every run: flags the broker keeps current, not a question each time.
+        self._started_wanted = events.interest(RunStarted)
+        self._progress_wanted = events.interest(RunProgress)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -164,7 +167,7 @@ class Runner:
         try:
             run.attempt = 1
             run._started_ts = self._wall()
-            if self.events.wants(RunStarted):
+            if self._started_wanted.wanted:
                 self.events.publish(RunStarted(run._started_ts, run))
             result = await execution.execute()
             outcome, value = result.outcome, result.value
@@ -204,7 +207,7 @@ class Runner:
                     self._current_execution[run.run_id] = execution
                     if run.attempt == 1:
                         run._started_ts = self.clock.wall()
-                        if self.events.wants(RunStarted):
+                        if self._started_wanted.wanted:
                             self.events.publish(RunStarted(run._started_ts, run))
                     else:
                         run.output.append(
@@ -373,7 +376,7 @@ class Runner:
     # -- progress -------------------------------------------------------------------------
     def _run_changed(self, run: Run) -> None:
         """Progress, status or output changed: published once per loop turn, from any thread."""
-        if self._loop is None or not self.events.wants(RunProgress):
+        if self._loop is None or not self._progress_wanted.wanted:
             return
         self.progress.mark(run)
 
