@@ -61,10 +61,9 @@ class Runner:
         self._on_finished = on_finished
         self._on_thread_exited = on_thread_exited
         self.middleware: list[Middleware] = []
-        # Runs under way (run id -> run, job, task), and the attempt each is in right now.
+        # Runs under way (run id -> run, job, task); the attempt each is in is run._execution.
         self.executions: dict[str, tuple[Run, Job, asyncio.Task[None]]] = {}
         self.claiming: set[str] = set()  # runs waiting for the store to record their claim
-        self._current_execution: dict[str, Execution] = {}
         self._slots_used = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._run_prefix = os.urandom(4).hex()
@@ -170,7 +169,7 @@ class Runner:
         late the last of a thousand due at once begins (bench/engine.py), so it is kept
         apart; tests/test_hot_path.py pins that both paths report alike."""
         outcome, value = _CANCELLED, None
-        self._current_execution[run.run_id] = execution  # from here on, interrupt() finds it
+        run._execution = execution  # from here on, interrupt() finds it
         try:
             run.attempt = 1
             run._started_ts = self._wall()
@@ -195,7 +194,7 @@ class Runner:
             outcome = Outcome.FAILED
             run.error = RunError.from_exception(exc)
         finally:
-            self._current_execution.pop(run.run_id, None)
+            run._execution = None
             self._finish(job, run, run.outcome or outcome, value)
 
     async def _execute(self, job: Job, run: Run) -> None:
@@ -221,7 +220,7 @@ class Runner:
                         if opts.run_mode == "process"
                         else make_execution(job, run, self.clock, self._on_thread_exited)
                     )
-                    self._current_execution[run.run_id] = execution
+                    run._execution = execution
                     if run.attempt == 1:
                         run._started_ts = self.clock.wall()
                         if self._started_wanted.wanted:
@@ -248,7 +247,7 @@ class Runner:
                     finally:
                         if timer is not None:
                             timer.cancel()
-                        self._current_execution.pop(run.run_id, None)
+                        run._execution = None
                 finally:
                     if limited:
                         self._release_slot()
@@ -333,7 +332,7 @@ class Runner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def interrupt(self, run: Run, outcome: Outcome, reason: str) -> None:
-        execution = self._current_execution.get(run.run_id)
+        execution = run._execution
         if execution is not None:
             execution.interrupt(outcome, reason)
             return
@@ -352,7 +351,8 @@ class Runner:
         run._finished_ts = self._wall()
         run._notify = None
         run._value = value
-        self.progress.discard(run)
+        # Left among the runs whose progress is due to be told, if it is: that is told only of
+        # runs still going (_publish_progress), and a lookup here would be paid by every run.
         self.executions.pop(run.run_id, None)
         if run in job.active:
             job.active.remove(run)
