@@ -43,11 +43,14 @@ def signal_name(number: int) -> str:
 _SUCCEEDED = Outcome.SUCCEEDED
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AttemptResult:
     outcome: Outcome
     value: Any = None
 
+
+# Most bodies return None: one result serves them all (frozen, so it can be shared).
+_SUCCEEDED_WITH_NONE = AttemptResult(Outcome.SUCCEEDED)
 
 class Execution:
     """One attempt of one run."""
@@ -98,7 +101,7 @@ class Execution:
         """The body returned ``value`` (an interrupt that came meanwhile still wins)."""
         if self.interrupted is not None:
             return self._interrupted_result()
-        return AttemptResult(_SUCCEEDED, value)
+        return _SUCCEEDED_WITH_NONE if value is None else AttemptResult(_SUCCEEDED, value)
 
     def raised(self, exc: BaseException) -> AttemptResult:
         """The body raised ``exc``: the attempt failed (unless it was interrupted)."""
