@@ -52,6 +52,7 @@ class AttemptResult:
 # Most bodies return None: one result serves them all (frozen, so it can be shared).
 _SUCCEEDED_WITH_NONE = AttemptResult(Outcome.SUCCEEDED)
 
+
 class Execution:
     """One attempt of one run."""
 
