@@ -85,7 +85,8 @@ class Execution:
     def _stop(self) -> None:
         raise NotImplementedError
 
-    def _call(self) -> Any:
+    def call(self) -> Any:
+        """Call the job's function (for a coroutine function: the coroutine to await)."""
         job, run = self.job, self.run
         args = (run, *job.options.args) if job.takes_run else job.options.args
         return job.target(*args, **(job.options.kwargs or {}))
@@ -123,7 +124,7 @@ class AsyncExecution(Execution):
     scheduler can start. Interrupting cancels the run's task, and the cancellation is taken
     back (``uncancel``) once it has been turned into the run's outcome.
 
-    An attempt is ``begin()``, the body (``_call()``), what came of it (``returned``,
+    An attempt is ``begin()``, the body (``call()``), what came of it (``returned``,
     ``raised`` or ``cancelled``) and ``end()``. ``execute`` puts them together; so does the
     runner's plain path, around its own await of the body (one coroutine less per run: see
     ``Runner._execute_plain``)."""
@@ -133,7 +134,7 @@ class AsyncExecution(Execution):
     async def execute(self) -> AttemptResult:
         token = self.begin()
         try:
-            return self.returned(await self._call())
+            return self.returned(await self.call())
         except asyncio.CancelledError:
             if self.interrupted is None:
                 raise  # not this attempt's interrupt: the scheduler is shutting down
@@ -199,7 +200,7 @@ class ThreadExecution(Execution):
 
         def body() -> None:
             try:
-                result: tuple[str, Any] = ("ok", context.run(self._call))
+                result: tuple[str, Any] = ("ok", context.run(self.call))
             except BaseException as exc:
                 result = ("error", exc)
             # RuntimeError: the loop is closed, nobody is waiting any more.

@@ -177,7 +177,7 @@ class Runner:
                 self.events.publish(RunStarted(run._started_ts, run))
             token = execution.begin()
             try:
-                result = execution.returned(await execution._call())
+                result = execution.returned(await execution.call())
             except asyncio.CancelledError:
                 if execution.interrupted is None:
                     raise  # not the run's own interrupt: the scheduler is shutting down
