@@ -7,13 +7,14 @@ side and the records must match."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from jobtui import Outcome, Run, RunFinished, RunProgress, RunStarted
+from jobtui import Outcome, Run, RunFinished, RunProgress, RunStarted, Scheduler
 from jobtui.engine.plans import IntervalPlan
 
 from .conftest import START, stop_within
@@ -187,3 +188,112 @@ async def test_a_scheduling_pass_leaves_the_garbage_collector_as_it_found_it(
     finally:
         gc.enable()
     assert seen == [enabled, enabled]
+
+
+async def test_who_hears_of_a_plain_run_follows_subscribers_as_they_come_and_go(scheduler, clock):
+    # Whether a run's start and finish are built at all is a flag kept current as subscribers
+    # come and go (EventBroker.interest), not asked per run: each change must reach it.
+    async def body() -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="j")
+    heard: list[str] = []
+    async with scheduler:
+        await clock.advance(60)  # nobody listens: the run still runs
+        assert scheduler.get("j").last_run is not None
+        unsubscribe = scheduler.subscribe(
+            lambda e: heard.append(type(e).__name__), RunStarted, RunFinished
+        )
+        await clock.advance(60)
+        assert heard == ["RunStarted", "RunFinished"]
+        unsubscribe()
+        await clock.advance(60)
+        assert heard == ["RunStarted", "RunFinished"]
+
+        streamed: list[str] = []
+
+        async def read() -> None:
+            async for event in scheduler.stream():
+                if isinstance(event, RunStarted | RunFinished):
+                    streamed.append(type(event).__name__)
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0)  # the stream is open
+        await clock.advance(60)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert streamed == ["RunStarted", "RunFinished"]
+        reader.cancel()
+    assert scheduler.get("j").run_count == 4
+
+
+async def test_a_line_a_plain_run_printed_without_its_end_is_in_its_output(scheduler, clock):
+    async def half_a_line() -> None:
+        print("first line")
+        print("no end", end="")
+
+    async def quiet() -> None:
+        return None
+
+    scheduler.add_job(half_a_line, every="1m", id="half")
+    scheduler.add_job(quiet, every="1m", id="quiet")
+    async with scheduler:
+        await clock.advance(60)
+        await clock.advance(60)
+    half, quiet_job = scheduler.get("half"), scheduler.get("quiet")
+    assert half.last_run is not None and quiet_job.last_run is not None
+    assert [line.text for line in half.last_run.output.lines()] == ["first line", "no end"]
+    assert not quiet_job.last_run.has_output
+
+
+async def test_middleware_added_while_the_scheduler_runs_wraps_the_next_plain_run(scheduler, clock):
+    async def body() -> None:
+        return None
+
+    wrapped: list[str] = []
+
+    async def note(run: Run, call_next: Any) -> Any:
+        wrapped.append(run.job_id)
+        return await call_next()
+
+    scheduler.add_job(body, every="1m", id="j")
+    async with scheduler:
+        await clock.advance(60)
+        scheduler.add_middleware(note)
+        await clock.advance(60)
+    assert wrapped == ["j"]
+
+
+class Recording:
+    """A store that claims every occurrence and names the events it records."""
+
+    recorded_events = (RunFinished,)
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        claimed = asyncio.get_running_loop().create_future()
+        claimed.set_result(True)
+        return claimed
+
+    def record(self, event: Any) -> None:
+        self.got.append(type(event).__name__)
+
+    def save_job(self, job_id: str, snapshot: Any) -> None:
+        pass
+
+
+async def test_a_store_that_names_the_events_it_records_is_handed_those_only(clock):
+    store = Recording()
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+
+    async def body() -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="j")
+    async with scheduler:
+        await clock.advance(60)
+        scheduler.pause("j")
+    assert store.got == ["RunFinished"]
+    assert scheduler.events.wants(RunStarted) is False

@@ -39,7 +39,9 @@ class DataStore(Protocol):
         ...
 
     def record(self, event: Event) -> None:
-        """Every event, in order, on the scheduler's loop. Must not block: queue the write."""
+        """The scheduler's events, in order, on its loop: every event, or, when the store
+        has a ``recorded_events`` tuple of event types, only events of those types (an event
+        nobody else asked for is then not even built). Must not block: queue the write."""
         ...
 
     def save_job(self, job_id: str, snapshot: JobSnapshot) -> None:
@@ -56,7 +58,8 @@ class JobSaver:
         self._store = store
         self._jobs = jobs  # the scheduler's own: a job not in it was removed
         self._unsaved: Coalescer[str] = Coalescer(self._save)
-        events.subscribe(store.record)
+        # A store that names the events it records is handed those only (see record()).
+        events.subscribe(store.record, *getattr(store, "recorded_events", ()))
         # One subscription per type, so each is type-checked against its handler.
         events.subscribe(self._job_touched, JobAdded)
         events.subscribe(self._job_touched, JobModified)

@@ -56,6 +56,7 @@ class Dispatcher:
         self._push_wall = push_wall
         self._finish = finish
         self._jittered: dict[TimerHandle, tuple[Job, float]] = {}  # occurrences waiting to start
+        self._finished_wanted = events.interest(RunFinished)  # asked for every run
 
     # -- due occurrences: catch-up, jitter, overlap ---------------------------------------
     def catch_up(
@@ -247,7 +248,7 @@ class Dispatcher:
         self._push_wall(job, job.plan.returned)
 
     def run_finished(self, job: Job, run: Run, outcome: Outcome) -> None:
-        if self.events.wants(RunFinished):
+        if self._finished_wanted.wanted:
             self.events.publish(RunFinished(run._finished_ts or self.clock.wall(), run))
         if self._jobs.get(job.id) is not job:
             return

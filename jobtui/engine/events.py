@@ -125,6 +125,18 @@ class _Stream:
     dropped: int = 0
 
 
+class Interest:
+    """Whether anyone receives events of one type (so one is worth building). The broker
+    keeps ``wanted`` current as subscribers come and go: a run's start and finish read one
+    attribute instead of asking the broker every time."""
+
+    __slots__ = ("event_type", "wanted")
+
+    def __init__(self, event_type: type[Event]) -> None:
+        self.event_type = event_type
+        self.wanted = False
+
+
 class EventBroker:
     """Fans events out to callbacks and streams, in the order they were published.
 
@@ -136,13 +148,24 @@ class EventBroker:
         self._callbacks: list[tuple[Subscriber, tuple[type[Event], ...]]] = []
         self._streams: list[_Stream] = []
         self._routes: dict[type[Event], tuple[Subscriber, ...]] = {}
+        self._interests: dict[type[Event], Interest] = {}
 
     def wants(self, event_type: type[Event]) -> bool:
         """Whether anyone would receive an event of this type (so it is worth building)."""
-        route = self._routes.get(event_type)  # asked a few times per run: the lookup inline
-        if route is None:
-            route = self._route(event_type)
-        return bool(route) or bool(self._streams)
+        return bool(self._route(event_type)) or bool(self._streams)
+
+    def interest(self, event_type: type[Event]) -> Interest:
+        """``wants(event_type)`` as a flag kept current, for code that asks for every run."""
+        interest = self._interests.get(event_type)
+        if interest is None:
+            interest = self._interests[event_type] = Interest(event_type)
+            interest.wanted = self.wants(event_type)
+        return interest
+
+    def _subscribers_changed(self) -> None:
+        self._routes.clear()
+        for interest in self._interests.values():
+            interest.wanted = self.wants(interest.event_type)
 
     def subscribe(
         self, callback: Callable[[AnyEvent], object], *types: type[AnyEvent]
@@ -153,12 +176,12 @@ class EventBroker:
         """
         entry = (cast(Subscriber, callback), types)
         self._callbacks.append(entry)
-        self._routes.clear()
+        self._subscribers_changed()
 
         def unsubscribe() -> None:
             if entry in self._callbacks:
                 self._callbacks.remove(entry)
-                self._routes.clear()
+                self._subscribers_changed()
 
         return unsubscribe
 
@@ -178,6 +201,7 @@ class EventBroker:
         oldest progress events first (never a start or a finish)."""
         stream = _Stream(maxsize=maxsize)
         self._streams.append(stream)
+        self._subscribers_changed()
         try:
             while True:
                 while stream.queue:
@@ -186,6 +210,7 @@ class EventBroker:
                 await stream.waiter
         finally:
             self._streams.remove(stream)
+            self._subscribers_changed()
 
     def publish(self, event: Event) -> None:
         for callback in self._route(type(event)):

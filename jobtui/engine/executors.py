@@ -38,10 +38,19 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-@dataclass(slots=True)
+# Read for every run: an Enum member read through its class costs as much as a function call
+# in Python 3.11 (the class's metaclass keeps the lookup off the attribute cache).
+_SUCCEEDED = Outcome.SUCCEEDED
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptResult:
     outcome: Outcome
     value: Any = None
+
+
+# Most bodies return None: one result serves them all (frozen, so it can be shared).
+_SUCCEEDED_WITH_NONE = AttemptResult(Outcome.SUCCEEDED)
 
 
 class Execution:
@@ -76,7 +85,8 @@ class Execution:
     def _stop(self) -> None:
         raise NotImplementedError
 
-    def _call(self) -> Any:
+    def call(self) -> Any:
+        """Call the job's function (for a coroutine function: the coroutine to await)."""
         job, run = self.job, self.run
         args = (run, *job.options.args) if job.takes_run else job.options.args
         return job.target(*args, **(job.options.kwargs or {}))
@@ -89,14 +99,22 @@ class Execution:
             self.run.error = RunError("Timeout", reason)
         return AttemptResult(outcome)
 
-    def _from_body(self, status: str, payload: Any) -> AttemptResult:
+    def returned(self, value: Any) -> AttemptResult:
+        """The body returned ``value`` (an interrupt that came meanwhile still wins)."""
         if self.interrupted is not None:
             return self._interrupted_result()
-        if status == "ok":
-            return AttemptResult(Outcome.SUCCEEDED, payload)
-        self.run.error = RunError.from_exception(payload)
-        self.run._exception = payload
+        return _SUCCEEDED_WITH_NONE if value is None else AttemptResult(_SUCCEEDED, value)
+
+    def raised(self, exc: BaseException) -> AttemptResult:
+        """The body raised ``exc``: the attempt failed (unless it was interrupted)."""
+        if self.interrupted is not None:
+            return self._interrupted_result()
+        self.run.error = RunError.from_exception(exc)
+        self.run._exception = exc
         return AttemptResult(Outcome.FAILED)
+
+    def _from_body(self, status: str, payload: Any) -> AttemptResult:
+        return self.returned(payload) if status == "ok" else self.raised(payload)
 
 
 class AsyncExecution(Execution):
@@ -104,29 +122,45 @@ class AsyncExecution(Execution):
 
     No task of its own: a second task per run would halve how many runs a second the
     scheduler can start. Interrupting cancels the run's task, and the cancellation is taken
-    back (``uncancel``) once it has been turned into the run's outcome."""
+    back (``uncancel``) once it has been turned into the run's outcome.
+
+    An attempt is ``begin()``, the body (``call()``), what came of it (``returned``,
+    ``raised`` or ``cancelled``) and ``end()``. ``execute`` puts them together; so does the
+    runner's plain path, around its own await of the body (one coroutine less per run: see
+    ``Runner._execute_plain``)."""
 
     __slots__ = ()
 
     async def execute(self) -> AttemptResult:
-        if self.task is None:
-            self.task = asyncio.current_task()
-        token = _current_run.set(self.run)
-        python_run_started(self.run)
+        token = self.begin()
         try:
-            status, payload = "ok", await self._call()
+            return self.returned(await self.call())
         except asyncio.CancelledError:
             if self.interrupted is None:
-                raise
-            if self.task is not None:
-                self.task.uncancel()
-            return self._interrupted_result()
+                raise  # not this attempt's interrupt: the scheduler is shutting down
+            return self.cancelled()
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the job failed
-            status, payload = "error", exc
+            return self.raised(exc)
         finally:
-            _current_run.reset(token)
-            python_run_ended(self.run)
-        return self._from_body(status, payload)
+            self.end(token)
+
+    def begin(self) -> contextvars.Token[Run | None]:
+        """The body is about to be called in this task: what it prints goes to its run."""
+        if self.task is None:
+            self.task = asyncio.current_task()
+        python_run_started(self.run)
+        return _current_run.set(self.run)
+
+    def cancelled(self) -> AttemptResult:
+        """The task was cancelled by ``interrupt()``: the cancellation is taken back (the task
+        goes on to report the run) and becomes the attempt's outcome."""
+        if self.task is not None:
+            self.task.uncancel()
+        return self._interrupted_result()
+
+    def end(self, token: contextvars.Token[Run | None]) -> None:
+        _current_run.reset(token)
+        python_run_ended(self.run)
 
     def _stop(self) -> None:
         if self.task is not None:
@@ -166,7 +200,7 @@ class ThreadExecution(Execution):
 
         def body() -> None:
             try:
-                result: tuple[str, Any] = ("ok", context.run(self._call))
+                result: tuple[str, Any] = ("ok", context.run(self.call))
             except BaseException as exc:
                 result = ("error", exc)
             # RuntimeError: the loop is closed, nobody is waiting any more.

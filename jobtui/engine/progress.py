@@ -50,9 +50,6 @@ class Coalescer(Generic[T]):
             with contextlib.suppress(RuntimeError):  # the loop closed under a late thread
                 loop.call_soon_threadsafe(self.flush)
 
-    def discard(self, item: T) -> None:
-        self._dirty.pop(item, None)
-
     def flush(self) -> None:
         """Hand over what is marked now (also called directly, to flush before stopping)."""
         with self._lock:

@@ -31,30 +31,41 @@ from .run import Run, _current_run
 # Of output that no single run can be credited with, the bytes logged per read (a read is up to
 # 64 KiB): a chatty os.system must not flood the headless log.
 STRAY_BYTES = 4096
-_active: dict[str, Run] = {}  # the Python runs going now, by run id
+# The Python runs going now, by run id: only while descriptors are captured (the capture is
+# the only one that asks), so a run costs nothing here otherwise.
+_active: dict[str, Run] = {}
+# Runs that wrote a line without its end to sys.stdout or sys.stderr: only these need a look
+# when they end (most runs print nothing, or whole lines).
+_open_lines: set[str] = set()
 _capture: DescriptorCapture | None = None
 
 
 # Both run for every Python run, on the engine's hot path (bench/engine.py): the stream's class
-# is compared rather than isinstance'd, a run that left no partial line costs a dict lookup, and
-# there is no lock (one dict store is atomic; the capture thread copies the dict at one go).
+# is compared rather than isinstance'd, and a run that printed nothing and started with no
+# capture going costs a set lookup and a dict's truth value. No lock: one dict or set store is
+# atomic, and the capture thread copies the dict at one go.
 def python_run_started(run: Run) -> None:
     if type(sys.stdout) is not _RoutedStream or type(sys.stderr) is not _RoutedStream:
         _install()
-    _active[run.run_id] = run
+    if _capture is not None:
+        _active[run.run_id] = run
 
 
 def python_run_ended(run: Run) -> None:
     """Before the run is reported finished: what it wrote is in its output by then."""
-    for stream in (sys.stdout, sys.stderr):
-        if type(stream) is _RoutedStream and run.run_id in stream._partial:
-            stream.flush_run(run)
-    capture = _capture
-    if capture is not None:
-        # What the run wrote is at most a pipe's worth; a few reads take it. Reading on until
-        # the pipe is empty could hold the loop for as long as another job keeps writing.
-        capture.drain(reads=4)
-    _active.pop(run.run_id, None)
+    if run.run_id in _open_lines:
+        _open_lines.discard(run.run_id)
+        for stream in (sys.stdout, sys.stderr):
+            if type(stream) is _RoutedStream and run.run_id in stream._partial:
+                stream.flush_run(run)
+    if _active:  # a capture is going, or was when the run started
+        capture = _capture
+        if capture is not None:
+            # What the run wrote is at most a pipe's worth; a few reads take it. Reading on
+            # until the pipe is empty could hold the loop for as long as another job keeps
+            # writing.
+            capture.drain(reads=4)
+        _active.pop(run.run_id, None)
 
 
 def _only_run() -> Run | None:
@@ -90,6 +101,7 @@ class _RoutedStream(io.TextIOBase):
             *lines, rest = pending.split("\n")
             if rest:
                 self._partial[run.run_id] = rest
+                _open_lines.add(run.run_id)
         if lines:
             _append(run, self.name_, lines)
         return len(text)

@@ -10,9 +10,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .errors import RunNotSucceeded
 from .output import LogLine, RunOutput
+
+if TYPE_CHECKING:
+    from .executors import Execution
 
 __all__ = ["LogLine", "Outcome", "Run", "RunError", "RunOutput", "current_run"]
 
@@ -71,6 +75,7 @@ class Run:
         "_cancel_with_waiter",
         "_done",
         "_exception",
+        "_execution",
         "_finished_ts",
         "_notify",
         "_output",
@@ -126,6 +131,7 @@ class Run:
         self._exception: BaseException | None = None  # what it raised (the last attempt)
         self._done: asyncio.Future[None] | None = None  # made when someone awaits the run
         self._cancel_with_waiter: Callable[[], None] | None = None  # run_now(wait=True)
+        self._execution: Execution | None = None  # the attempt under way (the runner's)
 
     @property
     def output(self) -> RunOutput:

@@ -28,6 +28,10 @@ from .run import Outcome, Run, RunError
 
 log = logging.getLogger("jobtui.engine")
 
+# Read for every run: an Enum member read through its class costs as much as a function call
+# in Python 3.11 (the class's metaclass keeps the lookup off the attribute cache).
+_ASYNC, _SUCCEEDED, _CANCELLED = TargetKind.ASYNC, Outcome.SUCCEEDED, Outcome.CANCELLED
+
 # What the scheduler does with a time a job's return value chose; None means "never".
 OnReturned = Callable[[Job, float | None], None]
 
@@ -57,10 +61,9 @@ class Runner:
         self._on_finished = on_finished
         self._on_thread_exited = on_thread_exited
         self.middleware: list[Middleware] = []
-        # Runs under way (run id -> run, job, task), and the attempt each is in right now.
+        # Runs under way (run id -> run, job, task); the attempt each is in is run._execution.
         self.executions: dict[str, tuple[Run, Job, asyncio.Task[None]]] = {}
         self.claiming: set[str] = set()  # runs waiting for the store to record their claim
-        self._current_execution: dict[str, Execution] = {}
         self._slots_used = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._run_prefix = os.urandom(4).hex()
@@ -69,6 +72,11 @@ class Runner:
         self.progress: Coalescer[Run] = Coalescer(self._publish_progress)
         self._on_run_changed = self._run_changed  # one bound method, not one per run
         self._wall = clock.wall  # read for every run: bound once
+        # No concurrency limit and no middleware: runs may take the plain path.
+        self._unwrapped = max_concurrency is None
+        # Asked for every run: flags the broker keeps current, not a question each time.
+        self._started_wanted = events.interest(RunStarted)
+        self._progress_wanted = events.interest(RunProgress)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -80,6 +88,10 @@ class Runner:
 
     def running_runs(self) -> list[Run]:
         return [run for run, _, _ in self.executions.values()]
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        self.middleware.append(middleware)
+        self._unwrapped = False
 
     def start(self, job: Job, ts: float, *, manual: bool = False) -> Run:
         run = Run(
@@ -95,7 +107,15 @@ class Runner:
         if not manual:
             job.run_count += 1
         assert self._loop is not None
-        if self._plain(job, manual):
+        opts = job.options
+        if (  # a run the plain path takes: see _execute_plain
+            job.kind is _ASYNC
+            and self._unwrapped
+            and (self.store is None or manual)
+            and opts.timeout is None
+            and opts.retries == 0
+            and opts.run_mode != "process"
+        ):
             execution = AsyncExecution(job, run, self.clock)
             task = self._loop.create_task(self._execute_plain(job, run, execution))
             execution.task = task
@@ -103,20 +123,6 @@ class Runner:
             task = self._loop.create_task(self._execute(job, run))
         self.executions[run.run_id] = (run, job, task)
         return run
-
-    def _plain(self, job: Job, manual: bool) -> bool:
-        """Whether a run of the job is one attempt of a coroutine on this loop with nothing
-        around it: no claim, slot, middleware, timeout or retry (see ``_execute_plain``)."""
-        opts = job.options
-        return (
-            job.kind is TargetKind.ASYNC
-            and opts.run_mode != "process"
-            and opts.timeout is None
-            and opts.retries == 0
-            and (self.store is None or manual)
-            and self.max_concurrency is None
-            and not self.middleware
-        )
 
     # -- the concurrency limit ------------------------------------------------------------
     async def _acquire_slot(self) -> None:
@@ -155,18 +161,31 @@ class Runner:
             self.claiming.discard(run.run_id)
 
     async def _execute_plain(self, job: Job, run: Run, execution: AsyncExecution) -> None:
-        """The hot path: what ``_execute`` does for a run ``_plain`` accepts, without its
-        loop, its timers and its retry decision. It sets how many runs a second the engine
-        starts and how late the last of a thousand due at once begins (bench/engine.py), so
-        it is kept apart; tests/test_hot_path.py pins that both paths report alike."""
-        outcome, value = Outcome.CANCELLED, None
-        self._current_execution[run.run_id] = execution  # from here on, interrupt() finds it
+        """The hot path: one attempt of a coroutine on this loop with nothing around it (no
+        claim, slot, middleware, timeout or retry). It is what ``_execute`` does for such a
+        run, without its loop, its timers and its retry decision, and with the body awaited
+        right here: the execution's own steps around it, as its ``execute()`` has them, but
+        one coroutine less per run. It sets how many runs a second the engine starts and how
+        late the last of a thousand due at once begins (bench/engine.py), so it is kept
+        apart; tests/test_hot_path.py pins that both paths report alike."""
+        outcome, value = _CANCELLED, None
+        run._execution = execution  # from here on, interrupt() finds it
         try:
             run.attempt = 1
             run._started_ts = self._wall()
-            if self.events.wants(RunStarted):
+            if self._started_wanted.wanted:
                 self.events.publish(RunStarted(run._started_ts, run))
-            result = await execution.execute()
+            token = execution.begin()
+            try:
+                result = execution.returned(await execution.call())
+            except asyncio.CancelledError:
+                if execution.interrupted is None:
+                    raise  # not the run's own interrupt: the scheduler is shutting down
+                result = execution.cancelled()
+            except BaseException as exc:  # SystemExit and KeyboardInterrupt too: it failed
+                result = execution.raised(exc)
+            finally:
+                execution.end(token)
             outcome, value = result.outcome, result.value
         except asyncio.CancelledError:
             run.reason = run.reason or "the scheduler was shut down"
@@ -175,7 +194,7 @@ class Runner:
             outcome = Outcome.FAILED
             run.error = RunError.from_exception(exc)
         finally:
-            self._current_execution.pop(run.run_id, None)
+            run._execution = None
             self._finish(job, run, run.outcome or outcome, value)
 
     async def _execute(self, job: Job, run: Run) -> None:
@@ -201,10 +220,10 @@ class Runner:
                         if opts.run_mode == "process"
                         else make_execution(job, run, self.clock, self._on_thread_exited)
                     )
-                    self._current_execution[run.run_id] = execution
+                    run._execution = execution
                     if run.attempt == 1:
                         run._started_ts = self.clock.wall()
-                        if self.events.wants(RunStarted):
+                        if self._started_wanted.wanted:
                             self.events.publish(RunStarted(run._started_ts, run))
                     else:
                         run.output.append(
@@ -228,7 +247,7 @@ class Runner:
                     finally:
                         if timer is not None:
                             timer.cancel()
-                        self._current_execution.pop(run.run_id, None)
+                        run._execution = None
                 finally:
                     if limited:
                         self._release_slot()
@@ -313,7 +332,7 @@ class Runner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def interrupt(self, run: Run, outcome: Outcome, reason: str) -> None:
-        execution = self._current_execution.get(run.run_id)
+        execution = run._execution
         if execution is not None:
             execution.interrupt(outcome, reason)
             return
@@ -332,12 +351,13 @@ class Runner:
         run._finished_ts = self._wall()
         run._notify = None
         run._value = value
-        self.progress.discard(run)
+        # Left among the runs whose progress is due to be told, if it is: that is told only of
+        # runs still going (_publish_progress), and a lookup here would be paid by every run.
         self.executions.pop(run.run_id, None)
         if run in job.active:
             job.active.remove(run)
         job.last_run = run
-        if outcome is Outcome.SUCCEEDED:
+        if outcome is _SUCCEEDED:
             job.consecutive_failures = 0
             if value is not None:
                 self._apply_return_value(job, run, value)
@@ -373,7 +393,7 @@ class Runner:
     # -- progress -------------------------------------------------------------------------
     def _run_changed(self, run: Run) -> None:
         """Progress, status or output changed: published once per loop turn, from any thread."""
-        if self._loop is None or not self.events.wants(RunProgress):
+        if self._loop is None or not self._progress_wanted.wanted:
             return
         self.progress.mark(run)
 

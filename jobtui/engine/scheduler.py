@@ -263,7 +263,7 @@ class Scheduler:
     def add_middleware(self, middleware: Middleware) -> None:
         """Wrap ``async def middleware(run, call_next)`` around every run from now on, inside
         the ones added before (see jobtui.engine.middleware)."""
-        self._runner.middleware.append(check_middleware(middleware))
+        self._runner.add_middleware(check_middleware(middleware))
 
     def job(self, **kwargs: Any) -> Callable[[F], F]:
         """Decorator form of `add_job`: ``@scheduler.job(every="10m")``."""

@@ -91,6 +91,7 @@ class Store:
             SchedulerStarted: self._session_started,
             SchedulerStopped: self._session_stopped,
         }
+        self.recorded_events = tuple(self._record)  # the scheduler hands it these only
         self._session: float | None = None  # when this process's scheduler started
         # No other host shares an SQLite state: nothing ever calls it.
         self.on_peer_runs: Callable[[PeerRuns], None] | None = None
