@@ -110,6 +110,26 @@ async def test_a_plain_run_cancelled_while_it_runs_reports_what_the_general_path
     assert scheduler.get("plain").state == scheduler.get("general").state
 
 
+@pytest.mark.parametrize("extra", [{}, {"timeout": "1h"}], ids=["plain", "general"])
+async def test_a_run_cancelled_in_the_turn_it_started_ends_cancelled(
+    scheduler, clock, recorder, extra
+):
+    """A task cancelled before its first step never runs its coroutine: the run must still
+    end (before, it stayed "running" for good, even after stop)."""
+
+    async def slow(run: Run) -> None:
+        await clock.sleep(30)
+
+    scheduler.add_job(slow, every="1h", id="j", **extra)
+    async with scheduler:
+        run = scheduler.run_now("j", wait=False)
+        scheduler.cancel("j")  # the same turn: its task has not started
+        finished = await asyncio.wait_for(run, 5)
+        assert finished.outcome is Outcome.CANCELLED and finished.finished_ts is not None
+        assert scheduler.get("j").state.value == "scheduled" and not scheduler.get("j").active
+    assert [r.outcome for r in recorder.finished("j")] == [Outcome.CANCELLED]
+
+
 async def test_a_plain_run_cut_short_by_stop_reports_what_the_general_path_reports(
     scheduler, clock, recorder
 ):

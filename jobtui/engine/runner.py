@@ -5,6 +5,7 @@ runs happen; the scheduler tells it to start one and hears back when it ended.""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 import os
@@ -342,6 +343,13 @@ class Runner:
         # Between attempts (waiting for a retry or a concurrency slot): end it right here.
         run.outcome = outcome
         run.reason = reason
+        task = entry[2]
+        if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:  # type: ignore[arg-type]
+            # Interrupted in the turn it was started: a task cancelled before its first step
+            # never runs its coroutine, finally clauses included, so nothing else would end it.
+            task.cancel()
+            self._finish(job=entry[1], run=run, outcome=outcome, value=None)
+            return
         self.end_retry_wait(entry[1], run.run_id)
         if not entry[2].done():
             entry[2].cancel()
