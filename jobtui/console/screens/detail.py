@@ -11,12 +11,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Static
+from textual.widgets import DataTable, Log, ProgressBar, Sparkline, Static
 
 from ...control.controller import Controller, JobView, RunView
 from ...engine import format_duration
 from ...engine.printable import printable, printable_line, printable_text
 from ..format import OUTCOME_STYLE, state_text
+from ..widgets.footer import KeysFooter
 from .why import WhyScreen
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class JobDetailScreen(Screen[None]):
         with Horizontal(id="bottom"):
             yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
             yield Sparkline([], id="durations")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#history", DataTable)
