@@ -44,7 +44,7 @@ class JobDetailScreen(Screen[None]):
         self._log_run: str | None = None
         self._log_next = 0  # the next line of the run's output to show
         self._history_loaded_for: str | None = None
-        self._history_shown: list[dict[str, Any]] | None = None  # the rows in the table
+        self._history_shown: object = None  # what the history table and chart show
         self._ready = False  # the app's tick may come before this screen is composed
 
     def show_job(self, job_id: str, focus: str | None = None) -> None:
@@ -232,36 +232,40 @@ class JobDetailScreen(Screen[None]):
     def _fill_history(self, job_id: str, runs: list[dict[str, Any]]) -> None:
         if not self.is_attached or job_id != self.job_id:  # closed, or another job shown since
             return
-        if runs == self._history_shown:
-            return  # as shown: redrawing it would only cost a screen refresh
-        self._history_shown = runs
+        rows = [history_row(run) for run in runs]
+        durations = [r["duration"] for r in reversed(runs) if r.get("duration") is not None]
+        shown = ([[(cell.plain, str(cell.style)) for cell in row] for row in rows], durations[-40:])
+        if shown == self._history_shown:
+            return  # what the table and chart show already: redrawing it costs a screen refresh
+        self._history_shown = shown
         table = self.query_one("#history", DataTable)
         table.clear()
-        for run in runs:
-            outcome = run["outcome"] or "running"
-            glyph, style = next(
-                ((g, s) for o, (g, s) in OUTCOME_STYLE.items() if o.value == outcome), ("▶", "cyan")
-            )
-            error = run.get("error_type")
-            table.add_row(
-                Text(f"{glyph} {outcome}", style=style),
-                Text(run["scheduled_for"][:19].replace("T", " ")),
-                Text((run["started_at"] or "")[11:19]),
-                Text(format_duration(run["duration"]) if run.get("duration") is not None else ""),
-                Text(str(run["attempt"])),
-                Text(run_kind(run)),
-                Text(
-                    printable(
-                        f"{error}: {run.get('error_message') or ''}"
-                        if error
-                        else run.get("reason") or ""
-                    )
-                ),
-            )
-        durations = [r["duration"] for r in reversed(runs) if r.get("duration") is not None]
+        for row in rows:
+            table.add_row(*row)
         chart = self.query_one("#durations", Sparkline)
         chart.display = bool(durations)
         chart.data = durations[-40:]
+
+
+def history_row(run: dict[str, Any]) -> tuple[Text, ...]:
+    outcome = run["outcome"] or "running"
+    glyph, style = next(
+        ((g, s) for o, (g, s) in OUTCOME_STYLE.items() if o.value == outcome), ("▶", "cyan")
+    )
+    error = run.get("error_type")
+    return (
+        Text(f"{glyph} {outcome}", style=style),
+        Text(run["scheduled_for"][:19].replace("T", " ")),
+        Text((run["started_at"] or "")[11:19]),
+        Text(format_duration(run["duration"]) if run.get("duration") is not None else ""),
+        Text(str(run["attempt"])),
+        Text(run_kind(run)),
+        Text(
+            printable(
+                f"{error}: {run.get('error_message') or ''}" if error else run.get("reason") or ""
+            )
+        ),
+    )
 
 
 def run_kind(run: dict[str, Any]) -> str:
