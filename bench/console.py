@@ -178,8 +178,8 @@ async def measure(
                     await asyncio.sleep(0.001)
             took = (await drawn(app.screen) - began) * 1000
             (cursor if key in ("j", "k") else details).append(took)
-            first = next((t for t, kind in frames if kind is wanted), None)
-            if key not in ("j", "k") and first is not None:  # before what follows it (history)
+            if key not in ("j", "k"):  # the screen's first frame, before what follows (history)
+                first = next((t for t, kind in frames if kind is wanted), began - 1)
                 first_frames.append((first - began) * 1000)
             await asyncio.sleep(0.2)
         await app.shut_down()

@@ -63,6 +63,8 @@ class JobDetailScreen(Screen[None]):
         self.query_one("#log", Log).clear()
         if not same:
             self._reset_history()
+        else:  # its rows stay; the cursor goes where a new screen's is
+            self.query_one("#history", DataTable).move_cursor(row=0, column=0)
         self.refresh_view()
         self.action_focus_widget(focus or FIRST_FOCUS)
 
