@@ -11,8 +11,9 @@ Cases (each with progress updated 10 times a second by every running job):
 
 The app runs headless (Textual's run_test) at 160x50 with the real clock. The keys pressed are
 the cursor (j, k) and the details screen opened and left (enter, escape); the 50 ms target is
-checked for each kind (until the screen settles: a details screen's history, read in a thread,
-often comes in a frame after the first, which the table shows too). Each round also
+checked for each kind on the time until the screen settles (a details screen's history, read in
+a thread, often arrives a frame after the first; the table also gives that first frame). Each
+round also
 measures a console attached to a headless daemon (another process) running the same jobs: its
 CPU must stay within that of a console hosting the scheduler, measured in the same run. For the
 daemon's side of attaching, the 10k case also times (in-process) what its loop does when a
