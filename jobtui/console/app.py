@@ -78,6 +78,7 @@ class JobtuiApp(App[int]):
         self.controller.subscribe(self._on_notice)
         self.tick = 0
         self._link_up: bool | None = None  # attached: whether the daemon answered at last look
+        self._details: JobDetailScreen | None = None  # made on first use, then kept
 
     @property
     def config(self) -> Config:
@@ -223,7 +224,19 @@ class JobtuiApp(App[int]):
 
     # -- what screens ask for -------------------------------------------------------------
     def show_details(self, job_id: str, focus: str | None = None) -> None:
-        self.push_screen(JobDetailScreen(job_id, focus=focus))
+        """The job's details, on the one details screen the app keeps (installed, so going
+        back leaves it composed): with 10,000 jobs, composing a screen anew and taking it down
+        again took longer than the 50 ms a keypress may."""
+        screen = self._details
+        if screen is None:
+            screen = self._details = JobDetailScreen(job_id, focus=focus)
+            self.install_screen(screen, "details")
+        elif screen in self.screen_stack:  # the palette, over it: another on top, as always
+            self.push_screen(JobDetailScreen(job_id, focus=focus))
+            return
+        else:
+            screen.show_job(job_id, focus)
+        self.push_screen(screen)
 
     def show_help(self) -> None:
         self.push_screen(HelpScreen(list(self.screen.BINDINGS) + list(self.BINDINGS)))

@@ -430,6 +430,10 @@ class RemoteController:
             await asyncio.sleep(self._follows.lease / 2)
             self._follows.expire()
 
+    @property
+    def host_name(self) -> str:
+        return self._summary.host if self._summary is not None else ""
+
     def summary(self) -> Summary:
         base = self._summary or Summary(self._config_path.name, len(self._views), 0, 0, 0, "")
         return replace(

@@ -201,6 +201,10 @@ class LocalController:
                 return texts, following
         return (), max(start, 0)
 
+    @property
+    def host_name(self) -> str:
+        return self.host.name
+
     def summary(self) -> Summary:
         now = self.now()
         while self._failures and self._failures[0] < now - DAY:

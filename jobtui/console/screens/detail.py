@@ -11,18 +11,20 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, ProgressBar, Sparkline, Static
+from textual.widgets import DataTable, Log, ProgressBar, Sparkline, Static
 
 from ...control.controller import Controller, JobView, RunView
 from ...engine import format_duration
 from ...engine.printable import printable, printable_line, printable_text
 from ..format import OUTCOME_STYLE, state_text
+from ..widgets.footer import KeysFooter
 from .why import WhyScreen
 
 if TYPE_CHECKING:
     from ..app import JobtuiApp
 
 LOG_SHOWN = 5000  # lines of a run's log the screen holds
+FIRST_FOCUS = "log"  # where a new screen's focus lands (its first focusable widget)
 
 
 class JobDetailScreen(Screen[None]):
@@ -42,7 +44,29 @@ class JobDetailScreen(Screen[None]):
         self._log_run: str | None = None
         self._log_next = 0  # the next line of the run's output to show
         self._history_loaded_for: str | None = None
+        self._history_shown: object = None  # what the history table and chart show
         self._ready = False  # the app's tick may come before this screen is composed
+
+    def show_job(self, job_id: str, focus: str | None = None) -> None:
+        """Show another job, before this screen is shown again: the app keeps one details
+        screen, as composing one anew was most of the time opening it took. Nothing of
+        another job is left: what a new screen would show empty is emptied. The same job
+        again keeps its history until the new read (below) says what changed."""
+        same = job_id == self.job_id
+        self.job_id, self.initial_focus = job_id, focus
+        self._log_run, self._log_next, self._history_loaded_for = None, 0, None
+        if not self._ready:
+            return  # on_mount shows it
+        for static_id in ("#config", "#next", "#run-title"):
+            self.query_one(static_id, Static).update("")
+        self.query_one("#bar", ProgressBar).update(total=1.0, progress=0.0)
+        self.query_one("#log", Log).clear()
+        if not same:
+            self._reset_history()
+        else:  # its rows stay; the cursor goes where a new screen's is
+            self.query_one("#history", DataTable).move_cursor(row=0, column=0)
+        self.refresh_view()
+        self.action_focus_widget(focus or FIRST_FOCUS)
 
     @property
     def controller(self) -> Controller:
@@ -60,16 +84,25 @@ class JobDetailScreen(Screen[None]):
         with Horizontal(id="bottom"):
             yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
             yield Sparkline([], id="durations")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
-        table = self.query_one("#history", DataTable)
-        for label in ("Outcome", "Scheduled for", "Started", "Took", "Try", "Kind", "Error"):
-            table.add_column(label, key=label.lower())
+        self._reset_history()
         self._ready = True
         self.refresh_view()
         if self.initial_focus:
             self.action_focus_widget(self.initial_focus)
+
+    def _reset_history(self) -> None:
+        """The history table and chart as composed: the columns too, whose widths grew to the
+        rows of the job shown before."""
+        table = self.query_one("#history", DataTable)
+        table.clear(columns=True)
+        for label in ("Outcome", "Scheduled for", "Started", "Took", "Try", "Kind", "Error"):
+            table.add_column(label, key=label.lower())
+        chart = self.query_one("#durations", Sparkline)
+        chart.display, chart.data = True, []
+        self._history_shown = None
 
     # Not action_focus: Screen has its own, with another signature.
     def action_focus_widget(self, widget_id: str) -> None:
@@ -93,7 +126,7 @@ class JobDetailScreen(Screen[None]):
         now = self.controller.now()
         self.query_one("#config", Static).update(self._config_text(job))
         self.query_one("#next", Static).update(self._next_text(job))
-        self._show_run(job.current_run, now, self.controller.summary().host)
+        self._show_run(job.current_run, now, self.controller.host_name)
         self._show_history(job)
 
     def _config_text(self, job: JobView) -> Text:
@@ -182,52 +215,59 @@ class JobDetailScreen(Screen[None]):
         marker = f"{job.last_run.run_id if job.last_run else ''}"
         if marker == self._history_loaded_for or not self.query_one("#history", DataTable).columns:
             return  # unchanged, or not mounted yet (an event came first)
-        self.load_history()
+        self.load_history(job.id)
         self._history_loaded_for = marker
 
     @work(thread=True, exclusive=True, group="history")
-    def load_history(self) -> None:
+    def load_history(self, job_id: str) -> None:
         """Read the history off the UI thread: it may wait for the store's writer."""
         try:
-            runs = self.controller.history(self.job_id)
+            runs = self.controller.history(job_id)
         except Exception as exc:  # a store that cannot be read: said, and the screen stays
             self.app.call_from_thread(
                 self.notify, f"The run history could not be read: {printable_text(str(exc))}",
                 severity="error", markup=False,
             )  # fmt: skip
             return
-        self.app.call_from_thread(self._fill_history, runs)
+        self.app.call_from_thread(self._fill_history, job_id, runs)
 
-    def _fill_history(self, runs: list[dict[str, Any]]) -> None:
-        if not self.is_attached:  # closed while the history was being read
+    def _fill_history(self, job_id: str, runs: list[dict[str, Any]]) -> None:
+        if not self.is_attached or job_id != self.job_id:  # closed, or another job shown since
             return
+        rows = [history_row(run) for run in runs]
+        durations = [r["duration"] for r in reversed(runs) if r.get("duration") is not None]
+        shown = ([[(cell.plain, str(cell.style)) for cell in row] for row in rows], durations[-40:])
+        if shown == self._history_shown:
+            return  # what the table and chart show already: redrawing it costs a screen refresh
+        self._history_shown = shown
         table = self.query_one("#history", DataTable)
         table.clear()
-        for run in runs:
-            outcome = run["outcome"] or "running"
-            glyph, style = next(
-                ((g, s) for o, (g, s) in OUTCOME_STYLE.items() if o.value == outcome), ("▶", "cyan")
-            )
-            error = run.get("error_type")
-            table.add_row(
-                Text(f"{glyph} {outcome}", style=style),
-                Text(run["scheduled_for"][:19].replace("T", " ")),
-                Text((run["started_at"] or "")[11:19]),
-                Text(format_duration(run["duration"]) if run.get("duration") is not None else ""),
-                Text(str(run["attempt"])),
-                Text(run_kind(run)),
-                Text(
-                    printable(
-                        f"{error}: {run.get('error_message') or ''}"
-                        if error
-                        else run.get("reason") or ""
-                    )
-                ),
-            )
-        durations = [r["duration"] for r in reversed(runs) if r.get("duration") is not None]
+        for row in rows:
+            table.add_row(*row)
         chart = self.query_one("#durations", Sparkline)
         chart.display = bool(durations)
         chart.data = durations[-40:]
+
+
+def history_row(run: dict[str, Any]) -> tuple[Text, ...]:
+    outcome = run["outcome"] or "running"
+    glyph, style = next(
+        ((g, s) for o, (g, s) in OUTCOME_STYLE.items() if o.value == outcome), ("▶", "cyan")
+    )
+    error = run.get("error_type")
+    return (
+        Text(f"{glyph} {outcome}", style=style),
+        Text(run["scheduled_for"][:19].replace("T", " ")),
+        Text((run["started_at"] or "")[11:19]),
+        Text(format_duration(run["duration"]) if run.get("duration") is not None else ""),
+        Text(str(run["attempt"])),
+        Text(run_kind(run)),
+        Text(
+            printable(
+                f"{error}: {run.get('error_message') or ''}" if error else run.get("reason") or ""
+            )
+        ),
+    )
 
 
 def run_kind(run: dict[str, Any]) -> str:

@@ -10,13 +10,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from ...config.reload import failure_headline
 from ...control.controller import Controller, JobView
 from ...engine import JobState, Outcome
 from ...engine.printable import printable, printable_text
 from ..format import summary_text
+from ..widgets.footer import KeysFooter
 from ..widgets.job_table import JobTable
 from .confirm import ConfirmScreen
 
@@ -66,7 +67,7 @@ class MainScreen(Screen[None]):
         yield Static(id="banner", markup=False)
         yield Input(placeholder="filter: text or state (esc clears)", id="filter")
         yield JobTable(id="jobs")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
