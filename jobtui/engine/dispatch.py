@@ -271,17 +271,20 @@ class Dispatcher:
                 self.drop_waiting(job, f"max_runs ({opts.max_runs}) was reached")
                 self._finish(job, f"max_runs ({opts.max_runs}) reached")
             return
-        finished = job.plan.finished_after_run(job)
-        if finished is not None:
-            self._finish(job, finished)
-            return
+        plan = job.plan
+        if plan.acts_after_run:
+            finished = plan.finished_after_run(job)
+            if finished is not None:
+                self._finish(job, finished)
+                return
         if self.runner.stopping or job.active:
             return
         if job._backlog or job._pending is not None:
             self._start_waiting(job)
-        step = job.plan.idle_step(job)
-        if step is not None:
-            self._plan(job, step)
+        if job.plan.acts_after_run:
+            step = job.plan.idle_step(job)
+            if step is not None:
+                self._plan(job, step)
 
     def thread_exited(self, job: Job) -> None:
         """A thread that outlived its run's timeout or cancel has finished at last."""

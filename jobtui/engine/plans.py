@@ -47,7 +47,18 @@ class Plan:
     each trigger's plan adds its own occurrences."""
 
     steady: ClassVar[bool] = False  # deadlines on the elapsed clock, not the wall clock
+    # Whether finished_after_run or idle_step can say anything: set for each plan class from
+    # whether it overrides them, so the end of every run skips two calls that answer None
+    # for the grid and cron plans (the dispatcher reads it for every run).
+    acts_after_run: ClassVar[bool] = False
     __slots__ = ("catch_up_from_last", "returned")
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.acts_after_run = (
+            cls.finished_after_run is not Plan.finished_after_run
+            or cls.idle_step is not Plan.idle_step
+        )
 
     def __init__(self) -> None:
         # The next time chosen outside the trigger: by the job's return value, or "now" for
