@@ -113,7 +113,9 @@ class Dispatcher:
             job._soft_delay = job.options.soft_start * index / len(due)
 
     def fire(self, job: Job, ts: float, *, backlog: bool = False) -> None:
-        job.last_fired = ts if job.last_fired is None else max(job.last_fired, ts)
+        last = job.last_fired
+        if last is None or ts > last:  # max() without the call: this runs for every run
+            job.last_fired = ts
         delay = job._soft_delay
         job._soft_delay = 0.0
         if job.options.jitter > 0:

@@ -280,7 +280,10 @@ class IntervalPlan(Plan):
         return [o for o in occurrences if o[0] > last], passed_over
 
     def after_due(self, job: Job, wall: float, waiting: Callable[[Job], bool]) -> Step:
-        return self.next_step(job)
+        # next_step's body, not a call to it: this runs once for every due occurrence.
+        label = self.anchor_wall + self.k * self.period
+        end = job.options.end
+        return END_PASSED if end is not None and label > end else label
 
     def preview(self, job: Job, after_ts: float, n: int, now: float) -> list[float]:
         opts = job.options

@@ -497,7 +497,11 @@ class Scheduler:
             if job.last_fired is None or ts > job.last_fired:
                 self._fire(job, ts)
             if not job.finished and not job.paused and not job.disabled_reason:
-                self._apply(job, plan.after_due(job, wall, self._waiting))
+                step = plan.after_due(job, wall, self._waiting)
+                if type(step) is float:  # what _apply would do first, one call less per run
+                    self._push(job, step)
+                else:
+                    self._apply(job, step)
             return
         due_ts = job.next_fire
         job.next_fire = None
