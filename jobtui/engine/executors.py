@@ -50,7 +50,7 @@ class AttemptResult:
 
 
 # Most bodies return None: one result serves them all (frozen, so it can be shared).
-_SUCCEEDED_WITH_NONE = AttemptResult(Outcome.SUCCEEDED)
+SUCCEEDED_WITH_NONE = AttemptResult(Outcome.SUCCEEDED)
 
 
 class Execution:
@@ -103,7 +103,7 @@ class Execution:
         """The body returned ``value`` (an interrupt that came meanwhile still wins)."""
         if self.interrupted is not None:
             return self._interrupted_result()
-        return _SUCCEEDED_WITH_NONE if value is None else AttemptResult(_SUCCEEDED, value)
+        return SUCCEEDED_WITH_NONE if value is None else AttemptResult(_SUCCEEDED, value)
 
     def raised(self, exc: BaseException) -> AttemptResult:
         """The body raised ``exc``: the attempt failed (unless it was interrupted)."""

@@ -19,7 +19,7 @@ from .clock import Clock
 from .datastore import DataStore
 from .durations import format_duration
 from .events import EventBroker, RunProgress, RunRetrying, RunStarted
-from .executors import AsyncExecution, Execution, make_execution
+from .executors import SUCCEEDED_WITH_NONE, AsyncExecution, Execution, make_execution
 from .job import Job, TargetKind
 from .middleware import Middleware, run_through
 from .policies import retry_allowed, retry_delay
@@ -97,7 +97,7 @@ class Runner:
     def start(self, job: Job, ts: float, *, manual: bool = False) -> Run:
         run = Run(
             job.id,
-            self.new_run_id(),
+            f"{self._run_prefix}{next(self._run_counter):06x}",  # new_run_id(), one call less
             ts,
             manual=manual,
             wall=self._wall,
@@ -178,7 +178,13 @@ class Runner:
                 self.events.publish(RunStarted(run._started_ts, run))
             token = execution.begin()
             try:
-                result = execution.returned(await execution.call())
+                body_value = await execution.call()
+                # execution.returned()'s answer for the usual body, without the call
+                result = (
+                    SUCCEEDED_WITH_NONE
+                    if body_value is None and execution.interrupted is None
+                    else execution.returned(body_value)
+                )
             except asyncio.CancelledError:
                 if execution.interrupted is None:
                     raise  # not the run's own interrupt: the scheduler is shutting down
