@@ -8,9 +8,9 @@ dropped when it comes up, which is cheaper than finding and removing it at the c
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Callable
+from heapq import heappop, heappush  # module attributes read per push and pop: bound once
 
 from .job import Job
 
@@ -38,15 +38,16 @@ class DueHeaps:
         job.next_fire = label
         job._heap_version += 1
         entry = (plan.deadline(label), next(self._seq), job, job._heap_version)
-        heapq.heappush(self._elapsed, entry)
-        if self._elapsed[0] is entry:
+        heap = self._elapsed
+        heappush(heap, entry)
+        if heap[0] is entry:
             self._wake_up()
 
     def push_wall(self, job: Job, ts: float) -> None:
         job.next_fire = ts
         job._heap_version += 1
         entry = (ts, next(self._seq), job, job._heap_version)
-        heapq.heappush(self._wall, entry)
+        heappush(self._wall, entry)
         if self._wall[0] is entry:
             self._wake_up()
 
@@ -55,7 +56,7 @@ class DueHeaps:
         due: list[Job] = []
         for heap, now in ((self._elapsed, elapsed), (self._wall, wall)):
             while heap and heap[0][0] <= now:
-                _, _, job, version = heapq.heappop(heap)
+                _, _, job, version = heappop(heap)
                 if version == job._heap_version and jobs.get(job.id) is job:
                     due.append(job)
         return due
