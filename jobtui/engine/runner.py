@@ -99,9 +99,9 @@ class Runner:
             job.id,
             f"{self._run_prefix}{next(self._run_counter):06x}",  # new_run_id(), one call less
             ts,
-            manual=manual,
-            wall=self._wall,
-            output_limits=self._output_limits,
+            manual,  # by position: see Run.__init__
+            self._wall,
+            self._output_limits,
         )
         run._notify = self._on_run_changed
         job.active.append(run)
