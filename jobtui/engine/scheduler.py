@@ -486,23 +486,29 @@ class Scheduler:
             self.events.publish(ClockJumped(wall, "forward" if step > 0 else "backward", step))
 
     def _process_due(self, wall: float, elapsed: float) -> None:
+        # The hot path is written out in the loop rather than in a method called per due job:
+        # one call less for every run (bench/engine.py's thousand due at once).
+        fire, push, waiting = self._fire, self._push, self._waiting
         for job in self._heaps.pop_due(wall, elapsed, self._jobs):
-            self._handle_due(job, wall, elapsed)
-
-    def _handle_due(self, job: Job, wall: float, elapsed: float) -> None:
-        plan = job.plan
-        ts = plan.fast_due(job, wall, elapsed)
-        if ts is not None:  # the hot path: one occurrence, on time (see the plans' fast_due)
+            plan = job.plan
+            ts = plan.fast_due(job, wall, elapsed)
+            if ts is None:
+                self._handle_due(job, wall, elapsed)
+                continue
+            # One occurrence, on time (see the plans' fast_due).
             job.next_fire = None
             if job.last_fired is None or ts > job.last_fired:
-                self._fire(job, ts)
+                fire(job, ts)
             if not job.finished and not job.paused and not job.disabled_reason:
-                step = plan.after_due(job, wall, self._waiting)
+                step = plan.after_due(job, wall, waiting)
                 if type(step) is float:  # what _apply would do first, one call less per run
-                    self._push(job, step)
+                    push(job, step)
                 else:
                     self._apply(job, step)
-            return
+
+    def _handle_due(self, job: Job, wall: float, elapsed: float) -> None:
+        """A due job its plan's fast_due could not decide: the general path."""
+        plan = job.plan
         due_ts = job.next_fire
         job.next_fire = None
         occurrences, passed_over = plan.collect_due(job, due_ts, wall, elapsed)
