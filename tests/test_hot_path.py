@@ -186,7 +186,7 @@ async def test_a_one_shot_job_runs_once_when_due_unless_too_late(
 async def test_a_scheduling_pass_leaves_the_garbage_collector_as_it_found_it(
     scheduler, clock, monkeypatch, enabled
 ):
-    # The pass pauses the collector (scheduler.collector_paused): not past its end, not even
+    # The pass pauses the collector (engine/collector.py): not past its end, not even
     # when a bug in a job's planning ends it, and never on when the program turned it off.
     seen = []
 

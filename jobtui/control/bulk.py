@@ -8,7 +8,7 @@ from __future__ import annotations
 # off several of them and so took more than twice as long. What is built is plain data with no
 # reference cycles, so nothing the collector could free is kept; it runs again as usual after
 # the block (also when the block raises, and not at all if it was off already).
-from ..engine.scheduler import collector_paused
+from ..engine.collector import collector_paused
 
 __all__ = ["BULK", "collector_paused"]
 

@@ -14,17 +14,16 @@ no clock step or restart can make one run twice.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .clock import Clock, RealClock
+from .collector import collector_paused
 from .datastore import DataStore, JobSaver
 from .definitions import new_job, reconfigure, restore_state
 from .dispatch import Dispatcher
@@ -57,23 +56,6 @@ MAX_SLEEP = 30.0  # never sleep longer: a suspend or a clock step is noticed wit
 CLOCK_STEP_THRESHOLD = 2.0  # wall and elapsed time disagreeing by more is a clock step
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection during a scheduling pass (unless it was off already): a
-    pass that starts thousands of runs makes objects for each (run, task, coroutine) that all
-    outlive it, and with the collector on every few hundred set off a collection that walks all
-    made so far, though none is garbage. Collected once after the pass instead, 20,000 one-shot
-    jobs due at once start about 1.5x as fast (bench/engine.py, case (b))."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class Scheduler:
