@@ -109,8 +109,10 @@ def test_escape_sequences_from_a_job_do_not_reach_the_terminal(tmp_path: Path):
         f"env -u COLUMNS -u LINES {sys.executable} -m jobtui.cli {jobs}; echo EXITED $?; sleep 30"
     )
     config = tmp_path / "tmux.conf"
-    config.write_text("set -g default-size 120x30\nset -g allow-rename on\n")
-    tmux("-f", str(config), "new-session", "-d", "-s", session, "-x", "120", "-y", "30", command)
+    # Wide enough for the whole escaped name beside a next run shown with its date (after
+    # 23:00 the hourly job's next run is tomorrow's, and at 120 columns the name was cut).
+    config.write_text("set -g default-size 160x30\nset -g allow-rename on\n")
+    tmux("-f", str(config), "new-session", "-d", "-s", session, "-x", "160", "-y", "30", command)
     try:
         tmux("select-pane", "-t", session, "-T", "title-before")
         tmux("wait-for", "-S", session)
