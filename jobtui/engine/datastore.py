@@ -1,12 +1,12 @@
 """The seam between the scheduler and a state store: what the loop asks of one, and nothing
 more. A backend (SQLite today, PostgreSQL next) implements it; the engine never knows which.
-Like APScheduler 4's DataStore, but only the three calls this engine's loop makes; JobSaver
-is the scheduler's side of those calls."""
+Like APScheduler 4's DataStore, but only the calls this engine's loop makes; JobSaver is the
+scheduler's side of those calls."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from .events import (
@@ -47,6 +47,26 @@ class DataStore(Protocol):
     def save_job(self, job_id: str, snapshot: JobSnapshot) -> None:
         """A job's lasting state changed (counters, pause, last fired, next fire). Called at
         most once per job per loop turn; must not block."""
+        ...
+
+
+# Told, on the loop, whether this process runs a run it asked to claim.
+ClaimAnswer = Callable[[Run, bool], None]
+
+
+class BatchClaims(Protocol):
+    """What a store may offer instead of ``claim``: the runs of one scheduling pass claimed
+    together. With 20,000 runs due at once, a future, a deadline and a task step per claim
+    were a third of a durable scheduler's time on its loop (bench/store.py). A store whose
+    claims need a future each (PostgreSQL's: a host hand-off and a queue turn hang off it,
+    and the engine cancels it when the run is cancelled meanwhile) sets ``claim_many`` to
+    None and is asked one run at a time."""
+
+    def claim_many(self, runs: Sequence[Run], answer: ClaimAnswer) -> asyncio.Future[None]:
+        """Claim each of ``runs`` as ``claim`` would, and call ``answer(run, claimed)`` on the
+        loop for each once its claim is written, in the order of ``runs``. The future is done
+        once every run is answered: a virtual clock waits for it. A run the engine ended
+        meanwhile (cancelled) is still answered; the engine ignores the answer."""
         ...
 
 

@@ -171,7 +171,7 @@ class Dispatcher:
             # A run that has not started yet is not "running": say what it waits for.
             why = (
                 "waiting for the state store to record its claim"
-                if running.run_id in self.runner.claiming
+                if self.runner.claiming(running)
                 else "still running"
             )
             self.record(

@@ -5,18 +5,19 @@ runs happen; the scheduler tells it to start one and hears back when it ended.""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import logging
 import os
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from .clock import Clock
-from .datastore import DataStore
+from .datastore import ClaimAnswer, DataStore
 from .durations import format_duration
 from .events import EventBroker, RunProgress, RunRetrying, RunStarted
 from .executors import SUCCEEDED_WITH_NONE, AsyncExecution, Execution, make_execution
@@ -63,8 +64,17 @@ class Runner:
         self._on_thread_exited = on_thread_exited
         self.middleware: list[Middleware] = []
         # Runs under way (run id -> run, job, task); the attempt each is in is run._execution.
-        self.executions: dict[str, tuple[Run, Job, asyncio.Task[None]]] = {}
-        self.claiming: set[str] = set()  # runs waiting for the store to record their claim
+        # A run waiting for the store to record its claim has no task yet.
+        self.executions: dict[str, tuple[Run, Job, asyncio.Task[None] | None]] = {}
+        # Claims: the runs started in this loop turn, sent to the store together after it; the
+        # work the store has not answered yet; and, for a store that claims a run at a time,
+        # each claim's future (cancelled when its run is).
+        self._unclaimed: list[Run] = []
+        self._claims_out: set[asyncio.Future[Any]] = set()
+        self._claim_futures: dict[str, asyncio.Future[bool]] = {}
+        self._claim_many: Callable[[Sequence[Run], ClaimAnswer], asyncio.Future[None]] | None = (
+            getattr(store, "claim_many", None)
+        )
         self._slots_used = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._run_prefix = os.urandom(4).hex()
@@ -94,6 +104,11 @@ class Runner:
         self.middleware.append(middleware)
         self._unwrapped = False
 
+    def claiming(self, run: Run) -> bool:
+        """Whether ``run`` waits for the store to record its claim (it has not started)."""
+        entry = self.executions.get(run.run_id)
+        return entry is not None and entry[2] is None
+
     def start(self, job: Job, ts: float, *, manual: bool = False) -> Run:
         run = Run(
             job.id,
@@ -108,11 +123,24 @@ class Runner:
         if not manual:
             job.run_count += 1
         assert self._loop is not None
+        if self.store is not None and not manual:
+            # Claimed first: with the other runs started in this turn (one scheduling pass),
+            # once the pass is over. The run's task is made when the claim is answered.
+            self.executions[run.run_id] = (run, job, None)
+            self._unclaimed.append(run)
+            if len(self._unclaimed) == 1:
+                self._loop.call_soon(self._send_claims)
+            return run
+        self._launch(job, run)
+        return run
+
+    def _launch(self, job: Job, run: Run) -> None:
+        """Start the run's task: on the plain path if nothing wraps it (see _execute_plain)."""
+        assert self._loop is not None
         opts = job.options
-        if (  # a run the plain path takes: see _execute_plain
+        if (
             job.kind is _ASYNC
             and self._unwrapped
-            and (self.store is None or manual)
             and opts.timeout is None
             and opts.retries == 0
             and opts.run_mode != "process"
@@ -123,7 +151,6 @@ class Runner:
         else:
             task = self._loop.create_task(self._execute(job, run))
         self.executions[run.run_id] = (run, job, task)
-        return run
 
     # -- the concurrency limit ------------------------------------------------------------
     async def _acquire_slot(self) -> None:
@@ -148,19 +175,57 @@ class Runner:
                 return
         self._slots_used -= 1
 
-    # -- a run: claim, attempts, timeouts, retries, outcome -------------------------------
-    async def _claim(self, run: Run) -> bool:
+    # -- claims ---------------------------------------------------------------------------
+    def _send_claims(self) -> None:
+        """Ask the store to claim the runs started since the last time (the runs of one
+        scheduling pass, usually), in the order they were started."""
+        runs = [run for run in self._unclaimed if run.outcome is None]  # not cancelled since
+        self._unclaimed = []
+        if not runs:
+            return
+        if self._claim_many is not None:
+            self._hold(self._claim_many(runs, self._claimed))
+            return
         assert self.store is not None
-        claim = self.store.claim(run)
-        # A virtual clock must not move on while the store writes the claim: the run would
-        # start late by however far a test advanced meanwhile.
-        self.clock.hold(claim)
-        self.claiming.add(run.run_id)
-        try:
-            return await claim
-        finally:
-            self.claiming.discard(run.run_id)
+        for run in runs:
+            claim = self.store.claim(run)
+            self._claim_futures[run.run_id] = claim
+            claim.add_done_callback(functools.partial(self._claim_settled, run))
+            self._hold(claim)
 
+    def _hold(self, work: asyncio.Future[Any]) -> None:
+        # A virtual clock must not move on while the store writes the claims: the runs would
+        # start late by however far a test advanced meanwhile.
+        self.clock.hold(work)
+        self._claims_out.add(work)
+        work.add_done_callback(self._claims_out.discard)
+
+    def _claim_settled(self, run: Run, claim: asyncio.Future[bool]) -> None:
+        self._claim_futures.pop(run.run_id, None)
+        if claim.cancelled():  # by interrupt(): the run has ended already
+            return
+        error = claim.exception()
+        if error is None:
+            self._claimed(run, claim.result())
+            return
+        entry = self.executions.get(run.run_id)
+        if entry is not None and run.outcome is None:  # a bug in the store: say so, run nothing
+            log.error("the store failed to claim run %s of %s: %r", run.run_id, run.job_id, error)
+            run.error = RunError.from_exception(error)
+            self._finish(entry[1], run, Outcome.FAILED, None)
+
+    def _claimed(self, run: Run, claimed: bool) -> None:
+        """The store's answer to a run's claim: True, this process runs it now."""
+        entry = self.executions.get(run.run_id)
+        if entry is None or run.outcome is not None:  # it was cancelled meanwhile
+            return
+        if claimed:
+            self._launch(entry[1], run)
+        else:
+            run.reason = "this occurrence already ran: the state store has a record of it"
+            self._finish(entry[1], run, Outcome.SKIPPED, None)
+
+    # -- a run: attempts, timeouts, retries, outcome ----------------------------------------
     async def _execute_plain(self, job: Job, run: Run, execution: AsyncExecution) -> None:
         """The hot path: one attempt of a coroutine on this loop with nothing around it (no
         claim, slot, middleware, timeout or retry). It is what ``_execute`` does for such a
@@ -210,10 +275,6 @@ class Runner:
         opts = job.options
         limited = self.max_concurrency is not None
         try:
-            if self.store is not None and not run.manual and not await self._claim(run):
-                outcome = Outcome.SKIPPED
-                run.reason = "this occurrence already ran: the state store has a record of it"
-                return
             while True:
                 if limited:
                     await self._acquire_slot()
@@ -315,9 +376,11 @@ class Runner:
             waiter.set_result(None)
 
     async def drain(self, grace: float) -> None:
-        """Give the runs under way ``grace`` seconds to end, then cancel those still going."""
-        tasks = [task for _, _, task in self.executions.values()]
-        if tasks and grace > 0:
+        """Give the runs under way ``grace`` seconds to end, then cancel those still going.
+        A run whose claim the store answers within the grace starts and has the rest of it."""
+        if self._unclaimed:
+            self._send_claims()  # not after this turn: the loop is about to stop
+        if self.executions and grace > 0:
             grace_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
             def over() -> None:
@@ -325,18 +388,18 @@ class Runner:
                     grace_over.set_result(None)
 
             handle = self.clock.call_later(grace, over)
-            pending: set[asyncio.Future[None]] = set(tasks)
-            while pending and not grace_over.done():
-                _, pending = await asyncio.wait(
-                    [*pending, grace_over], return_when=asyncio.FIRST_COMPLETED
+            while self.executions and not grace_over.done():
+                going = {task for _, _, task in self.executions.values() if task is not None}
+                await asyncio.wait(
+                    [*going, *self._claims_out, grace_over], return_when=asyncio.FIRST_COMPLETED
                 )
-                pending.discard(grace_over)
             handle.cancel()
-        if tasks:
+        if self.executions:
             reason = f"the scheduler stopped and its grace of {format_duration(grace)} ran out"
             for run in self.running_runs():
                 self.interrupt(run, Outcome.CANCELLED, reason)
-            await asyncio.gather(*tasks, return_exceptions=True)
+            going = {task for _, _, task in self.executions.values() if task is not None}
+            await asyncio.gather(*going, return_exceptions=True)
 
     def interrupt(self, run: Run, outcome: Outcome, reason: str) -> None:
         execution = run._execution
@@ -350,6 +413,14 @@ class Runner:
         run.outcome = outcome
         run.reason = reason
         task = entry[2]
+        if task is None:
+            # Waiting for its claim: nothing of it runs yet, so it ends here; the claim's
+            # answer, when it comes, is ignored (a store asked a run at a time is told).
+            claim = self._claim_futures.pop(run.run_id, None)
+            if claim is not None:
+                claim.cancel()
+            self._finish(job=entry[1], run=run, outcome=outcome, value=None)
+            return
         if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:  # type: ignore[arg-type]
             # Interrupted in the turn it was started: a task cancelled before its first step
             # never runs its coroutine, finally clauses included, so nothing else would end it.
@@ -357,8 +428,8 @@ class Runner:
             self._finish(job=entry[1], run=run, outcome=outcome, value=None)
             return
         self.end_retry_wait(entry[1], run.run_id)
-        if not entry[2].done():
-            entry[2].cancel()
+        if not task.done():
+            task.cancel()
 
     def _finish(self, job: Job, run: Run, outcome: Outcome, value: Any) -> None:
         run.outcome = outcome

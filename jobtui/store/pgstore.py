@@ -269,6 +269,10 @@ class PostgresStore(Store):
             self._peers.close()
         super().close()
 
+    # Claimed a run at a time, not a pass at a time as Store's: a claim's host hand-off and
+    # queue turn hang off its future, which the engine cancels when its run is cancelled.
+    claim_many = None  # type: ignore[assignment]
+
     def claim(self, run: Run) -> asyncio.Future[bool]:
         """As Store's, without letting the run go ahead when the database is slow: another
         host may have it. The writer answers within its connect and statement timeouts."""

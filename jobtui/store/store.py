@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,8 +33,9 @@ from ..engine import (
     SchedulerStarted,
     SchedulerStopped,
 )
+from ..engine.datastore import ClaimAnswer
 from ..engine.procfs import process_start
-from .claimwait import ClaimDeadlines
+from .claimwait import ClaimBatch, ClaimDeadlines
 from .history import read_context, read_runs
 from .interface import PeerRuns
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
@@ -189,29 +190,47 @@ class Store:
         self._claim_deadlines = ClaimDeadlines(self._loop, CLAIM_WAIT)
         self.writer.start(self._loop)
 
-    def claim(self, run: Run) -> asyncio.Future[bool]:
-        """Write the occurrence's row; the future says True if it was not there (this process
-        runs it). Settled by the writer thread in batches, or after CLAIM_WAIT regardless."""
+    def claim_many(self, runs: Sequence[Run], answer: ClaimAnswer) -> asyncio.Future[None]:
+        """Write each run's occurrence row; ``answer(run, True)`` if it was not there (this
+        process runs it). Answered by the writer thread in batches, or after CLAIM_WAIT
+        regardless; the future is done once every run is answered."""
         loop = self._loop
         assert loop is not None, "start the store before the scheduler"
-        # Once per run, so without loop.create_future's extra call, and the Write built from
-        # its fields in order (CLAIM's: row, claim future, not droppable, not journaled, job).
-        future: asyncio.Future[bool] = asyncio.Future(loop=loop)
-        job_id = run.job_id
-        self.writer.push(
-            Write(
-                Kind.CLAIM,
-                (run.run_id, job_id, run.scheduled_ts, time.time()),
-                future,
-                False,
-                False,
-                job_id,
-            )
+        batch = ClaimBatch(loop, runs, answer)
+        now = time.time()
+        # Once per run: the Write built from its fields in order (CLAIM's: row, claim ticket,
+        # not droppable, not journaled, job).
+        self.writer.push_many(
+            [
+                Write(
+                    Kind.CLAIM,
+                    (run.run_id, run.job_id, run.scheduled_ts, now),
+                    ticket,
+                    False,
+                    False,
+                    run.job_id,
+                )
+                for ticket in batch.tickets
+                for run in (ticket.run,)
+            ]
         )
         # Degraded or not, the writer answers: from the database, or (when it cannot be
-        # written) once the claim is in the backend's journal, within a short busy timeout.
-        self._claim_deadlines.watch(future)
-        return future
+        # written) once the claims are in the backend's journal, within a short busy timeout.
+        self._claim_deadlines.watch(batch)
+        return batch.all_answered
+
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        """One run's claim (the engine claims through claim_many): True if this process runs
+        the occurrence."""
+        assert self._loop is not None, "start the store before the scheduler"
+        claimed: asyncio.Future[bool] = self._loop.create_future()
+
+        def answer(_: Run, value: bool) -> None:
+            if not claimed.done():
+                claimed.set_result(value)
+
+        self.claim_many([run], answer)
+        return claimed
 
     def record(self, event: Event) -> None:
         handler = self._record.get(type(event))

@@ -44,11 +44,19 @@ class Kind(Enum):
     JOB_EVENT = "job_event"  # paused, resumed, disabled, finished; a hook that failed
 
 
+class Claim(Protocol):
+    """A CLAIM write's answer: a future, or a run's ticket in a batch of claims."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: bool, /) -> None: ...
+
+
 @dataclass(slots=True)
 class Write:
     kind: Kind
     params: tuple[Any, ...]
-    claim: asyncio.Future[bool] | None = None
+    claim: Claim | None = None
     droppable: bool = False  # progress: the first to go when the buffer is full
     journaled: bool = False  # a claim noted in the backend's journal, its run let go ahead
     job_id: str = ""  # whose record it is, to say whose records were lost
@@ -118,7 +126,7 @@ class BatchWriter:
         self._disowned = False
         # Claim answers waiting to be settled on the loop, in the order they were given: one
         # queue for every batch, so a later batch's claims never settle before an earlier one's.
-        self._answers: deque[tuple[asyncio.Future[bool], bool]] = deque()
+        self._answers: deque[tuple[Claim, bool]] = deque()
         self._answers_lock = threading.Lock()
         self._settling = False  # a settle_answers is scheduled on the loop
 
@@ -148,12 +156,26 @@ class BatchWriter:
         if self._idle or self._closing or self._disowned:
             self._appended_late(write)
 
+    def push_many(self, writes: list[Write]) -> None:
+        """``push`` for each of ``writes``, in order; one append for all in the common case
+        (deque.extend of a list is one step for other threads, as append is)."""
+        if self._idle or self._closing or self._disowned or len(self._writes) >= self.max_buffer:
+            for write in writes:
+                self._push_locked(write)
+            return
+        self._writes.extend(writes)
+        if self._idle or self._closing or self._disowned:  # see push
+            for write in writes:
+                self._appended_late(write)
+
     def _push_locked(self, write: Write) -> None:
         with self._cond:
             if self._disowned:  # another process owns the state: no run may start here
                 self.dropped += 1
-                if write.claim is not None and not write.claim.done():
-                    write.claim.set_result(False)
+                if write.claim is not None:
+                    # Through the loop, not here: a claim's answer may end its run, whose
+                    # record comes back to push while this lock is held.
+                    self._answer([(write.claim, False)])
                 return
             if self._closing:  # nothing will write it: count it, say so once
                 self._dropped_after_close(write)
@@ -181,8 +203,8 @@ class BatchWriter:
                 return
             if self._disowned:
                 self.dropped += 1
-                if write.claim is not None and not write.claim.done():
-                    write.claim.set_result(False)
+                if write.claim is not None:
+                    self._answer([(write.claim, False)])  # through the loop: see _push_locked
             else:
                 self._dropped_after_close(write)
 
@@ -405,7 +427,7 @@ class BatchWriter:
         log.error("%s", message)
         self._set_status(message)
 
-    def _answer(self, answers: list[tuple[asyncio.Future[bool], bool]]) -> None:
+    def _answer(self, answers: list[tuple[Claim, bool]]) -> None:
         """Answer claims with one wake-up of the loop, not one per claim; the loop settles
         them ANSWER_SLICE at a time (settle_answers)."""
         loop = self._loop

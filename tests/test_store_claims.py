@@ -1,0 +1,243 @@
+"""Claims made a scheduling pass at a time (issue 14: a store that keeps up).
+
+The runs one pass starts are claimed together (`claim_many`), and a claimed coroutine run with
+nothing around it takes the plain path once its claim is answered. What a user sees must not
+change: every run is recorded once, a run cancelled while its claim is written never starts, a
+refused claim skips the run, and stop gives a run whose claim comes within its grace the rest of
+it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from jobtui import Outcome, Run, RunStarted, Scheduler
+from jobtui.engine.datastore import ClaimAnswer
+from jobtui.store import Store, read_runs
+
+from .conftest import START, Recorder, stop_within
+from .test_hot_path import BODIES, record, told
+
+
+class HeldClaims:
+    """A store that claims a pass at a time and answers only when the test says."""
+
+    recorded_events = ()
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self._waiting: list[tuple[Run, ClaimAnswer, asyncio.Future[None]]] = []
+
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        raise AssertionError("a store with claim_many is asked a pass at a time")
+
+    def claim_many(self, runs: Sequence[Run], answer: ClaimAnswer) -> asyncio.Future[None]:
+        self.batches.append([run.job_id for run in runs])
+        done = asyncio.get_running_loop().create_future()
+        for run in runs:
+            self._waiting.append((run, answer, done))
+        return done
+
+    def answer_all(self, claimed: bool) -> None:
+        for run, answer, done in self._waiting:
+            answer(run, claimed)
+            if not done.done():
+                done.set_result(None)
+        self._waiting.clear()
+
+    def record(self, event: Any) -> None:
+        pass
+
+    def save_job(self, job_id: str, snapshot: Any) -> None:
+        pass
+
+
+class UnheldClock:
+    """Patched onto a VirtualClock: moves on without waiting for claims (a slow store)."""
+
+    @staticmethod
+    def hold(future: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def held(clock, monkeypatch) -> HeldClaims:
+    monkeypatch.setattr(clock, "hold", UnheldClock.hold)
+    return HeldClaims()
+
+
+async def test_the_runs_due_in_one_pass_are_claimed_together_and_each_recorded(tmp_path, clock):
+    store = Store.open(tmp_path / "state.db")
+    asked: list[int] = []
+    claim_many = store.claim_many
+
+    def counting(runs: Sequence[Run], answer: ClaimAnswer) -> asyncio.Future[None]:
+        asked.append(len(runs))
+        return claim_many(runs, answer)
+
+    store.claim_many = counting  # type: ignore[method-assign]
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+
+    async def body(run: Run) -> None:
+        return None
+
+    for n in range(300):
+        scheduler.add_job(body, every="1m", id=f"j{n}")
+    store.start()
+    async with scheduler:
+        await clock.advance(60)
+        await clock.advance(60)
+    await asyncio.to_thread(store.close)
+    assert asked == [300, 300]  # one claim per pass, not one per run
+    assert recorder.outcomes().count(Outcome.SUCCEEDED) == 600
+    rows = read_runs(tmp_path / "state.db", limit=1000)
+    assert len(rows) == 600 and {row["outcome"] for row in rows} == {"succeeded"}
+
+
+@pytest.mark.parametrize("body", BODIES, ids=lambda b: b.__name__)
+async def test_a_claimed_plain_run_reports_what_a_claimed_run_with_a_timeout_reports(
+    tmp_path, clock, body
+):
+    store = Store.open(tmp_path / "state.db")
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+    scheduler.add_job(body, every="1m", id="plain")
+    scheduler.add_job(body, every="1m", id="general", timeout="1h")  # never reached
+    store.start()
+    async with scheduler:
+        await clock.advance(60)
+    await asyncio.to_thread(store.close)
+    (plain,) = recorder.finished("plain")
+    (general,) = recorder.finished("general")
+    assert record(plain) == record(general)
+    assert told(recorder, "plain") == told(recorder, "general")
+    rows = {row["job_id"]: row for row in read_runs(tmp_path / "state.db")}
+    kept = ("outcome", "reason", "error_type", "error_message", "exit_code", "attempt", "progress")
+    assert [rows["plain"][k] for k in kept] == [rows["general"][k] for k in kept]
+    assert rows["plain"]["outcome"] == plain.outcome.value
+
+
+@pytest.mark.parametrize("extra", [{}, {"timeout": "1h"}], ids=["plain", "general"])
+async def test_a_run_cancelled_while_its_claim_is_written_never_starts(clock, held, extra):
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=held)
+    recorder = Recorder(scheduler)
+    ran: list[str] = []
+
+    async def body(run: Run) -> None:
+        ran.append(run.run_id)
+
+    scheduler.add_job(body, every="1m", id="j", **extra)
+    async with scheduler:
+        await clock.advance(60)
+        (waiting,) = scheduler.running_runs()
+        assert waiting.started_ts is None
+        scheduler.cancel(waiting.run_id)
+        assert waiting.outcome is Outcome.CANCELLED and not scheduler.get("j").active
+        held.answer_all(True)  # the claim's answer comes after all: it starts nothing
+        await clock.advance(0)
+    assert ran == [] and recorder.of(RunStarted) == []
+    assert recorder.outcomes("j") == [Outcome.CANCELLED]
+
+
+async def test_a_refused_claim_skips_its_run_and_says_why(clock, held):
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=held)
+    recorder = Recorder(scheduler)
+    ran: list[str] = []
+
+    async def body(run: Run) -> None:
+        ran.append(run.run_id)
+
+    scheduler.add_job(body, every="1m", id="j")
+    async with scheduler:
+        await clock.advance(60)
+        held.answer_all(False)
+        await clock.advance(0)
+    assert ran == []
+    (skipped,) = recorder.finished("j")
+    assert skipped.outcome is Outcome.SKIPPED
+    assert skipped.reason == "this occurrence already ran: the state store has a record of it"
+
+
+async def test_stop_gives_a_run_claimed_within_the_grace_the_rest_of_it(clock, held):
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=held)
+    recorder = Recorder(scheduler)
+    ran: list[str] = []
+
+    async def body(run: Run) -> None:
+        await clock.sleep(2)
+        ran.append(run.job_id)
+
+    scheduler.add_job(body, every="1m", id="answered")
+    await scheduler.start()
+    await clock.advance(60)
+    stopping = asyncio.create_task(scheduler.stop(10))
+    await clock.advance(1)
+    held.answer_all(True)  # within the grace: it starts, and ends within it
+    await clock.advance(9)
+    await stopping
+    assert ran == ["answered"]
+    assert recorder.outcomes("answered") == [Outcome.SUCCEEDED]
+
+
+async def test_stop_ends_a_run_whose_claim_never_came(clock, held):
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=held)
+    recorder = Recorder(scheduler)
+
+    async def body(run: Run) -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="j")
+    await scheduler.start()
+    await clock.advance(60)
+    await stop_within(scheduler, clock, 5)
+    (run,) = recorder.finished("j")
+    assert run.outcome is Outcome.CANCELLED and "grace" in run.reason
+    assert run.started_ts is None
+
+
+class OneAtATime:
+    """A store that claims each run with its own future (as the PostgreSQL store does)."""
+
+    def __init__(self) -> None:
+        self.claims: dict[str, asyncio.Future[bool]] = {}  # by job
+
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        self.claims[run.job_id] = asyncio.get_running_loop().create_future()
+        return self.claims[run.job_id]
+
+    def record(self, event: Any) -> None:
+        pass
+
+    def save_job(self, job_id: str, snapshot: Any) -> None:
+        pass
+
+
+async def test_a_store_asked_a_run_at_a_time_sees_the_claim_of_a_cancelled_run_cancelled(
+    clock, monkeypatch
+):
+    """The PostgreSQL store's hand-off to another host and its queue turn hang off the claim's
+    future: cancelling the run must cancel it, and an answer must start each run."""
+    monkeypatch.setattr(clock, "hold", UnheldClock.hold)
+    store = OneAtATime()
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+
+    async def body(run: Run) -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="a")
+    scheduler.add_job(body, every="1m", id="b")
+    async with scheduler:
+        await clock.advance(60)
+        (run_a,) = [r for r in scheduler.running_runs() if r.job_id == "a"]
+        scheduler.cancel(run_a.run_id)
+        assert store.claims["a"].cancelled()
+        store.claims["b"].set_result(True)
+        await clock.advance(0)
+    assert recorder.outcomes("a") == [Outcome.CANCELLED]
+    assert recorder.outcomes("b") == [Outcome.SUCCEEDED]
+    assert recorder.finished("b")[0].started_ts == (START.timestamp() + 60)
