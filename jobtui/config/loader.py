@@ -462,7 +462,11 @@ class _Loader:
                 del jobs[spec.id]
             else:
                 spec.target = load_target(spec.target_text, base)
-                own = (("jobs", spec.id), "run_mode") in self.locator.keys
+                # Whether the job's own table sets run_mode matters only when a run_mode is
+                # set: asked only then, the locator's key scan is not made for every file.
+                own = "run_mode" in spec.options and (
+                    (("jobs", spec.id), "run_mode") in self.locator.keys
+                )
                 mode_problem = fit_run_mode(spec.target, spec.options, own, spec.id)
                 if mode_problem:
                     where = ("jobs", spec.id) if own else ("defaults",)
