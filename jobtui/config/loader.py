@@ -17,7 +17,7 @@ from ..engine.process_inputs import NUL_IN_COMMAND
 from ..engine.timezones import local_zone, resolve_timezone
 from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .hooks import HOOK_KEYS, attach_hooks
-from .imports import check_targets, load_target
+from .imports import Child, check_targets, discard_check, load_target, start_check
 from .locator import Locator
 from .problems import ConfigError, Problem
 from .pyjobs import fit_run_mode, read_middleware
@@ -67,6 +67,7 @@ class _Loader:
         self.locator = Locator("")
         self.state_url: str | None = None
         self.lease = LEASE
+        self.check_child: Child | None = None  # the import check's, started early
 
     # -- reporting ------------------------------------------------------------------------
     def problem(
@@ -123,6 +124,17 @@ class _Loader:
     def load(self) -> Config:
         text = self.read()
         data = parse_toml(text, self.shown)
+        jobs_found = data.get("jobs")
+        if isinstance(jobs_found, dict) and any(
+            isinstance(table, dict) and "run" in table for table in jobs_found.values()
+        ):  # the import check's Python starts while the jobs are checked (see imports.py)
+            self.check_child = start_check(str(self.path.parent.resolve()))
+        try:
+            return self.validate(data, text)
+        finally:
+            discard_check(self.check_child)  # unless imports() gave it the targets
+
+    def validate(self, data: dict[str, Any], text: str) -> Config:
         self.locator = Locator(text)
         for key in data:
             if key not in TOP_KEYS:
@@ -454,7 +466,12 @@ class _Loader:
         modules = {s.target_text: s.target_text.partition(":")[0] for s in run_jobs}
         distrust = {text: untrusted_module(name, Path(base)) for text, name in modules.items()}
         trusted = sorted(text for text, found in distrust.items() if found is None)
-        results = check_targets(trusted, base, self.import_timeout) if trusted else {}
+        child, self.check_child = self.check_child, None
+        if trusted:
+            results = check_targets(trusted, base, self.import_timeout, started=child)
+        else:
+            discard_check(child)
+            results = {}
         for spec in run_jobs:
             error = distrust[spec.target_text] or results.get(spec.target_text)
             if error is not None:
