@@ -106,3 +106,20 @@ def test_every_job_of_a_large_file_knows_its_line(tmp_path: Path):
     path.chmod(0o644)
     config = load(path)
     assert [spec.line for spec in config.jobs.values()] == [4 + 4 * n for n in range(2000)]
+
+
+def test_a_jobs_fingerprint_is_the_text_the_state_keeps(tmp_path: Path):
+    # The state store keeps each job's fingerprint across restarts and versions (a job whose
+    # fingerprint changed starts afresh): the encoder the loader keeps for all jobs must
+    # write exactly what json.dumps(..., sort_keys=True, default=str) wrote.
+    path = tmp_path / "jobs.toml"
+    path.write_text(
+        '[defaults]\nretries = 2\non_failure = "notify"\n'
+        '[jobs.a]\ncommand = ["echo", "é"]\nat = 2099-12-01T09:00:00+01:00\n'
+        'env = { B = "2", A = 1 }\ntimeout = 30.5\n'
+    )
+    path.chmod(0o644)
+    assert load(path).jobs["a"].fingerprint == (
+        '{"at": "2099-12-01 09:00:00+01:00", "command": ["echo", "\\u00e9"], '
+        '"env": {"A": 1, "B": "2"}, "retries": 2, "timeout": 30.5}'
+    )

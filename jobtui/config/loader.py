@@ -45,6 +45,9 @@ TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MAX_FILE_BYTES = 1024 * 1024
+# json.dumps(kept, sort_keys=True, default=str), without making the encoder again for each job
+# (the fingerprint is stored: its text must not change).
+_FINGERPRINT = json.JSONEncoder(sort_keys=True, default=str)
 # What is said when the file cannot be read, or is not there (the console's banner tells
 # these apart from a file that does not validate).
 UNREADABLE = "cannot read it"
@@ -147,6 +150,9 @@ class _Loader:
         self.defaults(defaults, zone)
         jobs_table = self.table(data, "jobs")
         jobs: dict[str, JobSpec] = {}
+        usable = {  # what each job inherits: [defaults] less the keys reported bad
+            k: v for k, v in defaults.items() if k in DEFAULT_KEYS and k not in self.bad_defaults
+        }
         for job_id, table in jobs_table.items():
             if not isinstance(table, dict):
                 self.problem(
@@ -155,7 +161,7 @@ class _Loader:
                     key=job_id,
                 )
                 continue
-            spec = self.job(job_id, table, defaults, zone)
+            spec = self.job(job_id, table, usable, zone)
             if spec is not None:
                 jobs[job_id] = spec
         if not jobs_table and not self.problems:
@@ -322,9 +328,7 @@ class _Loader:
         for key in table:
             if key not in JOB_KEYS:
                 self.unknown(key, JOB_KEYS, table=where, what="key", job=job_id)
-        merged = {
-            k: v for k, v in defaults.items() if k in DEFAULT_KEYS and k not in self.bad_defaults
-        }
+        merged = dict(defaults)  # the usable ones, see load
         merged.update({k: v for k, v in table.items() if k in JOB_KEYS})
 
         def origin(key: str) -> tuple[str, ...]:
@@ -383,7 +387,7 @@ class _Loader:
         if len(self.problems) > before:
             return None
         kept = {k: v for k, v in {**merged, **triggers}.items() if k not in HOOK_KEYS}
-        fingerprint = json.dumps(kept, sort_keys=True, default=str)
+        fingerprint = _FINGERPRINT.encode(kept)
         return JobSpec(
             id=job_id,
             target=target,
