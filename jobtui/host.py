@@ -17,6 +17,7 @@ from .alerts import Alerts, Occurrence
 from .config import Config, Problem, Reloader
 from .config.hooks import JobHooks
 from .engine import Clock, Outcome, Run, RunNotFound, Scheduler
+from .engine.collector import collector_paused
 from .store import StateStore, Store, StoreError
 from .store.interface import PeerRuns, SharedStateStore
 
@@ -99,7 +100,8 @@ class Host:
         # state died): the console and the headless log.
         self.abandoned: list[Callable[[list[dict[str, Any]]], None]] = []
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
-        self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
+        with collector_paused():  # a job and its plan per job, all long-lived
+            self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
         if isinstance(store, SharedStateStore):
             # A job a reload adds (or redefines) on one host joins the other hosts' grid.
             self.scheduler.grid_anchor = store.grid_anchor
