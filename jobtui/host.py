@@ -17,11 +17,13 @@ from .alerts import Alerts, Occurrence
 from .config import Config, Problem, Reloader
 from .config.hooks import JobHooks
 from .engine import Clock, Outcome, Run, RunNotFound, Scheduler
+from .engine.collector import collector_paused
 from .store import StateStore, Store, StoreError
 from .store.interface import PeerRuns, SharedStateStore
 
 ALERTS_DRAIN = 5.0  # seconds a stopping jobtui waits for hook deliveries still going
 FULL_COLLECTION_EVERY = 1000  # middle-generation passes per full one (Python's default: 10)
+_UNCHECKED = object()  # no store looked at yet (None is a store setting: no store)
 
 
 def tune_collector() -> None:
@@ -85,6 +87,7 @@ class Host:
         # a host in a test or a program of its own leaves the collector alone.
         self.tune_collector = tune_collector
         self.store = store
+        self._checked_store: tuple[object, SharedStateStore | None] = (_UNCHECKED, None)
         # Who wants to hear of reloads (the console's banner, the headless log): a list, since
         # both the host and its users follow them.
         self.reloaded: list[Callable[[Config], None]] = []
@@ -97,7 +100,8 @@ class Host:
         # state died): the console and the headless log.
         self.abandoned: list[Callable[[list[dict[str, Any]]], None]] = []
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
-        self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
+        with collector_paused():  # a job and its plan per job, all long-lived
+            self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
         if isinstance(store, SharedStateStore):
             # A job a reload adds (or redefines) on one host joins the other hosts' grid.
             self.scheduler.grid_anchor = store.grid_anchor
@@ -126,16 +130,30 @@ class Host:
         options = {job.id: job.options for job in self.scheduler.jobs()}
         store.plan_jobs(options, str(config.path))
 
+    def _shared_store(self) -> SharedStateStore | None:
+        """The store when other hosts share it, else None. An isinstance check against the
+        runtime-checkable protocol walks all its members each time (~25 us on Python 3.11),
+        and the console asks for the host's name once per job it shows: with 10,000 jobs that
+        was 0.25 s of opening the console. So the answer is kept for the store it was found
+        for (asked again if host.store were ever replaced)."""
+        store = self.store
+        checked, shared = self._checked_store
+        if store is not checked:
+            shared = store if isinstance(store, SharedStateStore) else None
+            self._checked_store = (store, shared)
+        return shared
+
     @property
     def shared(self) -> bool:
         """Whether other hosts share this host's state (and so run its jobs too)."""
-        return isinstance(self.store, SharedStateStore)
+        return self._shared_store() is not None
 
     @property
     def name(self) -> str:
         """This host's name when other hosts share the state (runs show where they ran);
         empty when none can."""
-        return self.store.host if isinstance(self.store, SharedStateStore) else ""
+        shared = self._shared_store()
+        return shared.host if shared is not None else ""
 
     def _on_peer_runs(self, picture: PeerRuns) -> None:
         before, self.peer_runs = self.peer_runs, picture

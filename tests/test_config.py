@@ -275,3 +275,34 @@ def test_unknown_tables_and_ids_that_cannot_be_ids(tmp_path):
         "4:1: job \"café☕\": a job id is 1-64 letters, digits, '_', '.' or '-', starting with "
         'a letter or digit (use name = "..." for free text)',
     ]
+
+
+def test_the_import_check_gives_a_module_no_input(tmp_path):
+    # The check's Python is started before the targets are known and reads them from its
+    # standard input (config/imports.py): a module reading its input at import finds none.
+    (tmp_path / "reads.py").write_text(
+        "import os, sys\n"
+        "if sys.argv[0] == '-c':  # in the check's Python, not in jobtui's (pytest's)\n"
+        "    assert sys.stdin.read() == '' and os.read(0, 10) == b''\n"
+        "def job():\n    pass\n"
+    )
+    path = write(tmp_path, '[jobs.reads]\nrun = "reads:job"\nevery = "1h"\n')
+    assert list(load(path, import_timeout=5).jobs) == ["reads"]
+
+
+def _children() -> set[int]:
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found
+
+
+def test_no_import_check_is_left_behind_when_no_target_is_checked(tmp_path):
+    # A run target seen in the parsed file starts the check's Python early; a job that fails
+    # its other checks never has its target imported, and that Python must not linger.
+    before = _children()
+    (tmp_path / "fine.py").write_text("def job():\n    pass\n")
+    path = write(tmp_path, '[jobs.a]\nrun = "fine:job"\nevery = "soon"\n')
+    (found,) = problems(path)
+    assert found.startswith('3:1: job "a", key "every": ')
+    assert _children() <= before

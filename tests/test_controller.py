@@ -250,3 +250,36 @@ async def test_why_of_a_job_removed_while_it_is_asked_is_none(host, controller, 
 
     monkeypatch.setattr(host.scheduler, "next_times", removed_meanwhile)
     assert controller.why("sync") is None
+
+
+async def test_jobs_sharing_a_trigger_or_options_each_show_their_own_definition(tmp_path, clock):
+    # Opening builds every view at once, working out the words of each set of shared parts
+    # (trigger, options, target, zone) once: a job differing in one part shows its own.
+    jobs = write(
+        tmp_path / "jobs.toml",
+        '[scheduler]\ntimezone = "UTC"\n'
+        '[jobs.a]\ncommand = "echo a"\nevery = "1h"\n'
+        '[jobs.b]\ncommand = "echo b"\nevery = "1h"\n'
+        '[jobs.c]\ncommand = ["echo", "c"]\nevery = "1h"\n'
+        '[jobs.d]\ncommand = "echo a"\nevery = "1h"\ntimeout = "5m"\n'
+        '[jobs.e]\ncommand = "echo a"\nevery = "1h"\ntimezone = "Europe/Berlin"\n'
+        '[jobs.f]\ncommand = "echo a"\ncron = "0 * * * *"\n'
+        '[jobs.g]\ncommand = "echo a"\nevery = "1h"\n',
+    )
+    host = Host(load(jobs), clock=clock)
+    try:
+        shown = {
+            view.id: (view.target, view.trigger, view.timezone, view.options)
+            for view in LocalController(host).jobs()
+        }
+    finally:
+        await host.stop(0)
+    assert shown == {
+        "a": ("echo a", "every 1h", "UTC", ()),
+        "b": ("echo b", "every 1h", "UTC", ()),
+        "c": ("echo c", "every 1h", "UTC", ()),
+        "d": ("echo a", "every 1h", "UTC", (("timeout", "5m"),)),
+        "e": ("echo a", "every 1h", "Europe/Berlin", ()),
+        "f": ("echo a", "every hour at :00", "UTC", ()),
+        "g": ("echo a", "every 1h", "UTC", ()),
+    }

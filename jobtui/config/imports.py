@@ -3,6 +3,10 @@
 The check imports every target in a child process with a time limit, so that a module that
 hangs, calls ``sys.exit`` or crashes the interpreter at import cannot take jobtui down; only
 targets that passed are then imported into jobtui itself.
+
+Starting that Python takes ~25 ms, as long as the imports of a small job module; so the loader
+starts it (``start_check``) as soon as the file is parsed and shows run targets, and the child
+waits for the list of targets on its standard input while the jobs are checked.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 _CHECK = r"""
-import importlib, json, sys, traceback
+import importlib, json, os, sys, traceback
+specs = json.loads(sys.stdin.read())
+# The targets then see what they saw when they came as arguments: no input, and the specs
+# after the folder in sys.argv.
+devnull = os.open(os.devnull, os.O_RDONLY)
+os.dup2(devnull, 0)
+os.close(devnull)
+sys.argv += specs
 sys.path.insert(0, sys.argv[1])
 for spec in sys.argv[2:]:
     module_name, _, attr = spec.partition(":")
@@ -42,13 +53,47 @@ for spec in sys.argv[2:]:
 """
 
 
-def check_targets(specs: list[str], base_dir: str, timeout: float = 10.0) -> dict[str, str | None]:
-    """Import each ``module:function`` in a child process; None for the ones that are fine,
-    else what went wrong."""
+Child = subprocess.Popen[str]
+
+
+def _start(base_dir: str) -> Child:
+    return subprocess.Popen(
+        # -P: without it, "-c" puts the current folder first on the import path, and a
+        # json.py there (in /tmp, say) would run, as root perhaps, before the check.
+        [sys.executable, "-P", "-c", _CHECK, base_dir],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def start_check(base_dir: str) -> Child | None:
+    """A child for `check_targets`, started now; it imports nothing until given the targets.
+    None if it could not be started (check_targets then starts one, and says why not)."""
+    try:
+        return _start(base_dir)
+    except OSError:
+        return None
+
+
+def discard_check(child: Child | None) -> None:
+    """End a child from `start_check` that was not given targets."""
+    if child is not None:
+        with child:  # closes its pipes and waits for it
+            child.kill()
+
+
+def check_targets(
+    specs: list[str], base_dir: str, timeout: float = 10.0, started: Child | None = None
+) -> dict[str, str | None]:
+    """Import each ``module:function`` in a child process (``started``, from `start_check` with
+    the same ``base_dir``, if given); None for the ones that are fine, else what went wrong."""
     results: dict[str, str | None] = {}
     remaining = list(specs)
     while remaining:
-        output, code = _run_check(remaining, base_dir, timeout)
+        output, code = _run_check(started or _start(base_dir), remaining, timeout)
+        started = None
         for line in output.splitlines():
             try:
                 spec, error = json.loads(line)
@@ -69,21 +114,21 @@ def check_targets(specs: list[str], base_dir: str, timeout: float = 10.0) -> dic
     return results
 
 
-def _run_check(specs: list[str], base_dir: str, timeout: float) -> tuple[str, int | None]:
-    try:
-        done = subprocess.run(
-            # -P: without it, "-c" puts the current folder first on the import path, and a
-            # json.py there (in /tmp, say) would run, as root perhaps, before the check.
-            [sys.executable, "-P", "-c", _CHECK, base_dir, *specs],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raw = exc.stdout or ""
-        return (raw.decode(errors="replace") if isinstance(raw, bytes) else raw), None
-    return done.stdout, done.returncode
+def _run_check(child: Child, specs: list[str], timeout: float) -> tuple[str, int | None]:
+    """Give the child its targets; what it printed, and its exit status (None: timed out).
+    As subprocess.run would: on a timeout, what it printed until then."""
+    with child:
+        try:
+            output, _ = child.communicate(json.dumps(specs), timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            child.kill()
+            child.wait()
+            raw = exc.stdout or ""
+            return (raw.decode(errors="replace") if isinstance(raw, bytes) else raw), None
+        except BaseException:
+            child.kill()
+            raise
+    return output, child.returncode
 
 
 def load_target(spec: str, base_dir: str) -> Callable[..., Any]:

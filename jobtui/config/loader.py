@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import InvalidJobOption, format_duration
+from ..engine.collector import collector_paused
 from ..engine.job import DEFAULT_OPTIONS, OPTION_NAMES, check_max_concurrency
 from ..engine.process_inputs import NUL_IN_COMMAND
 from ..engine.timezones import local_zone, resolve_timezone
 from ..engine.triggers import TRIGGER_KEYS, make_trigger
 from .hooks import HOOK_KEYS, attach_hooks
-from .imports import check_targets, load_target
+from .imports import Child, check_targets, discard_check, load_target, start_check
 from .locator import Locator
 from .problems import ConfigError, Problem
 from .pyjobs import fit_run_mode, read_middleware
@@ -45,6 +46,9 @@ TOP_KEYS = frozenset({"scheduler", "defaults", "jobs", "console"})
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: $ lets "id\n" through
 TARGET_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MAX_FILE_BYTES = 1024 * 1024
+# json.dumps(kept, sort_keys=True, default=str), without making the encoder again for each job
+# (the fingerprint is stored: its text must not change).
+_FINGERPRINT = json.JSONEncoder(sort_keys=True, default=str)
 # What is said when the file cannot be read, or is not there (the console's banner tells
 # these apart from a file that does not validate).
 UNREADABLE = "cannot read it"
@@ -53,7 +57,10 @@ NO_FILE = "no such file"
 
 def load(path: str | os.PathLike[str], *, import_timeout: float = 10.0) -> Config:
     """Read and validate ``path``; raise ConfigError listing every problem found."""
-    return _Loader(Path(path), import_timeout).load()
+    # Parsing and checking makes several objects per job that all outlive the load (10,000
+    # jobs set off a full collection, ~20 ms, walking what was just made): see collector.py.
+    with collector_paused():
+        return _Loader(Path(path), import_timeout).load()
 
 
 class _Loader:
@@ -67,6 +74,7 @@ class _Loader:
         self.locator = Locator("")
         self.state_url: str | None = None
         self.lease = LEASE
+        self.check_child: Child | None = None  # the import check's, started early
 
     # -- reporting ------------------------------------------------------------------------
     def problem(
@@ -123,6 +131,17 @@ class _Loader:
     def load(self) -> Config:
         text = self.read()
         data = parse_toml(text, self.shown)
+        jobs_found = data.get("jobs")
+        if isinstance(jobs_found, dict) and any(
+            isinstance(table, dict) and "run" in table for table in jobs_found.values()
+        ):  # the import check's Python starts while the jobs are checked (see imports.py)
+            self.check_child = start_check(str(self.path.parent.resolve()))
+        try:
+            return self.validate(data, text)
+        finally:
+            discard_check(self.check_child)  # unless imports() gave it the targets
+
+    def validate(self, data: dict[str, Any], text: str) -> Config:
         self.locator = Locator(text)
         for key in data:
             if key not in TOP_KEYS:
@@ -135,6 +154,9 @@ class _Loader:
         self.defaults(defaults, zone)
         jobs_table = self.table(data, "jobs")
         jobs: dict[str, JobSpec] = {}
+        usable = {  # what each job inherits: [defaults] less the keys reported bad
+            k: v for k, v in defaults.items() if k in DEFAULT_KEYS and k not in self.bad_defaults
+        }
         for job_id, table in jobs_table.items():
             if not isinstance(table, dict):
                 self.problem(
@@ -143,7 +165,7 @@ class _Loader:
                     key=job_id,
                 )
                 continue
-            spec = self.job(job_id, table, defaults, zone)
+            spec = self.job(job_id, table, usable, zone)
             if spec is not None:
                 jobs[job_id] = spec
         if not jobs_table and not self.problems:
@@ -310,9 +332,7 @@ class _Loader:
         for key in table:
             if key not in JOB_KEYS:
                 self.unknown(key, JOB_KEYS, table=where, what="key", job=job_id)
-        merged = {
-            k: v for k, v in defaults.items() if k in DEFAULT_KEYS and k not in self.bad_defaults
-        }
+        merged = dict(defaults)  # the usable ones, see load
         merged.update({k: v for k, v in table.items() if k in JOB_KEYS})
 
         def origin(key: str) -> tuple[str, ...]:
@@ -371,7 +391,7 @@ class _Loader:
         if len(self.problems) > before:
             return None
         kept = {k: v for k, v in {**merged, **triggers}.items() if k not in HOOK_KEYS}
-        fingerprint = json.dumps(kept, sort_keys=True, default=str)
+        fingerprint = _FINGERPRINT.encode(kept)
         return JobSpec(
             id=job_id,
             target=target,
@@ -454,7 +474,12 @@ class _Loader:
         modules = {s.target_text: s.target_text.partition(":")[0] for s in run_jobs}
         distrust = {text: untrusted_module(name, Path(base)) for text, name in modules.items()}
         trusted = sorted(text for text, found in distrust.items() if found is None)
-        results = check_targets(trusted, base, self.import_timeout) if trusted else {}
+        child, self.check_child = self.check_child, None
+        if trusted:
+            results = check_targets(trusted, base, self.import_timeout, started=child)
+        else:
+            discard_check(child)
+            results = {}
         for spec in run_jobs:
             error = distrust[spec.target_text] or results.get(spec.target_text)
             if error is not None:
@@ -462,7 +487,11 @@ class _Loader:
                 del jobs[spec.id]
             else:
                 spec.target = load_target(spec.target_text, base)
-                own = (("jobs", spec.id), "run_mode") in self.locator.keys
+                # Whether the job's own table sets run_mode matters only when a run_mode is
+                # set: asked only then, the locator's key scan is not made for every file.
+                own = "run_mode" in spec.options and (
+                    (("jobs", spec.id), "run_mode") in self.locator.keys
+                )
                 mode_problem = fit_run_mode(spec.target, spec.options, own, spec.id)
                 if mode_problem:
                     where = ("jobs", spec.id) if own else ("defaults",)

