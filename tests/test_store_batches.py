@@ -74,6 +74,43 @@ def test_a_big_batch_of_results_lands_on_each_run_and_nothing_else(tmp_path):
     assert sum(outcome == "failed" for outcome, _, _ in runs.values()) == len(range(0, 2345, 7))
 
 
+def test_what_a_big_batch_leaves_unset_is_null_and_keeps_what_the_row_had(tmp_path):
+    """Many-row statements bind a None as NaN (quicker; sqlite3.py's hot path): it must read
+    back as NULL, as one row alone would, and coalesce() must keep what the row had."""
+    db = backend(tmp_path)
+    try:
+        db.write([claim(n) for n in range(600)])
+        db.write(
+            [Write(Kind.PROGRESS, (0.5, "", 1, 4000 + n, 70, f"run{n:06d}")) for n in range(600)]
+        )
+        # No error, no output, no exit code, no start time (the row keeps the claim's), and
+        # no pid in this progress (the row keeps the earlier one).
+        db.write([finish(n) for n in range(0, 600, 2)])
+        db.write(
+            [
+                Write(Kind.PROGRESS, (0.7, "", 1, None, None, f"run{n:06d}"))
+                for n in range(1, 600, 2)
+            ]
+        )
+    finally:
+        db.close()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        finished = conn.execute(
+            "SELECT typeof(error_type), typeof(error_message), typeof(error_traceback), "
+            "typeof(signal), typeof(output), started_at, count(*) FROM runs "
+            "WHERE outcome IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6"
+        ).fetchall()
+        going = conn.execute(
+            "SELECT count(*) FROM runs WHERE outcome IS NULL AND progress = 0.7 "
+            "AND pid = 4000 + CAST(substr(run_id, 4) AS INTEGER) AND pid_start = 70"
+        ).fetchone()[0]
+    conn.close()
+    assert finished == [("null", "null", "null", "null", "null", 1000.0, 300)]
+    assert going == 300
+    (record,) = read_runs(tmp_path / "state.db", job="job0")
+    assert (record["outcome"], record["error_type"], record["signal"]) == ("succeeded", None, None)
+
+
 def test_progress_twice_for_a_run_in_one_batch_keeps_the_later_and_the_pid(tmp_path):
     db = backend(tmp_path)
     try:

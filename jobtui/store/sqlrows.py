@@ -7,19 +7,25 @@ runs, an executemany wrote about 11,000 rows a second; one statement of many row
 GIL once and wrote 60,000. So each kind's rows go in a few statements of up to CHUNK rows:
 INSERT ... VALUES (...), (...), and for updates by run id, UPDATE ... FROM a VALUES list.
 
+A None among the parameters is bound as NaN, which SQLite stores as NULL all the same: Python's
+sqlite3 binds an int, a float or a str directly, but looks a None up among its adapters first
+(it is none of those types), about 290 ns a parameter against 30 for a float, with the GIL
+held. A run's result has seven (no error, no output...): 2 us of the writer's 5.2 for it.
+
 Statement sizes are powers of two (1024 rows, then 512, 256, ... for the rest), so a handful of
 texts per kind are prepared once and then found in the connection's statement cache.
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from .writer import Kind
 
+NULL = math.nan  # bound for None: SQLite turns a NaN into NULL (see above)
 CHUNK = 1024  # most rows in one statement (fewer if SQLite allows fewer parameters)
 # SQLite before 3.33 has no UPDATE ... FROM: updates then go one row at a time.
 UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
@@ -83,7 +89,7 @@ class RowWriter:
         while start < len(rows):
             size = min(chunk, 1 << ((len(rows) - start).bit_length() - 1))
             part = rows[start : start + size]
-            params = list(itertools.chain.from_iterable(part))
+            params = [NULL if value is None else value for row in part for value in row]
             changed += conn.execute(self._text(kind, size, width), params).rowcount
             start += size
         return changed
