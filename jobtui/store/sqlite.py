@@ -370,10 +370,10 @@ class SQLiteBackend:
 
 
 def _latest_per_job(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """A job's saved state is the whole of it: of several saves of one job in a segment (a job
+    """A job's saved state is the whole of it: of several saves of one job in a batch (a job
     running often, or the writes that waited while the database could not be written) only
-    the last is written. No deletion of a job comes between them (write() writes what it
-    grouped before each deletion)."""
+    the last is written. No deletion of a job comes between them: write() writes what it
+    grouped before each deletion, and groups anew after it."""
     latest = {row[0]: row for row in rows}
     return rows if len(latest) == len(rows) else list(latest.values())
 
