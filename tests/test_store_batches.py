@@ -166,6 +166,31 @@ def test_many_saves_of_a_job_in_one_batch_write_its_row_once(tmp_path):
         db.close()
 
 
+def test_a_batch_of_saves_and_notes_of_many_jobs_writes_each_once_and_nothing_else(tmp_path):
+    """Counts that are no power of two: the rows go in a statement of a multiple of 256 rows and
+    one of a power of two with rows of NULLs after them, which must leave nothing behind."""
+    db = backend(tmp_path)
+
+    def save(n: int, run_count: int) -> Write:
+        row = (f"job{n}", 0, "", "", 0, run_count, None, None, None, 0, "", 1.0)
+        return Write(Kind.SAVE_JOB, row, job_id=f"job{n}")
+
+    def note(n: int) -> Write:
+        return Write(Kind.JOB_EVENT, (f"job{n}", 5.0, "paused", f"note {n}"))
+
+    try:
+        db.write([save(n, 1) for n in range(300)] + [note(n) for n in range(301)])
+        db.write([save(n, 2) for n in range(0, 300, 3)] + [save(n, 3) for n in range(300, 337)])
+        jobs = {row["job_id"]: row["run_count"] for row in db.load_jobs()}
+    finally:
+        db.close()
+    assert jobs == {f"job{n}": 3 if n >= 300 else 2 if n % 3 == 0 else 1 for n in range(337)}
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        notes = conn.execute("SELECT job_id, detail FROM job_events ORDER BY rowid").fetchall()
+    conn.close()
+    assert notes == [(f"job{n}", f"note {n}") for n in range(301)]
+
+
 class BlockingBackend:
     """A backend whose writes wait until the test lets them go."""
 
