@@ -74,6 +74,43 @@ def test_a_big_batch_of_results_lands_on_each_run_and_nothing_else(tmp_path):
     assert sum(outcome == "failed" for outcome, _, _ in runs.values()) == len(range(0, 2345, 7))
 
 
+def test_what_a_big_batch_leaves_unset_is_null_and_keeps_what_the_row_had(tmp_path):
+    """Many-row statements bind a None as NaN (quicker; sqlite3.py's hot path): it must read
+    back as NULL, as one row alone would, and coalesce() must keep what the row had."""
+    db = backend(tmp_path)
+    try:
+        db.write([claim(n) for n in range(600)])
+        db.write(
+            [Write(Kind.PROGRESS, (0.5, "", 1, 4000 + n, 70, f"run{n:06d}")) for n in range(600)]
+        )
+        # No error, no output, no exit code, no start time (the row keeps the claim's), and
+        # no pid in this progress (the row keeps the earlier one).
+        db.write([finish(n) for n in range(0, 600, 2)])
+        db.write(
+            [
+                Write(Kind.PROGRESS, (0.7, "", 1, None, None, f"run{n:06d}"))
+                for n in range(1, 600, 2)
+            ]
+        )
+    finally:
+        db.close()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        finished = conn.execute(
+            "SELECT typeof(error_type), typeof(error_message), typeof(error_traceback), "
+            "typeof(signal), typeof(output), started_at, count(*) FROM runs "
+            "WHERE outcome IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6"
+        ).fetchall()
+        going = conn.execute(
+            "SELECT count(*) FROM runs WHERE outcome IS NULL AND progress = 0.7 "
+            "AND pid = 4000 + CAST(substr(run_id, 4) AS INTEGER) AND pid_start = 70"
+        ).fetchone()[0]
+    conn.close()
+    assert finished == [("null", "null", "null", "null", "null", 1000.0, 300)]
+    assert going == 300
+    (record,) = read_runs(tmp_path / "state.db", job="job0")
+    assert (record["outcome"], record["error_type"], record["signal"]) == ("succeeded", None, None)
+
+
 def test_progress_twice_for_a_run_in_one_batch_keeps_the_later_and_the_pid(tmp_path):
     db = backend(tmp_path)
     try:
@@ -127,6 +164,31 @@ def test_many_saves_of_a_job_in_one_batch_write_its_row_once(tmp_path):
         assert {row["job_id"]: row["run_count"] for row in db.load_jobs()} == {"a": 999, "b": 1}
     finally:
         db.close()
+
+
+def test_a_batch_of_saves_and_notes_of_many_jobs_writes_each_once_and_nothing_else(tmp_path):
+    """Counts that are no power of two: the rows go in a statement of a multiple of 256 rows and
+    one of a power of two with rows of NULLs after them, which must leave nothing behind."""
+    db = backend(tmp_path)
+
+    def save(n: int, run_count: int) -> Write:
+        row = (f"job{n}", 0, "", "", 0, run_count, None, None, None, 0, "", 1.0)
+        return Write(Kind.SAVE_JOB, row, job_id=f"job{n}")
+
+    def note(n: int) -> Write:
+        return Write(Kind.JOB_EVENT, (f"job{n}", 5.0, "paused", f"note {n}"))
+
+    try:
+        db.write([save(n, 1) for n in range(300)] + [note(n) for n in range(301)])
+        db.write([save(n, 2) for n in range(0, 300, 3)] + [save(n, 3) for n in range(300, 337)])
+        jobs = {row["job_id"]: row["run_count"] for row in db.load_jobs()}
+    finally:
+        db.close()
+    assert jobs == {f"job{n}": 3 if n >= 300 else 2 if n % 3 == 0 else 1 for n in range(337)}
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        notes = conn.execute("SELECT job_id, detail FROM job_events ORDER BY rowid").fetchall()
+    conn.close()
+    assert notes == [(f"job{n}", f"note {n}") for n in range(301)]
 
 
 class BlockingBackend:

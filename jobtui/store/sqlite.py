@@ -276,24 +276,41 @@ class SQLiteBackend:
             # Journaled claims first: their runs went ahead, their rows go in with this batch.
             if journaled:
                 conn.executemany(STATEMENTS[Kind.CLAIM], journaled)
-            for segment in _segments(batch):
-                # Claims first, then each kind of write in a few many-row statements.
-                claims: list[Write] = []
-                groups: dict[Kind, list[tuple[Any, ...]]] = {}
-                for write in segment:
-                    if write.kind is Kind.CLAIM:
-                        claims.append(write)
-                    else:
-                        groups.setdefault(write.kind, []).append(write.params)
-                if claims:
-                    results += self._claim(conn, claims)
-                for kind, rows in groups.items():
-                    if kind is Kind.SAVE_JOB:
-                        rows = _latest_per_job(rows)
-                    self._rows.write(conn, kind, rows)
+            # One pass over the batch, grouping by kind: claims first, then each kind of write
+            # in a few many-row statements. A job deletion is written where it comes, after
+            # what came before it (a job removed and added again in one batch must end up
+            # present). This runs with the GIL held, which the event loop then waits for.
+            claims: list[Write] = []
+            groups: dict[Kind, list[tuple[Any, ...]]] = {}
+            for write in batch:
+                kind = write.kind
+                if kind is Kind.CLAIM:
+                    claims.append(write)
+                elif kind is Kind.DELETE_JOB:
+                    results += self._write_groups(conn, claims, groups)
+                    claims, groups = [], {}
+                    self._rows.write(conn, kind, [write.params])
+                else:
+                    rows = groups.get(kind)
+                    if rows is None:
+                        rows = groups[kind] = []
+                    rows.append(write.params)
+            results += self._write_groups(conn, claims, groups)
         if journaled:
             self.journal_path.unlink()
             self._journaled = False
+        return results
+
+    def _write_groups(
+        self,
+        conn: sqlite3.Connection,
+        claims: list[Write],
+        groups: dict[Kind, list[tuple[Any, ...]]],
+    ) -> list[tuple[Write, bool]]:
+        """Claims first, then each kind's rows in the order the kinds first came."""
+        results = self._claim(conn, claims) if claims else []
+        for kind, rows in groups.items():
+            self._rows.write(conn, kind, _latest_per_job(rows) if kind is Kind.SAVE_JOB else rows)
         return results
 
     def _claim(self, conn: sqlite3.Connection, claims: list[Write]) -> list[tuple[Write, bool]]:
@@ -353,24 +370,12 @@ class SQLiteBackend:
 
 
 def _latest_per_job(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """A job's saved state is the whole of it: of several saves of one job in a segment (a job
+    """A job's saved state is the whole of it: of several saves of one job in a batch (a job
     running often, or the writes that waited while the database could not be written) only
-    the last is written. Within a segment no deletion comes between them."""
+    the last is written. No deletion of a job comes between them: write() writes what it
+    grouped before each deletion, and groups anew after it."""
     latest = {row[0]: row for row in rows}
     return rows if len(latest) == len(rows) else list(latest.values())
-
-
-def _segments(batch: list[Write]) -> list[list[Write]]:
-    """Split a batch where writes must keep their order: at each job deletion (a job removed
-    and added again in one batch must end up present)."""
-    segments: list[list[Write]] = [[]]
-    for write in batch:
-        if write.kind is Kind.DELETE_JOB:
-            segments.append([write])
-            segments.append([])
-        else:
-            segments[-1].append(write)
-    return [segment for segment in segments if segment]
 
 
 def _open_own(path: Path, flags: int) -> int:
