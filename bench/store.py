@@ -11,8 +11,9 @@
     worst and p99 lateness of a 1 ms sleep on the loop, with the store and without it.
 
 Every measurement runs in a fresh subprocess; each number is the median of the rounds. The
-garbage collector is set as the jobtui command sets it (jobtui.host.tune_collector: what is alive
-once the scheduler started is frozen, full passes rarer), with the store and without it.
+garbage collector and the GIL's switch interval are set as the jobtui command sets them
+(jobtui.host.tune_collector: what is alive once the scheduler started is frozen, full passes
+rarer; tune_switching: 1 ms), with the store and without it.
 bench/engine.py section (d) runs cases from here too.
 """
 
@@ -52,13 +53,19 @@ def with_store(scheduler_class: Any, store: Any) -> Any:
 
 
 def as_the_command_does() -> None:
-    """The garbage-collector policy the jobtui command's host applies once its scheduler
-    started (jobtui.host.tune_collector); a baseline older than it had none."""
+    """The garbage-collector and GIL-switching policy the jobtui command's host applies once
+    its scheduler started (jobtui.host.tune_collector, tune_switching); a baseline older than
+    them had none, or only the first."""
     try:
         from jobtui.host import tune_collector
     except ImportError:
         return
     tune_collector()
+    try:
+        from jobtui.host import tune_switching
+    except ImportError:
+        return
+    tune_switching()
 
 
 def start_store(store: Any, scheduler: Any) -> None:

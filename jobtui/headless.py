@@ -214,7 +214,7 @@ async def run_headless(
             )
 
     abandoned(store.abandoned)
-    host = Host(config, store=store, stop_grace=grace, tune_collector=True)
+    host = Host(config, store=store, stop_grace=grace, tune_runtime=True)
     host.abandoned.append(abandoned)  # another host sharing the state died meanwhile
     store.on_status = lambda status: log.write(event="store", status=status or "writing again")
     host.scheduler.subscribe(log)

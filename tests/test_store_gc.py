@@ -6,6 +6,7 @@ keeps its collector as it set it."""
 from __future__ import annotations
 
 import gc
+import sys
 import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +16,7 @@ import pytest
 
 from jobtui import Scheduler, VirtualClock
 from jobtui.config import load
-from jobtui.host import FULL_COLLECTION_EVERY, Host
+from jobtui.host import FULL_COLLECTION_EVERY, SWITCH_INTERVAL, Host
 from jobtui.store import Store, read_runs
 
 from .conftest import START
@@ -77,7 +78,7 @@ async def test_the_jobtui_commands_host_freezes_its_jobs_once_started_and_collec
 ) -> None:
     (tmp_path / "jobs.toml").write_text(textwrap.dedent(JOBS))
     thresholds = gc.get_threshold()
-    host = Host(load(tmp_path / "jobs.toml"), tune_collector=True)
+    host = Host(load(tmp_path / "jobs.toml"), tune_runtime=True)
     job = host.scheduler.get("nightly")
     assert in_collector_walk(job)
     await host.start(watch=False)
@@ -105,3 +106,30 @@ async def test_a_host_or_scheduler_made_by_a_program_leaves_the_collector_alone(
         assert gc.get_threshold() == thresholds and gc.isenabled()
     finally:
         await host.stop(0)
+
+
+@pytest.fixture
+def switching_restored() -> Iterator[None]:
+    interval = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(interval)
+
+
+async def test_the_jobtui_commands_host_hands_the_gil_round_sooner_and_a_programs_does_not(
+    tmp_path: Path, collector_restored: None, switching_restored: None
+) -> None:
+    """The store's writer thread waits for the GIL a switch interval at a time while the loop
+    is busy (tune_switching): the command's host makes that 1 ms; a program keeps its own."""
+    (tmp_path / "jobs.toml").write_text(textwrap.dedent(JOBS))
+    sys.setswitchinterval(0.005)
+    program = Host(load(tmp_path / "jobs.toml"))
+    await program.start(watch=False)
+    await program.stop(0)
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+    command = Host(load(tmp_path / "jobs.toml"), tune_runtime=True)
+    await command.start(watch=False)
+    try:
+        assert SWITCH_INTERVAL < 0.005
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+    finally:
+        await command.stop(0)

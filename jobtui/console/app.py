@@ -52,13 +52,13 @@ class JobtuiApp(App[int]):
         watch_file: bool = True,
         attach: RemoteController | None = None,
         serve: bool = False,
-        tune_collector: bool = False,
+        tune_runtime: bool = False,
     ) -> None:
         """Host the scheduler for ``config`` (with ``serve``, other consoles and the CLI
         verbs reach it on the state file's control socket); or, with ``attach``, show the
         jobtui that client talks to (``config`` then only supplies the key map).
-        ``tune_collector``: the jobtui command's policy for the garbage collector (see
-        host.tune_collector)."""
+        ``tune_runtime``: the jobtui command's policy for the garbage collector and the GIL's
+        switching (see host.tune_collector and host.tune_switching)."""
         super().__init__()
         self.serve = serve
         self.server: ControlServer | None = None
@@ -73,7 +73,7 @@ class JobtuiApp(App[int]):
         if attach is not None:
             self.controller = attach
         else:
-            self.host = Host(config, store=store, clock=clock, tune_collector=tune_collector)
+            self.host = Host(config, store=store, clock=clock, tune_runtime=tune_runtime)
             self.controller = self._local = LocalController(self.host)
         self.controller.subscribe(self._on_notice)
         self.tick = 0

@@ -101,7 +101,7 @@ def host_console(config: Config, store: StateStore) -> int:
 
     # Quitting the console asks first, and the user has then chosen to stop the runs: they are
     # cancelled at once (commands: SIGTERM, then SIGKILL after kill_grace), not waited for.
-    app = JobtuiApp(config, store=store, grace=0, serve=True, tune_collector=True)
+    app = JobtuiApp(config, store=store, grace=0, serve=True, tune_runtime=True)
     try:
         app.run()
         # Textual reports a crash (say, a stylesheet it cannot read) and returns normally: the
