@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from .events import (
     Event,
@@ -41,7 +41,10 @@ class DataStore(Protocol):
     def record(self, event: Event) -> None:
         """The scheduler's events, in order, on its loop: every event, or, when the store
         has a ``recorded_events`` tuple of event types, only events of those types (an event
-        nobody else asked for is then not even built). Must not block: queue the write."""
+        nobody else asked for is then not even built). A store with a ``recorders`` mapping
+        (event type -> handler) has each event of those types handed to its handler instead:
+        a call and a lookup less per event, three events a run. Must not block: queue the
+        write."""
         ...
 
     def save_job(self, job_id: str, snapshot: JobSnapshot) -> None:
@@ -78,8 +81,16 @@ class JobSaver:
         self._store = store
         self._jobs = jobs  # the scheduler's own: a job not in it was removed
         self._unsaved: Coalescer[str] = Coalescer(self._save)
-        # A store that names the events it records is handed those only (see record()).
-        events.subscribe(store.record, *getattr(store, "recorded_events", ()))
+        # A store that names the events it records is handed those only (see record()), each
+        # straight to its handler when it has one per type.
+        recorders: Mapping[type[Event], Callable[[Any], None]] | None = getattr(
+            store, "recorders", None
+        )
+        if recorders:
+            for kind, handler in recorders.items():
+                events.subscribe(handler, kind)
+        else:
+            events.subscribe(store.record, *getattr(store, "recorded_events", ()))
         # One subscription per type, so each is type-checked against its handler.
         events.subscribe(self._job_touched, JobAdded)
         events.subscribe(self._job_touched, JobModified)

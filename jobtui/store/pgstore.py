@@ -17,7 +17,7 @@ from urllib.parse import unquote
 import psycopg
 
 from ..config.statedb import describe
-from ..engine import Event, JobRemoved, JobSnapshot, JobStateChanged, Run
+from ..engine import JobRemoved, JobSnapshot, JobStateChanged, Run
 from ..engine.job import JobOptions, OverlapPolicy
 from .history import COLUMNS, TIMES, as_record
 from .interface import PeerRuns
@@ -141,8 +141,15 @@ class PostgresStore(Store):
         self.backend.config_fingerprint = _config_fingerprint(self._fingerprints)
 
     def _job_state_changed(self, event: JobStateChanged) -> None:
-        if not self._applying_remote:  # the host where the user acted noted it already
-            super()._job_state_changed(event)
+        if self._applying_remote:  # the host where the user acted noted it, and told the rest
+            return
+        super()._job_state_changed(event)
+        # What this host's users did (or its jobs did: disabled after failures stays this
+        # host's own) goes to the other hosts.
+        if event.state == "paused":
+            self._notify("pause", event.job_id, event.reason)
+        elif event.reason == "resumed":
+            self._notify("resume", event.job_id)
 
     def _job_removed(self, event: JobRemoved) -> None:
         super()._job_removed(event)
@@ -202,16 +209,6 @@ class PostgresStore(Store):
     def _tell_peers(self, picture: PeerRuns) -> None:
         if self.on_peer_runs is not None and not self._closed:
             self.on_peer_runs(picture)
-
-    def record(self, event: Event) -> None:
-        super().record(event)
-        if isinstance(event, JobStateChanged) and not self._applying_remote:
-            # What this host's users did (or its jobs did: disabled after failures stays
-            # this host's own) goes to the other hosts.
-            if event.state == "paused":
-                self._notify("pause", event.job_id, event.reason)
-            elif event.reason == "resumed":
-                self._notify("resume", event.job_id)
 
     def announce(self, action: str, target: str, reason: str = "") -> None:
         if action == "remove":  # noted, so a host that did not hear it catches up on it

@@ -43,6 +43,8 @@ from .statefile import UnusableStatePath
 from .writer import Backend, BatchWriter, Kind, StoreUnavailable, Write
 
 CLAIM_WAIT = 2.0  # a claim not written by then lets the run go ahead (the store is degraded)
+# Written for every run: an Enum member read through its class costs a function call in 3.11.
+_CLAIM, _FINISH, _SAVE_JOB, _JOB_EVENT = Kind.CLAIM, Kind.FINISH, Kind.SAVE_JOB, Kind.JOB_EVENT
 
 
 class StoreError(Exception):
@@ -93,6 +95,7 @@ class Store:
             SchedulerStopped: self._session_stopped,
         }
         self.recorded_events = tuple(self._record)  # the scheduler hands it these only
+        self.recorders = self._record  # each straight to its handler (see DataStore.record)
         self._session: float | None = None  # when this process's scheduler started
         # No other host shares an SQLite state: nothing ever calls it.
         self.on_peer_runs: Callable[[PeerRuns], None] | None = None
@@ -203,7 +206,7 @@ class Store:
         self.writer.push_many(
             [
                 Write(
-                    Kind.CLAIM,
+                    _CLAIM,
                     (run.run_id, run.job_id, run.scheduled_ts, now),
                     ticket,
                     False,
@@ -241,7 +244,7 @@ class Store:
         self._snapshots[job_id] = snapshot  # set_fingerprint writes the row again with it
         self.writer.push(
             Write(
-                Kind.SAVE_JOB,
+                _SAVE_JOB,
                 (
                     job_id,
                     int(snapshot.paused),
@@ -290,7 +293,7 @@ class Store:
     def _run_finished(self, event: RunFinished) -> None:
         run = event.run
         self._pids.pop(run.run_id, None)
-        self.writer.push(Write(Kind.FINISH, _finish_params(run), job_id=run.job_id))
+        self.writer.push(Write(_FINISH, _finish_params(run), job_id=run.job_id))
 
     def _occurrence(self, event: OccurrenceSkipped | OccurrenceMissed) -> None:
         run = event.run
@@ -321,7 +324,7 @@ class Store:
         """Keep something that happened to a job outside its runs (paused, disabled, a hook
         that failed), for `jobtui why`."""
         when = time.time() if at is None else at
-        self.writer.push(Write(Kind.JOB_EVENT, (job_id, when, kind, detail)))
+        self.writer.push(Write(_JOB_EVENT, (job_id, when, kind, detail)))
 
     def _job_removed(self, event: JobRemoved) -> None:
         self._snapshots.pop(event.job_id, None)

@@ -157,10 +157,19 @@ class BatchWriter:
             self._appended_late(write)
 
     def push_many(self, writes: list[Write]) -> None:
-        """``push`` for each of ``writes``, in order; one append for all in the common case
-        (deque.extend of a list is one step for other threads, as append is)."""
-        if self._idle or self._closing or self._disowned or len(self._writes) >= self.max_buffer:
+        """``push`` for each of ``writes``, in order, with one append for all (deque.extend of
+        a list is one step for other threads, as append is), and at most one wake-up."""
+        if self._closing or self._disowned or len(self._writes) + len(writes) > self.max_buffer:
             for write in writes:
+                self._push_locked(write)
+            return
+        if self._idle:
+            with self._cond:
+                if not (self._closing or self._disowned):
+                    self._writes.extend(writes)
+                    self._wake()
+                    return
+            for write in writes:  # closed or disowned meanwhile: each as push would
                 self._push_locked(write)
             return
         self._writes.extend(writes)
