@@ -241,3 +241,69 @@ async def test_a_store_asked_a_run_at_a_time_sees_the_claim_of_a_cancelled_run_c
     assert recorder.outcomes("a") == [Outcome.CANCELLED]
     assert recorder.outcomes("b") == [Outcome.SUCCEEDED]
     assert recorder.finished("b")[0].started_ts == (START.timestamp() + 60)
+
+
+class FailingClaims(HeldClaims):
+    """A store whose claim_many raises (a bug in it): the first pass's only."""
+
+    def claim_many(self, runs: Sequence[Run], answer: ClaimAnswer) -> asyncio.Future[None]:
+        if not self.batches:
+            self.batches.append([run.job_id for run in runs])
+            raise RuntimeError("the store broke")
+        return super().claim_many(runs, answer)
+
+
+class FailingOneAtATime(OneAtATime):
+    """A store asked a run at a time whose claim of job "a" raises (a bug in it)."""
+
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        if run.job_id == "a":
+            raise RuntimeError("the store broke")
+        return super().claim(run)
+
+
+async def test_a_claim_the_store_fails_to_make_fails_its_runs_and_the_job_goes_on(clock, held):
+    """As when the claim was awaited in the run's task: the run fails with the store's error
+    (recorded), and the job is not left with a run waiting for a claim for ever (its next
+    occurrences would each be skipped as "waiting for the state store")."""
+    store = FailingClaims()
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+
+    async def body(run: Run) -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="a")
+    scheduler.add_job(body, every="1m", id="b")
+    async with scheduler:
+        await clock.advance(60)
+        assert scheduler.running_runs() == []
+        await clock.advance(60)
+        store.answer_all(True)
+        await clock.advance(0)
+    for job_id in ("a", "b"):
+        assert recorder.outcomes(job_id) == [Outcome.FAILED, Outcome.SUCCEEDED]
+        assert "the store broke" in (recorder.finished(job_id)[0].error.message or "")
+    assert recorder.skipped() == []
+
+
+async def test_a_claim_the_store_fails_to_make_a_run_at_a_time_fails_that_run_only(
+    clock, monkeypatch
+):
+    monkeypatch.setattr(clock, "hold", UnheldClock.hold)
+    store = FailingOneAtATime()
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+
+    async def body(run: Run) -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="a")
+    scheduler.add_job(body, every="1m", id="b")
+    async with scheduler:
+        await clock.advance(60)
+        assert "b" in store.claims
+        store.claims["b"].set_result(True)
+        await clock.advance(0)
+    assert recorder.outcomes("a") == [Outcome.FAILED]
+    assert recorder.outcomes("b") == [Outcome.SUCCEEDED]
