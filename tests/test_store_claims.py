@@ -9,6 +9,7 @@ it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -307,3 +308,37 @@ async def test_a_claim_the_store_fails_to_make_a_run_at_a_time_fails_that_run_on
         await clock.advance(0)
     assert recorder.outcomes("a") == [Outcome.FAILED]
     assert recorder.outcomes("b") == [Outcome.SUCCEEDED]
+
+
+async def test_a_claim_the_writer_refused_is_not_let_go_ahead_by_a_late_loop(tmp_path, monkeypatch):
+    """The writer answered every claim "already ran", but the loop was held up (a job's
+    blocking call) past the claims' deadline before it settled those answers, which it does
+    100 a turn. The deadline is for claims nobody answered: an answer waiting on the loop is
+    one, and it wins. Before, the runs after the first 100 were let go ahead: run twice."""
+    from jobtui.store import store as store_module
+
+    monkeypatch.setattr(store_module, "CLAIM_WAIT", 0.01)
+    path = tmp_path / "state.db"
+    first = Store.open(path)
+    first.start()
+    loop = asyncio.get_running_loop()
+    done: list[bool] = []
+    runs = [Run(f"j{n}", f"first{n:04x}", 60.0) for n in range(150)]
+    await first.claim_many(runs, lambda run, claimed: done.append(claimed))
+    await asyncio.to_thread(first.close)
+    assert done == [True] * 150
+
+    store = Store.open(path)
+    store.start()
+    answers: dict[str, bool] = {}
+    again = [Run(f"j{n}", f"again{n:04x}", 60.0) for n in range(150)]
+    all_answered = store.claim_many(
+        again, lambda run, claimed: answers.update({run.run_id: claimed})
+    )
+    # The loop is held up: the writer answers meanwhile, and the deadline passes.
+    deadline = loop.time() + 0.01
+    while len(store.writer._answers) < 150 or loop.time() <= deadline:
+        time.sleep(0.001)  # blocking the loop, as the job's call does: no timing assumed
+    await all_answered
+    await asyncio.to_thread(store.close)
+    assert set(answers.values()) == {False}

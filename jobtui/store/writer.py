@@ -458,6 +458,17 @@ class BatchWriter:
         if more and self._loop is not None:  # after the runs just woken: they go first
             self._loop.call_soon(self.settle_answers)
 
+    def settle_queued(self) -> None:
+        """On the loop: settle every answer given so far, now. A claim's deadline lets its run
+        go ahead only if nobody answered it: an answer queued behind others while the loop
+        was held up (a job's blocking call) is an answer, "already ran" perhaps."""
+        with self._answers_lock:
+            taken = list(self._answers)
+            self._answers.clear()  # a settle_answers still scheduled finds none: it stops
+        for claim, value in taken:
+            if not claim.done():
+                claim.set_result(value)
+
     def _set_status(self, status: str) -> None:
         if status == self.status:  # each retry finds the same fault: say it once
             return
