@@ -18,9 +18,11 @@ import pytest
 from jobtui import Outcome, Run, RunStarted, Scheduler
 from jobtui.engine.datastore import ClaimAnswer
 from jobtui.store import Store, read_runs
+from jobtui.store.writer import BatchWriter, Kind, Write
 
 from .conftest import START, Recorder, stop_within
 from .test_hot_path import BODIES, record, told
+from .test_store_batches import BlockingBackend
 
 
 class HeldClaims:
@@ -342,3 +344,56 @@ async def test_a_claim_the_writer_refused_is_not_let_go_ahead_by_a_late_loop(tmp
     await all_answered
     await asyncio.to_thread(store.close)
     assert set(answers.values()) == {False}
+
+
+def _claims(prefix: str, count: int, loop: asyncio.AbstractEventLoop) -> list[Write]:
+    return [
+        Write(Kind.CLAIM, (f"{prefix}{n}", f"j{n}", 60.0, 0.0), loop.create_future(), job_id="j")
+        for n in range(count)
+    ]
+
+
+async def test_a_pass_of_claims_pushed_together_is_kept_or_dropped_as_pushed_one_by_one():
+    """A full buffer drops what it drops (progress first, else the oldest, a claim's run let
+    go ahead) whether a pass's claims come together or one at a time: the buffer's bound holds
+    and the same records are lost, not fewer here and more later."""
+    loop = asyncio.get_running_loop()
+    kept = []
+    for together in (False, True):
+        writer = BatchWriter(BlockingBackend(), max_buffer=10)
+        writer._loop = loop  # no thread: what is queued stays queued
+        for n in range(6):
+            writer.push(Write(Kind.JOB_EVENT, (f"j{n}", 1.0, "paused", ""), job_id=f"j{n}"))
+        claims = _claims("r", 8, loop)
+        if together:
+            writer.push_many(claims)
+        else:
+            for claim in claims:
+                writer.push(claim)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        answered = [w.claim.result() for w in claims if w.claim is not None and w.claim.done()]
+        kept.append(([w.params for w in writer._writes], writer.dropped, answered))
+    assert kept[0] == kept[1]
+    assert len(kept[0][0]) == 10 and kept[0][1] == 4
+
+
+async def test_an_idle_writer_woken_by_a_pass_of_claims_writes_and_answers_each_in_order():
+    loop = asyncio.get_running_loop()
+    backend = BlockingBackend()
+    backend.go.set()
+    writer = BatchWriter(backend, max_buffer=100_000)
+    writer.start(loop)
+    try:
+        for _ in range(5000):  # the thread idles as soon as it finds nothing to write
+            if writer._idle:
+                break
+            await asyncio.to_thread(time.sleep, 0.001)
+        assert writer._idle
+        claims = _claims("r", 3000, loop)
+        writer.push_many(claims)
+        answers = await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
+        assert answers == [True] * 3000
+        assert [w.params[0] for w in backend.written] == [w.params[0] for w in claims]
+    finally:
+        await asyncio.to_thread(writer.close)

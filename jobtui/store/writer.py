@@ -159,7 +159,18 @@ class BatchWriter:
     def push_many(self, writes: list[Write]) -> None:
         """``push`` for each of ``writes``, in order; one append for all in the common case
         (deque.extend of a list is one step for other threads, as append is)."""
-        if self._idle or self._closing or self._disowned or len(self._writes) >= self.max_buffer:
+        if self._idle and writes and not (self._closing or self._disowned):
+            # The writer idles between passes: the first write wakes it under the lock, as
+            # push does, and the rest take the bare append. All through the lock, a pass of
+            # 20,000 claims cost the loop ~1 us a run, contending with the woken writer.
+            self._push_locked(writes[0])
+            writes = writes[1:]
+        if (
+            self._idle
+            or self._closing
+            or self._disowned
+            or len(self._writes) + len(writes) > self.max_buffer  # as many pushes would drop
+        ):
             for write in writes:
                 self._push_locked(write)
             return
