@@ -47,6 +47,9 @@ class ClaimBatch:
         except Exception:  # the engine's; the other runs of the batch must still be answered
             log.exception("answering the claim of run %s failed", run.run_id)
         if self._left == 0:
+            # Its tickets refer to it: let go of them, or the pass (its runs too) would wait
+            # for the cycle collector, which a busy host runs seldom (tests/test_store_gc.py).
+            self.tickets = []
             self.all_answered.set_result(None)
 
 
