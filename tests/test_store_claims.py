@@ -9,6 +9,8 @@ it."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,9 +19,11 @@ import pytest
 from jobtui import Outcome, Run, RunStarted, Scheduler
 from jobtui.engine.datastore import ClaimAnswer
 from jobtui.store import Store, read_runs
+from jobtui.store.writer import BatchWriter, Kind, Write
 
 from .conftest import START, Recorder, stop_within
 from .test_hot_path import BODIES, record, told
+from .test_store_batches import BlockingBackend
 
 
 class HeldClaims:
@@ -241,3 +245,184 @@ async def test_a_store_asked_a_run_at_a_time_sees_the_claim_of_a_cancelled_run_c
     assert recorder.outcomes("a") == [Outcome.CANCELLED]
     assert recorder.outcomes("b") == [Outcome.SUCCEEDED]
     assert recorder.finished("b")[0].started_ts == (START.timestamp() + 60)
+
+
+class FailingClaims(HeldClaims):
+    """A store whose claim_many raises (a bug in it): the first pass's only."""
+
+    def claim_many(self, runs: Sequence[Run], answer: ClaimAnswer) -> asyncio.Future[None]:
+        if not self.batches:
+            self.batches.append([run.job_id for run in runs])
+            raise RuntimeError("the store broke")
+        return super().claim_many(runs, answer)
+
+
+class FailingOneAtATime(OneAtATime):
+    """A store asked a run at a time whose claim of job "a" raises (a bug in it)."""
+
+    def claim(self, run: Run) -> asyncio.Future[bool]:
+        if run.job_id == "a":
+            raise RuntimeError("the store broke")
+        return super().claim(run)
+
+
+async def test_a_claim_the_store_fails_to_make_fails_its_runs_and_the_job_goes_on(clock, held):
+    """As when the claim was awaited in the run's task: the run fails with the store's error
+    (recorded), and the job is not left with a run waiting for a claim for ever (its next
+    occurrences would each be skipped as "waiting for the state store")."""
+    store = FailingClaims()
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+
+    async def body(run: Run) -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="a")
+    scheduler.add_job(body, every="1m", id="b")
+    async with scheduler:
+        await clock.advance(60)
+        assert scheduler.running_runs() == []
+        await clock.advance(60)
+        store.answer_all(True)
+        await clock.advance(0)
+    for job_id in ("a", "b"):
+        assert recorder.outcomes(job_id) == [Outcome.FAILED, Outcome.SUCCEEDED]
+        assert "the store broke" in (recorder.finished(job_id)[0].error.message or "")
+    assert recorder.skipped() == []
+
+
+async def test_a_claim_the_store_fails_to_make_a_run_at_a_time_fails_that_run_only(
+    clock, monkeypatch
+):
+    monkeypatch.setattr(clock, "hold", UnheldClock.hold)
+    store = FailingOneAtATime()
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+
+    async def body(run: Run) -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="a")
+    scheduler.add_job(body, every="1m", id="b")
+    async with scheduler:
+        await clock.advance(60)
+        assert "b" in store.claims
+        store.claims["b"].set_result(True)
+        await clock.advance(0)
+    assert recorder.outcomes("a") == [Outcome.FAILED]
+    assert recorder.outcomes("b") == [Outcome.SUCCEEDED]
+
+
+async def test_a_claim_the_writer_refused_is_not_let_go_ahead_by_a_late_loop(tmp_path, monkeypatch):
+    """The writer answered every claim "already ran", but the loop was held up (a job's
+    blocking call) past the claims' deadline before it settled those answers, which it does
+    100 a turn. The deadline is for claims nobody answered: an answer waiting on the loop is
+    one, and it wins. Before, the runs after the first 100 were let go ahead: run twice."""
+    from jobtui.store import store as store_module
+
+    monkeypatch.setattr(store_module, "CLAIM_WAIT", 0.01)
+    path = tmp_path / "state.db"
+    first = Store.open(path)
+    first.start()
+    loop = asyncio.get_running_loop()
+    done: list[bool] = []
+    runs = [Run(f"j{n}", f"first{n:04x}", 60.0) for n in range(150)]
+    await first.claim_many(runs, lambda run, claimed: done.append(claimed))
+    await asyncio.to_thread(first.close)
+    assert done == [True] * 150
+
+    store = Store.open(path)
+    store.start()
+    answers: dict[str, bool] = {}
+    again = [Run(f"j{n}", f"again{n:04x}", 60.0) for n in range(150)]
+    all_answered = store.claim_many(
+        again, lambda run, claimed: answers.update({run.run_id: claimed})
+    )
+    # The loop is held up: the writer answers meanwhile, and the deadline passes.
+    deadline = loop.time() + 0.01
+    while len(store.writer._answers) < 150 or loop.time() <= deadline:
+        time.sleep(0.001)  # blocking the loop, as the job's call does: no timing assumed
+    await all_answered
+    await asyncio.to_thread(store.close)
+    assert set(answers.values()) == {False}
+
+
+def _claims(prefix: str, count: int, loop: asyncio.AbstractEventLoop) -> list[Write]:
+    return [
+        Write(Kind.CLAIM, (f"{prefix}{n}", f"j{n}", 60.0, 0.0), loop.create_future(), job_id="j")
+        for n in range(count)
+    ]
+
+
+async def test_a_pass_of_claims_pushed_together_is_kept_or_dropped_as_pushed_one_by_one():
+    """A full buffer drops what it drops (progress first, else the oldest, a claim's run let
+    go ahead) whether a pass's claims come together or one at a time: the buffer's bound holds
+    and the same records are lost, not fewer here and more later."""
+    loop = asyncio.get_running_loop()
+    kept = []
+    for together in (False, True):
+        writer = BatchWriter(BlockingBackend(), max_buffer=10)
+        writer._loop = loop  # no thread: what is queued stays queued
+        for n in range(6):
+            writer.push(Write(Kind.JOB_EVENT, (f"j{n}", 1.0, "paused", ""), job_id=f"j{n}"))
+        claims = _claims("r", 8, loop)
+        if together:
+            writer.push_many(claims)
+        else:
+            for claim in claims:
+                writer.push(claim)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        answered = [w.claim.result() for w in claims if w.claim is not None and w.claim.done()]
+        kept.append(([w.params for w in writer._writes], writer.dropped, answered))
+    assert kept[0] == kept[1]
+    assert len(kept[0][0]) == 10 and kept[0][1] == 4
+
+
+async def test_an_idle_writer_woken_by_a_pass_of_claims_writes_and_answers_each_in_order():
+    loop = asyncio.get_running_loop()
+    backend = BlockingBackend()
+    backend.go.set()
+    writer = BatchWriter(backend, max_buffer=100_000)
+    writer.start(loop)
+    try:
+        for _ in range(5000):  # the thread idles as soon as it finds nothing to write
+            if writer._idle:
+                break
+            await asyncio.to_thread(time.sleep, 0.001)
+        assert writer._idle
+        claims = _claims("r", 3000, loop)
+        writer.push_many(claims)
+        answers = await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
+        assert answers == [True] * 3000
+        assert [w.params[0] for w in backend.written] == [w.params[0] for w in claims]
+    finally:
+        await asyncio.to_thread(writer.close)
+
+
+async def test_a_pass_of_claims_answered_leaves_no_reference_cycle(tmp_path, clock):
+    """A batch and its tickets refer to each other until every run is answered: after that,
+    nothing of a pass (its runs, through their tickets) may wait for the cycle collector,
+    which a busy host runs seldom (tests/test_store_gc.py)."""
+    store = Store.open(tmp_path / "state.db")
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store, stop_grace=0)
+
+    async def body(run: Run) -> None:
+        return None
+
+    for n in range(500):
+        scheduler.add_job(body, every="1m", id=f"j{n}")
+    store.start()
+    await scheduler.start()
+    gc.collect()
+    gc.disable()
+    try:
+        await clock.advance(60)
+        await clock.advance(60)  # the first pass's batch is no longer watched for its deadline
+        await scheduler.stop()
+        await asyncio.to_thread(store.close)
+        left_in_cycles = gc.collect()
+    finally:
+        gc.enable()
+    assert len(read_runs(tmp_path / "state.db", limit=2000)) == 1000
+    assert left_in_cycles < 50, f"{left_in_cycles} objects freed only by the cycle collector"

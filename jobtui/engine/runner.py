@@ -183,12 +183,25 @@ class Runner:
         self._unclaimed = []
         if not runs:
             return
+        # A store that raises here has a bug: its runs fail with its error, as they did when
+        # the claim was awaited in each run's task; left waiting, each would hold its job (its
+        # next occurrences skipped as "waiting for the state store") and stop's grace.
         if self._claim_many is not None:
-            self._hold(self._claim_many(runs, self._claimed))
+            try:
+                work = self._claim_many(runs, self._claimed)
+            except Exception as exc:
+                for run in runs:
+                    self._claim_failed(run, exc)
+                return
+            self._hold(work)
             return
         assert self.store is not None
         for run in runs:
-            claim = self.store.claim(run)
+            try:
+                claim = self.store.claim(run)
+            except Exception as exc:
+                self._claim_failed(run, exc)
+                continue
             self._claim_futures[run.run_id] = claim
             claim.add_done_callback(functools.partial(self._claim_settled, run))
             self._hold(claim)
@@ -207,9 +220,13 @@ class Runner:
         error = claim.exception()
         if error is None:
             self._claimed(run, claim.result())
-            return
+        else:
+            self._claim_failed(run, error)
+
+    def _claim_failed(self, run: Run, error: BaseException) -> None:
+        """A bug in the store: say so, run nothing."""
         entry = self.executions.get(run.run_id)
-        if entry is not None and run.outcome is None:  # a bug in the store: say so, run nothing
+        if entry is not None and entry[2] is None and run.outcome is None:
             log.error("the store failed to claim run %s of %s: %r", run.run_id, run.job_id, error)
             run.error = RunError.from_exception(error)
             self._finish(entry[1], run, Outcome.FAILED, None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..engine import Run
 from ..engine.datastore import ClaimAnswer
@@ -47,6 +47,9 @@ class ClaimBatch:
         except Exception:  # the engine's; the other runs of the batch must still be answered
             log.exception("answering the claim of run %s failed", run.run_id)
         if self._left == 0:
+            # Its tickets refer to it: let go of them, or the pass (its runs too) would wait
+            # for the cycle collector, which a busy host runs seldom (tests/test_store_gc.py).
+            self.tickets = []
             self.all_answered.set_result(None)
 
 
@@ -75,9 +78,15 @@ class ClaimDeadlines:
     handle through the loop's timer heap twice (in, and out when it fired for nothing), about
     a tenth of the store's cost on the loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, wait: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        wait: float,
+        settle: Callable[[], None] = lambda: None,
+    ) -> None:
         self._loop = loop
         self._wait = wait
+        self._settle = settle  # the answers the writer gave that wait on the loop, now
         # Claims in the order they were made, so their deadlines are in order too.
         self._waiting: deque[tuple[float, Claim]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -98,11 +107,16 @@ class ClaimDeadlines:
         self._timer = None
         now = self._loop.time()
         waiting = self._waiting
+        settled = False
         while waiting:
             deadline, claim = waiting[0]
             if not claim.done():
                 if deadline > now:
                     self._timer = self._loop.call_at(deadline, self._expire)
                     return
+                if not settled:  # an answer waiting on the loop wins over the deadline
+                    settled = True
+                    self._settle()
+                    continue
                 claim.set_result(True)
             waiting.popleft()

@@ -190,7 +190,7 @@ class Store:
         """Start writing; call it on the scheduler's loop, before the scheduler starts (which
         then claims its runs here and records its events)."""
         self._loop = asyncio.get_running_loop()
-        self._claim_deadlines = ClaimDeadlines(self._loop, CLAIM_WAIT)
+        self._claim_deadlines = ClaimDeadlines(self._loop, CLAIM_WAIT, self.writer.settle_queued)
         self.writer.start(self._loop)
 
     def claim_many(self, runs: Sequence[Run], answer: ClaimAnswer) -> asyncio.Future[None]:

@@ -157,19 +157,21 @@ class BatchWriter:
             self._appended_late(write)
 
     def push_many(self, writes: list[Write]) -> None:
-        """``push`` for each of ``writes``, in order, with one append for all (deque.extend of
-        a list is one step for other threads, as append is), and at most one wake-up."""
-        if self._closing or self._disowned or len(self._writes) + len(writes) > self.max_buffer:
+        """``push`` for each of ``writes``, in order; one append for all in the common case
+        (deque.extend of a list is one step for other threads, as append is)."""
+        if self._idle and writes and not (self._closing or self._disowned):
+            # The writer idles between passes: the first write wakes it under the lock, as
+            # push does, and the rest take the bare append. All through the lock, a pass of
+            # 20,000 claims cost the loop ~1 us a run, contending with the woken writer.
+            self._push_locked(writes[0])
+            writes = writes[1:]
+        if (
+            self._idle
+            or self._closing
+            or self._disowned
+            or len(self._writes) + len(writes) > self.max_buffer  # as many pushes would drop
+        ):
             for write in writes:
-                self._push_locked(write)
-            return
-        if self._idle:
-            with self._cond:
-                if not (self._closing or self._disowned):
-                    self._writes.extend(writes)
-                    self._wake()
-                    return
-            for write in writes:  # closed or disowned meanwhile: each as push would
                 self._push_locked(write)
             return
         self._writes.extend(writes)
@@ -466,6 +468,17 @@ class BatchWriter:
                 future.set_result(value)
         if more and self._loop is not None:  # after the runs just woken: they go first
             self._loop.call_soon(self.settle_answers)
+
+    def settle_queued(self) -> None:
+        """On the loop: settle every answer given so far, now. A claim's deadline lets its run
+        go ahead only if nobody answered it: an answer queued behind others while the loop
+        was held up (a job's blocking call) is an answer, "already ran" perhaps."""
+        with self._answers_lock:
+            taken = list(self._answers)
+            self._answers.clear()  # a settle_answers still scheduled finds none: it stops
+        for claim, value in taken:
+            if not claim.done():
+                claim.set_result(value)
 
     def _set_status(self, status: str) -> None:
         if status == self.status:  # each retry finds the same fault: say it once
