@@ -11,7 +11,6 @@ import itertools
 import logging
 import os
 import random
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from .policies import retry_allowed, retry_delay
 from .processes import ProcessExecution
 from .progress import Coalescer
 from .run import Outcome, Run, RunError
+from .slots import Slots
 
 log = logging.getLogger("jobtui.engine")
 
@@ -75,8 +75,7 @@ class Runner:
         self._claim_many: Callable[[Sequence[Run], ClaimAnswer], asyncio.Future[None]] | None = (
             getattr(store, "claim_many", None)
         )
-        self._slots_used = 0
-        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._slots = None if max_concurrency is None else Slots(max_concurrency)
         self._run_prefix = os.urandom(4).hex()
         self._run_counter = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,29 +150,6 @@ class Runner:
         else:
             task = self._loop.create_task(self._execute(job, run))
         self.executions[run.run_id] = (run, job, task)
-
-    # -- the concurrency limit ------------------------------------------------------------
-    async def _acquire_slot(self) -> None:
-        assert self.max_concurrency is not None
-        if self._slots_used < self.max_concurrency and not self._slot_waiters:
-            self._slots_used += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._slot_waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._release_slot()  # it was handed a slot just as it was cancelled
-            raise
-
-    def _release_slot(self) -> None:
-        while self._slot_waiters:
-            waiter = self._slot_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot passes straight to the next in line
-                return
-        self._slots_used -= 1
 
     # -- claims ---------------------------------------------------------------------------
     def _send_claims(self) -> None:
@@ -290,11 +266,11 @@ class Runner:
         result_value: Any = None
         outcome = Outcome.CANCELLED
         opts = job.options
-        limited = self.max_concurrency is not None
+        slots = self._slots
         try:
             while True:
-                if limited:
-                    await self._acquire_slot()
+                if slots is not None:
+                    await slots.acquire()
                 try:
                     if run.outcome is not None:  # cancelled while it waited for a slot
                         outcome = run.outcome
@@ -334,8 +310,8 @@ class Runner:
                             timer.cancel()
                         run._execution = None
                 finally:
-                    if limited:
-                        self._release_slot()
+                    if slots is not None:
+                        slots.release()
                 outcome, result_value = result.outcome, result.value
                 error_type = run.error.type if run.error else ""
                 if self.stopping or not retry_allowed(
