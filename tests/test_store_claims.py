@@ -426,3 +426,36 @@ async def test_a_pass_of_claims_answered_leaves_no_reference_cycle(tmp_path, clo
         gc.enable()
     assert len(read_runs(tmp_path / "state.db", limit=2000)) == 1000
     assert left_in_cycles < 50, f"{left_in_cycles} objects freed only by the cycle collector"
+
+
+async def test_a_run_cancelled_in_the_pass_that_started_it_is_recorded_cancelled(
+    tmp_path, clock, monkeypatch
+):
+    """Cancelled before its claim was even sent (in the scheduling pass that started it): the
+    history still has it, as cancelled; not nothing, and not a row left "running" that the
+    next start would call abandoned."""
+    store = Store.open(tmp_path / "state.db")
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+    ran: list[str] = []
+
+    async def body(run: Run) -> None:
+        ran.append(run.run_id)
+
+    runner = scheduler._runner
+    start = runner.start
+
+    def start_then_cancel(job: Any, ts: float, **options: Any) -> Run:
+        run = start(job, ts, **options)
+        scheduler.cancel(run.run_id, "cancelled by the user")
+        return run
+
+    monkeypatch.setattr(runner, "start", start_then_cancel)
+    scheduler.add_job(body, every="1m", id="j")
+    store.start()
+    async with scheduler:
+        await clock.advance(60)
+    await asyncio.to_thread(store.close)
+    assert ran == [] and recorder.outcomes("j") == [Outcome.CANCELLED]
+    (row,) = read_runs(tmp_path / "state.db", job="j")
+    assert row["outcome"] == "cancelled" and row["reason"] == "cancelled by the user"

@@ -155,8 +155,7 @@ class Runner:
     def _send_claims(self) -> None:
         """Ask the store to claim the runs started since the last time (the runs of one
         scheduling pass, usually), in the order they were started."""
-        runs = [run for run in self._unclaimed if run.outcome is None]  # not cancelled since
-        self._unclaimed = []
+        runs, self._unclaimed = self._unclaimed, []
         if not runs:
             return
         # A store that raises here has a bug: its runs fail with its error, as they did when
@@ -408,7 +407,10 @@ class Runner:
         task = entry[2]
         if task is None:
             # Waiting for its claim: nothing of it runs yet, so it ends here; the claim's
-            # answer, when it comes, is ignored (a store asked a run at a time is told).
+            # answer, when it comes, is ignored (a store asked a run at a time is told). A
+            # claim not sent yet goes first, so the store has the row its end is written to.
+            if self._unclaimed:
+                self._send_claims()
             claim = self._claim_futures.pop(run.run_id, None)
             if claim is not None:
                 claim.cancel()
