@@ -317,3 +317,55 @@ async def test_a_store_that_names_the_events_it_records_is_handed_those_only(clo
         scheduler.pause("j")
     assert store.got == ["RunFinished"]
     assert scheduler.events.wants(RunStarted) is False
+
+
+@pytest.mark.parametrize("takes_run", [True, False], ids=["with run", "without run"])
+@pytest.mark.parametrize("kwargs", [{}, {"offset": 1}], ids=["no keywords", "keywords"])
+async def test_a_plain_run_is_given_its_arguments_as_the_general_path_gives_them(
+    scheduler, clock, recorder, takes_run, kwargs
+):
+    # The plain path calls the body itself (Runner._execute_plain), not through the execution.
+    calls: list[tuple[str, Any, int, int]] = []
+
+    async def with_run(run: Run, factor: int, offset: int = 0) -> int:
+        calls.append((run.job_id, type(run).__name__, factor, offset))
+        return factor + offset
+
+    async def without_run(factor: int, offset: int = 0) -> int:
+        calls.append(("?", None, factor, offset))
+        return factor + offset
+
+    body = with_run if takes_run else without_run
+    scheduler.add_job(body, every="1m", id="plain", args=[41], kwargs=kwargs)
+    scheduler.add_job(body, every="1m", id="general", args=[41], kwargs=kwargs, timeout="1h")
+    async with scheduler:
+        await clock.advance(60)
+    (plain,) = recorder.finished("plain")
+    (general,) = recorder.finished("general")
+    assert record(plain) == record(general)
+    assert plain.result == 41 + kwargs.get("offset", 0)
+    expected = ("plain", "Run") if takes_run else ("?", None)
+    assert calls[0] == (*expected, 41, kwargs.get("offset", 0))
+
+
+async def test_a_due_job_with_a_run_still_going_or_a_jitter_is_not_started_at_once(
+    scheduler, clock, recorder
+):
+    # The scheduling pass starts a due run itself when nothing stands in the way; a run still
+    # going (overlap policy) or a jitter still goes through the dispatcher.
+    async def slow() -> None:
+        await clock.sleep(70)  # the run due at 1 min is still going at 2 min
+
+    async def quick() -> None:
+        return None
+
+    scheduler.add_job(slow, every="1m", id="slow")  # overlap "skip" by default
+    scheduler.add_job(quick, every="1m", id="jittered", jitter="30s")
+    async with scheduler:
+        await clock.advance(155)  # both jittered runs have started, the slow run has ended
+        (skipped,) = recorder.skipped("slow")
+        assert skipped.reason.startswith("still running")
+        assert [run.outcome for run in recorder.finished("slow")] == [Outcome.SUCCEEDED]
+        jittered = recorder.started("jittered")
+        assert len(jittered) == 2
+        assert all(run.started_ts > run.scheduled_ts for run in jittered)

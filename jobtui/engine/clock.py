@@ -187,3 +187,32 @@ class VirtualClock(Clock):
         """The machine sleeps for ``seconds``: no timer fires, wall and elapsed time move on."""
         self._suspended += seconds
         await self.settle()
+
+
+CLOCK_STEP_THRESHOLD = 2.0  # wall and elapsed time disagreeing by more is a clock step
+
+
+class ClockSteps:
+    """Tells, between two looks, a suspend or a step of the wall clock from time passing."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = (0.0, 0.0, 0.0)
+
+    def reset(self, wall: float, elapsed: float) -> None:
+        self._last = (wall, elapsed, self._clock.suspended())
+
+    def since_last(self, wall: float, elapsed: float) -> list[tuple[str, float]]:
+        """("suspend", seconds slept) and ("forward"/"backward", seconds stepped) since the
+        last look, each only when over CLOCK_STEP_THRESHOLD."""
+        last_wall, last_elapsed, last_suspended = self._last
+        suspended = self._clock.suspended()
+        self._last = (wall, elapsed, suspended)
+        changes = []
+        slept = suspended - last_suspended
+        if slept > CLOCK_STEP_THRESHOLD:
+            changes.append(("suspend", slept))
+        step = (wall - last_wall) - (elapsed - last_elapsed)
+        if abs(step) > CLOCK_STEP_THRESHOLD:
+            changes.append(("forward" if step > 0 else "backward", step))
+        return changes

@@ -25,7 +25,8 @@ from .middleware import Middleware, run_through
 from .policies import retry_allowed, retry_delay
 from .processes import ProcessExecution
 from .progress import Coalescer
-from .run import Outcome, Run, RunError
+from .pyoutput import python_run_ended, python_run_started
+from .run import Outcome, Run, RunError, _current_run
 from .slots import Slots
 
 log = logging.getLogger("jobtui.engine")
@@ -233,9 +234,15 @@ class Runner:
             run._started_ts = self._wall()
             if self._started_wanted.wanted:
                 self.events.publish(RunStarted(run._started_ts, run))
-            token = execution.begin()
+            # execution.begin() without the call (its task is set: _launch made it)
+            python_run_started(run)
+            token = _current_run.set(run)
             try:
-                body_value = await execution.call()
+                # execution.call() written out: one call less a run
+                opts = job.options
+                args = (run, *opts.args) if job.takes_run else opts.args
+                kwargs = opts.kwargs
+                body_value = await (job.target(*args, **kwargs) if kwargs else job.target(*args))
                 # execution.returned()'s answer for the usual body, without the call
                 result = (
                     SUCCEEDED_WITH_NONE
@@ -248,8 +255,9 @@ class Runner:
                 result = execution.cancelled()
             except BaseException as exc:  # SystemExit and KeyboardInterrupt too: it failed
                 result = execution.raised(exc)
-            finally:
-                execution.end(token)
+            finally:  # execution.end(token), without the call
+                _current_run.reset(token)
+                python_run_ended(run)
             outcome, value = result.outcome, result.value
         except asyncio.CancelledError:
             run.reason = run.reason or "the scheduler was shut down"

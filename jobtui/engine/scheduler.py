@@ -22,7 +22,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .clock import Clock, RealClock
+from .clock import Clock, ClockSteps, RealClock
 from .collector import collector_paused
 from .datastore import DataStore, JobSaver
 from .definitions import new_job, reconfigure, restore_state
@@ -53,7 +53,6 @@ from .triggers import to_timestamp
 log = logging.getLogger("jobtui.engine")
 
 MAX_SLEEP = 30.0  # never sleep longer: a suspend or a clock step is noticed within this
-CLOCK_STEP_THRESHOLD = 2.0  # wall and elapsed time disagreeing by more is a clock step
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,7 +126,7 @@ class Scheduler:
         self._stopped: asyncio.Event | None = None
         self._running = False
         self._stopping = False
-        self._last_clock = (0.0, 0.0, 0.0)
+        self._clock_steps = ClockSteps(self.clock)
         self.store = store
         self._saver = None if store is None else JobSaver(store, self.events, self._jobs)
 
@@ -148,7 +147,7 @@ class Scheduler:
         self._stopping = self._runner.stopping = False
         self._stopped = asyncio.Event()
         wall, elapsed = self.clock.wall(), self.clock.elapsed()
-        self._last_clock = (wall, elapsed, self.clock.suspended())
+        self._clock_steps.reset(wall, elapsed)
         for job in self._jobs.values():
             if job.next_fire is None and not job.finished:
                 self._plan_first(job, wall, elapsed)
@@ -455,17 +454,10 @@ class Scheduler:
             wake.set_result(None)
 
     def _notice_clock_changes(self, wall: float, elapsed: float) -> None:
-        last_wall, last_elapsed, last_suspended = self._last_clock
-        suspended = self.clock.suspended()
-        self._last_clock = (wall, elapsed, suspended)
-        slept = suspended - last_suspended
-        if slept > CLOCK_STEP_THRESHOLD:
-            self.events.publish(ClockJumped(wall, "suspend", slept))
-        step = (wall - last_wall) - (elapsed - last_elapsed)
-        if abs(step) > CLOCK_STEP_THRESHOLD:
-            # Cron deadlines are wall times, so they stay right; an occurrence at or before a
-            # job's last handled one is never handled again, so a step back repeats nothing.
-            self.events.publish(ClockJumped(wall, "forward" if step > 0 else "backward", step))
+        # Cron deadlines are wall times, so they stay right after a step; an occurrence at or
+        # before a job's last handled one is never handled again, so a step back repeats none.
+        for kind, seconds in self._clock_steps.since_last(wall, elapsed):
+            self.events.publish(ClockJumped(wall, kind, seconds))
 
     def _process_due(self, wall: float, elapsed: float) -> None:
         # The hot path is written out in the loop rather than in a method called per due job:
