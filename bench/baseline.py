@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -14,3 +16,14 @@ def extract(rev: str, folder: Path) -> None:
         ["git", "-C", str(root), "archive", rev, "jobtui"], capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+
+
+def beside(rev: str | None, report: Callable[[Path | None], None]) -> None:
+    """``report(None)`` alone, or with the jobtui of ``rev`` unpacked for it (the folder to
+    put first on PYTHONPATH) when a baseline was asked for."""
+    if rev is None:
+        report(None)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        extract(rev, Path(folder))
+        report(Path(folder))

@@ -31,7 +31,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from baseline import extract  # bench/baseline.py, beside this script
+from baseline import beside  # bench/baseline.py, beside this script
 
 EVERY = 3  # seconds between passes: under valgrind a pass of 1,000 runs takes about one
 
@@ -212,12 +212,7 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind (Debian: apt-get install valgrind)")
-    if args.baseline:
-        with tempfile.TemporaryDirectory() as folder:
-            extract(args.baseline, Path(folder))
-            report(args, Path(folder))
-        return
-    report(args, None)
+    beside(args.baseline, lambda where: report(args, where))
 
 
 if __name__ == "__main__":

@@ -203,6 +203,19 @@ async def test_stop_ends_a_run_whose_claim_never_came(clock, held):
     assert run.started_ts is None
 
 
+def two_minutely_jobs(store: Any, clock: Any) -> tuple[Scheduler, Recorder]:
+    """Jobs "a" and "b", every minute, on a scheduler claiming through ``store``."""
+    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
+    recorder = Recorder(scheduler)
+
+    async def body(run: Run) -> None:
+        return None
+
+    scheduler.add_job(body, every="1m", id="a")
+    scheduler.add_job(body, every="1m", id="b")
+    return scheduler, recorder
+
+
 class OneAtATime:
     """A store that claims each run with its own future (as the PostgreSQL store does)."""
 
@@ -227,14 +240,7 @@ async def test_a_store_asked_a_run_at_a_time_sees_the_claim_of_a_cancelled_run_c
     future: cancelling the run must cancel it, and an answer must start each run."""
     monkeypatch.setattr(clock, "hold", UnheldClock.hold)
     store = OneAtATime()
-    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
-    recorder = Recorder(scheduler)
-
-    async def body(run: Run) -> None:
-        return None
-
-    scheduler.add_job(body, every="1m", id="a")
-    scheduler.add_job(body, every="1m", id="b")
+    scheduler, recorder = two_minutely_jobs(store, clock)
     async with scheduler:
         await clock.advance(60)
         (run_a,) = [r for r in scheduler.running_runs() if r.job_id == "a"]
@@ -271,14 +277,7 @@ async def test_a_claim_the_store_fails_to_make_fails_its_runs_and_the_job_goes_o
     (recorded), and the job is not left with a run waiting for a claim for ever (its next
     occurrences would each be skipped as "waiting for the state store")."""
     store = FailingClaims()
-    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
-    recorder = Recorder(scheduler)
-
-    async def body(run: Run) -> None:
-        return None
-
-    scheduler.add_job(body, every="1m", id="a")
-    scheduler.add_job(body, every="1m", id="b")
+    scheduler, recorder = two_minutely_jobs(store, clock)
     async with scheduler:
         await clock.advance(60)
         assert scheduler.running_runs() == []
@@ -296,14 +295,7 @@ async def test_a_claim_the_store_fails_to_make_a_run_at_a_time_fails_that_run_on
 ):
     monkeypatch.setattr(clock, "hold", UnheldClock.hold)
     store = FailingOneAtATime()
-    scheduler = Scheduler(timezone="UTC", clock=clock, store=store)
-    recorder = Recorder(scheduler)
-
-    async def body(run: Run) -> None:
-        return None
-
-    scheduler.add_job(body, every="1m", id="a")
-    scheduler.add_job(body, every="1m", id="b")
+    scheduler, recorder = two_minutely_jobs(store, clock)
     async with scheduler:
         await clock.advance(60)
         assert "b" in store.claims
