@@ -19,21 +19,12 @@ SHOWN_OPTIONS = (
 
 def run_view(run: Run, host: str = "") -> RunView:
     error = run.error
-    return RunView(
-        run_id=run.run_id,
-        job_id=run.job_id,
-        manual=run.manual,
-        attempt=run.attempt,
-        scheduled_ts=run.scheduled_ts,
-        started_ts=run.started_ts,
-        finished_ts=run.finished_ts,
+    return _view(
+        run,
         outcome=run.outcome,
-        progress=run.progress,
-        status_message=run.status_message,
         error_type=error.type if error else None,
         error_message=error.message if error else None,
         error_line=error.first_line if error else None,
-        reason=run.reason,
         pid=run.pid,
         host=host,
     )
@@ -46,6 +37,28 @@ def peer_run_view(run: PeerRun) -> RunView:
         outcome = Outcome(run.outcome) if run.outcome is not None else None
     except ValueError:  # written by a newer jobtui: shown as ended, somehow
         outcome = Outcome.ABANDONED
+    return _view(
+        run,
+        outcome=outcome,
+        error_type=run.error_type,
+        error_message=run.error_message,
+        error_line=error.first_line if error is not None else None,
+        pid=None,
+        host=run.host,
+    )
+
+
+def _view(
+    run: Run | PeerRun,
+    *,
+    outcome: Outcome | None,
+    error_type: str | None,
+    error_message: str | None,
+    error_line: str | None,
+    pid: int | None,
+    host: str,
+) -> RunView:
+    """The fields a run of this host and another host's run name alike, and the rest given."""
     return RunView(
         run_id=run.run_id,
         job_id=run.job_id,
@@ -57,12 +70,12 @@ def peer_run_view(run: PeerRun) -> RunView:
         outcome=outcome,
         progress=run.progress,
         status_message=run.status_message,
-        error_type=run.error_type,
-        error_message=run.error_message,
-        error_line=error.first_line if error is not None else None,
+        error_type=error_type,
+        error_message=error_message,
+        error_line=error_line,
         reason=run.reason,
-        pid=None,
-        host=run.host,
+        pid=pid,
+        host=host,
     )
 
 

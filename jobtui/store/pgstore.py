@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import re
 import time
@@ -169,16 +170,8 @@ class PostgresStore(Store):
                 snapshots[job_id] = JobSnapshot(grid_anchor=anchor)
             else:  # a changed definition starts afresh, but on the shared grid all the same
                 last = kept.last_fired if kept.catch_up else None
-                snapshots[job_id] = JobSnapshot(
-                    paused=kept.paused,
-                    pause_reason=kept.pause_reason,
-                    disabled_reason=kept.disabled_reason,
-                    consecutive_failures=kept.consecutive_failures,
-                    run_count=kept.run_count,
-                    last_fired=last,
-                    grid_anchor=anchor,
-                    finished=kept.finished,
-                    catch_up=True,
+                snapshots[job_id] = dataclasses.replace(
+                    kept, last_fired=last, grid_anchor=anchor, catch_up=True
                 )
         return snapshots
 
