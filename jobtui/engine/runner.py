@@ -19,7 +19,13 @@ from .clock import Clock
 from .datastore import ClaimAnswer, DataStore
 from .durations import format_duration
 from .events import EventBroker, RunProgress, RunRetrying, RunStarted
-from .executors import SUCCEEDED_WITH_NONE, AsyncExecution, Execution, make_execution
+from .executors import (
+    _SUCCEEDED,
+    SUCCEEDED_WITH_NONE,
+    AsyncExecution,
+    Execution,
+    make_execution,
+)
 from .job import Job, TargetKind
 from .middleware import Middleware, run_through
 from .policies import retry_allowed, retry_delay
@@ -33,7 +39,7 @@ log = logging.getLogger("jobtui.engine")
 
 # Read for every run: an Enum member read through its class costs as much as a function call
 # in Python 3.11 (the class's metaclass keeps the lookup off the attribute cache).
-_ASYNC, _SUCCEEDED, _CANCELLED = TargetKind.ASYNC, Outcome.SUCCEEDED, Outcome.CANCELLED
+_ASYNC, _CANCELLED = TargetKind.ASYNC, Outcome.CANCELLED
 
 # What the scheduler does with a time a job's return value chose; None means "never".
 OnReturned = Callable[[Job, float | None], None]
@@ -55,7 +61,6 @@ class Runner:
     ) -> None:
         self.clock = clock
         self.events = events
-        self.max_concurrency = max_concurrency
         self.store = store
         self.stopping = False  # set by the scheduler: no retries once it is stopping
         self._random = rng
@@ -83,8 +88,6 @@ class Runner:
         self.progress: Coalescer[Run] = Coalescer(self._publish_progress)
         self._on_run_changed = self._run_changed  # one bound method, not one per run
         self._wall = clock.wall  # read for every run: bound once
-        # No concurrency limit and no middleware: runs may take the plain path.
-        self._unwrapped = max_concurrency is None
         # Asked for every run: flags the broker keeps current, not a question each time.
         self._started_wanted = events.interest(RunStarted)
         self._progress_wanted = events.interest(RunProgress)
@@ -94,7 +97,8 @@ class Runner:
         self.progress.bind(loop)
 
     def new_run_id(self) -> str:
-        """Unique across processes sharing a store: a random prefix, then a counter."""
+        """Unique across processes sharing a store: a random prefix, then a counter (start()
+        writes this out for every run: change both)."""
         return f"{self._run_prefix}{next(self._run_counter):06x}"
 
     def running_runs(self) -> list[Run]:
@@ -102,7 +106,6 @@ class Runner:
 
     def add_middleware(self, middleware: Middleware) -> None:
         self.middleware.append(middleware)
-        self._unwrapped = False
 
     def claiming(self, run: Run) -> bool:
         """Whether ``run`` waits for the store to record its claim (it has not started)."""
@@ -140,7 +143,8 @@ class Runner:
         opts = job.options
         if (
             job.kind is _ASYNC
-            and self._unwrapped
+            and self._slots is None  # no concurrency limit and no middleware around it
+            and not self.middleware
             and opts.timeout is None
             and opts.retries == 0
             and opts.run_mode != "process"
