@@ -191,9 +191,7 @@ class Dispatcher:
         job._pending = ts
         if action is OverlapAction.REPLACE:
             for run in list(active):
-                self.runner.interrupt(
-                    run, Outcome.CANCELLED, f"replaced by the occurrence for {_iso(ts)}"
-                )
+                self.runner.interrupt(run, Outcome.CANCELLED, replaced_reason(ts))
 
     # -- occurrences waiting their turn ---------------------------------------------------
     def _start_waiting(self, job: Job) -> None:
@@ -301,3 +299,8 @@ class Dispatcher:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def replaced_reason(ts: float) -> str:
+    """What a run cancelled by overlap="replace" says (a shared store's hosts say it too)."""
+    return f"replaced by the occurrence for {_iso(ts)}"

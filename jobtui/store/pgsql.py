@@ -127,3 +127,12 @@ JOB_COLUMNS = (
     "job_id, paused::int, pause_reason, disabled_reason, consecutive_failures, run_count, "
     "extract(epoch FROM last_fired)::float8, grid_anchor, finished::int, fingerprint"
 )
+
+# The other hosts with a run of a job (or the run, by its id) going on, for a cancel.
+HOSTS_RUNNING = (
+    "SELECT DISTINCT host FROM runs WHERE outcome IS NULL AND host <> %s "
+    "AND (job_id = %s OR run_id = %s) ORDER BY host"
+)
+# A queued occurrence's turn: the runs it waits for still going, and its start once none is.
+STILL_GOING = "SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND outcome IS NULL"
+TURN_CAME = "UPDATE runs SET started_at = now(), reason = '' WHERE run_id = %s"

@@ -215,15 +215,9 @@ class PostgresStore(Store):
         if self.writer.status:  # the database is away: do not wait for a connect to fail
             return None
         try:
-            with self.backend._transaction(wait=ASK_WAIT) as conn:
-                rows = conn.execute(
-                    "SELECT DISTINCT host FROM runs WHERE outcome IS NULL AND host <> %s "
-                    "AND (job_id = %s OR run_id = %s) ORDER BY host",
-                    (self.host, target, target),
-                ).fetchall()
+            return self.backend.hosts_running(target, wait=ASK_WAIT)
         except StoreUnavailable:
             return None
-        return [host for (host,) in rows]
 
     def _notify(self, action: str, job_id: str, reason: str = "") -> None:
         if self._notifier is not None:
@@ -320,17 +314,7 @@ class PostgresStore(Store):
         row says it started. Blocking."""
         if self._closed:  # the backend's connection is gone: do not make a new one
             return True
-        with self.backend._transaction() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM runs WHERE run_id = ANY(%s) AND outcome IS NULL",
-                (awaited,),
-            ).fetchone()
-            if row and row[0]:
-                return True
-            conn.execute(
-                "UPDATE runs SET started_at = now(), reason = '' WHERE run_id = %s", (run_id,)
-            )
-        return False
+        return not self.backend.take_turn(run_id, awaited)
 
     async def _wait_turn(self, run_id: str, awaited: list[str], turn: asyncio.Future[bool]) -> None:
         while not self._closed:

@@ -20,17 +20,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from ..engine.dispatch import replaced_reason
 from .pgschema import NewerSchema, migrate
 from .pgsql import (
     CLAIM,
     GOING_ELSEWHERE,
     HOSTED,
+    HOSTS_RUNNING,
     JOB_COLUMNS,
     JOB_NAMES,
     REAP,
@@ -40,6 +41,8 @@ from .pgsql import (
     SHARED_ROWS,
     SKIPPED_ELSEWHERE,
     STATEMENTS,
+    STILL_GOING,
+    TURN_CAME,
 )
 from .writer import Kind, StoreUnavailable, Write
 
@@ -92,10 +95,6 @@ def _live_hosts(conn: psycopg.Connection, lease: float) -> list[str]:
         (lease,),
     ).fetchall()
     return [host for (host,) in rows]
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -202,6 +201,23 @@ class PostgresBackend:
         return [(h, p, f) for h, p, f in rows]
 
     # -- the writer's side ----------------------------------------------------------------
+    def hosts_running(self, target: str, *, wait: float) -> list[str]:
+        """The other hosts with a run of job ``target`` (or run ``target``) going on. Raises
+        StoreUnavailable, also when a batch holds the connection longer than ``wait``."""
+        with self._transaction(wait=wait) as conn:
+            rows = conn.execute(HOSTS_RUNNING, (self.host, target, target)).fetchall()
+        return [host for (host,) in rows]
+
+    def take_turn(self, run_id: str, awaited: list[str]) -> bool:
+        """Whether a queued occurrence's turn came: none of the runs it waits for goes on (a
+        dead host's are abandoned once their lease ran out); its row then says it started."""
+        with self._transaction() as conn:
+            row = conn.execute(STILL_GOING, (awaited,)).fetchone()
+            if row and row[0]:
+                return False
+            conn.execute(TURN_CAME, (run_id,))
+        return True
+
     @contextlib.contextmanager
     def _transaction(self, *, wait: float = -1) -> Any:
         """One transaction on the writer's connection, connecting again if it was lost;
@@ -305,7 +321,7 @@ class PostgresBackend:
         if cur.rowcount != 1:
             return False
         if job_id in self.replacing:
-            reason = f"replaced by the occurrence for {_iso(scheduled_for)}"
+            reason = replaced_reason(scheduled_for)
             cur.execute(
                 REPLACE_ELSEWHERE,
                 (CHANNEL, self.host, reason, job_id, self.host, scheduled_for),

@@ -94,8 +94,9 @@ class Store:
             SchedulerStarted: self._session_started,
             SchedulerStopped: self._session_stopped,
         }
-        self.recorded_events = tuple(self._record)  # the scheduler hands it these only
-        self.recorders = self._record  # each straight to its handler (see DataStore.record)
+        # The scheduler hands it these events only, each straight to its handler (see
+        # DataStore.record): no other is even built for it.
+        self.recorders = self._record
         self._session: float | None = None  # when this process's scheduler started
         # No other host shares an SQLite state: nothing ever calls it.
         self.on_peer_runs: Callable[[PeerRuns], None] | None = None
