@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import psycopg
 
-from jobtui import Outcome, Run, VirtualClock
+from jobtui import Outcome, Run, Scheduler, VirtualClock
 from jobtui.config import load
 from jobtui.control.client import RemoteController
 from jobtui.control.controller import LocalController
@@ -154,6 +154,38 @@ async def test_a_job_added_by_reloading_joins_the_shared_grid_on_every_host(
     assert times == [f"12:0{m}:{s}0" for m, s in [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0)]]
 
 
+def held_runs_host(url: str, release: threading.Event, *jobs: str, lease: float) -> EngineHost:
+    """Host "a" with ``jobs`` due every 10 s, whose runs (threads) go on until ``release``."""
+
+    def slow(run: Run) -> None:
+        release.wait(30)
+
+    def setup(scheduler: Scheduler) -> None:
+        for job_id in jobs:
+            scheduler.add_job(slow, every="10s", id=job_id)
+
+    return EngineHost(url, VirtualClock(START), setup, "a", lease=lease)
+
+
+async def leases_while_locked(conninfo: str, lock: str, count: str) -> set[int]:
+    """Hold ``lock`` (a SELECT ... FOR UPDATE) for two leases of real time, reading ``count``
+    (the runs still leased) every 50 ms meanwhile; the counts seen."""
+    seen: set[int] = set()
+    with (
+        psycopg.connect(conninfo, autocommit=True) as watcher,
+        psycopg.connect(conninfo) as locker,
+    ):
+        locker.execute(lock)
+        held_until = time.monotonic() + 3.0  # real time: two leases must pass
+        while time.monotonic() < held_until:
+            row = watcher.execute(count).fetchone()
+            assert row is not None
+            seen.add(row[0])
+            await asyncio.sleep(0.05)
+        locker.rollback()
+    return seen
+
+
 async def test_a_hung_statement_of_the_lease_thread_does_not_let_a_short_lease_run_out(
     pg_cluster, pg_database
 ):
@@ -161,33 +193,19 @@ async def test_a_hung_statement_of_the_lease_thread_does_not_let_a_short_lease_r
     are renewed all the same, so no survivor could take them for abandoned."""
     url = pg_cluster.url(pg_database)
     release = threading.Event()
-
-    def slow(run: Run) -> None:
-        release.wait(30)
-
-    a = EngineHost(
-        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=1.5
-    )
+    a = held_runs_host(url, release, "long", lease=1.5)
     await a.start()
     try:
         await a.clock.advance(10)
         await a.recorder.wait_for(lambda: a.recorder.started("long"))
         await asyncio.to_thread(a.store.flush)
-        conninfo = pg_cluster.conninfo(pg_database)
-        with (
-            psycopg.connect(conninfo, autocommit=True) as watcher,
-            psycopg.connect(conninfo) as locker,
-        ):
-            locker.execute("SELECT 1 FROM hosts WHERE host = 'a' FOR UPDATE")
-            held_until = time.monotonic() + 3.0  # real time: two leases must pass
-            while time.monotonic() < held_until:
-                (leased,) = watcher.execute(
-                    "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
-                    "AND lease_until > now()"
-                ).fetchone()
-                assert leased == 1, "the run's lease ran out while a statement hung"
-                await asyncio.sleep(0.05)
-            locker.rollback()
+        leased = await leases_while_locked(
+            pg_cluster.conninfo(pg_database),
+            "SELECT 1 FROM hosts WHERE host = 'a' FOR UPDATE",
+            "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
+            "AND lease_until > now()",
+        )
+        assert leased == {1}, "the run's lease ran out while a statement hung"
     finally:
         release.set()
         await a.recorder.wait_for(lambda: a.recorder.finished("long"))
@@ -204,35 +222,19 @@ async def test_a_run_row_its_writer_holds_does_not_stop_the_other_runs_leases(
     survivor then took runs still going for abandoned)."""
     url = pg_cluster.url(pg_database)
     release = threading.Event()
-
-    def slow(run: Run) -> None:
-        release.wait(30)
-
-    def setup(scheduler):
-        scheduler.add_job(slow, every="10s", id="one")
-        scheduler.add_job(slow, every="10s", id="two")
-
-    a = EngineHost(url, VirtualClock(START), setup, "a", lease=1.5)
+    a = held_runs_host(url, release, "one", "two", lease=1.5)
     await a.start()
     try:
         await a.clock.advance(10)
         await a.recorder.wait_for(lambda: a.recorder.started("one") and a.recorder.started("two"))
         await asyncio.to_thread(a.store.flush)
-        conninfo = pg_cluster.conninfo(pg_database)
-        with (
-            psycopg.connect(conninfo, autocommit=True) as watcher,
-            psycopg.connect(conninfo) as locker,
-        ):
-            locker.execute("SELECT 1 FROM runs WHERE job_id = 'one' FOR UPDATE")
-            held_until = time.monotonic() + 3.0  # real time: two leases must pass
-            while time.monotonic() < held_until:
-                (leased,) = watcher.execute(
-                    "SELECT count(*) FROM runs WHERE job_id = 'two' AND outcome IS NULL "
-                    "AND lease_until > now()"
-                ).fetchone()
-                assert leased == 1, "a run's lease ran out behind another run's locked row"
-                await asyncio.sleep(0.05)
-            locker.rollback()
+        leased = await leases_while_locked(
+            pg_cluster.conninfo(pg_database),
+            "SELECT 1 FROM runs WHERE job_id = 'one' FOR UPDATE",
+            "SELECT count(*) FROM runs WHERE job_id = 'two' AND outcome IS NULL "
+            "AND lease_until > now()",
+        )
+        assert leased == {1}, "a run's lease ran out behind another run's locked row"
     finally:
         release.set()
         await a.recorder.wait_for(lambda: a.recorder.finished("one") and a.recorder.finished("two"))
@@ -256,12 +258,7 @@ async def test_a_bug_in_one_beat_of_the_lease_thread_does_not_stop_the_leases(
             raise RuntimeError("a bug")
         return real(conn, lease)
 
-    def slow(run: Run) -> None:
-        release.wait(30)
-
-    a = EngineHost(
-        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=0.9
-    )
+    a = held_runs_host(url, release, "long", lease=0.9)
     await a.start()
     try:
         await a.clock.advance(10)
@@ -387,13 +384,7 @@ async def test_a_claim_that_waited_for_another_hosts_lock_still_gets_a_whole_lea
     was already out, and a survivor took the run, just started, for abandoned)."""
     url = pg_cluster.url(pg_database)
     release = threading.Event()
-
-    def slow(run: Run) -> None:
-        release.wait(30)
-
-    a = EngineHost(
-        url, VirtualClock(START), lambda s: s.add_job(slow, every="10s", id="long"), "a", lease=1.5
-    )
+    a = held_runs_host(url, release, "long", lease=1.5)
     await a.start()
     try:
         with psycopg.connect(pg_cluster.conninfo(pg_database), autocommit=True) as other:
