@@ -25,7 +25,6 @@ from .store.interface import PeerRuns, SharedStateStore
 ALERTS_DRAIN = 5.0  # seconds a stopping jobtui waits for hook deliveries still going
 FULL_COLLECTION_EVERY = 1000  # middle-generation passes per full one (Python's default: 10)
 SWITCH_INTERVAL = 0.001  # seconds a thread waits for the GIL before it asks (Python's: 0.005)
-_UNCHECKED = object()  # no store looked at yet (None is a store setting: no store)
 
 
 def tune_collector() -> None:
@@ -41,6 +40,9 @@ def tune_collector() -> None:
     run leaves no reference cycle behind (tests/test_store_gc.py), so that garbage
     never waits for a full pass; cycles a job's own code makes mostly die young, in the young
     generations' passes, which stay as frequent and as short as Python makes them."""
+    # Again after a reload: what it dropped was frozen with the rest, and would never be
+    # walked again; cycles among it must be found and freed.
+    gc.unfreeze()
     gc.collect()  # what is garbage now must not be frozen with the rest
     gc.freeze()
     young, middle, _ = gc.get_threshold()
@@ -101,7 +103,13 @@ class Host:
         # switching once started; a host in a test or a program of its own leaves them alone.
         self.tune_runtime = tune_runtime
         self.store = store
-        self._checked_store: tuple[object, SharedStateStore | None] = (_UNCHECKED, None)
+        # The store when other hosts share it, else None: looked at once, since an isinstance
+        # check against the runtime-checkable protocol walks all its members (~25 us on Python
+        # 3.11) and the console asks for the host's name once per job it shows (0.25 s of
+        # opening the console with 10,000 jobs).
+        self._shared: SharedStateStore | None = (
+            store if isinstance(store, SharedStateStore) else None
+        )
         # Who wants to hear of reloads (the console's banner, the headless log): a list, since
         # both the host and its users follow them.
         self.reloaded: list[Callable[[Config], None]] = []
@@ -116,12 +124,12 @@ class Host:
         extra: dict[str, Any] = {} if stop_grace is None else {"stop_grace": stop_grace}
         with collector_paused():  # a job and its plan per job, all long-lived
             self.scheduler: Scheduler = config.make_scheduler(clock=clock, store=store, **extra)
-        if isinstance(store, SharedStateStore):
+        if self._shared is not None:
             # A job a reload adds (or redefines) on one host joins the other hosts' grid.
-            self.scheduler.grid_anchor = store.grid_anchor
-            self._plan_shared_jobs(store, config)
-            store.on_remote = self._apply_remote
-            store.on_peer_runs = self._on_peer_runs
+            self.scheduler.grid_anchor = self._shared.grid_anchor
+            self._plan_shared_jobs(self._shared, config)
+            self._shared.on_remote = self._apply_remote
+            self._shared.on_peer_runs = self._on_peer_runs
         if store is not None:
             fingerprints = {job_id: spec.fingerprint for job_id, spec in config.jobs.items()}
             for job_id, snapshot in store.load_snapshots(fingerprints).items():
@@ -144,30 +152,16 @@ class Host:
         options = {job.id: job.options for job in self.scheduler.jobs()}
         store.plan_jobs(options, str(config.path))
 
-    def _shared_store(self) -> SharedStateStore | None:
-        """The store when other hosts share it, else None. An isinstance check against the
-        runtime-checkable protocol walks all its members each time (~25 us on Python 3.11),
-        and the console asks for the host's name once per job it shows: with 10,000 jobs that
-        was 0.25 s of opening the console. So the answer is kept for the store it was found
-        for (asked again if host.store were ever replaced)."""
-        store = self.store
-        checked, shared = self._checked_store
-        if store is not checked:
-            shared = store if isinstance(store, SharedStateStore) else None
-            self._checked_store = (store, shared)
-        return shared
-
     @property
     def shared(self) -> bool:
         """Whether other hosts share this host's state (and so run its jobs too)."""
-        return self._shared_store() is not None
+        return self._shared is not None
 
     @property
     def name(self) -> str:
         """This host's name when other hosts share the state (runs show where they ran);
         empty when none can."""
-        shared = self._shared_store()
-        return shared.host if shared is not None else ""
+        return self._shared.host if self._shared is not None else ""
 
     def _on_peer_runs(self, picture: PeerRuns) -> None:
         before, self.peer_runs = self.peer_runs, picture
@@ -177,14 +171,14 @@ class Host:
     def tell_other_hosts(self, action: str, target: str, reason: str = "") -> None:
         """What a user did here ("cancel" a job or run, "remove" a job) for the hosts sharing
         the state; nothing without them."""
-        if isinstance(self.store, SharedStateStore):
-            self.store.announce(action, target, reason)
+        if self._shared is not None:
+            self._shared.announce(action, target, reason)
 
     def hosts_running(self, target: str) -> list[str] | None:
         """The other hosts sharing the state that run the job (or the run, by its id): none
         without them; None when the shared state cannot be asked just now."""
-        if isinstance(self.store, SharedStateStore):
-            return self.store.hosts_running(target)
+        if self._shared is not None:
+            return self._shared.hosts_running(target)
         return []
 
     def _apply_remote(self, action: str, job_id: str, reason: str) -> None:
@@ -294,8 +288,8 @@ class Host:
         self.config = config
         if self.tune_runtime:  # the jobs a reload made live as long as the first ones
             tune_collector()
-        if isinstance(self.store, SharedStateStore):
-            self._plan_shared_jobs(self.store, config)
+        if self._shared is not None:
+            self._plan_shared_jobs(self._shared, config)
         for listener in self.reloaded:
             listener(config)
 

@@ -199,8 +199,9 @@ class JobDetailScreen(Screen[None]):
             log.clear()
             self._log_run, self._log_next = run.run_id, -LOG_SHOWN  # a bounded tail, not all
             if here and run.host and run.host != here:
-                # Its output streams only on the host that runs it.
                 log.write_line(f"(this run is on {printable(run.host)}: its output is shown there)")
+        if here and run.host and run.host != here:
+            return  # its output streams only on the host that runs it: nothing to ask for here
         lines, following = self.controller.log(run.job_id, run.run_id, self._log_next, LOG_SHOWN)
         if len(lines) >= LOG_SHOWN and self._log_next >= 0:
             # Behind a job that prints faster than the screen refreshes: show its newest lines

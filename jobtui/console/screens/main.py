@@ -207,7 +207,7 @@ class MainScreen(Screen[None]):
                 self.refresh_jobs()
 
         question = f'Cancel the running run of "{printable(job_id)}"?'
-        here = self.controller.summary().host  # hosts share the state: say where it goes on
+        here = self.controller.host_name  # hosts share the state: say where it goes on
         elsewhere = sorted({run.host for run in job.running} - {here}) if here else []
         if elsewhere:
             question += f" (it runs on {printable(', '.join(elsewhere))})"
