@@ -248,7 +248,7 @@ class Store:
                 _SAVE_JOB,
                 (
                     job_id,
-                    int(snapshot.paused),
+                    1 if snapshot.paused else 0,
                     snapshot.pause_reason,
                     snapshot.disabled_reason,
                     snapshot.consecutive_failures,
@@ -256,11 +256,14 @@ class Store:
                     snapshot.last_fired,
                     snapshot.next_fire,
                     snapshot.grid_anchor,
-                    int(snapshot.finished),
+                    1 if snapshot.finished else 0,
                     self._fingerprints.get(job_id, ""),
                     time.time(),
                 ),
-                job_id=job_id,
+                None,
+                False,
+                False,
+                job_id,
             )
         )
 
@@ -293,8 +296,10 @@ class Store:
 
     def _run_finished(self, event: RunFinished) -> None:
         run = event.run
-        self._pids.pop(run.run_id, None)
-        self.writer.push(Write(_FINISH, _finish_params(run), job_id=run.job_id))
+        if self._pids:
+            self._pids.pop(run.run_id, None)
+        # Positional: a class called with keywords builds a dict for __init__, every run.
+        self.writer.push(Write(_FINISH, _finish_params(run), None, False, False, run.job_id))
 
     def _occurrence(self, event: OccurrenceSkipped | OccurrenceMissed) -> None:
         run = event.run
@@ -362,7 +367,9 @@ def _finish_params(run: Run) -> tuple[Any, ...]:
     output = run.output if run.has_output else None
     return (
         run.finished_ts,
-        run.outcome.value if run.outcome else None,
+        # _value_, the plain str: .value is a Python-level property of Enum, and a str
+        # subclass (a StrEnum member) takes sqlite3's slow adapter lookup when bound.
+        run.outcome._value_ if run.outcome else None,
         run.reason,
         run.attempt,
         run.progress,
