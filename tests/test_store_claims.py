@@ -19,7 +19,7 @@ import pytest
 from jobtui import Outcome, Run, RunStarted, Scheduler
 from jobtui.engine.datastore import ClaimAnswer
 from jobtui.store import Store, read_runs
-from jobtui.store.writer import BatchWriter, Kind, Write
+from jobtui.store.writer import FIRST_BATCH, BatchWriter, Kind, Write
 
 from .conftest import START, Recorder, stop_within
 from .test_hot_path import BODIES, record, told
@@ -388,6 +388,55 @@ async def test_an_idle_writer_woken_by_a_pass_of_claims_writes_and_answers_each_
         answers = await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
         assert answers == [True] * 3000
         assert [w.params[0] for w in backend.written] == [w.params[0] for w in claims]
+    finally:
+        await asyncio.to_thread(writer.close)
+
+
+class BatchSizes(BlockingBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
+        self.sizes.append(len(batch))
+        return super().write(batch)
+
+
+async def _until_idle(writer: BatchWriter) -> None:
+    for _ in range(5000):  # the thread idles as soon as it finds nothing to write
+        if writer._idle:
+            return
+        await asyncio.to_thread(time.sleep, 0.001)
+    raise AssertionError("the writer never went idle")
+
+
+async def test_the_first_claims_of_a_big_pass_are_answered_after_a_short_transaction():
+    """An idle writer woken by thousands of claims writes a few hundred first: the first runs
+    of the pass start without waiting for a whole batch of claims to be written. Writes that
+    no run waits for (results, notes) still go in whole batches."""
+    loop = asyncio.get_running_loop()
+    backend = BatchSizes()
+    backend.go.set()
+    writer = BatchWriter(backend, max_buffer=100_000)
+    writer.start(loop)
+    try:
+        await _until_idle(writer)
+        claims = _claims("r", 3000, loop)
+        writer.push_many(claims)
+        await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
+        assert backend.sizes[0] <= FIRST_BATCH < writer.batch_size
+        assert max(backend.sizes) == writer.batch_size
+        await _until_idle(writer)
+        backend.sizes.clear()
+        writer.push_many(
+            [
+                Write(Kind.JOB_EVENT, (f"j{n}", 1.0, "finished", ""), job_id=f"j{n}")
+                for n in range(3000)
+            ]
+        )
+        assert await asyncio.to_thread(writer.flush, 10)
+        assert sum(backend.sizes) == 3000
+        assert max(backend.sizes[:2]) == writer.batch_size  # the first whole one, maybe after one
     finally:
         await asyncio.to_thread(writer.close)
 
