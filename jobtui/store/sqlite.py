@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -25,6 +26,7 @@ from .statefile import LockHeld, create_private, take_lock
 from .vanished import identity, relock, write_copy
 from .writer import Kind, StoreUnavailable, Write
 
+log = logging.getLogger("jobtui.store")
 STATEMENTS: dict[Kind, str] = {
     Kind.CLAIM: (
         "INSERT OR IGNORE INTO runs (run_id, job_id, scheduled_for, manual, attempt, "
@@ -67,6 +69,9 @@ STATEMENTS: dict[Kind, str] = {
     Kind.SESSION_STOP: "UPDATE sessions SET stopped_at = ? WHERE started_at = ? AND pid = ?",
     Kind.JOB_EVENT: "INSERT INTO job_events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
 }
+# Written for every run (a claim, its result, its job's state, a one-shot's note; progress
+# reported): their many-row statements are prepared before the first burst (warm).
+WARMED = (Kind.CLAIM, Kind.FINISH, Kind.SAVE_JOB, Kind.JOB_EVENT, Kind.PROGRESS)
 # Once running, a write waits this long for another process's lock, then the writer buffers and
 # tries again: runs waiting for their claim are let go ahead (journaled) without being late.
 WRITE_BUSY_TIMEOUT = 0.1
@@ -191,6 +196,20 @@ class SQLiteBackend:
                 raise
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    def warm(self) -> None:
+        """Prepare the statements written for every run before a burst needs them (the writer
+        calls it once, when it first finds nothing to write). Best effort: a database locked
+        by another process leaves them to be prepared when first used, as they were before."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN")
+            try:
+                self._rows.warm(conn, WARMED)
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.info("statements not prepared ahead (%s): each is when first written", exc)
 
     # -- the file deleted or replaced under it --------------------------------------------
     def check(self) -> str:

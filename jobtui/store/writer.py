@@ -80,6 +80,10 @@ class Disowned(Exception):
 
 
 class Backend(Protocol):
+    """What the writer asks of a backend. Besides these, it may have ``batch_size`` (writes per
+    transaction) and ``warm()`` (called once on the writer's thread, when it first finds
+    nothing to write: prepare what a burst would otherwise pay for)."""
+
     # True when several processes claim from this backend: a claim it cannot write is refused
     # (recorded as missed once it can), since another process may be running the occurrence.
     shared: bool
@@ -289,7 +293,15 @@ class BatchWriter:
 
     def _run(self) -> None:
         backoff = 0.05
+        # A backend may prepare its statements ahead (SQLite's: warm), once nothing waits.
+        warm: Callable[[], None] | None = getattr(self.backend, "warm", None)
         while True:
+            if warm is not None and not self._writes:
+                try:
+                    warm()
+                except Exception:  # a bug, but only a missed head start: writing goes on
+                    log.exception("preparing the state store's statements failed")
+                warm = None
             with self._cond:
                 self._idle = True  # before the look at the queue: see push
                 most = self.batch_size
