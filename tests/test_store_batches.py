@@ -367,20 +367,20 @@ TABLES = ("runs", "jobs", "job_events", "sessions")
 
 def test_the_statements_a_burst_writes_are_prepared_ahead_and_preparing_writes_nothing(tmp_path):
     """A burst's first statements of each size took milliseconds each to prepare while the
-    runs waited (a 1,024-row result 14 ms). warm() prepares every size write() makes for the
-    writes made for every run; the database is left as it was."""
+    runs waited (a 1,024-row result 14 ms). Once a batch has had many rows of a kind (at
+    start, every job's state is saved), warm() prepares every size write() makes for up to
+    that many rows, for the writes made for every run; the database is left as it was."""
     db = backend(tmp_path)
     try:
-        db.write([claim(0)])
+        db.write([claim(n) for n in range(1500)])  # a pass of 1,500 jobs, say
         before = _tables(tmp_path / "state.db")
         db.warm()
         assert _tables(tmp_path / "state.db") == before
         prepared = set(db._rows._texts)
         assert {kind for kind, _ in prepared} == set(WARMED)
-        # Batches of every size up to two statements' worth: none needs a statement of a
-        # size not prepared.
-        run = 1
-        for count in (*range(2, 300), 511, 767, 1023, 1024, 1500, 2047):
+        # Batches of every size up to that: none needs a statement of a size not prepared.
+        run = 1500
+        for count in (*range(2, 300), 511, 767, 1023, 1024, 1025, 1500):
             db.write([claim(n) for n in range(run, run + count)])
             db.write([finish(n) for n in range(run, run + count)])
             db.write(
@@ -389,6 +389,21 @@ def test_the_statements_a_burst_writes_are_prepared_ahead_and_preparing_writes_n
             run += count
         assert set(db._rows._texts) == prepared
         assert _tables(tmp_path / "state.db")["runs"] == run
+    finally:
+        db.close()
+
+
+def test_a_store_of_a_few_jobs_prepares_only_the_few_rows_it_writes(tmp_path):
+    """The statements for a thousand rows take megabytes; a store whose batches never had
+    more than a dozen rows of a kind does not prepare them."""
+    db = backend(tmp_path)
+    try:
+        db.write([claim(n) for n in range(12)])
+        db.warm()
+        assert {size for _, size in db._rows._texts} == {1, 2, 4, 8, 16}
+        db.write([claim(n) for n in range(12, 312)])  # then a pass of 300 jobs
+        db.warm()
+        assert {size for _, size in db._rows._texts} == {1, 2, 4, 8, 16, 32, 64, 128, 256}
     finally:
         db.close()
 
@@ -407,3 +422,4 @@ def test_a_database_locked_while_statements_are_prepared_is_written_all_the_same
         db.close()
     runs = read_runs(tmp_path / "state.db", limit=1000)
     assert len(runs) == 700 and {r["outcome"] for r in runs} == {"succeeded"}
+

@@ -126,6 +126,8 @@ class SQLiteBackend:
             raise
         self._identity = identity(path)  # the file opened, to notice it deleted or replaced
         self._rows = RowWriter(self._conn, STATEMENTS)
+        self._most_rows = 0  # the most rows of one kind a batch has had (see warm)
+        self._warmed_rows = 0  # statements for up to this many rows are prepared
 
     # -- at start-up ----------------------------------------------------------------------
     def mark_abandoned(self) -> list[dict[str, Any]]:
@@ -198,14 +200,20 @@ class SQLiteBackend:
             raise StoreUnavailable(str(exc)) from exc
 
     def warm(self) -> None:
-        """Prepare the statements written for every run before a burst needs them (the writer
-        calls it once, when it first finds nothing to write). Best effort: a database locked
-        by another process leaves them to be prepared when first used, as they were before."""
+        """Prepare the statements written for every run before a burst needs them, in the
+        sizes for as many rows as a batch has had of one kind (the writer calls it whenever it
+        finds nothing to write; at start, every job's state is saved, so this soon covers a
+        pass of every job). Best effort: a database locked by another process leaves them to
+        be prepared when first used, as they were before."""
+        rows, done = self._most_rows, self._warmed_rows
+        if rows <= done:
+            return
+        self._warmed_rows = rows  # tried once: a locked database is not waited for again
         conn = self._conn
         try:
             conn.execute("BEGIN")
             try:
-                self._rows.warm(conn, WARMED)
+                self._rows.warm(conn, WARMED, rows, done)
             finally:
                 conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
@@ -225,6 +233,7 @@ class SQLiteBackend:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
             self._conn = _connect(self.path, WRITE_BUSY_TIMEOUT)
+            self._warmed_rows = 0  # a new connection: none of its statements are prepared
         except (sqlite3.Error, OSError, DamagedDatabase) as exc:
             raise StoreUnavailable(
                 f"the state database {self.path} was {what}, and writing it again failed: {exc}"
@@ -328,8 +337,11 @@ class SQLiteBackend:
     ) -> list[tuple[Write, bool]]:
         """Claims first, then each kind's rows in the order the kinds first came."""
         results = self._claim(conn, claims) if claims else []
+        most = len(claims)
         for kind, rows in groups.items():
             self._rows.write(conn, kind, _latest_per_job(rows) if kind is Kind.SAVE_JOB else rows)
+            most = max(most, len(rows))
+        self._most_rows = max(self._most_rows, most)
         return results
 
     def _claim(self, conn: sqlite3.Connection, claims: list[Write]) -> list[tuple[Write, bool]]:

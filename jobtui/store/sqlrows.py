@@ -75,6 +75,16 @@ UPDATES: dict[Kind, tuple[tuple[str, ...], str]] = {
 }
 
 
+def _statement_rows(left: int, chunk: int) -> tuple[int, int]:
+    """Of ``left`` rows to write, how many the next statement takes, and its size (rows of
+    NULLs after those: a power of two, when fewer than STEP are left)."""
+    count = min(chunk, left)
+    size = 1 << (count - 1).bit_length()  # a power of two, NULL rows after the given
+    if count >= STEP or size > chunk:  # exactly count rows (a multiple of STEP if it can)
+        count = size = count - count % STEP if count >= STEP else 1 << (count.bit_length() - 1)
+    return count, size
+
+
 class RowWriter:
     """Writes a kind's rows in as few statements as SQLite allows. ``statements`` are the
     one-row statements by kind (INSERTs end in their VALUES tuple)."""
@@ -96,12 +106,7 @@ class RowWriter:
         chunk = self._chunk(width)
         changed, start = 0, 0
         while start < len(rows):
-            count = min(chunk, len(rows) - start)
-            size = 1 << (count - 1).bit_length()  # a power of two, NULL rows after the given
-            if count >= STEP or size > chunk:  # exactly count rows (a multiple of STEP if it can)
-                count = size = (
-                    count - count % STEP if count >= STEP else 1 << (count.bit_length() - 1)
-                )
+            count, size = _statement_rows(len(rows) - start, chunk)
             part = rows[start : start + count]
             params = [NULL if value is None else value for row in part for value in row]
             if size > count:
@@ -112,20 +117,21 @@ class RowWriter:
             start += count
         return changed
 
-    def warm(self, conn: sqlite3.Connection, kinds: Iterable[Kind]) -> None:
-        """Prepare ``kinds``' many-row statements in every size ``write`` makes, into the
-        connection's statement cache: a burst of 20,000 runs prepared about twenty of them
-        while it ran (~50 ms of the writer's ~300). Each runs once and changes nothing (an
-        INSERT takes LIMIT 0 of its rows; an update's rows of NULLs find no run); the caller
-        rolls the transaction back all the same."""
+    def warm(self, conn: sqlite3.Connection, kinds: Iterable[Kind], rows: int, done: int) -> None:
+        """Prepare ``kinds``' many-row statements, into the connection's statement cache, in
+        each size ``write`` makes for up to ``rows`` rows and not for up to ``done`` (prepared
+        already): a burst of 20,000 runs prepared about twenty while it ran (~50 ms of the
+        writer's ~300). Only the sizes the store's batches have come to: the statements for
+        1,024 rows take megabytes, which a few jobs never need. Each runs once and changes
+        nothing (an INSERT takes LIMIT 0 of its rows; an update's rows of NULLs find no run);
+        the caller rolls the transaction back all the same."""
         for kind in kinds:
             update = kind in UPDATES
             width = len(UPDATES[kind][0]) if update else self._statements[kind].count("?")
             chunk = self._chunk(width)
-            sizes = {1 << bits for bits in range(STEP.bit_length())} | set(
-                range(STEP, chunk + 1, STEP)
-            )
-            for size in sorted(n for n in sizes if n <= chunk):
+            sizes = {_statement_rows(n, chunk)[1] for n in range(1, min(rows, chunk) + 1)}
+            sizes -= {_statement_rows(n, chunk)[1] for n in range(1, min(done, chunk) + 1)}
+            for size in sorted(sizes):
                 params: list[Any] = [NULL] * (size * width)
                 if not update:
                     params.append(0)

@@ -81,8 +81,8 @@ class Disowned(Exception):
 
 class Backend(Protocol):
     """What the writer asks of a backend. Besides these, it may have ``batch_size`` (writes per
-    transaction) and ``warm()`` (called once on the writer's thread, when it first finds
-    nothing to write: prepare what a burst would otherwise pay for)."""
+    transaction) and ``warm()`` (called on the writer's thread whenever it finds nothing to
+    write: prepare what a burst would otherwise pay for; cheap when there is nothing new)."""
 
     # True when several processes claim from this backend: a claim it cannot write is refused
     # (recorded as missed once it can), since another process may be running the occurrence.
@@ -293,7 +293,7 @@ class BatchWriter:
 
     def _run(self) -> None:
         backoff = 0.05
-        # A backend may prepare its statements ahead (SQLite's: warm), once nothing waits.
+        # A backend may prepare its statements ahead (SQLite's: warm) while nothing waits.
         warm: Callable[[], None] | None = getattr(self.backend, "warm", None)
         while True:
             if warm is not None and not self._writes:
@@ -301,7 +301,7 @@ class BatchWriter:
                     warm()
                 except Exception:  # a bug, but only a missed head start: writing goes on
                     log.exception("preparing the state store's statements failed")
-                warm = None
+                    warm = None
             with self._cond:
                 self._idle = True  # before the look at the queue: see push
                 most = self.batch_size
