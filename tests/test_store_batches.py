@@ -13,9 +13,10 @@ from typing import Any
 
 from jobtui import Scheduler, VirtualClock
 from jobtui.store import Store, read_runs
+from jobtui.store import writer as writer_module
 from jobtui.store.claimwait import ClaimDeadlines
 from jobtui.store.sqlite import WARMED, SQLiteBackend
-from jobtui.store.writer import ANSWER_SLICE, BatchWriter, Kind, Write
+from jobtui.store.writer import ANSWER_SLICE, BatchWriter, Kind, StoreUnavailable, Write
 
 from .conftest import START
 
@@ -423,3 +424,26 @@ def test_a_database_locked_while_statements_are_prepared_is_written_all_the_same
     runs = read_runs(tmp_path / "state.db", limit=1000)
     assert len(runs) == 700 and {r["outcome"] for r in runs} == {"succeeded"}
 
+
+class FullDisk(BlockingBackend):
+    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
+        raise StoreUnavailable("database or disk is full")
+
+
+async def test_records_of_thousands_of_jobs_lost_at_close_name_ten_and_count_the_rest(
+    monkeypatch,
+):
+    """The status line that says whose records were lost stays a line: with thousands of
+    jobs, it named every one (20,000 names in one log line)."""
+    monkeypatch.setattr(writer_module, "CLOSE_RETRIES_FOR", 0.1)
+    writer = BatchWriter(FullDisk(), max_buffer=100_000)
+    writer.start(asyncio.get_running_loop())
+    writer.push_many(
+        [
+            Write(Kind.JOB_EVENT, (f"job{n:04d}", 1.0, "finished", ""), job_id=f"job{n:04d}")
+            for n in range(2500)
+        ]
+    )
+    await asyncio.to_thread(writer.close)
+    jobs = ", ".join(f"job{n:04d}" for n in range(10))
+    assert f"closed with 2500 records lost (jobs: {jobs} and 2,490 more)" in writer.status

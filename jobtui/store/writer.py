@@ -27,6 +27,7 @@ PRUNE_EVERY = 60.0  # seconds between applications of the retention limits
 CLOSE_RETRIES_FOR = 10.0  # seconds a closing writer keeps trying a failing backend
 JOIN_FOR = 30.0  # longer than CLOSE_RETRIES_FOR plus one attempt (a 5 s busy timeout)
 CHECK_EVERY = 2.0  # seconds between looks at whether the database file is still there
+NAMED_JOBS = 10  # jobs named when records are lost, the rest counted
 NOTICE_FOR = 60.0  # seconds the news that the database was re-created stays in the status
 
 log = logging.getLogger("jobtui.store")
@@ -454,7 +455,11 @@ class BatchWriter:
             lost = self._drain()
             self.dropped += len(lost)
         jobs = sorted({w.job_id for w in lost if w.job_id})
-        whose = f" (jobs: {', '.join(jobs)})" if jobs else ""
+        # A status line, not a list: thousands of jobs' records can be lost at once.
+        named = ", ".join(jobs[:NAMED_JOBS])
+        if len(jobs) > NAMED_JOBS:
+            named += f" and {len(jobs) - NAMED_JOBS:,} more"
+        whose = f" (jobs: {named})" if jobs else ""
         message = (
             f"closed with {len(lost)} records lost{whose}: the state database could not be "
             f"written ({exc})"
