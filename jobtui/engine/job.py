@@ -492,7 +492,7 @@ class Job:
             self.last_fired,
             self.plan.grid_anchor,
             self.finished,
-            True,  # catch_up: what restore() is told; a running job's own state has no use for it
+            True,  # catch_up, the default: only a snapshot loaded from a store says otherwise
             self.next_fire,
         )
 
