@@ -378,11 +378,7 @@ async def test_an_idle_writer_woken_by_a_pass_of_claims_writes_and_answers_each_
     writer = BatchWriter(backend, max_buffer=100_000)
     writer.start(loop)
     try:
-        for _ in range(5000):  # the thread idles as soon as it finds nothing to write
-            if writer._idle:
-                break
-            await asyncio.to_thread(time.sleep, 0.001)
-        assert writer._idle
+        await _until_idle(writer)
         claims = _claims("r", 3000, loop)
         writer.push_many(claims)
         answers = await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
