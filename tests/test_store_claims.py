@@ -371,23 +371,6 @@ async def test_a_pass_of_claims_pushed_together_is_kept_or_dropped_as_pushed_one
     assert len(kept[0][0]) == 10 and kept[0][1] == 4
 
 
-async def test_an_idle_writer_woken_by_a_pass_of_claims_writes_and_answers_each_in_order():
-    loop = asyncio.get_running_loop()
-    backend = BlockingBackend()
-    backend.go.set()
-    writer = BatchWriter(backend, max_buffer=100_000)
-    writer.start(loop)
-    try:
-        await _until_idle(writer)
-        claims = _claims("r", 3000, loop)
-        writer.push_many(claims)
-        answers = await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
-        assert answers == [True] * 3000
-        assert [w.params[0] for w in backend.written] == [w.params[0] for w in claims]
-    finally:
-        await asyncio.to_thread(writer.close)
-
-
 class BatchSizes(BlockingBackend):
     def __init__(self) -> None:
         super().__init__()
@@ -406,10 +389,11 @@ async def _until_idle(writer: BatchWriter) -> None:
     raise AssertionError("the writer never went idle")
 
 
-async def test_the_first_claims_of_a_big_pass_are_answered_after_a_short_transaction():
-    """An idle writer woken by thousands of claims writes a few hundred first: the first runs
-    of the pass start without waiting for a whole batch of claims to be written. Writes that
-    no run waits for (results, notes) still go in whole batches."""
+async def test_an_idle_writer_woken_by_a_pass_of_claims_answers_each_in_order_a_few_first():
+    """An idle writer woken by thousands of claims writes and answers each, in order, and a
+    few hundred first: the first runs of the pass start without waiting for a whole batch of
+    claims to be written. Writes that no run waits for (results, notes) still go in whole
+    batches."""
     loop = asyncio.get_running_loop()
     backend = BatchSizes()
     backend.go.set()
@@ -419,7 +403,9 @@ async def test_the_first_claims_of_a_big_pass_are_answered_after_a_short_transac
         await _until_idle(writer)
         claims = _claims("r", 3000, loop)
         writer.push_many(claims)
-        await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
+        answers = await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
+        assert answers == [True] * 3000
+        assert [w.params[0] for w in backend.written] == [w.params[0] for w in claims]
         assert backend.sizes[0] <= FIRST_BATCH < writer.batch_size
         assert max(backend.sizes) == writer.batch_size
         await _until_idle(writer)
