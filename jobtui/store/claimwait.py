@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ..engine import Run
 from ..engine.datastore import ClaimAnswer
-from .writer import Claim
+from .answers import Claim
 
 log = logging.getLogger("jobtui.store")
 

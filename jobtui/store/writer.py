@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from .answers import Claim, ClaimAnswers
+
 BATCH = 500  # writes per transaction, unless the backend says (``batch_size``)
 # Writes in the first transaction after the writer waited for work, when they begin with a
 # claim: the first runs of a pass that starts thousands wait for this many rows to be written,
@@ -51,14 +53,6 @@ class Kind(Enum):
     # A member is its own hash: Enum's __hash__ is a Python function (hash of its name), and the
     # writer looks up each write's kind in dicts (its group, its statement), every write.
     __hash__ = object.__hash__
-
-
-class Claim(Protocol):
-    """A CLAIM write's answer: a future, or a run's ticket in a batch of claims."""
-
-    def done(self) -> bool: ...
-
-    def set_result(self, result: bool, /) -> None: ...
 
 
 @dataclass(slots=True)
@@ -137,11 +131,7 @@ class BatchWriter:
         self._notice = ""  # news kept in the status for a while although writes go through
         self._notice_until = 0.0
         self._disowned = False
-        # Claim answers waiting to be settled on the loop, in the order they were given: one
-        # queue for every batch, so a later batch's claims never settle before an earlier one's.
-        self._answers: deque[tuple[Claim, bool]] = deque()
-        self._answers_lock = threading.Lock()
-        self._settling = False  # a settle_answers is scheduled on the loop
+        self._answers = ClaimAnswers(ANSWER_SLICE)  # settled on the loop, in the order given
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the thread; claims are answered, and status reported, on ``loop``."""
@@ -468,46 +458,13 @@ class BatchWriter:
         self._set_status(message)
 
     def _answer(self, answers: list[tuple[Claim, bool]]) -> None:
-        """Answer claims with one wake-up of the loop, not one per claim; the loop settles
-        them ANSWER_SLICE at a time (settle_answers)."""
-        loop = self._loop
-        if loop is None or not answers:
-            return
-        with self._answers_lock:
-            self._answers.extend(answers)
-            if self._settling:
-                return  # the settling already scheduled takes these too, after the earlier
-            self._settling = True
-        with contextlib.suppress(RuntimeError):  # the loop closed
-            loop.call_soon_threadsafe(self.settle_answers)
-
-    def settle_answers(self) -> None:
-        """On the loop: settle ANSWER_SLICE claims, then the rest in a later turn. Each settled
-        claim starts a run in the loop's next turn, and thousands at once would hold the loop
-        up for as long as their runs' first steps. A bound method, not a closure that
-        schedules itself: that closure would hold itself in a cell, a reference cycle per
-        batch keeping its answers alive until the cycle collector came (tests/test_store_gc.py)."""
-        with self._answers_lock:
-            count = min(ANSWER_SLICE, len(self._answers))
-            taken = [self._answers.popleft() for _ in range(count)]
-            more = bool(self._answers)
-            self._settling = more
-        for future, value in taken:
-            if not future.done():
-                future.set_result(value)
-        if more and self._loop is not None:  # after the runs just woken: they go first
-            self._loop.call_soon(self.settle_answers)
+        """Answer claims on the loop, ANSWER_SLICE a turn (see ClaimAnswers)."""
+        if self._loop is not None:
+            self._answers.give(self._loop, answers)
 
     def settle_queued(self) -> None:
-        """On the loop: settle every answer given so far, now. A claim's deadline lets its run
-        go ahead only if nobody answered it: an answer queued behind others while the loop
-        was held up (a job's blocking call) is an answer, "already ran" perhaps."""
-        with self._answers_lock:
-            taken = list(self._answers)
-            self._answers.clear()  # a settle_answers still scheduled finds none: it stops
-        for claim, value in taken:
-            if not claim.done():
-                claim.set_result(value)
+        """On the loop: settle every answer given so far, now (see ClaimAnswers.settle_all)."""
+        self._answers.settle_all()
 
     def _set_status(self, status: str) -> None:
         if status == self.status:  # each retry finds the same fault: say it once
