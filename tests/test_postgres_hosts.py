@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import psycopg
 
@@ -186,31 +187,41 @@ async def leases_while_locked(conninfo: str, lock: str, count: str) -> set[int]:
     return seen
 
 
+async def leases_while_runs_held(
+    pg_cluster: Any, pg_database: str, jobs: tuple[str, ...], lock: str, count: str
+) -> tuple[set[int], Recorder]:
+    """Host "a" runs ``jobs`` (a lease of 1.5 s) and holds them going while ``lock`` is held
+    for two leases: the counts ``count`` read meanwhile (leases_while_locked), and the host's
+    recorder once the runs ended and it stopped."""
+    release = threading.Event()
+    a = held_runs_host(pg_cluster.url(pg_database), release, *jobs, lease=1.5)
+    await a.start()
+    try:
+        await a.clock.advance(10)
+        await a.recorder.wait_for(lambda: all(a.recorder.started(job) for job in jobs))
+        await asyncio.to_thread(a.store.flush)
+        leased = await leases_while_locked(pg_cluster.conninfo(pg_database), lock, count)
+    finally:
+        release.set()
+        await a.recorder.wait_for(lambda: all(a.recorder.finished(job) for job in jobs))
+        await a.stop()
+    return leased, a.recorder
+
+
 async def test_a_hung_statement_of_the_lease_thread_does_not_let_a_short_lease_run_out(
     pg_cluster, pg_database
 ):
     """The host's presence row is locked (a stalled statement) for two leases: its runs' leases
     are renewed all the same, so no survivor could take them for abandoned."""
-    url = pg_cluster.url(pg_database)
-    release = threading.Event()
-    a = held_runs_host(url, release, "long", lease=1.5)
-    await a.start()
-    try:
-        await a.clock.advance(10)
-        await a.recorder.wait_for(lambda: a.recorder.started("long"))
-        await asyncio.to_thread(a.store.flush)
-        leased = await leases_while_locked(
-            pg_cluster.conninfo(pg_database),
-            "SELECT 1 FROM hosts WHERE host = 'a' FOR UPDATE",
-            "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL "
-            "AND lease_until > now()",
-        )
-        assert leased == {1}, "the run's lease ran out while a statement hung"
-    finally:
-        release.set()
-        await a.recorder.wait_for(lambda: a.recorder.finished("long"))
-        await a.stop()
-    assert a.recorder.outcomes("long") == [Outcome.SUCCEEDED]
+    leased, recorder = await leases_while_runs_held(
+        pg_cluster,
+        pg_database,
+        ("long",),
+        "SELECT 1 FROM hosts WHERE host = 'a' FOR UPDATE",
+        "SELECT count(*) FROM runs WHERE host = 'a' AND outcome IS NULL AND lease_until > now()",
+    )
+    assert leased == {1}, "the run's lease ran out while a statement hung"
+    assert recorder.outcomes("long") == [Outcome.SUCCEEDED]
 
 
 async def test_a_run_row_its_writer_holds_does_not_stop_the_other_runs_leases(
@@ -220,26 +231,16 @@ async def test_a_run_row_its_writer_holds_does_not_stop_the_other_runs_leases(
     behind other hosts' locks): the host's other runs keep their leases all the same (the
     renewal waited for the locked row, was cut off at its timeout, and renewed none; a
     survivor then took runs still going for abandoned)."""
-    url = pg_cluster.url(pg_database)
-    release = threading.Event()
-    a = held_runs_host(url, release, "one", "two", lease=1.5)
-    await a.start()
-    try:
-        await a.clock.advance(10)
-        await a.recorder.wait_for(lambda: a.recorder.started("one") and a.recorder.started("two"))
-        await asyncio.to_thread(a.store.flush)
-        leased = await leases_while_locked(
-            pg_cluster.conninfo(pg_database),
-            "SELECT 1 FROM runs WHERE job_id = 'one' FOR UPDATE",
-            "SELECT count(*) FROM runs WHERE job_id = 'two' AND outcome IS NULL "
-            "AND lease_until > now()",
-        )
-        assert leased == {1}, "a run's lease ran out behind another run's locked row"
-    finally:
-        release.set()
-        await a.recorder.wait_for(lambda: a.recorder.finished("one") and a.recorder.finished("two"))
-        await a.stop()
-    assert a.recorder.outcomes("two") == [Outcome.SUCCEEDED]
+    leased, recorder = await leases_while_runs_held(
+        pg_cluster,
+        pg_database,
+        ("one", "two"),
+        "SELECT 1 FROM runs WHERE job_id = 'one' FOR UPDATE",
+        "SELECT count(*) FROM runs WHERE job_id = 'two' AND outcome IS NULL "
+        "AND lease_until > now()",
+    )
+    assert leased == {1}, "a run's lease ran out behind another run's locked row"
+    assert recorder.outcomes("two") == [Outcome.SUCCEEDED]
 
 
 async def test_a_bug_in_one_beat_of_the_lease_thread_does_not_stop_the_leases(
