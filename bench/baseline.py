@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -27,3 +28,12 @@ def beside(rev: str | None, report: Callable[[Path | None], None]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         extract(rev, Path(folder))
         report(Path(folder))
+
+
+def child_env(where: Path | None) -> dict[str, str]:
+    """The environment of a measuring subprocess: hashing fixed, and jobtui imported from
+    ``where`` (a baseline unpacked by extract) when given."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if where is not None:
+        env["PYTHONPATH"] = str(where)
+    return env

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from baseline import extract  # bench/baseline.py, beside this script
+from baseline import child_env, extract  # bench/baseline.py, beside this script
 
 TARGET_MB_S = 50.0
 
@@ -80,9 +80,7 @@ async def chatty(seconds: float) -> dict[str, float]:
 
 
 def measure(seconds: float, baseline: Path | None) -> dict[str, float]:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    if baseline is not None:
-        env["PYTHONPATH"] = str(baseline)
+    env = child_env(baseline)
     cmd = [sys.executable, __file__, "--child", "--seconds", str(seconds)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds * 40 + 120)
     if out.returncode != 0:

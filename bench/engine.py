@@ -40,7 +40,7 @@ from typing import Any
 
 import chatty  # bench/chatty.py: this script's folder is first on the import path
 import runmodes
-from baseline import extract
+from baseline import child_env, extract
 from idle import aps_scheduler, idle, memory
 from store import start_store, with_store  # bench/store.py: one way to attach the store
 from targets import Check, check_list, medians, ratio, table, target_table
@@ -223,11 +223,12 @@ async def store_stall(system: str, rate: int, seconds: float) -> dict[str, float
 
 
 def measure(case: str, system: str, quick: bool) -> dict[str, float]:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    where = None
     if system.startswith("before"):  # the same code, importing jobtui from the baseline copy
         assert BASELINE is not None
-        env["PYTHONPATH"] = str(BASELINE)
+        where = BASELINE
         system = system.removeprefix("before-") if system != "before" else "jobtui"
+    env = child_env(where)
     cmd = [sys.executable, __file__, "--child", case, system] + (["--quick"] if quick else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if out.returncode != 0:

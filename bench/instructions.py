@@ -10,9 +10,10 @@ jobs fall out):
 - interval: N jobs every 3 seconds (time for a pass under valgrind), run 4 times against 2
   times; per run. Beside it the floor (a
   timer per job that starts a task, as bench/engine.py's floor does), and the ratio.
-- one-shot: N one-shot jobs due at once, against N due in 100 days (never run); per run.
+- one-shot: N one-shot jobs due at once, against N due in 100 days (never run); per run, as
+  the jobtui command runs them (its collector and GIL-switching policy).
 - store: the same one-shot jobs with the SQLite store attached (claims and results durable),
-  as the jobtui command runs it (its collector and GIL-switching policy): the event loop's
+  under the same policy, so the store's share is the difference: the event loop's
   thread and the store writer's thread, each per run.
 Needs valgrind (Debian's valgrind package).
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import os
 import shutil
 import subprocess
 import sys
@@ -31,7 +31,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from baseline import beside  # bench/baseline.py, beside this script
+from baseline import beside, child_env  # bench/baseline.py, beside this script
+from store import as_the_command_does, start_store, with_store  # bench/store.py's
 
 EVERY = 3  # seconds between passes: under valgrind a pass of 1,000 runs takes about one
 
@@ -83,7 +84,7 @@ async def one_shot(system: str, jobs: int, due: bool) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         store = Store.open(f"{folder}/state.db") if system == "store" else None
-        scheduler = Scheduler(timezone="UTC", store=store) if store else Scheduler(timezone="UTC")
+        scheduler = with_store(Scheduler, store)
         at = datetime.now(UTC) + (timedelta(seconds=3) if due else timedelta(days=100))
         done = asyncio.get_running_loop().create_future()
         left = jobs
@@ -100,11 +101,10 @@ async def one_shot(system: str, jobs: int, due: bool) -> None:
         for n in range(jobs):
             scheduler.add_job(body, id=f"j{n}", at=at)
         if store is not None:
-            store.start()
+            start_store(store, scheduler)
         scheduler.subscribe(count, RunFinished)
         await scheduler.start()
-        if store is not None:
-            as_the_command_does()
+        as_the_command_does()  # with the store or without: the store's share compares the two
         if due:
             await asyncio.wait_for(done, 600)
         if store is not None:
@@ -114,22 +114,13 @@ async def one_shot(system: str, jobs: int, due: bool) -> None:
             await asyncio.to_thread(store.close)
 
 
-def as_the_command_does() -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from store import as_the_command_does as policy  # bench/store.py's
-
-    policy()
-
-
 # -- the driver -----------------------------------------------------------------------------
 
 
 def count(case: str, system: str, jobs: int, arg: str, where: Path | None) -> list[int]:
     """Instructions of each thread (in the order they started) of one run under callgrind."""
     with tempfile.TemporaryDirectory() as out:
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        if where is not None:
-            env["PYTHONPATH"] = str(where)
+        env = child_env(where)
         cmd = [
             "valgrind", "--tool=callgrind", "--separate-threads=yes",
             f"--callgrind-out-file={out}/cg.%p", sys.executable, __file__,
@@ -149,12 +140,11 @@ def count(case: str, system: str, jobs: int, arg: str, where: Path | None) -> li
 
 def per_run(case: str, system: str, jobs: int, where: Path | None) -> list[float]:
     """Per run, by thread: the loop's (the main thread), then the store writer's if any."""
-    if case == "interval":
-        more, fewer, runs = count(case, system, jobs, "4", where), None, 2 * jobs
-        fewer = count(case, system, jobs, "2", where)
-    else:
-        more, fewer, runs = count(case, system, jobs, "due", where), None, jobs
-        fewer = count(case, system, jobs, "idle", where)
+    larger, smaller, runs = ("4", "2", 2 * jobs) if case == "interval" else ("due", "idle", jobs)
+    more, fewer = (
+        count(case, system, jobs, larger, where),
+        count(case, system, jobs, smaller, where),
+    )
     threads = 2 if system == "store" else 1  # the loop's, the writer's (then to_thread's)
     return [(more[t] - fewer[t]) / runs for t in range(threads)]
 

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from baseline import extract  # bench/baseline.py, beside this script
+from baseline import child_env, extract  # bench/baseline.py, beside this script
 
 TARGET_RUNS_S = 50_000.0
 TARGET_STALL_MS = 5.0
@@ -56,16 +56,12 @@ def as_the_command_does() -> None:
     """The garbage-collector and GIL-switching policy the jobtui command's host applies once
     its scheduler started (jobtui.host.tune_collector, tune_switching); a baseline older than
     them had none, or only the first."""
-    try:
-        from jobtui.host import tune_collector
-    except ImportError:
-        return
-    tune_collector()
-    try:
-        from jobtui.host import tune_switching
-    except ImportError:
-        return
-    tune_switching()
+    import jobtui.host
+
+    for policy in ("tune_collector", "tune_switching"):
+        tune = getattr(jobtui.host, policy, None)
+        if tune is not None:
+            tune()
 
 
 def start_store(store: Any, scheduler: Any) -> None:
@@ -208,9 +204,7 @@ async def stall(system: str, rate: int, seconds: float) -> dict[str, float]:
 
 
 def measure(case: str, system: str, arg: str, baseline: Path | None, quick: bool) -> dict:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    if baseline is not None:  # the same code, importing jobtui from the baseline copy
-        env["PYTHONPATH"] = str(baseline)
+    env = child_env(baseline)  # with a baseline: the same code, importing jobtui from it
     cmd = [sys.executable, __file__, "--child", case, system, arg]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if out.returncode != 0:

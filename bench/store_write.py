@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,10 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from baseline import extract  # bench/baseline.py, beside this script
+from baseline import beside, child_env  # bench/baseline.py, beside this script
 
 RUNS = 20_000
-BATCH = 4096  # SQLiteBackend.batch_size
 
 
 def batches() -> tuple[list[Any], list[Any]]:
@@ -57,9 +55,12 @@ def measure(busy: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         backend = SQLiteBackend(Path(folder) / "state.db", keep_runs=None, keep_days=None)
         # The jobs' rows, as when they were added: the saves of the burst update them.
+        size = getattr(backend, "batch_size", 500)  # as the writer takes them (a baseline's too)
         saves = [w for w in results if w.kind is Kind.SAVE_JOB]
-        for start in range(0, len(saves), BATCH):
-            backend.write(saves[start : start + BATCH])
+        for start in range(0, len(saves), size):
+            backend.write(saves[start : start + size])
+        # What the writer then does while it idles, where the backend has it (warm).
+        getattr(backend, "warm", lambda: None)()
         stop = threading.Event()
 
         def spin() -> None:  # pure Python: holds the GIL but for the switch interval
@@ -72,7 +73,7 @@ def measure(busy: bool) -> dict[str, float]:
         try:
             for name, writes in (("claims", claims), ("results", results)):
                 batch_list: list[list[Write]] = [
-                    writes[start : start + BATCH] for start in range(0, len(writes), BATCH)
+                    writes[start : start + size] for start in range(0, len(writes), size)
                 ]
                 cpu0, wall0 = time.thread_time(), time.perf_counter()
                 for batch in batch_list:
@@ -91,9 +92,7 @@ def measure(busy: bool) -> dict[str, float]:
 
 
 def run_child(busy: bool, where: Path | None) -> dict[str, float]:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    if where is not None:
-        env["PYTHONPATH"] = str(where)
+    env = child_env(where)
     cmd = [sys.executable, __file__, "--child", "busy" if busy else "quiet"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -108,17 +107,19 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child == "busy")))
         return
-    with tempfile.TemporaryDirectory() as folder:
-        columns: dict[str, Path | None] = {"jobtui": None}
-        if args.baseline:
-            extract(args.baseline, Path(folder))
-            columns[f"jobtui {args.baseline[:10]}"] = Path(folder)
-        got: dict[tuple[str, bool], list[dict[str, float]]] = {}
-        for round_ in range(args.rounds):  # alternated: the machine's load falls on both alike
-            print(f"  round {round_ + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
-            for busy in (False, True):
-                for name, where in columns.items():
-                    got.setdefault((name, busy), []).append(run_child(busy, where))
+    beside(args.baseline, lambda baseline: report(args, baseline))
+
+
+def report(args: argparse.Namespace, baseline: Path | None) -> None:
+    columns: dict[str, Path | None] = {"jobtui": None}
+    if baseline is not None:
+        columns[f"jobtui {args.baseline[:10]}"] = baseline
+    got: dict[tuple[str, bool], list[dict[str, float]]] = {}
+    for round_ in range(args.rounds):  # alternated: the machine's load falls on both alike
+        print(f"  round {round_ + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
+        for busy in (False, True):
+            for name, where in columns.items():
+                got.setdefault((name, busy), []).append(run_child(busy, where))
     print(f"\nSQLiteBackend.write, us per write (median of {args.rounds})")
     print(f"  {'':<26}" + "".join(f"{name:>20}" for name in columns))
     keys = ("claims cpu", "claims wall", "results cpu", "results wall", "run cpu", "run wall")
