@@ -20,17 +20,20 @@ from .run import Run
 log = logging.getLogger("jobtui.engine")
 
 
-E = TypeVar("E", bound="Event")
+AnyEvent = TypeVar("AnyEvent", bound="Event")
 
 
-def _set_by_slot(cls: type[E]) -> type[E]:
+def _set_by_slot(cls: type[AnyEvent]) -> type[AnyEvent]:
     """Give a frozen event an __init__ that stores each field through its slot's descriptor.
     The one dataclass writes calls object.__setattr__ for each field (how a frozen dataclass
     gets past its own __setattr__): ~0.3 us an event more, and every run publishes two or
     three (bench/instructions.py). Same signature, same event; still frozen
     (tests/test_events_init.py)."""
+    # What this __init__ does not do: a new field of that kind must fail here, not quietly.
+    assert "__post_init__" not in cls.__dict__, f"{cls.__name__}: __post_init__ is not run"
     names, params, env = [], [], {}
     for f in fields(cls):  # type: ignore[arg-type]
+        assert f.init and f.default_factory is MISSING, f"{cls.__name__}.{f.name}: unsupported"
         env[f"_set_{f.name}"] = getattr(cls, f.name).__set__
         if f.default is MISSING:
             params.append(f.name)
@@ -147,7 +150,6 @@ class ClockJumped(Event):
 
 
 Subscriber = Callable[[Event], object]
-AnyEvent = TypeVar("AnyEvent", bound=Event)
 
 
 @dataclass(slots=True)

@@ -413,7 +413,7 @@ class Runner:
         entry = self.executions.get(run.run_id)
         if entry is None:
             return
-        # Between attempts (waiting for a retry or a concurrency slot): end it right here.
+        # Between attempts (waiting for a retry, a concurrency slot or its claim): end it here.
         run.outcome = outcome
         run.reason = reason
         task = entry[2]

@@ -310,11 +310,13 @@ class SQLiteBackend:
             # present). This runs with the GIL held, which the event loop then waits for.
             claims: list[Write] = []
             groups: dict[Kind, list[tuple[Any, ...]]] = {}
+            # Read once: an Enum member read through its class is a call, for every write.
+            claim, delete = Kind.CLAIM, Kind.DELETE_JOB
             for write in batch:
                 kind = write.kind
-                if kind is Kind.CLAIM:
+                if kind is claim:
                     claims.append(write)
-                elif kind is Kind.DELETE_JOB:
+                elif kind is delete:
                     results += self._write_groups(conn, claims, groups)
                     claims, groups = [], {}
                     self._rows.write(conn, kind, [write.params])

@@ -79,9 +79,12 @@ def _statement_rows(left: int, chunk: int) -> tuple[int, int]:
     """Of ``left`` rows to write, how many the next statement takes, and its size (rows of
     NULLs after those: a power of two, when fewer than STEP are left)."""
     count = min(chunk, left)
+    if count >= STEP:  # exactly a multiple of STEP rows
+        count -= count % STEP
+        return count, count
     size = 1 << (count - 1).bit_length()  # a power of two, NULL rows after the given
-    if count >= STEP or size > chunk:  # exactly count rows (a multiple of STEP if it can)
-        count = size = count - count % STEP if count >= STEP else 1 << (count.bit_length() - 1)
+    if size > chunk:  # a statement that small cannot be padded: the power of two below
+        count = size = 1 << (count.bit_length() - 1)
     return count, size
 
 
@@ -129,6 +132,8 @@ class RowWriter:
             update = kind in UPDATES
             width = len(UPDATES[kind][0]) if update else self._statements[kind].count("?")
             chunk = self._chunk(width)
+            # Every size write() makes for that many rows, by asking it (a few thousand cheap
+            # calls, each time a batch has had more rows than ever).
             sizes = {_statement_rows(n, chunk)[1] for n in range(1, min(rows, chunk) + 1)}
             sizes -= {_statement_rows(n, chunk)[1] for n in range(1, min(done, chunk) + 1)}
             for size in sorted(sizes):

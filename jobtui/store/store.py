@@ -1,11 +1,11 @@
 """Job state and run history, fed by the engine: the `DataStore` the scheduler calls.
 
 A scheduled run's record is written, under UNIQUE(job_id, scheduled_for), before the run starts;
-the engine awaits that claim, so an occurrence runs at most once across restarts, clock steps
-and double starts. Events become backend-neutral `Write`s on the loop (cheap, never blocking);
-the `BatchWriter` thread commits them; the backend (SQLite here) knows the SQL. When the
-backend cannot be written (locked, disk full, read-only) the writes wait in a bounded buffer
-and the store says so in ``status``.
+the engine starts the run only once that claim is answered, so an occurrence runs at most once
+across restarts, clock steps and double starts. Events become backend-neutral `Write`s on the
+loop (cheap, never blocking); the `BatchWriter` thread commits them; the backend (SQLite here)
+knows the SQL. When the backend cannot be written (locked, disk full, read-only) the writes wait
+in a bounded buffer and the store says so in ``status``.
 """
 
 from __future__ import annotations
@@ -214,8 +214,7 @@ class Store:
                     False,
                     run.job_id,
                 )
-                for ticket in batch.tickets
-                for run in (ticket.run,)
+                for run, ticket in zip(runs, batch.tickets, strict=True)
             ]
         )
         # Degraded or not, the writer answers: from the database, or (when it cannot be
