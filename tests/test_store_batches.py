@@ -29,6 +29,12 @@ def claim(n: int, job: str = "", at: float = 1000.0) -> Write:
     return Write(Kind.CLAIM, (f"run{n:06d}", job or f"job{n}", at + n, at), job_id=job)
 
 
+def save(job: str, run_count: int) -> Write:
+    """A job's saved state (its run count; the rest as a new job's)."""
+    row = (job, 0, "", "", 0, run_count, None, None, None, 0, "", 1.0)
+    return Write(Kind.SAVE_JOB, row, job_id=job)
+
+
 def finish(n: int, outcome: str = "succeeded", output: str | None = None) -> Write:
     params = (2000.0 + n, outcome, "", 1, 1.0, "", None, None, None, 0, None, output, 0)
     return Write(Kind.FINISH, (*params, None, f"run{n:06d}"))
@@ -139,12 +145,8 @@ def test_progress_twice_for_a_run_in_one_batch_keeps_the_later_and_the_pid(tmp_p
 
 def test_a_job_saved_twice_in_one_batch_keeps_the_later_state(tmp_path):
     db = backend(tmp_path)
-
-    def save(run_count: int) -> Write:
-        return Write(Kind.SAVE_JOB, ("j", 0, "", "", 0, run_count, None, None, None, 0, "", 1.0))
-
     try:
-        db.write([save(n) for n in range(1, 1500)])
+        db.write([save("j", n) for n in range(1, 1500)])
         assert [row["run_count"] for row in db.load_jobs()] == [1499]
     finally:
         db.close()
@@ -154,10 +156,6 @@ def test_many_saves_of_a_job_in_one_batch_write_its_row_once(tmp_path):
     """Only a job's latest state matters: a burst of saves of one job (the writes that waited
     while the database was locked) costs the database one row's work, not one each."""
     db = backend(tmp_path)
-
-    def save(job: str, run_count: int) -> Write:
-        return Write(Kind.SAVE_JOB, (job, 0, "", "", 0, run_count, None, None, None, 0, "", 1.0))
-
     try:
         before = db._conn.total_changes
         db.write([save("a", 1), save("b", 1)] + [save("a", n) for n in range(2, 1000)])
@@ -172,16 +170,15 @@ def test_a_batch_of_saves_and_notes_of_many_jobs_writes_each_once_and_nothing_el
     one of a power of two with rows of NULLs after them, which must leave nothing behind."""
     db = backend(tmp_path)
 
-    def save(n: int, run_count: int) -> Write:
-        row = (f"job{n}", 0, "", "", 0, run_count, None, None, None, 0, "", 1.0)
-        return Write(Kind.SAVE_JOB, row, job_id=f"job{n}")
-
     def note(n: int) -> Write:
         return Write(Kind.JOB_EVENT, (f"job{n}", 5.0, "paused", f"note {n}"))
 
     try:
-        db.write([save(n, 1) for n in range(300)] + [note(n) for n in range(301)])
-        db.write([save(n, 2) for n in range(0, 300, 3)] + [save(n, 3) for n in range(300, 337)])
+        db.write([save(f"job{n}", 1) for n in range(300)] + [note(n) for n in range(301)])
+        db.write(
+            [save(f"job{n}", 2) for n in range(0, 300, 3)]
+            + [save(f"job{n}", 3) for n in range(300, 337)]
+        )
         jobs = {row["job_id"]: row["run_count"] for row in db.load_jobs()}
     finally:
         db.close()
