@@ -332,7 +332,7 @@ class _Loader:
         for key in table:
             if key not in JOB_KEYS:
                 self.unknown(key, JOB_KEYS, table=where, what="key", job=job_id)
-        merged = dict(defaults)  # the usable ones, see load
+        merged = dict(defaults)  # the usable ones, see validate
         merged.update({k: v for k, v in table.items() if k in JOB_KEYS})
 
         def origin(key: str) -> tuple[str, ...]:

@@ -195,12 +195,13 @@ class JobDetailScreen(Screen[None]):
         else:
             bar.update(total=1.0, progress=run.progress if run.progress is not None else (
                 1.0 if run.outcome is not None else 0.0))  # fmt: skip
+        elsewhere = bool(here and run.host and run.host != here)
         if run.run_id != self._log_run:
             log.clear()
             self._log_run, self._log_next = run.run_id, -LOG_SHOWN  # a bounded tail, not all
-            if here and run.host and run.host != here:
+            if elsewhere:
                 log.write_line(f"(this run is on {printable(run.host)}: its output is shown there)")
-        if here and run.host and run.host != here:
+        if elsewhere:
             return  # its output streams only on the host that runs it: nothing to ask for here
         lines, following = self.controller.log(run.job_id, run.run_id, self._log_next, LOG_SHOWN)
         if len(lines) >= LOG_SHOWN and self._log_next >= 0:
