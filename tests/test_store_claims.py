@@ -9,7 +9,6 @@ it."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -421,34 +420,6 @@ async def test_an_idle_writer_woken_by_a_pass_of_claims_answers_each_in_order_a_
         assert max(backend.sizes[:2]) == writer.batch_size  # the first whole one, maybe after one
     finally:
         await asyncio.to_thread(writer.close)
-
-
-async def test_a_pass_of_claims_answered_leaves_no_reference_cycle(tmp_path, clock):
-    """A batch and its tickets refer to each other until every run is answered: after that,
-    nothing of a pass (its runs, through their tickets) may wait for the cycle collector,
-    which a busy host runs seldom (tests/test_store_gc.py)."""
-    store = Store.open(tmp_path / "state.db")
-    scheduler = Scheduler(timezone="UTC", clock=clock, store=store, stop_grace=0)
-
-    async def body(run: Run) -> None:
-        return None
-
-    for n in range(500):
-        scheduler.add_job(body, every="1m", id=f"j{n}")
-    store.start()
-    await scheduler.start()
-    gc.collect()
-    gc.disable()
-    try:
-        await clock.advance(60)
-        await clock.advance(60)  # the first pass's batch is no longer watched for its deadline
-        await scheduler.stop()
-        await asyncio.to_thread(store.close)
-        left_in_cycles = gc.collect()
-    finally:
-        gc.enable()
-    assert len(read_runs(tmp_path / "state.db", limit=2000)) == 1000
-    assert left_in_cycles < 50, f"{left_in_cycles} objects freed only by the cycle collector"
 
 
 async def test_a_run_cancelled_in_the_pass_that_started_it_is_recorded_cancelled(
