@@ -19,11 +19,10 @@ import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from functools import partial
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .clock import Clock, ClockSteps, RealClock
-from .collector import collector_paused
+from .collector import PassCollector
 from .datastore import DataStore, JobSaver
 from .definitions import new_job, reconfigure, restore_state
 from .dispatch import Dispatcher
@@ -107,6 +106,7 @@ class Scheduler:
         # Bound once: both are called for every due occurrence.
         self._fire = self._dispatch.fire
         self._waiting = self._dispatch.waiting
+        self._collector = PassCollector()
         self._runner = self._dispatch.runner = Runner(
             clock=self.clock,
             events=self.events,
@@ -196,12 +196,7 @@ class Scheduler:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     # ------------------------------------------------------------------------------------
@@ -430,10 +425,14 @@ class Scheduler:
             wall, elapsed = self.clock.wall(), self.clock.elapsed()
             self._notice_clock_changes(wall, elapsed)
             try:
-                with collector_paused():
+                with self._collector:  # paused, then what the pass made uncounted (collector.py)
                     self._process_due(wall, elapsed)
+                if self._collector.uncounted:
+                    await asyncio.sleep(0)  # until the runs it started took their first step
             except Exception:  # a bug in one job's planning must not stop every job
                 log.exception("scheduling pass failed")
+            finally:
+                self._collector.count_again()
             # Read the clocks again: the pass above may have taken a while.
             wall, elapsed = self.clock.wall(), self.clock.elapsed()
             delay = self._heaps.delay(wall, elapsed, MAX_SLEEP)
