@@ -196,6 +196,39 @@ async def test_a_changed_job_keeps_history_but_does_not_catch_up(stores):
     assert len(stores.runs("hourly")) == 1
 
 
+async def test_a_job_reloaded_with_a_new_definition_is_kept_under_it(stores):
+    # A reload while running tells the store the job's new fingerprint: its row is written
+    # again with it, so the next start knows the job as it is now and catches it up.
+    def setup(s):
+        s.add_job(noop, cron="0 * * * *", id="hourly")
+
+    async def reload_changed_it(scheduler, store):
+        store.set_fingerprint("hourly", "v2")
+        await asyncio.to_thread(store.flush)
+
+    await session(
+        stores,
+        VirtualClock(START),
+        setup,
+        seconds=3600 + 60,
+        fingerprints={"hourly": "v1"},
+        before_stop=reload_changed_it,
+    )
+    recorder, _ = await session(
+        stores,
+        VirtualClock(START + timedelta(hours=4, minutes=30)),
+        setup,
+        fingerprints={"hourly": "v2"},
+    )
+    # Its own, unchanged: the two hours it was down are missed, the latest runs (catch-up).
+    assert [r.scheduled_ts for r in recorder.missed("hourly")] == [
+        (START + timedelta(hours=h)).timestamp() for h in (2, 3)
+    ]
+    assert [r.scheduled_ts for r in recorder.finished("hourly")] == [
+        (START + timedelta(hours=4)).timestamp()
+    ]
+
+
 async def test_sessions_and_job_notes_are_kept_for_why(stores, clock):
     """What `jobtui why` reads besides the runs: when jobtui was up, the job's notes (pauses,
     a failed hook) newest first, and its kept state."""

@@ -45,6 +45,7 @@ from .writer import Backend, BatchWriter, Kind, StoreUnavailable, Write
 CLAIM_WAIT = 2.0  # a claim not written by then lets the run go ahead (the store is degraded)
 # Written for every run: an Enum member read through its class costs a function call in 3.11.
 _CLAIM, _FINISH, _SAVE_JOB, _JOB_EVENT = Kind.CLAIM, Kind.FINISH, Kind.SAVE_JOB, Kind.JOB_EVENT
+_FINGERPRINT = 10  # where a SAVE_JOB row has the job's fingerprint (then the time it was saved)
 
 
 class StoreError(Exception):
@@ -81,7 +82,10 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fingerprints: dict[str, str] = {}
         self._pids: dict[str, int] = {}
-        self._snapshots: dict[str, JobSnapshot] = {}
+        # Each job's row as last saved, for set_fingerprint to write again: a tuple of plain
+        # values, which the cycle collector stops walking once it has seen it, where a kept
+        # JobSnapshot (one a run) was walked twice over in a burst (bench/store.py).
+        self._saved_rows: dict[str, tuple[Any, ...]] = {}
         self._closed = False
         self._record: dict[type[Event], Callable[[Any], None]] = {
             RunStarted: self._run_started,
@@ -183,8 +187,9 @@ class Store:
     def set_fingerprint(self, job_id: str, fingerprint: str) -> None:
         """A reload changed a job's definition: remember the one it now has."""
         self._fingerprints[job_id] = fingerprint
-        if job_id in self._snapshots and self.writer.started:
-            self.save_job(job_id, self._snapshots[job_id])
+        row = self._saved_rows.get(job_id)
+        if row is not None and self.writer.started:
+            self._save_row(job_id, (*row[:_FINGERPRINT], fingerprint, time.time()))
 
     # -- feeding it -----------------------------------------------------------------------
     def start(self) -> None:
@@ -241,30 +246,27 @@ class Store:
             handler(event)
 
     def save_job(self, job_id: str, snapshot: JobSnapshot) -> None:
-        self._snapshots[job_id] = snapshot  # set_fingerprint writes the row again with it
-        self.writer.push(
-            Write(
-                _SAVE_JOB,
-                (
-                    job_id,
-                    1 if snapshot.paused else 0,
-                    snapshot.pause_reason,
-                    snapshot.disabled_reason,
-                    snapshot.consecutive_failures,
-                    snapshot.run_count,
-                    snapshot.last_fired,
-                    snapshot.next_fire,
-                    snapshot.grid_anchor,
-                    1 if snapshot.finished else 0,
-                    self._fingerprints.get(job_id, ""),
-                    time.time(),
-                ),
-                None,
-                False,
-                False,
+        self._save_row(
+            job_id,
+            (
                 job_id,
-            )
+                1 if snapshot.paused else 0,
+                snapshot.pause_reason,
+                snapshot.disabled_reason,
+                snapshot.consecutive_failures,
+                snapshot.run_count,
+                snapshot.last_fired,
+                snapshot.next_fire,
+                snapshot.grid_anchor,
+                1 if snapshot.finished else 0,
+                self._fingerprints.get(job_id, ""),  # at _FINGERPRINT
+                time.time(),
+            ),
         )
+
+    def _save_row(self, job_id: str, row: tuple[Any, ...]) -> None:
+        self._saved_rows[job_id] = row
+        self.writer.push(Write(_SAVE_JOB, row, None, False, False, job_id))
 
     def _run_started(self, event: RunStarted) -> None:
         run = event.run
@@ -333,7 +335,7 @@ class Store:
         self.writer.push(Write(_JOB_EVENT, (job_id, when, kind, detail)))
 
     def _job_removed(self, event: JobRemoved) -> None:
-        self._snapshots.pop(event.job_id, None)
+        self._saved_rows.pop(event.job_id, None)
         self.writer.push(Write(Kind.DELETE_JOB, (event.job_id,), job_id=event.job_id))
 
     # -- reading and closing --------------------------------------------------------------
