@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from jobtui import Scheduler
+from jobtui.engine.collector import PassCollector
 
 from .conftest import VirtualClock
 
@@ -97,3 +98,24 @@ async def test_a_threshold_a_job_sets_in_its_first_step_is_kept(
     async with scheduler:
         await clock.advance(60)
         assert gc.get_threshold() == (1234, 5, 6)
+
+
+def test_passes_of_two_schedulers_at_once_give_the_program_its_threshold_back(
+    collector_watched: list[int],
+) -> None:
+    # The threshold is the process's: a second scheduler's pass raises it further while the
+    # first's runs take their first step, and the last to count again puts back the
+    # program's own, whichever it is. (Deterministic here; on one loop the two can meet.)
+    for order in ("first counts first", "second counts first"):
+        first, second = PassCollector(), PassCollector()
+        made: list[list[object]] = []
+        with first:
+            made += [[] for _ in range(RUNS)]
+        with second:
+            made += [[] for _ in range(RUNS)]
+        assert first.uncounted and second.uncounted
+        assert gc.get_threshold()[0] > 2 * RUNS
+        ends = [first, second] if order == "first counts first" else [second, first]
+        for pass_collector in ends:
+            pass_collector.count_again()
+        assert gc.get_threshold() == THRESHOLDS, order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,20 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+class _Raised:
+    """The young threshold as raised for the passes not counted again yet: process-wide, as the
+    collector is, and several schedulers' passes may overlap."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.passes = 0
+        self.program_young = 0  # the program's threshold, given back when the last is counted
+        self.young = 0  # as raised for the last of them
+
+
+_RAISED = _Raised()
+
+
 class PassCollector:
     """`collector_paused` for the scheduler's passes, which also keeps what a pass made from
     setting off a collection until its runs took their first step (``count_again``, after the
@@ -36,16 +51,11 @@ class PassCollector:
     made: the collector is on, and what the runs' first steps make counts as usual. A
     threshold the program sets meanwhile is kept."""
 
-    __slots__ = ("_paused", "_raised", "_young")
+    __slots__ = ("_paused", "uncounted")
 
     def __init__(self) -> None:
         self._paused = False
-        self._young = self._raised = 0
-
-    @property
-    def uncounted(self) -> bool:
-        """Whether what the last pass made is left uncounted (until ``count_again``)."""
-        return self._raised != 0
+        self.uncounted = False  # what the last pass made, until count_again
 
     def __enter__(self) -> None:
         self._paused = gc.isenabled()
@@ -55,17 +65,27 @@ class PassCollector:
     def __exit__(self, *exc_info: object) -> None:
         if not self._paused:
             return
-        young, middle, old = gc.get_threshold()
-        made = gc.get_count()[0]
-        if made > young:
-            self._young, self._raised = young, young + made
-            gc.set_threshold(self._raised, middle, old)
+        raised = _RAISED
+        with raised.lock:
+            young, middle, old = gc.get_threshold()
+            made = gc.get_count()[0]
+            if made > young:
+                if raised.passes == 0 or young != raised.young:  # or the program set its own
+                    raised.program_young = young
+                raised.young = young + made
+                raised.passes += 1
+                self.uncounted = True
+                gc.set_threshold(raised.young, middle, old)
         gc.enable()
 
     def count_again(self) -> None:
         """What is made from now on counts from the young threshold the program had."""
-        if self._raised:
+        if not self.uncounted:
+            return
+        self.uncounted = False
+        raised = _RAISED
+        with raised.lock:
+            raised.passes -= 1
             young, middle, old = gc.get_threshold()
-            if young == self._raised:
-                gc.set_threshold(self._young, middle, old)
-            self._young = self._raised = 0
+            if raised.passes == 0 and young == raised.young:
+                gc.set_threshold(raised.program_young, middle, old)
