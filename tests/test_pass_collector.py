@@ -119,3 +119,21 @@ def test_passes_of_two_schedulers_at_once_give_the_program_its_threshold_back(
         for pass_collector in ends:
             pass_collector.count_again()
         assert gc.get_threshold() == THRESHOLDS, order
+
+
+async def test_a_program_that_collects_by_hand_is_left_to_it(
+    scheduler: Scheduler, clock: VirtualClock, collector_watched: list[int]
+) -> None:
+    # A young threshold of 0 turns automatic collection off: a pass must not turn it on,
+    # not even while its runs take their first step.
+    seen: set[tuple[int, int, int]] = set()
+
+    async def body() -> None:
+        seen.add(gc.get_threshold())
+
+    add_jobs(scheduler, body)
+    gc.set_threshold(0, 10, 10)
+    async with scheduler:
+        await clock.advance(60)
+        assert gc.get_threshold() == (0, 10, 10)
+    assert seen == {(0, 10, 10)}

@@ -45,8 +45,8 @@ class PassCollector:
     setting off a collection until its runs took their first step (``count_again``, after the
     loop's next turn). Resumed with the young generation thousands over its threshold, the
     collector walked everything the pass made at the next allocation, though the tasks of
-    runs that end in their first step were about to be freed: a 30-45 ms stall after 20,000
-    runs due at once, against 7-9 ms after their first steps (the runs themselves, kept as
+    runs that end in their first step were about to be freed: a 25-45 ms stall after 20,000
+    runs due at once, against 6-9 ms after their first steps (the runs themselves, kept as
     their jobs' last runs). So until then the young threshold is raised by what the pass
     made: the collector is on, and what the runs' first steps make counts as usual. A
     threshold the program sets meanwhile is kept."""
@@ -69,7 +69,7 @@ class PassCollector:
         with raised.lock:
             young, middle, old = gc.get_threshold()
             made = gc.get_count()[0]
-            if made > young:
+            if young and made > young:  # a threshold of 0: the program collects by hand
                 if raised.passes == 0 or young != raised.young:  # or the program set its own
                     raised.program_young = young
                 raised.young = young + made
