@@ -51,7 +51,7 @@ async def test_the_runs_of_a_pass_end_in_their_first_step_before_the_collector_w
     scheduler: Scheduler, clock: VirtualClock, collector_watched: list[int]
 ) -> None:
     # Walked at the end of the pass, 500 tasks about to be freed were a stall for nothing
-    # (20,000 runs due at once: 30-45 ms).
+    # (20,000 runs due at once: 25-45 ms).
     ran = 0
 
     async def body() -> None:
@@ -60,6 +60,7 @@ async def test_the_runs_of_a_pass_end_in_their_first_step_before_the_collector_w
 
     add_jobs(scheduler, body)
     async with scheduler:
+        gc.collect()  # nothing left over from before counts
         collector_watched.clear()
         await clock.advance(60)
         assert ran == RUNS
@@ -84,6 +85,7 @@ async def test_garbage_a_job_makes_in_its_first_step_is_collected_as_usual(
     add_jobs(scheduler, body)
     async with scheduler:
         await clock.advance(60)
+        assert gc.get_threshold() == THRESHOLDS
     assert len(collections_during_step) == RUNS
     assert sum(collections_during_step) > 0  # on, though the pass's own objects uncounted
 
@@ -119,6 +121,34 @@ def test_passes_of_two_schedulers_at_once_give_the_program_its_threshold_back(
         for pass_collector in ends:
             pass_collector.count_again()
         assert gc.get_threshold() == THRESHOLDS, order
+
+
+def test_a_pass_raises_the_threshold_by_what_it_made_and_keeps_what_the_program_sets(
+    collector_watched: list[int],
+) -> None:
+    # What was counted before the pass still counts; only the pass's own are left out, so
+    # the program's next collection comes about when it would have.
+    small = PassCollector()
+    gc.collect()
+    before = [[] for _ in range(THRESHOLDS[0] - 20)]  # under the threshold: no collection yet
+    with small:
+        made = [[] for _ in range(40)]
+    assert THRESHOLDS[0] < gc.get_threshold()[0] <= THRESHOLDS[0] + len(made) + 10
+    small.count_again()
+    assert gc.get_threshold() == THRESHOLDS
+    # The program sets its own while a pass's raise stands: kept, and the raises of later
+    # passes are undone back to it.
+    earlier, later = PassCollector(), PassCollector()
+    with earlier:
+        made += [[] for _ in range(RUNS)]
+    gc.set_threshold(1234, 5, 6)
+    with later:
+        made += [[] for _ in range(2000)]
+    assert gc.get_threshold()[0] > 1234
+    later.count_again()
+    earlier.count_again()
+    assert gc.get_threshold() == (1234, 5, 6)
+    del before, made
 
 
 async def test_a_program_that_collects_by_hand_is_left_to_it(

@@ -27,14 +27,15 @@ def collector_paused() -> Iterator[None]:
 
 
 class _Raised:
-    """The young threshold as raised for the passes not counted again yet: process-wide, as the
-    collector is, and several schedulers' passes may overlap."""
+    """What the passes not counted again did to the young threshold: process-wide, as the
+    collector is, and several schedulers' passes may overlap. Each pass undoes only its own
+    raise, and only while the threshold is as the passes left it: another value is the
+    program's, and the raises made before it are not undone."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.passes = 0
-        self.program_young = 0  # the program's threshold, given back when the last is counted
-        self.young = 0  # as raised for the last of them
+        self.young = -1  # the threshold as the passes last set it
+        self.epoch = 0  # one more each time the program's own value is found
 
 
 _RAISED = _Raised()
@@ -48,44 +49,51 @@ class PassCollector:
     runs that end in their first step were about to be freed: a 25-45 ms stall after 20,000
     runs due at once, against 6-9 ms after their first steps (the runs themselves, kept as
     their jobs' last runs). So until then the young threshold is raised by what the pass
-    made: the collector is on, and what the runs' first steps make counts as usual. A
-    threshold the program sets meanwhile is kept."""
+    made: the collector is on, and what was counted before the pass and what the runs'
+    first steps make count as usual. Code that runs meanwhile reads the raised threshold; one
+    it sets is kept. (With a store, runs start as their claims are answered, in later turns:
+    only the claims are made in that turn.)"""
 
-    __slots__ = ("_paused", "uncounted")
+    __slots__ = ("_before", "_epoch", "_paused", "_raise", "uncounted")
 
     def __init__(self) -> None:
         self._paused = False
+        self._before = self._raise = self._epoch = 0
         self.uncounted = False  # what the last pass made, until count_again
 
     def __enter__(self) -> None:
         self._paused = gc.isenabled()
         if self._paused:
+            self._before = gc.get_count()[0]
             gc.disable()
 
     def __exit__(self, *exc_info: object) -> None:
         if not self._paused:
             return
-        raised = _RAISED
-        with raised.lock:
-            young, middle, old = gc.get_threshold()
-            made = gc.get_count()[0]
-            if young and made > young:  # a threshold of 0: the program collects by hand
-                if raised.passes == 0 or young != raised.young:  # or the program set its own
-                    raised.program_young = young
+        young, middle, old = gc.get_threshold()
+        count = gc.get_count()[0]
+        made = count - self._before
+        # Only when the pass's objects would set off a collection at once; never when the
+        # program collects by hand (a threshold of 0).
+        if young and count > young and made > 0:
+            raised = _RAISED
+            with raised.lock:
+                if young != raised.young:
+                    raised.epoch += 1
+                self._raise, self._epoch = made, raised.epoch
                 raised.young = young + made
-                raised.passes += 1
-                self.uncounted = True
                 gc.set_threshold(raised.young, middle, old)
+            self.uncounted = True
         gc.enable()
 
     def count_again(self) -> None:
-        """What is made from now on counts from the young threshold the program had."""
+        """What the pass made counts from now on."""
         if not self.uncounted:
             return
         self.uncounted = False
         raised = _RAISED
         with raised.lock:
-            raised.passes -= 1
             young, middle, old = gc.get_threshold()
-            if raised.passes == 0 and young == raised.young:
-                gc.set_threshold(raised.program_young, middle, old)
+            if young == raised.young and self._epoch == raised.epoch:
+                raised.young = young - self._raise
+                gc.set_threshold(raised.young, middle, old)
