@@ -422,6 +422,40 @@ async def test_an_idle_writer_woken_by_a_pass_of_claims_answers_each_in_order_a_
         await asyncio.to_thread(writer.close)
 
 
+class ClaimsComeWhileItWarms(BatchSizes):
+    """A backend whose warm() (the writer found nothing to write) sees a pass's claims pushed
+    meanwhile, as the loop does while the writer prepares its statements."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.coming: list[Write] = []
+        self.writer: BatchWriter | None = None
+
+    def warm(self) -> None:
+        if self.coming and self.writer is not None:
+            claims, self.coming = self.coming, []
+            self.writer.push_many(claims)
+
+
+async def test_claims_pushed_while_the_writer_prepares_its_statements_go_a_few_first():
+    loop = asyncio.get_running_loop()
+    backend = ClaimsComeWhileItWarms()
+    backend.go.set()
+    writer = backend.writer = BatchWriter(backend, max_buffer=100_000)
+    writer.start(loop)
+    try:
+        await _until_idle(writer)
+        claims = _claims("r", 3000, loop)
+        backend.coming = claims
+        writer.push(Write(Kind.JOB_EVENT, ("j", 1.0, "paused", ""), job_id="j"))  # wakes it
+        answers = await asyncio.gather(*(w.claim for w in claims))  # type: ignore[misc]
+        assert answers == [True] * 3000
+        assert backend.sizes[0] == 1  # the note; then the claims that came as it warmed
+        assert backend.sizes[1] <= FIRST_BATCH < writer.batch_size
+    finally:
+        await asyncio.to_thread(writer.close)
+
+
 async def test_a_run_cancelled_in_the_pass_that_started_it_is_recorded_cancelled(
     tmp_path, clock, monkeypatch
 ):

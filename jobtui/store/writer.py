@@ -287,7 +287,10 @@ class BatchWriter:
         # A backend may prepare its statements ahead (SQLite's: warm) while nothing waits.
         warm: Callable[[], None] | None = getattr(self.backend, "warm", None)
         while True:
-            if warm is not None and not self._writes:
+            # Found empty: what comes next starts with a short transaction (FIRST_BATCH), also
+            # when it came while warm() ran and the thread does not wait below.
+            most = self.batch_size if self._writes else FIRST_BATCH
+            if warm is not None and most == FIRST_BATCH:
                 try:
                     warm()
                 except Exception:  # a bug, but only a missed head start: writing goes on
@@ -295,7 +298,6 @@ class BatchWriter:
                     warm = None
             with self._cond:
                 self._idle = True  # before the look at the queue: see push
-                most = self.batch_size
                 while not self._writes and not self._closing:
                     most = FIRST_BATCH
                     self._cond.wait(timeout=CHECK_EVERY)
