@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jobtui import Scheduler, VirtualClock
-from jobtui.store import Store, read_runs
+from jobtui.store import Store, read_runs, sqlrows
 from jobtui.store import writer as writer_module
 from jobtui.store.claimwait import ClaimDeadlines
 from jobtui.store.sqlite import WARMED, SQLiteBackend
@@ -353,14 +353,14 @@ async def test_a_store_at_full_speed_records_every_run_once(tmp_path):
     assert len({r["job_id"] for r in runs}) == 3000
 
 
+TABLES = ("runs", "jobs", "job_events", "sessions")
+
+
 def _tables(path: Path) -> dict[str, int]:
     with sqlite3.connect(path) as conn:
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
     conn.close()
     return counts
-
-
-TABLES = ("runs", "jobs", "job_events", "sessions")
 
 
 def test_the_statements_a_burst_writes_are_prepared_ahead_and_preparing_writes_nothing(tmp_path):
@@ -404,6 +404,24 @@ def test_a_store_of_a_few_jobs_prepares_only_the_few_rows_it_writes(tmp_path):
         assert {size for _, size in db._rows._texts} == {1, 2, 4, 8, 16, 32, 64, 128, 256}
     finally:
         db.close()
+
+
+def test_an_sqlite_without_update_from_prepares_only_what_it_writes_in_many_rows(
+    tmp_path, monkeypatch
+):
+    """Before SQLite 3.33 there is no UPDATE ... FROM: updates go a row at a time, and
+    preparing one would fail there and leave the kinds after it unprepared."""
+    monkeypatch.setattr(sqlrows, "UPDATE_FROM", False)
+    db = backend(tmp_path)
+    try:
+        db.write([claim(n) for n in range(300)])
+        db.warm()
+        assert {kind for kind, _ in db._rows._texts} == set(WARMED) - set(sqlrows.UPDATES)
+        db.write([finish(n) for n in range(300)])
+    finally:
+        db.close()
+    runs = read_runs(tmp_path / "state.db", limit=1000)
+    assert len(runs) == 300 and {r["outcome"] for r in runs} == {"succeeded"}
 
 
 def test_a_database_locked_while_statements_are_prepared_is_written_all_the_same(tmp_path):

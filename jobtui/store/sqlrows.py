@@ -130,6 +130,8 @@ class RowWriter:
         the caller rolls the transaction back all the same."""
         for kind in kinds:
             update = kind in UPDATES
+            if update and not UPDATE_FROM:  # write() sends these a row at a time there
+                continue
             width = len(UPDATES[kind][0]) if update else self._statements[kind].count("?")
             chunk = self._chunk(width)
             # Every size write() makes for that many rows, by asking it (a few thousand cheap
