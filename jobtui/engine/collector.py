@@ -10,12 +10,11 @@ from contextlib import contextmanager
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside the block (unless it was off already). A scheduling
-    pass that starts thousands of runs makes objects for each (run, task, coroutine) that all
-    outlive it, and with the collector on every few hundred allocations set off a collection
-    walking all made so far, though none is garbage; the console builds thousands of rows the
-    same way. The collector resumes on its usual thresholds afterwards: 20,000 one-shot jobs
-    due at once start about 1.5x as fast (bench/engine.py, case (b))."""
+    """No cyclic garbage collection inside the block (unless it was off already), for work
+    that makes many long-lived objects at once: loading thousands of jobs, the console
+    building thousands of rows. With the collector on, every few hundred allocations set off
+    a collection walking all made so far, though none is garbage. It resumes on its usual
+    thresholds afterwards. (The scheduler's passes use PassCollector, below.)"""
     if not gc.isenabled():
         yield
         return
@@ -42,48 +41,49 @@ _RAISED = _Raised()
 
 
 class PassCollector:
-    """`collector_paused` for the scheduler's passes, which also keeps what a pass made from
-    setting off a collection until its runs took their first step (``count_again``, after the
-    loop's next turn). Resumed with the young generation thousands over its threshold, the
-    collector walked everything the pass made at the next allocation, though the tasks of
-    runs that end in their first step were about to be freed: a 25-45 ms stall after 20,000
-    runs due at once, against 6-9 ms after their first steps (the runs themselves, kept as
-    their jobs' last runs). So until then the young threshold is raised by what the pass
-    made: the collector is on, and what was counted before the pass and what the runs'
-    first steps make count as usual. Code that runs meanwhile reads the raised threshold; one
-    it sets is kept. (With a store, runs start as their claims are answered, in later turns:
+    """`collector_paused` for the scheduler's passes (paused through a pass, 20,000 one-shot jobs
+    due at once start about 1.5x as fast: bench/engine.py, case (b)), which also keeps what a
+    pass made from setting off a collection until its runs took their first step
+    (``count_again``, after the loop's next turn). Resumed with the young generation thousands
+    over its threshold, the collector walked everything the pass made at the next allocation,
+    though the tasks of runs that end in their first step were about to be freed: a 25-45 ms
+    stall after 20,000 runs due at once, against 6-9 ms after their first steps (the runs
+    themselves, kept as their jobs' last runs). So until then the young threshold is raised by
+    what the pass made: the collector is on, and what was counted before the pass and what the
+    runs' first steps make count as usual. Code that runs meanwhile reads the raised threshold;
+    one it sets is kept. (With a store, runs start as their claims are answered, in later turns:
     only the claims are made in that turn.)"""
 
-    __slots__ = ("_before", "_epoch", "_paused", "_raise", "uncounted")
+    __slots__ = ("_before", "_epoch", "_raise", "_was_on", "uncounted")
 
     def __init__(self) -> None:
-        self._paused = False
+        self._was_on = False
         self._before = self._raise = self._epoch = 0
         self.uncounted = False  # what the last pass made, until count_again
 
     def __enter__(self) -> None:
-        self._paused = gc.isenabled()
-        if self._paused:
+        self._was_on = gc.isenabled()
+        if self._was_on:
             self._before = gc.get_count()[0]
             gc.disable()
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self._paused:
+        if not self._was_on:
             return
-        young, middle, old = gc.get_threshold()
-        count = gc.get_count()[0]
-        made = count - self._before
-        # Only when the pass's objects would set off a collection at once; never when the
-        # program collects by hand (a threshold of 0).
-        if young and count > young and made > 0:
-            raised = _RAISED
-            with raised.lock:
+        raised = _RAISED
+        with raised.lock:
+            young, middle, old = gc.get_threshold()
+            count = gc.get_count()[0]
+            made = count - self._before
+            # Only when the pass's objects would set off a collection at once; never when the
+            # program collects by hand (a threshold of 0).
+            if young and count > young and made > 0:
                 if young != raised.young:
                     raised.epoch += 1
                 self._raise, self._epoch = made, raised.epoch
                 raised.young = young + made
                 gc.set_threshold(raised.young, middle, old)
-            self.uncounted = True
+                self.uncounted = True
         gc.enable()
 
     def count_again(self) -> None:
