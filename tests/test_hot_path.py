@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jobtui import Outcome, Run, RunFinished, RunProgress, RunStarted, Scheduler
+from jobtui.engine.job import JobSnapshot
 from jobtui.engine.plans import IntervalPlan
 
 from .conftest import START, stop_within
@@ -369,3 +370,37 @@ async def test_a_due_job_with_a_run_still_going_or_a_jitter_is_not_started_at_on
         jittered = recorder.started("jittered")
         assert len(jittered) == 2
         assert all(run.started_ts > run.scheduled_ts for run in jittered)
+
+
+def test_a_jobs_snapshot_made_by_position_holds_each_field_under_its_name(scheduler):
+    # Job.snapshot() passes its ten fields by position (a store makes one every run): each
+    # value distinct, so two swapped would show.
+    scheduler.add_job(returns_none, every="1h", id="j")
+    job = scheduler.restore(
+        "j",
+        JobSnapshot(
+            paused=True,
+            pause_reason="paused from the console",
+            disabled_reason="3 consecutive failures",
+            consecutive_failures=3,
+            run_count=7,
+            last_fired=START.timestamp() - 3600,
+        ),
+    )
+    job.next_fire = START.timestamp() + 60
+    assert job.snapshot() == JobSnapshot(
+        paused=job.paused,
+        pause_reason=job.pause_reason,
+        disabled_reason=job.disabled_reason,
+        consecutive_failures=job.consecutive_failures,
+        run_count=job.run_count,
+        last_fired=job.last_fired,
+        grid_anchor=job.grid_anchor,
+        finished=job.finished,
+        catch_up=True,
+        next_fire=job.next_fire,
+    )
+    assert (job.snapshot().pause_reason, job.snapshot().run_count) == (
+        "paused from the console",
+        7,
+    )

@@ -298,7 +298,9 @@ assert {f.name for f in fields(JobOptions)} == OPTION_NAMES
 class JobSnapshot:
     """The part of a job's state that outlives the process (see Scheduler.restore). Read-only
     by convention, not frozen: a frozen dataclass sets each field through object.__setattr__,
-    and with a state store one is made for every run (2 us of the loop's ~20 a run)."""
+    and with a state store one is made for every run (2 us of the loop's ~20 a run). The
+    events' way round that (events._set_by_slot) costs 540 ns for these ten fields against
+    180 for plain slot stores."""
 
     paused: bool = False
     pause_reason: str = ""
