@@ -57,9 +57,7 @@ class ClaimAnswers:
             taken = [self._answers.popleft() for _ in range(count)]
             more = bool(self._answers)
             self._settling = more
-        for claim, value in taken:
-            if not claim.done():
-                claim.set_result(value)
+        _settle(taken)
         if more and self._loop is not None:  # after the runs just woken: they go first
             self._loop.call_soon(self.settle_some)
 
@@ -70,6 +68,10 @@ class ClaimAnswers:
         with self._lock:
             taken = list(self._answers)
             self._answers.clear()  # a settle_some still scheduled finds none: it stops
-        for claim, value in taken:
-            if not claim.done():
-                claim.set_result(value)
+        _settle(taken)
+
+
+def _settle(answers: list[tuple[Claim, bool]]) -> None:
+    for claim, value in answers:
+        if not claim.done():  # a deadline, or a cancel, came first
+            claim.set_result(value)
