@@ -87,7 +87,9 @@ class Store:
         # JobSnapshot (one a run) was walked twice over in a burst (bench/store.py).
         self._saved_rows: dict[str, tuple[Any, ...]] = {}
         self._closed = False
-        self._record: dict[type[Event], Callable[[Any], None]] = {
+        # The scheduler hands it these events only, each straight to its handler (see
+        # DataStore.record): no other is even built for it.
+        self.recorders: dict[type[Event], Callable[[Any], None]] = {
             RunStarted: self._run_started,
             RunProgress: self._run_progress,
             RunFinished: self._run_finished,
@@ -98,9 +100,6 @@ class Store:
             SchedulerStarted: self._session_started,
             SchedulerStopped: self._session_stopped,
         }
-        # The scheduler hands it these events only, each straight to its handler (see
-        # DataStore.record): no other is even built for it.
-        self.recorders = self._record
         self._session: float | None = None  # when this process's scheduler started
         # No other host shares an SQLite state: nothing ever calls it.
         self.on_peer_runs: Callable[[PeerRuns], None] | None = None
@@ -241,7 +240,7 @@ class Store:
         return claimed
 
     def record(self, event: Event) -> None:
-        handler = self._record.get(type(event))
+        handler = self.recorders.get(type(event))
         if handler is not None:
             handler(event)
 
@@ -314,8 +313,7 @@ class Store:
         )
 
     def _job_state_changed(self, event: JobStateChanged) -> None:
-        # note_job_event's write, without its call with keywords: a one-shot's every run ends so
-        self.writer.push(Write(_JOB_EVENT, (event.job_id, event.time, event.state, event.reason)))
+        self._note(event.job_id, event.time, event.state, event.reason)  # a one-shot's every run
 
     def _session_started(self, event: SchedulerStarted) -> None:
         self._session = event.time
@@ -331,7 +329,9 @@ class Store:
     ) -> None:
         """Keep something that happened to a job outside its runs (paused, disabled, a hook
         that failed), for `jobtui why`."""
-        when = time.time() if at is None else at
+        self._note(job_id, time.time() if at is None else at, kind, detail)
+
+    def _note(self, job_id: str, when: float, kind: str, detail: str) -> None:
         self.writer.push(Write(_JOB_EVENT, (job_id, when, kind, detail)))
 
     def _job_removed(self, event: JobRemoved) -> None:
@@ -369,8 +369,7 @@ def _finish_params(run: Run) -> tuple[Any, ...]:
     output = run.output if run.has_output else None
     return (
         run.finished_ts,
-        # _value_, the plain str: .value is a Python-level property of Enum, and a str
-        # subclass (a StrEnum member) takes sqlite3's slow adapter lookup when bound.
+        # _value_: the str .value returns, without Enum's Python-level property (every run).
         run.outcome._value_ if run.outcome else None,
         run.reason,
         run.attempt,
