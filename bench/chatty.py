@@ -19,11 +19,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from baseline import child_env, extract  # bench/baseline.py, beside this script
+from baseline import beside, child_env  # bench/baseline.py, beside this script
 
 TARGET_MB_S = 50.0
 
@@ -104,9 +103,11 @@ def report(seconds: float, baseline: str | None) -> None:
     print(f"`yes` for {seconds:g} s beside a `true` command every second\n")
     results = {"jobtui": measure(seconds, None)}
     if baseline:
-        with tempfile.TemporaryDirectory() as folder:
-            extract(baseline, Path(folder))
-            results[f"jobtui {baseline[:10]}"] = measure(seconds, Path(folder))
+
+        def before(where: Path | None) -> None:
+            results[f"jobtui {baseline[:10]}"] = measure(seconds, where)
+
+        beside(baseline, before)
     names = list(results)
     print(f"  {'metric':<28}" + "".join(f"{name:>20}" for name in names))
     print("  " + "-" * (28 + 20 * len(names)))

@@ -40,7 +40,7 @@ from typing import Any
 
 import chatty  # bench/chatty.py: this script's folder is first on the import path
 import runmodes
-from baseline import child_env, extract
+from baseline import beside, child_env
 from idle import aps_scheduler, idle, memory
 from store import start_store, with_store  # bench/store.py: one way to attach the store
 from targets import Check, check_list, medians, ratio, table, target_table
@@ -292,16 +292,16 @@ def main() -> None:
         return
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
-    if args.baseline:
-        with tempfile.TemporaryDirectory() as folder:
-            extract(args.baseline, Path(folder))
-            global BASELINE
-            BASELINE = Path(folder)
+
+    def with_baseline(where: Path | None) -> None:
+        global BASELINE
+        if where is not None:
+            BASELINE = where
             SYSTEMS.insert(1, "before")
             LABELS["before"] = f"jobtui {args.baseline[:10]}"
-            report(args)
-        return
-    report(args)
+        report(args)
+
+    beside(args.baseline, with_baseline)
 
 
 def report(args: argparse.Namespace) -> None:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from baseline import child_env, extract  # bench/baseline.py, beside this script
+from baseline import beside, child_env  # bench/baseline.py, beside this script
 
 TARGET_RUNS_S = 50_000.0
 TARGET_STALL_MS = 5.0
@@ -313,12 +313,7 @@ def main() -> None:
         print(f"{result['runs_per_s']:,.0f} runs/s recorded (under cProfile)")
         print(profiles.report())
         return
-    if args.baseline:
-        with tempfile.TemporaryDirectory() as folder:
-            extract(args.baseline, Path(folder))
-            report(args, Path(folder))
-        return
-    report(args, None)
+    beside(args.baseline, lambda where: report(args, where))
 
 
 if __name__ == "__main__":

@@ -48,14 +48,14 @@ def batches() -> tuple[list[Any], list[Any]]:
 
 def measure(busy: bool) -> dict[str, float]:
     from jobtui.store.sqlite import SQLiteBackend
-    from jobtui.store.writer import Kind, Write
+    from jobtui.store.writer import BATCH, Kind, Write
 
     claims, results = batches()
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         backend = SQLiteBackend(Path(folder) / "state.db", keep_runs=None, keep_days=None)
         # The jobs' rows, as when they were added: the saves of the burst update them.
-        size = getattr(backend, "batch_size", 500)  # as the writer takes them (a baseline's too)
+        size = getattr(backend, "batch_size", BATCH)  # as the writer takes them (a baseline's too)
         saves = [w for w in results if w.kind is Kind.SAVE_JOB]
         for start in range(0, len(saves), size):
             backend.write(saves[start : start + size])
