@@ -41,7 +41,9 @@ def tune_collector() -> None:
     never waits for a full pass; cycles a job's own code makes mostly die young, in the young
     generations' passes, which stay as frequent and as short as Python makes them."""
     # Again after a reload: what it dropped was frozen with the rest, and would never be
-    # walked again; cycles among it must be found and freed.
+    # walked again; cycles among it must be found and freed. That one full collection walks
+    # everything (100-200 ms with thousands of jobs), and unfreezes what a program that calls
+    # this froze itself.
     gc.unfreeze()
     gc.collect()  # what is garbage now must not be frozen with the rest
     gc.freeze()
