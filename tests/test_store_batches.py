@@ -143,6 +143,63 @@ def test_progress_twice_for_a_run_in_one_batch_keeps_the_later_and_the_pid(tmp_p
     assert rows["run000002"] == [0.5, "half", 5151, 88]
 
 
+def test_a_manual_run_started_and_finished_after_another_runs_result_keeps_its_result(
+    tmp_path,
+):
+    """A batch holds what came while the last one was written: here one run's result, then a
+    manual run's start and its result. The manual run's row must be there for its result."""
+    failed = (1501.0, "failed", "", 1, None, "", "E", "boom", None, 3, None, "out", 0)
+    db = backend(tmp_path)
+    try:
+        db.write([claim(1)])
+        db.write(
+            [
+                finish(1),
+                Write(Kind.MANUAL_RUN, ("manual01", "job9", 1500.0, 1, 1500.0), job_id="job9"),
+                Write(Kind.FINISH, (*failed, 1500.0, "manual01")),
+            ]
+        )
+    finally:
+        db.close()
+    (record,) = read_runs(tmp_path / "state.db", job="job9")
+    assert (record["outcome"], record["error_message"], record["exit_code"]) == (
+        "failed",
+        "boom",
+        3,
+    )
+    assert record["finished_at"] == "1970-01-01T00:25:01+00:00"
+
+
+def test_a_runs_progress_and_its_result_in_one_batch_leave_the_result(tmp_path):
+    """Another run's result first in the batch must not put this run's result before its
+    progress: the row ends with what the run finished with."""
+    db = backend(tmp_path)
+    try:
+        db.write([claim(1), claim(2)])
+        db.write(
+            [
+                finish(2),
+                Write(Kind.PROGRESS, (0.5, "half way", 1, None, None, "run000001")),
+                finish(1),  # progress 1.0, no status message
+            ]
+        )
+    finally:
+        db.close()
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        row = conn.execute(
+            "SELECT outcome, progress, status_message FROM runs WHERE run_id = 'run000001'"
+        ).fetchone()
+    conn.close()
+    assert row == ("succeeded", 1.0, "")
+
+
+def test_every_kind_but_claims_and_deletions_has_its_place_in_a_batch():
+    from jobtui.store.sqlite import GROUP_ORDER
+
+    assert set(GROUP_ORDER) == set(Kind) - {Kind.CLAIM, Kind.DELETE_JOB}
+    assert len(GROUP_ORDER) == len(set(GROUP_ORDER))
+
+
 def test_a_job_saved_twice_in_one_batch_keeps_the_later_state(tmp_path):
     db = backend(tmp_path)
     try:

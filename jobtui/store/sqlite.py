@@ -72,6 +72,22 @@ STATEMENTS: dict[Kind, str] = {
 # Written for every run (a claim, its result, its job's state, a one-shot's note; progress
 # reported): their many-row statements are prepared before the first burst (warm).
 WARMED = (Kind.CLAIM, Kind.FINISH, Kind.SAVE_JOB, Kind.JOB_EVENT, Kind.PROGRESS)
+# The order in which a batch's kinds are written, each in a few many-row statements (claims
+# before these, a job's deletion where it comes). Not the order the kinds first came in: a
+# run's row must be there before it is updated, and its progress is older than its result,
+# so a manual run that started and finished in a batch after another run's result kept no
+# result (the update came first and found no row), and a run's progress written after its
+# result put its last progress and status message back.
+GROUP_ORDER = (
+    Kind.MANUAL_RUN,
+    Kind.OCCURRENCE,
+    Kind.PROGRESS,
+    Kind.FINISH,
+    Kind.SAVE_JOB,
+    Kind.JOB_EVENT,
+    Kind.SESSION_START,
+    Kind.SESSION_STOP,
+)
 # Once running, a write waits this long for another process's lock, then the writer buffers and
 # tries again: runs waiting for their claim are let go ahead (journaled) without being late.
 WRITE_BUSY_TIMEOUT = 0.1
@@ -305,9 +321,9 @@ class SQLiteBackend:
             if journaled:
                 conn.executemany(STATEMENTS[Kind.CLAIM], journaled)
             # One pass over the batch, grouping by kind: claims first, then each kind of write
-            # in a few many-row statements. A job deletion is written where it comes, after
-            # what came before it (a job removed and added again in one batch must end up
-            # present). This runs with the GIL held, which the event loop then waits for.
+            # in a few many-row statements, in GROUP_ORDER. A job deletion is written where it
+            # comes, after what came before it (a job removed and added again in one batch must
+            # end up present). This runs with the GIL held, which the event loop then waits for.
             claims: list[Write] = []
             groups: dict[Kind, list[tuple[Any, ...]]] = {}
             # Read once: an Enum member read through its class is a call, for every write.
@@ -337,10 +353,13 @@ class SQLiteBackend:
         claims: list[Write],
         groups: dict[Kind, list[tuple[Any, ...]]],
     ) -> list[tuple[Write, bool]]:
-        """Claims first, then each kind's rows in the order the kinds first came."""
+        """Claims first, then each kind's rows in GROUP_ORDER."""
         results = self._claim(conn, claims) if claims else []
         most = len(claims)
-        for kind, rows in groups.items():
+        for kind in GROUP_ORDER:
+            rows = groups.get(kind)
+            if not rows:
+                continue
             self._rows.write(conn, kind, _latest_per_job(rows) if kind is Kind.SAVE_JOB else rows)
             most = max(most, len(rows))
         self._most_rows = max(self._most_rows, most)
