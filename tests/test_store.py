@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobtui import Outcome, Run, Scheduler, VirtualClock
+from jobtui import Outcome, Run, RunFinished, Scheduler, VirtualClock
 from jobtui.store import Store, StoreError, read_runs
 from jobtui.store.schema import VERSION
 from jobtui.store.writer import StoreUnavailable
@@ -90,6 +90,45 @@ async def test_runs_and_their_records_are_written(stores, clock):
     assert rows["bad"]["outcome"] == "failed"
     assert rows["bad"]["error_type"] == "ValueError" and rows["bad"]["error_message"] == "bad row 7"
     assert rows["bad"]["status_message"] == "about to fail"
+
+
+async def test_a_runs_record_holds_what_it_ended_with_not_what_it_cleared(stores, clock):
+    """Most runs succeed with nothing more to say, and their record is written short
+    (Kind.SUCCEEDED); it must still say no progress and no status message when the run set
+    them, had them written, and cleared them before it ended."""
+    release = asyncio.Event()
+
+    async def cleared(run: Run) -> None:
+        run.progress, run.status_message = 0.5, "half way"
+        await release.wait()
+        run.progress, run.status_message = None, ""
+
+    def setup(s):
+        s.add_job(noop, every="1m", id="plain")
+        s.add_job(cleared, every="1m", id="cleared")
+
+    async def before_stop(scheduler: Scheduler, store: Store) -> None:
+        (going,) = stores.runs("cleared")
+        assert (going["progress"], going["status_message"]) == (0.5, "half way")
+        finished = asyncio.get_running_loop().create_future()
+
+        def on_event(event: object) -> None:
+            if isinstance(event, RunFinished) and not finished.done():
+                finished.set_result(None)
+
+        scheduler.subscribe(on_event)
+        release.set()
+        await finished
+        await asyncio.to_thread(store.flush)
+
+    await session(stores, clock, setup, seconds=60, before_stop=before_stop)
+    rows = {r["job_id"]: r for r in stores.runs()}
+    for job in ("plain", "cleared"):
+        record = rows[job]
+        assert record["outcome"] == "succeeded", job
+        assert (record["progress"], record["status_message"]) == (None, ""), job
+        assert (record["error_type"], record["exit_code"], record["signal"]) == (None, None, None)
+        assert record["started_at"] is not None and record["finished_at"] is not None
 
 
 async def test_an_occurrence_runs_at_most_once_across_restarts_and_clock_steps(stores):

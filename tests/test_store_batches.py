@@ -193,6 +193,40 @@ def test_a_runs_progress_and_its_result_in_one_batch_leave_the_result(tmp_path):
     assert row == ("succeeded", 1.0, "")
 
 
+def test_a_plain_success_in_its_short_row_is_recorded_as_its_whole_result_would_be(tmp_path):
+    """Kind.SUCCEEDED leaves out the values that are always the same for a run that succeeded
+    with nothing more to say; the row must end as FINISH with those values leaves it, over
+    earlier progress too, in a statement of many rows and of one."""
+    db = backend(tmp_path)
+    plain = (2500.0, "succeeded", "", 2, None, "", None, None, None, None, None, None, 0)
+    try:
+        for count in (300, 1):
+            short, whole = range(0, 2 * count, 2), range(1, 2 * count, 2)
+            db.write([claim(n) for n in range(2 * count)])
+            db.write(
+                [
+                    Write(Kind.PROGRESS, (0.5, "half", 1, 77, 8, f"run{n:06d}"))
+                    for n in range(2 * count)
+                ]
+            )
+            db.write([Write(Kind.SUCCEEDED, (2500.0, 2, 1900.0, f"run{n:06d}")) for n in short])
+            db.write([Write(Kind.FINISH, (*plain, 1900.0, f"run{n:06d}")) for n in whole])
+            with sqlite3.connect(tmp_path / "state.db") as conn:
+                conn.row_factory = sqlite3.Row
+                rows = [dict(row) for row in conn.execute("SELECT * FROM runs ORDER BY run_id")]
+            conn.close()
+            for row in rows:
+                del row["run_id"], row["job_id"], row["scheduled_for"]
+            assert rows[0]["outcome"] == "succeeded" and rows[0]["progress"] is None
+            assert rows[0]["pid"] == 77  # what the result does not speak of is kept
+            assert all(row == rows[0] for row in rows)
+            with sqlite3.connect(tmp_path / "state.db") as conn:
+                conn.execute("DELETE FROM runs")
+            conn.close()
+    finally:
+        db.close()
+
+
 def test_every_kind_but_claims_and_deletions_has_its_place_in_a_batch():
     from jobtui.store.sqlite import GROUP_ORDER
 

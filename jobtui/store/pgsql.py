@@ -3,7 +3,7 @@ holds a job's overlap policy across hosts, and the leases' renewal and reaping."
 
 from __future__ import annotations
 
-from .writer import Kind
+from .writer import SUCCEEDED_PLAINLY, Kind
 
 _TS = "to_timestamp(%s)"
 # A claim's lease counts from when the row is written (clock_timestamp), not from its
@@ -28,6 +28,11 @@ STATEMENTS: dict[Kind, str] = {
         "error_traceback = %s, exit_code = %s, signal = %s, output = %s, "
         f"output_dropped_bytes = %s, started_at = coalesce({_TS}, started_at), "
         "lease_until = NULL WHERE run_id = %s AND (outcome IS NULL OR outcome = 'abandoned')"
+    ),
+    Kind.SUCCEEDED: (
+        f"UPDATE runs SET finished_at = {_TS}, attempt = %s, {SUCCEEDED_PLAINLY}, "
+        f"started_at = coalesce({_TS}, started_at), lease_until = NULL "
+        "WHERE run_id = %s AND (outcome IS NULL OR outcome = 'abandoned')"
     ),
     Kind.OCCURRENCE: (
         "INSERT INTO runs (run_id, job_id, scheduled_for, manual, finished_at, outcome, reason, "

@@ -24,7 +24,7 @@ from .schema import NewerSchema, migrate
 from .sqlrows import RowWriter
 from .statefile import LockHeld, create_private, take_lock
 from .vanished import identity, relock, write_copy
-from .writer import Kind, StoreUnavailable, Write
+from .writer import SUCCEEDED_PLAINLY, Kind, StoreUnavailable, Write
 
 log = logging.getLogger("jobtui.store")
 STATEMENTS: dict[Kind, str] = {
@@ -44,6 +44,10 @@ STATEMENTS: dict[Kind, str] = {
         "UPDATE runs SET finished_at = ?, outcome = ?, reason = ?, attempt = ?, progress = ?, "
         "status_message = ?, error_type = ?, error_message = ?, error_traceback = ?, "
         "exit_code = ?, signal = ?, output = ?, output_dropped_bytes = ?, "
+        "started_at = coalesce(?, started_at) WHERE run_id = ?"
+    ),
+    Kind.SUCCEEDED: (
+        f"UPDATE runs SET finished_at = ?, attempt = ?, {SUCCEEDED_PLAINLY}, "
         "started_at = coalesce(?, started_at) WHERE run_id = ?"
     ),
     Kind.OCCURRENCE: (
@@ -71,7 +75,7 @@ STATEMENTS: dict[Kind, str] = {
 }
 # Written for every run (a claim, its result, its job's state, a one-shot's note; progress
 # reported): their many-row statements are prepared before the first burst (warm).
-WARMED = (Kind.CLAIM, Kind.FINISH, Kind.SAVE_JOB, Kind.JOB_EVENT, Kind.PROGRESS)
+WARMED = (Kind.CLAIM, Kind.SUCCEEDED, Kind.FINISH, Kind.SAVE_JOB, Kind.JOB_EVENT, Kind.PROGRESS)
 # The order in which a batch's kinds are written, each in a few many-row statements (claims
 # before these, a job's deletion where it comes). Not the order the kinds first came in: a
 # run's row must be there before it is updated, and its progress is older than its result,
@@ -83,6 +87,7 @@ GROUP_ORDER = (
     Kind.OCCURRENCE,
     Kind.PROGRESS,
     Kind.FINISH,
+    Kind.SUCCEEDED,
     Kind.SAVE_JOB,
     Kind.JOB_EVENT,
     Kind.SESSION_START,

@@ -31,7 +31,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .writer import Kind
+from .writer import SUCCEEDED_PLAINLY, Kind
 
 NULL = math.nan  # bound for None: SQLite turns a NaN into NULL (see above)
 CHUNK = 1024  # most rows in one statement (fewer if SQLite allows fewer parameters)
@@ -70,6 +70,11 @@ UPDATES: dict[Kind, tuple[tuple[str, ...], str]] = {
         "error_type = v.error_type, error_message = v.error_message, "
         "error_traceback = v.error_traceback, exit_code = v.exit_code, signal = v.signal, "
         "output = v.output, output_dropped_bytes = v.output_dropped_bytes, "
+        "started_at = coalesce(v.started_at, runs.started_at)",
+    ),
+    Kind.SUCCEEDED: (
+        ("finished_at", "attempt", "started_at", "run_id"),
+        f"finished_at = v.finished_at, attempt = v.attempt, {SUCCEEDED_PLAINLY}, "
         "started_at = coalesce(v.started_at, runs.started_at)",
     ),
 }

@@ -25,6 +25,7 @@ from ..engine import (
     JobStateChanged,
     OccurrenceMissed,
     OccurrenceSkipped,
+    Outcome,
     Run,
     RunFinished,
     RunProgress,
@@ -45,6 +46,7 @@ from .writer import Backend, BatchWriter, Kind, StoreUnavailable, Write
 CLAIM_WAIT = 2.0  # a claim not written by then lets the run go ahead (the store is degraded)
 # Written for every run: an Enum member read through its class costs a function call in 3.11.
 _CLAIM, _FINISH, _SAVE_JOB, _JOB_EVENT = Kind.CLAIM, Kind.FINISH, Kind.SAVE_JOB, Kind.JOB_EVENT
+_SUCCEEDED, _OUTCOME_SUCCEEDED = Kind.SUCCEEDED, Outcome.SUCCEEDED
 _FINGERPRINT = 10  # where a SAVE_JOB row has the job's fingerprint (then the time it was saved)
 
 
@@ -299,7 +301,11 @@ class Store:
         if self._pids:
             self._pids.pop(run.run_id, None)
         # Positional: a class called with keywords builds a dict for __init__, every run.
-        self.writer.push(Write(_FINISH, _finish_params(run), None, False, False, run.job_id))
+        if run.outcome is _OUTCOME_SUCCEEDED and _nothing_more_to_say(run):
+            params = (run.finished_ts, run.attempt, run.started_ts, run.run_id)
+            self.writer.push(Write(_SUCCEEDED, params, None, False, False, run.job_id))
+        else:
+            self.writer.push(Write(_FINISH, _finish_params(run), None, False, False, run.job_id))
 
     def _occurrence(self, event: OccurrenceSkipped | OccurrenceMissed) -> None:
         run = event.run
@@ -362,6 +368,20 @@ class Store:
         self._closed = True
         if self.writer.close():  # never pull the database from under a writer still going
             self.backend.close()
+
+
+def _nothing_more_to_say(run: Run) -> bool:
+    """Whether a run's record is its times and attempt alone, the rest as Kind.SUCCEEDED
+    writes it (SUCCEEDED_PLAINLY)."""
+    return (
+        run.error is None
+        and run.exit_code is None
+        and run.signal is None
+        and not run.reason
+        and run.progress is None
+        and not run.status_message
+        and not run.has_output
+    )
 
 
 def _finish_params(run: Run) -> tuple[Any, ...]:

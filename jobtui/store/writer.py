@@ -43,6 +43,10 @@ class Kind(Enum):
     MANUAL_RUN = "manual_run"  # a manual run's row, when it starts
     PROGRESS = "progress"
     FINISH = "finish"
+    # A run's result when it succeeded and has nothing more to say (no output, progress,
+    # status message, exit code): FINISH's row without the eleven values that are then always
+    # the same. Most runs end so, and each value is bound by the writer with the GIL held.
+    SUCCEEDED = "succeeded"
     OCCURRENCE = "occurrence"  # an occurrence that did not run: skipped or missed
     SAVE_JOB = "save_job"
     DELETE_JOB = "delete_job"
@@ -53,6 +57,15 @@ class Kind(Enum):
     # A member is its own hash: Enum's __hash__ is a Python function (hash of its name), and the
     # writer looks up each write's kind in dicts (its group, its statement), every write.
     __hash__ = object.__hash__
+
+
+# The columns of a run's row that Kind.SUCCEEDED leaves out, as every backend's statement for
+# it sets them (the runs table has these columns in each): what FINISH writes for such a run.
+SUCCEEDED_PLAINLY = (
+    "outcome = 'succeeded', reason = '', progress = NULL, status_message = '', "
+    "error_type = NULL, error_message = NULL, error_traceback = NULL, exit_code = NULL, "
+    "signal = NULL, output = NULL, output_dropped_bytes = 0"
+)
 
 
 @dataclass(slots=True)
