@@ -24,7 +24,7 @@ from .store.interface import PeerRuns, SharedStateStore
 
 ALERTS_DRAIN = 5.0  # seconds a stopping jobtui waits for hook deliveries still going
 FULL_COLLECTION_EVERY = 1000  # middle-generation passes per full one (Python's default: 10)
-SWITCH_INTERVAL = 0.001  # seconds a thread waits for the GIL before it asks (Python's: 0.005)
+SWITCH_INTERVAL = 0.0002  # seconds a thread waits for the GIL before it asks (Python's: 0.005)
 
 
 def tune_collector() -> None:
@@ -58,8 +58,12 @@ def tune_switching() -> None:
     back, so the store's writer thread, back from SQLite, waited turn after turn and wrote
     only once the loop went idle: the results of 20,000 runs due at once were written after
     all of them ran (bench/store.py: 27,500 -> 32,000 runs recorded a second, same minutes).
-    Shorter turns for the GIL also bound how long a thread job computing in Python holds up
-    the loop (and the console): 1 ms rather than 5."""
+    At 1 ms it still fell behind: the loop lets go at every turn, and each time it does, the
+    waiting thread's interval starts again, so the last ~90 ms of a burst's results were
+    written after its last run ended; at 0.2 ms, 3 ms (and 5-8% more runs recorded a second,
+    the same minutes). Shorter turns for the GIL also bound how long a thread job computing
+    in Python holds up the loop (and the console): 0.2 ms rather than 5, for a few percent of
+    that job's own speed while the loop wants the GIL too."""
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 

@@ -150,7 +150,7 @@ async def test_the_jobtui_commands_host_hands_the_gil_round_sooner_and_a_program
     tmp_path: Path, collector_restored: None, switching_restored: None
 ) -> None:
     """The store's writer thread waits for the GIL a switch interval at a time while the loop
-    is busy (tune_switching): the command's host makes that 1 ms; a program keeps its own."""
+    is busy (tune_switching): the command's host makes that 0.2 ms; a program keeps its own."""
     (tmp_path / "jobs.toml").write_text(textwrap.dedent(JOBS))
     sys.setswitchinterval(0.005)
     program = Host(load(tmp_path / "jobs.toml"))
