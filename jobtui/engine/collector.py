@@ -25,19 +25,42 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-class _Raised:
-    """What the passes not counted again did to the young threshold: process-wide, as the
-    collector is, and several schedulers' passes may overlap. Each pass undoes only its own
-    raise, and only while the threshold is as the passes left it: another value is the
-    program's, and the raises made before it are not undone."""
+class YoungRaises:
+    """Raises of the young generation's threshold, each undone by whoever made it: process-wide,
+    as the collector is, and several may overlap (the passes of several schedulers, a state
+    store's writer that is behind). Each undoes only its own raise, and only while the
+    threshold is as the raises left it: another value is the program's, and the raises made
+    before it are not undone. A threshold of 0 (a program that collects by hand) is never
+    raised."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.young = -1  # the threshold as the passes last set it
-        self.epoch = 0  # one more each time the program's own value is found
+        self._lock = threading.Lock()
+        self._young = -1  # the threshold as the raises last set it
+        self._epoch = 0  # one more each time the program's own value is found
+
+    def raise_by(self, amount: int, *, only_over: bool = False) -> tuple[int, int] | None:
+        """Raise the threshold by ``amount``; the token to undo it with, or None if it was not
+        raised (also, with ``only_over``, when the young count is not over the threshold)."""
+        with self._lock:
+            young, middle, old = gc.get_threshold()
+            if not young or amount <= 0 or (only_over and gc.get_count()[0] <= young):
+                return None
+            if young != self._young:
+                self._epoch += 1
+            self._young = young + amount
+            gc.set_threshold(self._young, middle, old)
+            return amount, self._epoch
+
+    def undo(self, token: tuple[int, int]) -> None:
+        amount, epoch = token
+        with self._lock:
+            young, middle, old = gc.get_threshold()
+            if young == self._young and epoch == self._epoch:
+                self._young = young - amount
+                gc.set_threshold(self._young, middle, old)
 
 
-_RAISED = _Raised()
+YOUNG_RAISES = YoungRaises()
 
 
 class PassCollector:
@@ -49,17 +72,22 @@ class PassCollector:
     though the tasks of runs that end in their first step were about to be freed: a 25-45 ms
     stall after 20,000 runs due at once, against 6-9 ms after their first steps (the runs
     themselves, kept as their jobs' last runs). So until then the young threshold is raised by
-    what the pass made: the collector is on, and what was counted before the pass and what the
-    runs' first steps make count as usual. Code that runs meanwhile reads the raised threshold;
-    one it sets is kept. (With a store, runs start as their claims are answered, in later turns:
-    only the claims are made in that turn.)"""
+    what the pass made (YOUNG_RAISES): the collector is on, and what was counted before the
+    pass and what the runs' first steps make count as usual. Code that runs meanwhile reads the
+    raised threshold; one it sets is kept. (With a store, runs start as their claims are
+    answered, in later turns: only the claims are made in that turn.)"""
 
-    __slots__ = ("_before", "_epoch", "_raise", "_was_on", "uncounted")
+    __slots__ = ("_before", "_raise", "_was_on")
 
     def __init__(self) -> None:
         self._was_on = False
-        self._before = self._raise = self._epoch = 0
-        self.uncounted = False  # what the last pass made, until count_again
+        self._before = 0
+        self._raise: tuple[int, int] | None = None
+
+    @property
+    def uncounted(self) -> bool:
+        """Whether what the last pass made is not counted yet (until count_again)."""
+        return self._raise is not None
 
     def __enter__(self) -> None:
         self._was_on = gc.isenabled()
@@ -70,30 +98,12 @@ class PassCollector:
     def __exit__(self, *exc_info: object) -> None:
         if not self._was_on:
             return
-        raised = _RAISED
-        with raised.lock:
-            young, middle, old = gc.get_threshold()
-            count = gc.get_count()[0]
-            made = count - self._before
-            # Only when the pass's objects would set off a collection at once; never when the
-            # program collects by hand (a threshold of 0).
-            if young and count > young and made > 0:
-                if young != raised.young:
-                    raised.epoch += 1
-                self._raise, self._epoch = made, raised.epoch
-                raised.young = young + made
-                gc.set_threshold(raised.young, middle, old)
-                self.uncounted = True
+        # Only when the pass's objects would set off a collection at once.
+        self._raise = YOUNG_RAISES.raise_by(gc.get_count()[0] - self._before, only_over=True)
         gc.enable()
 
     def count_again(self) -> None:
         """What the pass made counts from now on."""
-        if not self.uncounted:
-            return
-        self.uncounted = False
-        raised = _RAISED
-        with raised.lock:
-            young, middle, old = gc.get_threshold()
-            if young == raised.young and self._epoch == raised.epoch:
-                raised.young = young - self._raise
-                gc.set_threshold(raised.young, middle, old)
+        token, self._raise = self._raise, None
+        if token is not None:
+            YOUNG_RAISES.undo(token)

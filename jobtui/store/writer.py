@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from .answers import Claim, ClaimAnswers
+from .backlog import BacklogCollector
 
 BATCH = 500  # writes per transaction, unless the backend says (``batch_size``)
 # Writes in the first transaction after the writer waited for work, when they begin with a
@@ -145,6 +146,7 @@ class BatchWriter:
         self._notice_until = 0.0
         self._disowned = False
         self._answers = ClaimAnswers(ANSWER_SLICE)  # settled on the loop, in the order given
+        self._backlog = BacklogCollector()  # the collector held off while this is behind
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the thread; claims are answered, and status reported, on ``loop``."""
@@ -319,11 +321,14 @@ class BatchWriter:
                 self._idle = False
                 if not self._writes and self._closing:
                     self._stopped = True
+                    self._backlog.stop()
                     return
                 if most < self.batch_size and self._writes and self._writes[0].claim is None:
                     most = self.batch_size  # only a claim's run waits for its write
                 batch = self._take(most)
                 self._writing = bool(batch)
+                waiting = len(self._writes)
+            self._backlog.behind(waiting)
             try:
                 if time.monotonic() >= self._next_check:
                     self._next_check = time.monotonic() + CHECK_EVERY
@@ -333,11 +338,13 @@ class BatchWriter:
                     self._last_prune = time.monotonic()
                     self.backend.prune()
             except Disowned as exc:
+                self._backlog.stop()
                 self._disown(str(exc), batch)
                 return
             except Exception as exc:
                 # StoreUnavailable is the backend saying "not now"; anything else is a bug, but
                 # the thread must live on: scheduling goes on and the writes wait.
+                self._backlog.stop()
                 if not isinstance(exc, StoreUnavailable):
                     log.exception("the state store's writer failed")
                 self._next_check = 0.0  # a file found gone and not written again: look again
@@ -367,6 +374,8 @@ class BatchWriter:
             backoff = 0.05
             with self._cond:
                 self._writing = False
+                if not self._writes:  # before flush() hears of it: the collector is as it was
+                    self._backlog.caught_up()
                 self._drained.notify_all()
             if self.status and (
                 self.status != self._notice or time.monotonic() >= self._notice_until
