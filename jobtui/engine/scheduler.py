@@ -413,8 +413,9 @@ class Scheduler:
         job.finish_reason = reason
         job.next_fire = None
         job._heap_version += 1
-        if self.events.wants(JobStateChanged):
-            self.events.publish(JobStateChanged(self.clock.wall(), job.id, job.state.value, reason))
+        if self.events.wants(JobStateChanged):  # a one-shot's every run: _value_ is .value's str
+            state = job.state._value_
+            self.events.publish(JobStateChanged(self.clock.wall(), job.id, state, reason))
 
     # ------------------------------------------------------------------------------------
     # The loop
