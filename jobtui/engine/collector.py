@@ -42,22 +42,24 @@ class YoungRaises:
         """Raise the threshold by ``amount``; the token to undo it with, or None if it was not
         raised (also, with ``only_over``, when the young count is not over the threshold)."""
         with self._lock:
-            young, middle, old = gc.get_threshold()
+            young = gc.get_threshold()[0]
             if not young or amount <= 0 or (only_over and gc.get_count()[0] <= young):
                 return None
             if young != self._young:
                 self._epoch += 1
             self._young = young + amount
-            gc.set_threshold(self._young, middle, old)
+            # The young threshold alone: the writer's thread raises too, and the others may be
+            # set meanwhile on the loop's (tune_collector) without this lock.
+            gc.set_threshold(self._young)
             return amount, self._epoch
 
     def undo(self, token: tuple[int, int]) -> None:
         amount, epoch = token
         with self._lock:
-            young, middle, old = gc.get_threshold()
+            young = gc.get_threshold()[0]
             if young == self._young and epoch == self._epoch:
                 self._young = young - amount
-                gc.set_threshold(self._young, middle, old)
+                gc.set_threshold(self._young)
 
 
 YOUNG_RAISES = YoungRaises()
