@@ -20,7 +20,7 @@ from jobtui.control.server import ControlServer
 from jobtui.host import Host
 from jobtui.store import pgstore, postgres
 from jobtui.store.pgstore import PostgresStore, read_runs
-from jobtui.store.writer import Kind, Write
+from jobtui.store.writes import Kind, Write
 
 from .conftest import START, Recorder
 from .test_postgres import Host as EngineHost

@@ -17,7 +17,7 @@ from jobtui.store import pgpeers
 from jobtui.store.interface import PeerRuns
 from jobtui.store.pgpeers import PeerWatcher
 from jobtui.store.pgstore import PostgresStore
-from jobtui.store.writer import StoreUnavailable
+from jobtui.store.writes import StoreUnavailable
 
 from .conftest import START, Recorder
 

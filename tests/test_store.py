@@ -13,7 +13,7 @@ import pytest
 from jobtui import Outcome, Run, RunFinished, Scheduler, VirtualClock
 from jobtui.store import Store, StoreError, read_runs
 from jobtui.store.schema import VERSION
-from jobtui.store.writer import StoreUnavailable
+from jobtui.store.writes import StoreUnavailable
 
 from .conftest import START, Recorder
 

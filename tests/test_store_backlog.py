@@ -15,7 +15,8 @@ import pytest
 
 from jobtui.engine.collector import YOUNG_RAISES
 from jobtui.store.backlog import BACKLOG, DEFERRED, MAX_DEFERRAL, BacklogCollector
-from jobtui.store.writer import BatchWriter, Kind, StoreUnavailable, Write
+from jobtui.store.writer import BatchWriter
+from jobtui.store.writes import Kind, StoreUnavailable, Write
 
 YOUNG = 700  # the program's young threshold in these tests
 

@@ -16,7 +16,8 @@ from jobtui.store import Store, read_runs, sqlrows
 from jobtui.store import writer as writer_module
 from jobtui.store.claimwait import ClaimDeadlines
 from jobtui.store.sqlite import WARMED, SQLiteBackend
-from jobtui.store.writer import ANSWER_SLICE, BatchWriter, Kind, StoreUnavailable, Write
+from jobtui.store.writer import ANSWER_SLICE, BatchWriter
+from jobtui.store.writes import Kind, StoreUnavailable, Write
 
 from .conftest import START
 

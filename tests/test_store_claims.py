@@ -18,7 +18,8 @@ import pytest
 from jobtui import Outcome, Run, RunStarted, Scheduler
 from jobtui.engine.datastore import ClaimAnswer
 from jobtui.store import Store, read_runs
-from jobtui.store.writer import FIRST_BATCH, BatchWriter, Kind, Write
+from jobtui.store.writer import FIRST_BATCH, BatchWriter
+from jobtui.store.writes import Kind, Write
 
 from .conftest import START, Recorder, stop_within
 from .test_hot_path import BODIES, record, told

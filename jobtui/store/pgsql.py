@@ -3,7 +3,7 @@ holds a job's overlap policy across hosts, and the leases' renewal and reaping."
 
 from __future__ import annotations
 
-from .writer import SUCCEEDED_PLAINLY, Kind
+from .writes import SUCCEEDED_PLAINLY, Kind
 
 _TS = "to_timestamp(%s)"
 # A claim's lease counts from when the row is written (clock_timestamp), not from its

@@ -26,7 +26,7 @@ from .pgnotify import Notifier
 from .pgpeers import PEER_POLL, PeerWatcher
 from .postgres import LEASE, DatabaseUnavailable, PostgresBackend, connect
 from .store import Store, StoreError
-from .writer import Kind, StoreUnavailable, Write
+from .writes import Kind, StoreUnavailable, Write
 
 # An `every` grid with no `start` is anchored here on every host (the Unix epoch, UTC): hosts
 # started at different moments compute the same occurrences, so their claims meet.

@@ -44,7 +44,7 @@ from .pgsql import (
     STILL_GOING,
     TURN_CAME,
 )
-from .writer import Kind, StoreUnavailable, Write
+from .writes import Kind, StoreUnavailable, Write
 
 log = logging.getLogger("jobtui.store")
 

@@ -24,7 +24,7 @@ from .schema import NewerSchema, migrate
 from .sqlrows import RowWriter
 from .statefile import LockHeld, create_private, take_lock
 from .vanished import identity, relock, write_copy
-from .writer import SUCCEEDED_PLAINLY, Kind, StoreUnavailable, Write
+from .writes import SUCCEEDED_PLAINLY, Kind, StoreUnavailable, Write
 
 log = logging.getLogger("jobtui.store")
 STATEMENTS: dict[Kind, str] = {

@@ -31,7 +31,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .writer import SUCCEEDED_PLAINLY, Kind
+from .writes import SUCCEEDED_PLAINLY, Kind
 
 NULL = math.nan  # bound for None: SQLite turns a NaN into NULL (see above)
 CHUNK = 1024  # most rows in one statement (fewer if SQLite allows fewer parameters)

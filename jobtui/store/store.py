@@ -41,7 +41,8 @@ from .history import read_context, read_runs
 from .interface import PeerRuns
 from .sqlite import DamagedDatabase, OwnedElsewhere, SQLiteBackend
 from .statefile import UnusableStatePath
-from .writer import Backend, BatchWriter, Kind, StoreUnavailable, Write
+from .writer import Backend, BatchWriter
+from .writes import Kind, StoreUnavailable, Write
 
 CLAIM_WAIT = 2.0  # a claim not written by then lets the run go ahead (the store is degraded)
 # Written for every run: an Enum member read through its class costs a function call in 3.11.

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .statefile import LockHeld, lock_path, take_lock
-from .writer import Disowned
+from .writes import Disowned
 
 Identity = tuple[int, int]  # (st_dev, st_ino)
 

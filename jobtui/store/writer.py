@@ -13,12 +13,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Protocol
+from typing import Protocol
 
 from .answers import Claim, ClaimAnswers
 from .backlog import BacklogCollector
+from .writes import SUCCEEDED_PLAINLY, Disowned, Kind, StoreUnavailable, Write
+
+# Beside the writer, for the code that has always imported them from here.
+__all__ = ["SUCCEEDED_PLAINLY", "Disowned", "Kind", "StoreUnavailable", "Write"]
 
 BATCH = 500  # writes per transaction, unless the backend says (``batch_size``)
 # Writes in the first transaction after the writer waited for work, when they begin with a
@@ -37,57 +39,6 @@ log = logging.getLogger("jobtui.store")
 UNCLAIMED = "not run: the state database could not be reached to claim it"
 
 
-class Kind(Enum):
-    """What a write records; a backend has one statement for each."""
-
-    CLAIM = "claim"  # a scheduled run's row, before it starts: its answer is "inserted?"
-    MANUAL_RUN = "manual_run"  # a manual run's row, when it starts
-    PROGRESS = "progress"
-    FINISH = "finish"
-    # A run's result when it succeeded and has nothing more to say (no output, progress,
-    # status message, exit code): FINISH's row without the eleven values that are then always
-    # the same. Most runs end so, and each value is bound by the writer with the GIL held.
-    SUCCEEDED = "succeeded"
-    OCCURRENCE = "occurrence"  # an occurrence that did not run: skipped or missed
-    SAVE_JOB = "save_job"
-    DELETE_JOB = "delete_job"
-    SESSION_START = "session_start"  # this process started scheduling
-    SESSION_STOP = "session_stop"
-    JOB_EVENT = "job_event"  # paused, resumed, disabled, finished; a hook that failed
-
-    # A member is its own hash: Enum's __hash__ is a Python function (hash of its name), and the
-    # writer looks up each write's kind in dicts (its group, its statement), every write.
-    __hash__ = object.__hash__
-
-
-# The columns of a run's row that Kind.SUCCEEDED leaves out, as every backend's statement for
-# it sets them (the runs table has these columns in each): what FINISH writes for such a run.
-SUCCEEDED_PLAINLY = (
-    "outcome = 'succeeded', reason = '', progress = NULL, status_message = '', "
-    "error_type = NULL, error_message = NULL, error_traceback = NULL, exit_code = NULL, "
-    "signal = NULL, output = NULL, output_dropped_bytes = 0"
-)
-
-
-@dataclass(slots=True)
-class Write:
-    kind: Kind
-    params: tuple[Any, ...]
-    claim: Claim | None = None
-    droppable: bool = False  # progress: the first to go when the buffer is full
-    journaled: bool = False  # a claim noted in the backend's journal, its run let go ahead
-    job_id: str = ""  # whose record it is, to say whose records were lost
-
-
-class StoreUnavailable(Exception):
-    """The backend cannot take writes just now; the message says why (from the database)."""
-
-
-class Disowned(Exception):
-    """Another process owns the state now (it took the lock while this one's file was gone):
-    this one must write nothing more, nor start a scheduled run (the other owns them now)."""
-
-
 class Backend(Protocol):
     """What the writer asks of a backend. Besides these, it may have ``batch_size`` (writes per
     transaction) and ``warm()`` (called on the writer's thread whenever it finds nothing to
@@ -98,8 +49,10 @@ class Backend(Protocol):
     shared: bool
 
     def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
-        """Commit ``batch`` in order in one transaction; answer each CLAIM with whether its
-        row was inserted. Raise StoreUnavailable (and commit nothing) if it cannot."""
+        """Commit ``batch`` in one transaction, each run's and each job's rows ending as they
+        would written in order (a backend may group the writes by kind: SQLite's GROUP_ORDER);
+        answer each CLAIM with whether its row was inserted. Raise StoreUnavailable (and
+        commit nothing) if it cannot."""
         ...
 
     def prune(self) -> None:
