@@ -24,6 +24,7 @@ from jobtui.console.app import JobtuiApp
 from jobtui.console.widgets.job_table import JobTable
 from jobtui.host import open_store
 from jobtui.store import Store, StoreError, read_runs, writer
+from jobtui.store.writes import Kind, StoreUnavailable, Write
 
 from .conftest import START, Recorder
 from .test_cli import Headless, jobtui, write
@@ -347,3 +348,51 @@ def test_a_claims_journal_someone_else_put_beside_the_database_is_not_read(tmp_p
     with pytest.raises(StoreError, match=r"claims journal .*state\.db\.claims.*not this user"):
         Store.open(db)
     assert read_runs(db) == [] and journal.is_symlink() == (planted == "a symlink")
+
+
+class RetentionFails:
+    """A shared backend (as PostgreSQL's) whose writes go in and whose retention fails, as a
+    statement timeout on a big DELETE does."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        self.written: list[Write] = []
+        self.prunes = 0
+
+    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
+        self.written += batch
+        return [(w, True) for w in batch if w.kind is Kind.CLAIM]
+
+    def prune(self) -> None:
+        self.prunes += 1
+        raise StoreUnavailable("canceling statement due to statement timeout")
+
+    def check(self) -> str:
+        return ""
+
+    def journal(self, claims: list[Write]) -> None:
+        raise OSError("a shared database's claims are never journaled")
+
+
+async def test_retention_failing_after_a_batch_went_in_neither_refuses_its_claims_nor_rewrites_it(
+    monkeypatch,
+):
+    """The batch committed: its claims are this host's, and its runs must go ahead (a refused
+    claim whose row went in left the occurrence run nowhere, its row open for good)."""
+    monkeypatch.setattr(writer, "PRUNE_EVERY", 0.0)
+    backend = RetentionFails()
+    batch_writer = writer.BatchWriter(backend, max_buffer=1000)
+    loop = asyncio.get_running_loop()
+    batch_writer.start(loop)
+    try:
+        claimed: asyncio.Future[bool] = loop.create_future()
+        batch_writer.push(Write(Kind.CLAIM, ("run1", "job", 1.0, 1.0), claimed, job_id="job"))
+        assert await asyncio.wait_for(claimed, 10) is True
+        batch_writer.push(Write(Kind.JOB_EVENT, ("job", 2.0, "finished", ""), job_id="job"))
+        assert await asyncio.to_thread(batch_writer.flush, 10)
+        assert backend.prunes >= 1
+        assert [w.kind for w in backend.written] == [Kind.CLAIM, Kind.JOB_EVENT]  # once each
+        assert batch_writer.status == ""
+    finally:
+        await asyncio.to_thread(batch_writer.close)

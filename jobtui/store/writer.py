@@ -287,9 +287,6 @@ class BatchWriter:
                     self._next_check = time.monotonic() + CHECK_EVERY
                     self._tell(self.backend.check())
                 results = self.backend.write(batch) if batch else []
-                if time.monotonic() - self._last_prune > PRUNE_EVERY:
-                    self._last_prune = time.monotonic()
-                    self.backend.prune()
             except Disowned as exc:
                 self._backlog.stop()
                 self._disown(str(exc), batch)
@@ -337,6 +334,21 @@ class BatchWriter:
             answers = [(w.claim, claimed) for w, claimed in results if w.claim is not None]
             if answers:
                 self._answer(answers)
+            if time.monotonic() - self._last_prune > PRUNE_EVERY:
+                self._last_prune = time.monotonic()
+                self._prune()
+
+    def _prune(self) -> None:
+        """Apply the retention limits, after the batch committed: a failure must not put it
+        back, as it did when the two shared one try (a shared backend then refused the
+        claims whose rows had gone in: runs never run, rows left open under a lease renewed
+        for good). Tried again at the next PRUNE_EVERY; the records are written meanwhile."""
+        try:
+            self.backend.prune()
+        except StoreUnavailable as exc:
+            log.warning("applying the state store's retention limits failed: %s", exc)
+        except Exception:
+            log.exception("applying the state store's retention limits failed")
 
     def _let_claims_go_ahead(self) -> None:
         """Answer the queued claims not answered yet with "run it", once the backend has
