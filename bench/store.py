@@ -13,7 +13,7 @@
 Every measurement runs in a fresh subprocess; each number is the median of the rounds. The
 garbage collector and the GIL's switch interval are set as the jobtui command sets them
 (jobtui.host.tune_collector: what is alive once the scheduler started is frozen, full passes
-rarer; tune_switching: 1 ms), with the store and without it.
+rarer; tune_switching: 0.2 ms), with the store and without it.
 bench/engine.py section (d) runs cases from here too.
 """
 

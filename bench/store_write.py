@@ -33,13 +33,17 @@ def batches() -> tuple[list[Any], list[Any]]:
     job's saved state and the job's note that it finished."""
     from jobtui.store.writer import Kind, Write
 
+    succeeded = getattr(Kind, "SUCCEEDED", None)
     t0 = time.time()
     claims, results = [], []
     for n in range(RUNS):
         job, run = f"j{n}", f"ab12cd34{n + 1:06x}"
         claims.append(Write(Kind.CLAIM, (run, job, t0, t0 + n * 1e-6), None, False, False, job))
-        finish = (t0 + 1, "succeeded", "", 1, None, "", None, None, None, None, None, None, 0)
-        results.append(Write(Kind.FINISH, (*finish, t0 + 0.5, run), job_id=job))
+        if succeeded is not None:  # a plain success's short row, as the store writes it
+            results.append(Write(succeeded, (t0 + 1, 1, t0 + 0.5, run), job_id=job))
+        else:  # a baseline from before Kind.SUCCEEDED: the whole result
+            finish = (t0 + 1, "succeeded", "", 1, None, "", None, None, None, None, None, None, 0)
+            results.append(Write(Kind.FINISH, (*finish, t0 + 0.5, run), job_id=job))
         save = (job, 0, "", "", 0, 1, t0, None, None, 1, "", t0 + 1)
         results.append(Write(Kind.SAVE_JOB, save, job_id=job))
         results.append(Write(Kind.JOB_EVENT, (job, t0 + 1, "finished", "its last run ended")))

@@ -29,7 +29,9 @@ SWITCH_INTERVAL = 0.0002  # seconds a thread waits for the GIL before it asks (P
 
 def tune_collector() -> None:
     """The `jobtui` command's garbage-collector policy, never the engine library's (a program
-    that imports the Scheduler keeps its collector as it set it). Full collections walk every
+    that imports the Scheduler keeps its collector as it set it, but for the young threshold
+    raised through a pass and while a store's writer is behind: engine/collector.py,
+    store/backlog.py). Full collections walk every
     tracked object: with thousands of jobs, passes of 100-200 ms that stalled the loop while
     runs were being recorded (bench/store.py), though nothing they walked was garbage. So
     what is alive once the scheduler started (the config, the jobs, their plans and
@@ -39,7 +41,8 @@ def tune_collector() -> None:
     middle pass walked them all again (six passes of ~75 ms in 20,000 runs due at once). A
     run leaves no reference cycle behind (tests/test_store_gc.py), so that garbage
     never waits for a full pass; cycles a job's own code makes mostly die young, in the young
-    generations' passes, which stay as frequent and as short as Python makes them."""
+    generations' passes, which stay as frequent and as short as Python makes them (but while
+    the store's writer is behind: store/backlog.py)."""
     # Again after a reload: what it dropped was frozen with the rest, and would never be
     # walked again; cycles among it must be found and freed. That one full collection walks
     # everything (100-200 ms with thousands of jobs), and unfreezes what a program that calls

@@ -16,12 +16,15 @@ class BacklogCollector:
     """While the writer is behind, the collector walks the records waiting to be written over
     and over, and none of them is garbage: in a burst of 20,000 runs due at once, ~240 young
     and ~22 middle collections, ~50 ms of ~400, that collected nothing (bench/store.py). So
-    while more than BACKLOG writes wait behind the batch being written, the young threshold
-    is raised by DEFERRED (through YOUNG_RAISES: a threshold the program sets meanwhile is
-    kept, and 0 is never raised). It is undone when the writer finds its queue empty; and when
-    the backend cannot be written, or after MAX_DEFERRAL seconds of one backlog, not raised
-    again until the queue was empty: records that wait in memory for as long as the database
-    is away must not keep a job's cyclic garbage waiting too. Used by the writer thread only."""
+    while BACKLOG writes or more wait behind the batch being written, the young threshold is
+    raised by DEFERRED (through YOUNG_RAISES: a threshold the program sets meanwhile is kept,
+    and 0 is never raised). It is undone when the writer finds its queue empty; and when the
+    backend cannot be written, or after MAX_DEFERRAL seconds of one backlog (looked at as each
+    batch is taken: a write that hangs keeps the threshold raised, never the collector off,
+    until it returns), not raised again until the queue was empty: records that wait in
+    memory for as long as the database is away must not keep a job's cyclic garbage waiting
+    too. The store is the library's, as the scheduler's passes are: a program's collector is
+    raised by it too. Used by the writer thread only."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
