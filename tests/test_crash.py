@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
+from pathlib import Path
 
 from .test_cli import Headless, jobtui, write
 
@@ -14,6 +16,21 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (FileNotFoundError, ProcessLookupError):  # gone, or reaped while read
         return False
+
+
+def pid_recorded(db: Path) -> bool:
+    """Whether the running command's pid is in the state database (how a restart finds and
+    kills what a crash left): the store writes it a moment after the command started."""
+    if not db.exists():
+        return False
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT pid FROM runs WHERE outcome IS NULL").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    return row is not None and row[0] is not None
 
 
 def test_sigkill_during_a_run_leaves_an_abandoned_record_and_no_process(tmp_path):
@@ -29,7 +46,11 @@ def test_sigkill_during_a_run_leaves_an_abandoned_record_and_no_process(tmp_path
     )
     first = Headless(config)
     try:
+        # Killed once the run's pid is recorded: before that, no restart could find its
+        # process (under load, the store's write of it can come after the pid file).
+        db = tmp_path / ".jobtui" / "state.db"
         first.wait_for(lambda ev: pidfile.exists() and pidfile.read_text().strip())
+        first.wait_for(lambda ev: pid_recorded(db))
         child = int(pidfile.read_text())
         first.proc.send_signal(signal.SIGKILL)  # no chance to clean up
         first.proc.wait(timeout=10)
