@@ -17,10 +17,7 @@ from typing import Protocol
 
 from .answers import Claim, ClaimAnswers
 from .backlog import BacklogCollector
-from .writes import SUCCEEDED_PLAINLY, Disowned, Kind, StoreUnavailable, Write
-
-# Beside the writer, for the code that has always imported them from here.
-__all__ = ["SUCCEEDED_PLAINLY", "Disowned", "Kind", "StoreUnavailable", "Write"]
+from .writes import Disowned, Kind, StoreUnavailable, Write
 
 BATCH = 500  # writes per transaction, unless the backend says (``batch_size``)
 # Writes in the first transaction after the writer waited for work, when they begin with a
