@@ -7,9 +7,9 @@ written and a backlog that lasts do not hold the collector off, and raises made 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -17,6 +17,8 @@ from jobtui.engine.collector import YOUNG_RAISES
 from jobtui.store.backlog import BACKLOG, DEFERRED, MAX_DEFERRAL, BacklogCollector
 from jobtui.store.writer import BatchWriter
 from jobtui.store.writes import Kind, StoreUnavailable, Write
+
+from .test_store_batches import BlockingBackend
 
 YOUNG = 700  # the program's young threshold in these tests
 
@@ -29,52 +31,47 @@ def thresholds() -> Iterator[None]:
     gc.set_threshold(*before)
 
 
-class HeldBackend:
+class HeldBackend(BlockingBackend):
     """Each write waits until the test lets it go; ``refuse`` makes writes fail as a full
     disk does."""
 
-    shared = False
-
     def __init__(self) -> None:
-        self.go = threading.Event()
-        self.writing = threading.Event()
+        super().__init__()
         self.refuse = False
 
     def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
-        self.writing.set()
-        self.go.wait(30)
+        written = super().write(batch)
         if self.refuse:
             raise StoreUnavailable("database or disk is full")
-        return []
-
-    def prune(self) -> None: ...
-
-    def check(self) -> str:
-        return ""
-
-    def journal(self, claims: list[Write]) -> None: ...
+        return written
 
 
 def notes(count: int) -> list[Write]:
     return [Write(Kind.JOB_EVENT, (f"j{n}", 1.0, "finished", "")) for n in range(count)]
 
 
-async def behind(backend: HeldBackend, writes: int) -> BatchWriter:
+@contextlib.asynccontextmanager
+async def behind(backend: HeldBackend, writes: int) -> AsyncIterator[BatchWriter]:
     """A writer holding its first batch in the backend, ``writes`` queued before it started
-    (pushed after, the woken writer could take the first alone, before the rest came)."""
+    (pushed after, the woken writer could take the first alone, before the rest came);
+    closed after, the backend let go and writing."""
     writer = BatchWriter(backend, max_buffer=100_000)
     writer.push_many(notes(writes))
     writer.start(asyncio.get_running_loop())
-    assert await asyncio.to_thread(backend.writing.wait, 10)
-    return writer
+    try:
+        assert await asyncio.to_thread(backend.writing.wait, 10)
+        yield writer
+    finally:
+        backend.refuse = False
+        backend.go.set()
+        await asyncio.to_thread(writer.close)
 
 
 async def test_the_collector_waits_while_the_writer_is_behind_and_not_once_it_caught_up(
     thresholds: None,
 ) -> None:
     backend = HeldBackend()
-    writer = await behind(backend, 3 * BACKLOG)
-    try:
+    async with behind(backend, 3 * BACKLOG) as writer:
         assert gc.get_threshold()[0] == YOUNG + DEFERRED
         backend.go.set()
         assert await asyncio.to_thread(writer.flush, 10)
@@ -84,24 +81,17 @@ async def test_the_collector_waits_while_the_writer_is_behind_and_not_once_it_ca
         writer.push_many(notes(BACKLOG // 2))
         assert await asyncio.to_thread(writer.flush, 10)
         assert backend.writing.is_set() and gc.get_threshold()[0] == YOUNG
-    finally:
-        backend.go.set()
-        await asyncio.to_thread(writer.close)
 
 
 async def test_a_threshold_the_program_sets_meanwhile_is_kept_and_0_is_never_raised(
     thresholds: None,
 ) -> None:
     backend = HeldBackend()
-    writer = await behind(backend, 3 * BACKLOG)
-    try:
+    async with behind(backend, 3 * BACKLOG) as writer:
         gc.set_threshold(1234)
         backend.go.set()
         assert await asyncio.to_thread(writer.flush, 10)
         assert gc.get_threshold()[0] == 1234
-    finally:
-        backend.go.set()
-        await asyncio.to_thread(writer.close)
     gc.set_threshold(0)  # a program that collects by hand
     collector = BacklogCollector()
     collector.behind(3 * BACKLOG)
@@ -114,10 +104,9 @@ async def test_records_waiting_for_a_database_that_cannot_be_written_do_not_hold
     thresholds: None,
 ) -> None:
     backend = HeldBackend()
-    writer = await behind(backend, 3 * BACKLOG)
     failed = asyncio.Event()
-    writer.on_status = lambda status: failed.set()
-    try:
+    async with behind(backend, 3 * BACKLOG) as writer:
+        writer.on_status = lambda status: failed.set()
         assert gc.get_threshold()[0] == YOUNG + DEFERRED
         backend.refuse = True
         backend.go.set()
@@ -130,10 +119,6 @@ async def test_records_waiting_for_a_database_that_cannot_be_written_do_not_hold
         backend.refuse = False  # back: the backlog is written, the collector as it was
         assert await asyncio.to_thread(writer.flush, 10)
         assert gc.get_threshold()[0] == YOUNG
-    finally:
-        backend.refuse = False
-        backend.go.set()
-        await asyncio.to_thread(writer.close)
 
 
 def test_a_backlog_that_lasts_holds_the_collector_off_no_longer_than_max_deferral(

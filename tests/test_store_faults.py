@@ -29,6 +29,7 @@ from jobtui.store.writes import Kind, StoreUnavailable, Write
 from .conftest import START, Recorder
 from .test_cli import Headless, jobtui, write
 from .test_store import RefusingBackend
+from .test_store_batches import BlockingBackend
 
 
 async def noop(run: Run) -> None:
@@ -350,29 +351,20 @@ def test_a_claims_journal_someone_else_put_beside_the_database_is_not_read(tmp_p
     assert read_runs(db) == [] and journal.is_symlink() == (planted == "a symlink")
 
 
-class RetentionFails:
+class RetentionFails(BlockingBackend):
     """A shared backend (as PostgreSQL's) whose writes go in and whose retention fails, as a
     statement timeout on a big DELETE does."""
 
     shared = True
 
     def __init__(self) -> None:
-        self.written: list[Write] = []
+        super().__init__()
+        self.go.set()
         self.prunes = 0
-
-    def write(self, batch: list[Write]) -> list[tuple[Write, bool]]:
-        self.written += batch
-        return [(w, True) for w in batch if w.kind is Kind.CLAIM]
 
     def prune(self) -> None:
         self.prunes += 1
         raise StoreUnavailable("canceling statement due to statement timeout")
-
-    def check(self) -> str:
-        return ""
-
-    def journal(self, claims: list[Write]) -> None:
-        raise OSError("a shared database's claims are never journaled")
 
 
 async def test_retention_failing_after_a_batch_went_in_neither_refuses_its_claims_nor_rewrites_it(
