@@ -203,7 +203,7 @@ async def stall(system: str, rate: int, seconds: float) -> dict[str, float]:
 # -- driver ---------------------------------------------------------------------------------
 
 
-def measure(case: str, system: str, arg: str, baseline: Path | None, quick: bool) -> dict:
+def measure(case: str, system: str, arg: str, baseline: Path | None) -> dict:
     env = child_env(baseline)  # with a baseline: the same code, importing jobtui from it
     cmd = [sys.executable, __file__, "--child", case, system, arg]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -236,7 +236,7 @@ def report(args: argparse.Namespace, baseline: Path | None) -> None:
         print(f"  round {round_ + 1} of {rounds} ...", file=sys.stderr, flush=True)
         for case in cases:
             for name, where in columns.items():
-                runs.setdefault((name, case), []).append(measure(*case, where, args.quick))
+                runs.setdefault((name, case), []).append(measure(*case, where))
     got: dict[str, dict[str, float]] = {name: {} for name in columns}
     for (name, (kind, system, arg)), results in runs.items():
         median = {key: statistics.median(r[key] for r in results) for key in results[0]}
